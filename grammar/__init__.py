@@ -1,0 +1,266 @@
+"""Parse tdsl source text into a Lark tree; syntax errors become TdslSyntaxError.
+
+The tree contract (the front end is written against exactly this). Tokens stay
+lark Tokens, so positions survive; every tree node carries `meta` positions.
+
+    module(item*)              item: const_def(NAME, expr) | fn_def(NAME, params, ret, body)
+    params(param*)             param(NAME, type)
+    type(NAME, dims)           NAME is the dtype word (f32 ... bool, lexed as a NAME);
+                               dims is dims(dim*) for `f32[n, 3]`, or None for a scalar
+    dim                        a NAME or INT token, or dim_expr(dim, OP, dim) with OP
+                               one of + - * // (`f64[n - 1]`, `f32[n * k]`)
+    ret                        None without `->`; ret_single(type) or ret_tuple(type, ...)
+    body(stmt*)                assign(NAME, expr), destructure(NAME, NAME, ..., expr),
+                               return_stmt(expr, ...)
+    expr, loosest first        or_op(a, b), and_op(a, b), not_op(a), compare(a, OP, b)
+                               (OP one of == != < <= > >=, no chaining),
+                               binop(a, OP, b) (OP one of + - * / // % @, left-assoc),
+                               neg(a), pos(a), power(a, b) (right-assoc, `-x**2` is
+                               neg(power(x, 2)), `2 ** -1` parses)
+    postfix                    call(NAME, args(arg*)) with arg_pos(expr) | arg_kw(NAME, expr);
+                               index(expr, subscripts(sub*)) with sub_expr(expr),
+                               sub_slice(start, stop, step) (each an expr or None),
+                               sub_none() for the word None, sub_ellipsis() for `...`;
+                               attr(expr, NAME) for `x.T`
+    atoms                      name(NAME), int_lit(INT), float_lit(FLOAT), true_lit(),
+                               false_lit(), `(e)` inlined, tuple_lit(expr*) for `()`,
+                               `(n,)`, `(a, b)`; array_lit(expr+) for `[1.0, 2.0]`
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from tdsl.errors import Location, TdslSyntaxError, location_of
+
+__all__ = ["parse", "KEYWORDS", "RESERVED_WORDS"]
+
+KEYWORDS = ("fn", "const", "return", "true", "false", "and", "or", "not")
+RESERVED_WORDS = ("for", "in", "if", "else", "loop")
+
+_CLOSERS = {"(": ")", "[": "]"}
+_EXPRESSION_START = {"NAME", "INT", "FLOAT", "LPAR", "LSQB", "MINUS", "PLUS", "TRUE", "FALSE"}
+_COMPARISONS = {"EQ", "NE", "LT", "LE", "GT", "GE"}
+# What may follow a complete operand; listing them in "expected ..." would only be noise.
+_OPERATORS = _COMPARISONS | {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT",
+                             "POW", "AND", "OR", "LPAR", "LSQB", "DOT"}
+_TOKEN_WORDS = {"NAME": "a name", "INT": "a number", "FLOAT": "a number",
+                "_NL": "a new line", "$END": "end of file"}
+
+# Slips recognised by the parser state they leave behind; "{token}" is the unexpected text.
+_EXAMPLES = {
+    "missing '->' before the return type": ["fn f(x: f32) f32 { return x }"],
+    "missing ',' before '{token}'": ["fn f(x: f32 y: f32) { return x }",
+                                     "fn f(x: f32[n] y: f32) { return x }"],
+    "a parameter needs a type, as in 'x: f32[n]'": ["fn f(x) { return x }",
+                                                    "fn f(x, y: f32) { return x }"],
+    "a statement is 'name = expr', 'a, b = expr' or 'return expr'": ["fn f() { x + 1 }"],
+    "a const is 'const NAME = value'": ["const X 1"],
+}
+
+class BracketNewlines:
+    """Post-lexer: drop newlines inside () and [], merge runs of newlines, flag reserved words.
+
+    A ';' is lexed as a newline; inside brackets it becomes a SEMI token, which no rule
+    accepts, so `f(a; b)` is a syntax error rather than silently ignored.
+    """
+
+    always_accept = ()
+
+    def process(self, stream):
+        depth = 0
+        pending = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth and tok.value == ";":
+                    yield Token.new_borrow_pos("SEMI", ";", tok)
+                elif not depth and pending is None:
+                    pending = tok
+                continue
+            if pending is not None:
+                yield pending
+                pending = None
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "NAME" and tok.value in RESERVED_WORDS:
+                tok = Token.new_borrow_pos("RESERVED", tok.value, tok)
+            yield tok
+        if pending is not None:
+            yield pending
+
+
+_parser: Lark | None = None
+
+
+def _get_parser() -> Lark:
+    """The LALR parser, built once on first use."""
+    global _parser
+    if _parser is None:
+        options = dict(parser="lalr", lexer="basic", start="module",
+                       propagate_positions=True, postlex=BracketNewlines())
+        try:
+            _parser = Lark.open_from_package("tdsl.grammar", "tdsl.lark", **options)
+        except (ImportError, OSError):  # running from a source tree, not installed
+            _parser = Lark.open(str(Path(__file__).with_name("tdsl.lark")), **options)
+    return _parser
+
+
+def parse(text: str, filename: str = "<string>") -> Tree:
+    """Parse tdsl source `text` into the tree described in this module's docstring."""
+    try:
+        tree = _get_parser().parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, text, filename) from None
+    _finish(tree)
+    return tree
+
+
+def _finish(tree: Tree) -> None:
+    """Turn sub_expr(name(None)) into sub_none(); give an empty module a position."""
+    for node in tree.iter_subtrees():
+        if node.data == "sub_expr":
+            inner = node.children[0]
+            if isinstance(inner, Tree) and inner.data == "name" and inner.children[0] == "None":
+                node.data = "sub_none"
+                node.children = []
+    if tree.meta.empty:
+        tree.meta.line = tree.meta.end_line = tree.meta.column = tree.meta.end_column = 1
+        tree.meta.start_pos = tree.meta.end_pos = 0
+        tree.meta.empty = False
+
+
+def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> TdslSyntaxError:
+    """A friendly TdslSyntaxError for a Lark parse error."""
+    if isinstance(err, UnexpectedCharacters):
+        char = text[err.pos_in_stream]
+        return TdslSyntaxError(f"unexpected character {char!r}", location_of(err, filename, text))
+    if not isinstance(err, UnexpectedToken):
+        return TdslSyntaxError("unexpected end of file", _end_of_file(text, filename))
+    token = err.token
+    opener = _unclosed_bracket(text, token)
+    if opener is not None:
+        return TdslSyntaxError(f"'{opener}' is never closed", location_of(opener, filename, text),
+                               hint=f"add '{_CLOSERS[opener.value]}'")
+    loc = _end_of_file(text, filename) if token.type == "$END" else location_of(token, filename, text)
+    accepts = set(err.accepts or err.expected)
+    message, hint = _explain_by_rule(token, accepts, text)
+    if message is None:
+        message = _match_example(err, accepts)
+    if message is None:
+        message = f"unexpected {_describe(token)}; expected {_expected_words(accepts)}"
+    return TdslSyntaxError(message, loc, hint=hint)
+
+
+def _explain_by_rule(token: Token, accepts: set[str], text: str) -> tuple[str | None, str | None]:
+    """Slips recognised from the token alone, whatever the parser state."""
+    kind, word = token.type, token.value
+    if kind == "$END" and "RBRACE" in accepts:
+        return "missing '}' at end of file", None
+    if kind in ("FN", "CONST") and "RBRACE" in accepts and not _names_something(token, text):
+        return f"missing '}}' before '{word}'", None
+    if kind == "RESERVED":
+        if "NAME" in accepts and _names_something(token, text):
+            return f"'{word}' is a reserved word and cannot be used as a name", None
+        return f"'{word}' is a reserved word, not part of tdsl yet", None
+    if word in KEYWORDS and kind == word.upper() and "NAME" in accepts:
+        return f"'{word}' is a keyword and cannot be used as a name", None
+    if kind == "EQUAL" and "EQ" in accepts:
+        return "'=' cannot appear inside an expression", "use '==' to compare"
+    if kind in _COMPARISONS and not accepts & _COMPARISONS and {"PLUS", "AND"} <= accepts:
+        return "comparisons do not chain", f"write 'a {word} b and b {word} c'"
+    return None, None
+
+
+_example_states: list[tuple[object, frozenset, str]] | None = None
+
+
+def _match_example(err: UnexpectedToken, accepts: set[str]) -> str | None:
+    """The _EXAMPLES label whose error leaves the parser in err's state, filled in.
+
+    Lark's match_examples also compares the parser's stack depth, so an example
+    would only match at the same nesting (say, in the first function of a file);
+    the LALR state and the acceptable tokens are what identify a slip.
+    """
+    global _example_states
+    if _example_states is None:
+        _example_states = []
+        for label, examples in _EXAMPLES.items():
+            for example in examples:
+                try:
+                    _get_parser().parse(example)
+                except UnexpectedToken as ex:
+                    _example_states.append((ex.state.position, frozenset(ex.accepts), label))
+    for position, example_accepts, label in _example_states:
+        if position == err.state.position and example_accepts == accepts:
+            return label.format(token=err.token.value)
+    return None
+
+
+def _unclosed_bracket(text: str, token: Token) -> Token | None:
+    """The innermost '(' or '[' before `token` that is never closed anywhere in `text`."""
+    stack: list[Token] = []
+    try:
+        for tok in _get_parser().lex(text):
+            if tok.type in ("LPAR", "LSQB"):
+                stack.append(tok)
+            elif tok.type in ("RPAR", "RSQB") and stack and _CLOSERS[stack[-1].value] == tok.value:
+                stack.pop()
+    except UnexpectedCharacters:
+        pass  # a bad character after the error; the brackets seen so far are enough
+    if token.type == "$END":
+        return stack[-1] if stack else None
+    before = [tok for tok in stack if tok.start_pos < token.start_pos]
+    return before[-1] if before else None
+
+
+def _names_something(token: Token, text: str) -> bool:
+    """Whether `token` is followed by what follows a name being bound: '=', ',', ':', ')'."""
+    rest = text[token.end_pos:].lstrip(" \t")
+    return rest[:1] in (",", ":", ")") or (rest[:1] == "=" and rest[:2] != "==")
+
+
+def _describe(token: Token) -> str:
+    """The unexpected token, in words."""
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "_NL":
+        return "end of line" if token.value != ";" else "';'"
+    if token.type == "NAME":
+        return f"name '{token.value}'"
+    if token.type in ("INT", "FLOAT"):
+        return f"number {token.value}"
+    if token.value in KEYWORDS:
+        return f"keyword '{token.value}'"
+    return f"'{token.value}'"
+
+
+def _expected_words(accepts: set[str]) -> str:
+    """The terminals the parser could take, in words: "')' or ','", "an expression"."""
+    names = set(accepts)
+    words = set()
+    if _EXPRESSION_START <= names:
+        names -= _EXPRESSION_START | {"NOT"}
+        words.add("an expression")
+    if "PLUS" in names:  # after a complete operand: any operator could follow
+        names -= _OPERATORS
+    for name in names:
+        if name in _TOKEN_WORDS:
+            words.add(_TOKEN_WORDS[name])
+        else:
+            words.add(f"'{_get_parser().get_terminal(name).pattern.value}'")
+    words = sorted(words)
+    if len(words) <= 1:
+        return words[0] if words else "nothing more"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _end_of_file(text: str, filename: str) -> Location:
+    """The place just after the last non-blank character of `text`."""
+    lines = text.rstrip().splitlines() or [""]
+    last = lines[-1]
+    return location_of(SimpleNamespace(line=len(lines), column=len(last) + 1), filename, text)

@@ -1,0 +1,144 @@
+"""Call-time argument binding and checks, shared by every target.
+
+`Binder(graph)` precomputes what it can once per function; `Binder.bind(args,
+kwargs)` turns the caller's values into C-contiguous arrays of the declared dtypes
+and finds the size variables, raising `TdslArgumentError` that names the parameter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .dims import Dim
+from .dtypes import from_numpy, kind, to_numpy
+from .errors import TdslArgumentError
+from .graph import FunctionGraph, toposort
+
+
+def collect_checks(graph: FunctionGraph) -> list[tuple[str, Dim, str, object]]:
+    """The size conditions the graph's slices and reshapes need, as (op, dim, message, loc)."""
+    found, seen = [], set()
+    for node in toposort(graph.outputs):
+        for op, dim, message in node.attr("checks", ()):
+            key = (op, dim, message)
+            if key not in seen:
+                seen.add(key)
+                found.append((op, dim, message, node.loc))
+    return found
+
+
+def _python_kind(value) -> str | None:
+    """The kind of a Python scalar or list ('bool', 'int', 'float'), or None if not one."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return None
+
+
+_KIND_RANK = {"bool": 0, "int": 1, "float": 2}
+
+
+class Binder:
+    def __init__(self, graph: FunctionGraph):
+        self.graph = graph
+        self.params = graph.params
+        self.names = [p.name for p in graph.params]
+        self.checks = collect_checks(graph)
+        # where each size variable is first seen: (param index, axis)
+        self.first_seen: dict[str, tuple[int, int]] = {}
+        for i, p in enumerate(graph.params):
+            for axis, d in enumerate(p.shape):
+                if not d.is_const and len(d.terms) == 1 and d.terms[0] == ((str(d),), 1):
+                    self.first_seen.setdefault(str(d), (i, axis))
+
+    def bind(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], dict[str, int]]:
+        values = self._order(args, kwargs)
+        arrays = [self._convert(p, v) for p, v in zip(self.params, values)]
+        sizes = self._sizes(arrays)
+        self._run_checks(sizes)
+        return arrays, sizes
+
+    def _order(self, args: tuple, kwargs: dict) -> list:
+        sig = self.graph.signature
+        if len(args) > len(self.params):
+            raise TdslArgumentError(f"{self.graph.name}() takes {len(self.params)} argument(s), "
+                                    f"got {len(args)}; the signature is {sig}")
+        values = list(args)
+        for name in self.names[len(args):]:
+            if name not in kwargs:
+                raise TdslArgumentError(f"{self.graph.name}() is missing argument '{name}'; "
+                                        f"the signature is {sig}")
+            values.append(kwargs[name])
+        extra = [k for k in kwargs if k not in self.names[len(args):]]
+        if extra:
+            raise TdslArgumentError(f"{self.graph.name}() got an unexpected or repeated argument "
+                                    f"'{extra[0]}'; the signature is {sig}")
+        return values
+
+    def _convert(self, param, value) -> np.ndarray:
+        target = param.dtype
+        where = f"argument '{param.name}' of {self.graph.name}()"
+        if isinstance(value, (np.ndarray, np.generic)):
+            src = value.dtype
+            if from_numpy(src) == target:
+                arr = value
+            elif np.can_cast(src, to_numpy(target), "safe"):
+                arr = value.astype(to_numpy(target))
+            else:
+                raise TdslArgumentError(f"{where} is {src}, which cannot be cast safely to {target}",
+                                        hint=f"convert it with .astype(numpy.{to_numpy(target)})")
+        else:
+            arr = self._from_python(value, target, where)
+        if arr.ndim != len(param.shape):
+            raise TdslArgumentError(f"{where} must have rank {len(param.shape)} ({param.type_str}), "
+                                    f"got shape {arr.shape}")
+        return arr if arr.flags.c_contiguous else np.array(arr, order="C")
+
+    def _from_python(self, value, target: str, where: str) -> np.ndarray:
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            raise TdslArgumentError(f"{where} is not a rectangular array") from None
+        src_kind = {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(arr.dtype.kind)
+        if src_kind is None:
+            raise TdslArgumentError(f"{where} has values of dtype {arr.dtype}, expected {target}")
+        if arr.size == 0:
+            src_kind = "bool"
+        if _KIND_RANK[src_kind] > _KIND_RANK[kind(target)]:
+            raise TdslArgumentError(f"{where} holds {src_kind} values, but the parameter is {target}",
+                                    hint=f"convert them explicitly for a {target} parameter")
+        if src_kind == "int" and kind(target) == "int":
+            info = np.iinfo(to_numpy(target))
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise TdslArgumentError(f"{where} has values outside the range of {target}")
+        return arr.astype(to_numpy(target))
+
+    def _sizes(self, arrays: list[np.ndarray]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for var, (i, axis) in self.first_seen.items():
+            sizes[var] = arrays[i].shape[axis]
+        for i, (p, arr) in enumerate(zip(self.params, arrays)):
+            for axis, d in enumerate(p.shape):
+                expected = d.evaluate(sizes)
+                if arr.shape[axis] != expected:
+                    self._size_error(p, axis, d, expected, arr.shape[axis])
+        return sizes
+
+    def _size_error(self, p, axis, d, expected, got):
+        if d.is_const:
+            raise TdslArgumentError(f"argument '{p.name}' of {self.graph.name}() must have size {expected} "
+                                    f"on axis {axis} ({p.type_str}), got {got}")
+        j, first_axis = self.first_seen[str(d)]
+        raise TdslArgumentError(f"{d} = {expected} from {self.params[j].name} (axis {first_axis}), "
+                                f"but {p.name} has {got} on axis {axis}")
+
+    def _run_checks(self, sizes: dict[str, int]) -> None:
+        for op, dim, message, loc in self.checks:
+            value = dim.evaluate(sizes)
+            if (op == ">=" and value < 0) or (op == "==" and value != 0):
+                bound = ", ".join(f"{v} = {sizes[v]} from {self.params[self.first_seen[v][0]].name}"
+                                  for v in dim.variables())
+                where = f" at {loc}" if loc else ""
+                raise TdslArgumentError(f"{message}{where}, but {bound}")

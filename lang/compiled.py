@@ -1,0 +1,114 @@
+"""Function and Module: what `tdsl.load`, `tdsl.compile` and `tdsl.function` hand back."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .bind import Binder
+from .dtypes import to_numpy
+from .graph import FunctionGraph
+from .interp import run_graph
+
+# A runner takes arrays in parameter order and the size variables, and returns the results.
+Runner = Callable[[list, dict], list]
+
+
+class Function:
+    """One compiled tdsl function: call it with NumPy arrays, inspect it without running it."""
+
+    def __init__(self, graph: FunctionGraph, target: str, runner: Runner, source: str):
+        self.graph = graph
+        self.target = target
+        self.source = source
+        self._runner = runner
+        self._binder = Binder(graph)
+        self.__name__ = graph.name
+        self.__doc__ = graph.signature
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def signature(self) -> str:
+        return self.graph.signature
+
+    def __call__(self, *args, **kwargs):
+        arrays, sizes = self._binder.bind(args, kwargs)
+        results = self._runner(arrays, sizes)
+        results = [r[()] if r.ndim == 0 else r for r in results]
+        return tuple(results) if self.graph.tuple_result else results[0]
+
+    def explain(self) -> str:
+        """Every parameter, named value and result with its dtype and symbolic shape."""
+        g = self.graph
+        lines = [g.signature]
+        if g.size_vars:
+            lines.append("  size variables: " + ", ".join(g.size_vars))
+        for p in g.params:
+            lines.append(f"  param  {p.name}: {p.type_str}")
+        for name, node in g.named:
+            where = f"  (line {node.loc.line})" if node.loc else ""
+            lines.append(f"  value  {name}: {node.type_str}{where}")
+        for i, out in enumerate(g.outputs):
+            lines.append(f"  result {i}: {out.type_str}")
+        return "\n".join(lines)
+
+    def trace(self, *args, **kwargs) -> dict:
+        """Run on the reference interpreter and return every named value, computed.
+
+        The dict holds the parameters (as bound), each named intermediate in source
+        order (a rebound name keeps its last value) and the results as `return`
+        (or `return[i]` for several).
+        """
+        arrays, sizes = self._binder.bind(args, kwargs)
+        g = self.graph
+        named_nodes = [n for _, n in g.named]
+        outputs, values = run_graph(g, {p.name: a for p, a in zip(g.params, arrays)}, sizes, named_nodes)
+        out: dict = {p.name: a for p, a in zip(g.params, arrays)}
+        for name, node in g.named:
+            out[name] = _fresh(values[node], node.dtype)
+        if g.tuple_result:
+            for i, (o, node) in enumerate(zip(outputs, g.outputs)):
+                out[f"return[{i}]"] = _fresh(o, node.dtype)
+        else:
+            out["return"] = _fresh(outputs[0], g.outputs[0].dtype)
+        return out
+
+    def to_tdsl(self) -> str:
+        """The graph as .tdsl source text, which parses back to the same graph."""
+        from .printer import to_tdsl
+        return to_tdsl(self.graph)
+
+    def __repr__(self) -> str:
+        return f"<tdsl.Function {self.signature} target={self.target}>"
+
+
+def _fresh(value, dtype: str):
+    arr = np.array(value, dtype=to_numpy(dtype), copy=True)
+    return arr[()] if arr.ndim == 0 else arr
+
+
+class Module:
+    """The functions of one .tdsl file, as attributes."""
+
+    def __init__(self, functions: list[Function], path: str = "<string>", target: str = "c"):
+        self.functions = {f.name: f for f in functions}
+        self.path = path
+        self.target = target
+        for f in functions:
+            setattr(self, f.name, f)
+
+    def __getitem__(self, name: str) -> Function:
+        return self.functions[name]
+
+    def __iter__(self):
+        return iter(self.functions.values())
+
+    def __dir__(self):
+        return list(super().__dir__()) + list(self.functions)
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.functions)
+        return f"<tdsl.Module {self.path} target={self.target}: {names}>"

@@ -1,0 +1,190 @@
+"""Symbolic dimensions: normalized polynomials over size variables.
+
+A `Dim` is a sum of integer-weighted monomials; a monomial is a sorted tuple of
+atoms, an atom being a size variable name or a floor division `(expr) // k`.
+Normal form makes `n + 1 - 1 == n` and `n * k == k * n` hold structurally.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Union
+
+
+@dataclass(frozen=True, order=True)
+class FloorDivAtom:
+    """The atom `expr // divisor` with a non-constant `expr` and an integer divisor > 1."""
+
+    expr: "Dim"
+    divisor: int
+
+    def __str__(self) -> str:
+        inner = str(self.expr)
+        if len(self.expr.terms) > 1 or any(c != 1 for _, c in self.expr.terms):
+            inner = f"({inner})"
+        return f"{inner} // {self.divisor}"
+
+
+Atom = Union[str, FloorDivAtom]
+
+
+def _atom_key(atom: Atom) -> tuple:
+    return (0, atom) if isinstance(atom, str) else (1, str(atom))
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A dimension: `terms` maps each monomial (sorted atoms) to its coefficient; () is the constant."""
+
+    terms: tuple[tuple[tuple[Atom, ...], int], ...]
+
+    @staticmethod
+    def of(value: "DimLike") -> "Dim":
+        """A Dim from an int, a size-variable name or a Dim."""
+        if isinstance(value, Dim):
+            return value
+        if isinstance(value, bool):
+            raise TypeError("a dimension cannot be a bool")
+        if isinstance(value, int):
+            return _normal({(): value})
+        if isinstance(value, str):
+            return Dim((((value,), 1),))
+        raise TypeError(f"not a dimension: {value!r}")
+
+    # -- queries -------------------------------------------------------------
+    @property
+    def is_const(self) -> bool:
+        return all(mono == () for mono, _ in self.terms)
+
+    @property
+    def const(self) -> int | None:
+        """The integer value when the dim is constant, else None."""
+        if not self.is_const:
+            return None
+        return self.terms[0][1] if self.terms else 0
+
+    def variables(self) -> list[str]:
+        """The size variables the dim depends on, in sorted order."""
+        found: set[str] = set()
+        for mono, _ in self.terms:
+            for atom in mono:
+                if isinstance(atom, str):
+                    found.add(atom)
+                else:
+                    found.update(atom.expr.variables())
+        return sorted(found)
+
+    def evaluate(self, sizes: Mapping[str, int]) -> int:
+        """The dim's value for concrete size-variable values."""
+        total = 0
+        for mono, coef in self.terms:
+            prod = coef
+            for atom in mono:
+                prod *= sizes[atom] if isinstance(atom, str) else atom.expr.evaluate(sizes) // atom.divisor
+            total += prod
+        return total
+
+    # -- arithmetic ----------------------------------------------------------
+    def __add__(self, other: "DimLike") -> "Dim":
+        acc = dict(self.terms)
+        for mono, coef in Dim.of(other).terms:
+            acc[mono] = acc.get(mono, 0) + coef
+        return _normal(acc)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "Dim":
+        return _normal({mono: -coef for mono, coef in self.terms})
+
+    def __sub__(self, other: "DimLike") -> "Dim":
+        return self + (-Dim.of(other))
+
+    def __rsub__(self, other: "DimLike") -> "Dim":
+        return Dim.of(other) - self
+
+    def __mul__(self, other: "DimLike") -> "Dim":
+        acc: dict = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in Dim.of(other).terms:
+                mono = tuple(sorted(m1 + m2, key=_atom_key))
+                acc[mono] = acc.get(mono, 0) + c1 * c2
+        return _normal(acc)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, divisor: "DimLike") -> "Dim":
+        div = Dim.of(divisor).const
+        if div is None or div <= 0:
+            raise ValueError("a dimension can only be floor-divided by a positive integer")
+        if div == 1:
+            return self
+        if self.is_const:
+            return Dim.of(self.const // div)
+        if all(coef % div == 0 for _, coef in self.terms):
+            return _normal({mono: coef // div for mono, coef in self.terms})
+        return _normal({(FloorDivAtom(self, div),): 1})
+
+    # -- comparison and printing ----------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Dim):
+            return self.terms == other.terms
+        if isinstance(other, bool):
+            return False
+        if isinstance(other, int):
+            return self.const == other
+        if isinstance(other, str):
+            return str(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.const) if self.is_const else hash(str(self))
+
+    def __lt__(self, other: "Dim") -> bool:  # only for deterministic sorting
+        return str(self) < str(other)
+
+    def __str__(self) -> str:
+        if not self.terms:
+            return "0"
+        out = ""
+        ordered = sorted(self.terms, key=lambda t: (t[0] == (), -len(t[0]), [_atom_key(a) for a in t[0]]))
+        for mono, coef in ordered:
+            body = " * ".join(str(a) for a in mono)
+            mag = abs(coef)
+            piece = str(mag) if not body else (body if mag == 1 else f"{mag} * {body}")
+            if not out:
+                out = piece if coef > 0 else f"-{piece}"
+            else:
+                out += f" + {piece}" if coef > 0 else f" - {piece}"
+        return out
+
+    def __repr__(self) -> str:
+        return f"Dim({str(self)!r})"
+
+
+DimLike = Union[Dim, int, str]
+
+
+def _normal(acc: dict) -> Dim:
+    items = [(tuple(mono), coef) for mono, coef in acc.items() if coef != 0]
+    items.sort(key=lambda t: [_atom_key(a) for a in t[0]])
+    return Dim(tuple(items))
+
+
+Shape = tuple  # a tuple of Dim
+
+
+def shape_str(shape: Shape) -> str:
+    """Print a shape as the language writes it: `[n, d]`, or '' for a scalar."""
+    return "[" + ", ".join(str(d) for d in shape) + "]" if shape else ""
+
+
+def shape_size(shape: Shape) -> Dim:
+    """The number of elements of a shape, as a Dim."""
+    total = Dim.of(1)
+    for d in shape:
+        total = total * d
+    return total
+
+
+def evaluate_shape(shape: Shape, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """A concrete shape from a symbolic one."""
+    return tuple(d.evaluate(sizes) for d in shape)

@@ -1,0 +1,421 @@
+"""The front end: a parse tree becomes checked function graphs.
+
+Calls between `fn`s are inlined: a body is elaborated again for each call with
+the caller's argument nodes bound to its parameters and the caller's dims bound
+to its size variables. Every node keeps the location of the expression it came from.
+"""
+from __future__ import annotations
+
+import difflib
+
+from lark import Token, Tree
+
+from . import builtins, infer
+from .dims import Dim, shape_str
+from .dtypes import DTYPES, can_cast_safe
+from .errors import Location, TdslTypeError, location_of
+from .graph import FunctionGraph, Node, Param, make_attrs
+from .indexing import Sub, index
+
+BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+
+
+class Program:
+    """The definitions of one source file, elaborated on demand."""
+
+    def __init__(self, tree: Tree, text: str, filename: str):
+        self.text, self.filename = text, filename
+        self.consts: dict[str, Node] = {}
+        self.fns: dict[str, Tree] = {}
+        self.in_progress: list[str] = []
+        for item in tree.children:
+            name_tok = item.children[0]
+            if name_tok in self.consts or name_tok in self.fns:
+                raise TdslTypeError(f"'{name_tok}' is defined twice", self.loc(name_tok))
+            if name_tok in DTYPES or name_tok in builtins.BUILDERS or name_tok == "grad":
+                raise TdslTypeError(f"'{name_tok}' is the name of a builtin", self.loc(name_tok))
+            if item.data == "fn_def":
+                self.fns[str(name_tok)] = item
+            else:
+                self.consts[str(name_tok)] = None  # placeholder until evaluated below
+        for item in tree.children:
+            if item.data == "const_def":
+                self.consts[str(item.children[0])] = self.const_value(item)
+
+    def loc(self, meta_or_token) -> Location | None:
+        meta = getattr(meta_or_token, "meta", meta_or_token)
+        return location_of(meta, self.filename, self.text)
+
+    def const_value(self, item: Tree) -> Node:
+        name, expr = item.children
+        scope = Scope(self, {}, {})
+        value = scope.expr(expr)
+        if not isinstance(value, Node) or value.op != "const":
+            raise TdslTypeError(f"const {name} must be a number or an array literal", self.loc(expr))
+        return value.with_name(str(name), self.loc(name))
+
+    def function_graphs(self) -> list[FunctionGraph]:
+        return [self.top_level(name) for name in self.fns]
+
+    def top_level(self, name: str) -> FunctionGraph:
+        """The function `name` as an exported entry point: its parameters are graph inputs."""
+        fn = self.fns[name]
+        _, params_tree, ret, body = fn.children
+        params, size_vars, sizes = [], [], {}
+        for p in params_tree.children:
+            pname, ptype = p.children
+            dtype, shape = self.param_type(ptype, sizes, size_vars)
+            params.append(Param(str(pname), dtype, shape, self.loc(pname)))
+        if len({p.name for p in params}) != len(params):
+            raise TdslTypeError(f"{name} has two parameters with the same name", self.loc(fn))
+        args = [Node("param", p.dtype, p.shape, (), make_attrs(name=p.name), False, p.loc, p.name) for p in params]
+        scope = Scope(self, {p.name: a for p, a in zip(params, args)}, sizes)
+        outputs, tuple_result = self.elaborate(fn, scope)
+        return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), tuple(scope.named),
+                             tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename)
+
+    def param_type(self, ptype: Tree, sizes: dict, size_vars: list) -> tuple[str, tuple[Dim, ...]]:
+        dtype_tok, dims = ptype.children
+        if dtype_tok not in DTYPES:
+            raise TdslTypeError(f"unknown dtype '{dtype_tok}' (use one of {', '.join(DTYPES)})", self.loc(dtype_tok))
+        shape = []
+        for d in (dims.children if dims is not None else []):
+            if isinstance(d, Token) and d.type == "NAME":
+                if d not in sizes:
+                    sizes[str(d)] = Dim.of(str(d))
+                    size_vars.append(str(d))
+                shape.append(sizes[str(d)])
+            elif isinstance(d, Token):
+                shape.append(Dim.of(int(str(d).replace("_", ""))))
+            else:
+                raise TdslTypeError("a parameter's dims must be integers or size-variable names",
+                                    self.loc(d))
+        return str(dtype_tok), tuple(shape)
+
+    def type_of(self, ttree: Tree, sizes: dict) -> tuple[str, tuple[Dim, ...]]:
+        """A declared (return) type under the size-variable bindings `sizes`."""
+        dtype_tok, dims = ttree.children
+        if dtype_tok not in DTYPES:
+            raise TdslTypeError(f"unknown dtype '{dtype_tok}'", self.loc(dtype_tok))
+        return str(dtype_tok), tuple(self.dim_of(d, sizes) for d in (dims.children if dims else []))
+
+    def dim_of(self, d, sizes: dict) -> Dim:
+        if isinstance(d, Token):
+            if d.type == "NAME":
+                if d not in sizes:
+                    raise TdslTypeError(f"size variable '{d}' is not bound by any parameter", self.loc(d))
+                return sizes[str(d)]
+            return Dim.of(int(str(d).replace("_", "")))
+        a, op, b = d.children
+        a, b = self.dim_of(a, sizes), self.dim_of(b, sizes)
+        if op == "//":
+            if b.const is None or b.const <= 0:
+                raise TdslTypeError("a dim can only be floor-divided by a positive integer", self.loc(d))
+            return a // b
+        return {"+": a + b, "-": a - b, "*": a * b}[str(op)]
+
+    def elaborate(self, fn: Tree, scope: "Scope") -> tuple[list[Node], bool]:
+        """Run the body of `fn` in `scope`; check the results against the return annotation."""
+        name, _, ret, body = fn.children
+        if name in self.in_progress:
+            chain = " -> ".join(self.in_progress + [str(name)])
+            raise TdslTypeError(f"recursion is not allowed: {chain}", self.loc(name))
+        self.in_progress.append(str(name))
+        try:
+            results = scope.body(body, self.loc(name))
+        finally:
+            self.in_progress.pop()
+        tuple_result = len(results) > 1
+        if ret is not None:
+            declared = ret.children
+            tuple_result = ret.data == "ret_tuple"
+            if len(declared) != len(results):
+                raise TdslTypeError(f"{name} declares {len(declared)} result(s) but returns {len(results)}",
+                                    self.loc(ret))
+            results = [self.check_result(r, t, scope.sizes) for r, t in zip(results, declared)]
+        results = [builtins._strong(r, r.loc) for r in results]
+        return results, tuple_result
+
+    def check_result(self, value: Node, ttree: Tree, sizes: dict) -> Node:
+        dtype, shape = self.type_of(ttree, sizes)
+        if value.dtype != dtype and value.weak and can_cast_safe(value.dtype, dtype) | (dtype[0] == "f"):
+            value = infer.cast(value, dtype, value.loc)
+        if value.dtype != dtype or value.shape != shape:
+            raise TdslTypeError(f"the result is {value.type_str} but the declared type is "
+                                f"{dtype}{shape_str(shape)}", self.loc(ttree),
+                                hint=f"cast with {dtype}(...)" if value.dtype != dtype else None)
+        return value
+
+    def inline(self, name: str, args: list, kwargs: dict, loc: Location | None) -> list[Node]:
+        """A call of another `fn`: its body elaborated with the arguments bound."""
+        fn = self.fns[name]
+        params = fn.children[1].children
+        if kwargs:
+            names = [str(p.children[0]) for p in params]
+            for key in kwargs:
+                if key not in names:
+                    raise TdslTypeError(f"{name}() has no parameter '{key}'", loc)
+            args = list(args) + [kwargs[n] for n in names[len(args):] if n in kwargs]
+        if len(args) != len(params):
+            raise TdslTypeError(f"{name}() takes {len(params)} arguments, got {len(args)}", loc)
+        sizes: dict[str, Dim] = {}
+        env: dict[str, Node] = {}
+        for p, arg in zip(params, args):
+            pname, ptype = p.children
+            env[str(pname)] = self.bind_argument(name, str(pname), ptype, builtins.as_node(arg, loc), sizes, loc)
+        outputs, _ = self.elaborate(fn, Scope(self, env, sizes))
+        return outputs
+
+    def bind_argument(self, fname, pname, ptype, arg: Node, sizes: dict, loc) -> Node:
+        dtype_tok, dims = ptype.children
+        dims = dims.children if dims is not None else []
+        if arg.dtype != dtype_tok:
+            if not (arg.weak or can_cast_safe(arg.dtype, str(dtype_tok))):
+                raise TdslTypeError(f"{fname}(): argument '{pname}' is {arg.type_str}, expected {dtype_tok}",
+                                    loc, hint=f"cast with {dtype_tok}(...)")
+            arg = infer.cast(arg, str(dtype_tok), loc)
+        if arg.ndim != len(dims):
+            raise TdslTypeError(f"{fname}(): argument '{pname}' has rank {arg.ndim} ({arg.type_str}), "
+                                f"expected {len(dims)}", loc)
+        for axis, (d, actual) in enumerate(zip(dims, arg.shape)):
+            if isinstance(d, Token) and d.type == "NAME" and d not in sizes:
+                sizes[str(d)] = actual
+            expected = self.dim_of(d, sizes)
+            if expected != actual:
+                raise TdslTypeError(f"{fname}(): argument '{pname}' has size {actual} on axis {axis}, "
+                                    f"but {d} = {expected} here", loc)
+        return arg
+
+
+class Scope:
+    """The names visible in one elaboration of a function body."""
+
+    def __init__(self, program: Program, env: dict, sizes: dict):
+        self.program, self.env, self.sizes = program, env, sizes
+        self.named: list[tuple[str, Node]] = []
+
+    def loc(self, tree) -> Location | None:
+        return self.program.loc(tree)
+
+    def body(self, body: Tree, fn_loc) -> list[Node]:
+        stmts = body.children
+        for i, stmt in enumerate(stmts):
+            if stmt.data == "return_stmt":
+                if i != len(stmts) - 1:
+                    raise TdslTypeError("return must be the last statement", self.loc(stmts[i + 1]))
+                return [self.value(e) for e in stmt.children]
+            if stmt.data == "assign":
+                name, expr = stmt.children
+                self.bind(name, self.expr(expr))
+            else:
+                *names, expr = stmt.children
+                values = self.expr(expr)
+                if not isinstance(values, tuple) or len(values) != len(names):
+                    count = len(values) if isinstance(values, tuple) else 1
+                    raise TdslTypeError(f"cannot unpack {count} value(s) into {len(names)} names", self.loc(stmt))
+                for name, value in zip(names, values):
+                    self.bind(name, value)
+        raise TdslTypeError("the function has no return statement", fn_loc)
+
+    def bind(self, name: Token, value) -> None:
+        if name in DTYPES or name in self.program.fns:
+            raise TdslTypeError(f"cannot assign to '{name}': it names a type or a function", self.loc(name))
+        node = builtins.as_node(value, self.loc(name)) if not isinstance(value, Node) else value
+        node = node.with_name(str(name), self.loc(name))
+        self.env[str(name)] = node
+        self.named.append((str(name), node))
+
+    def value(self, tree) -> Node:
+        v = self.expr(tree)
+        if isinstance(v, Node):
+            return v
+        if isinstance(v, tuple):
+            raise TdslTypeError("a tuple is not a value here", self.loc(tree))
+        return builtins.as_node(v, self.loc(tree))
+
+    def expr(self, tree):
+        """A Node, or for tuples, dtypes and calls with several results a Python tuple / DType."""
+        method = getattr(self, "e_" + tree.data, None)
+        if method is None:
+            raise TdslTypeError(f"unsupported expression {tree.data}", self.loc(tree))
+        return method(tree)
+
+    # -- atoms -------------------------------------------------------------------
+    def e_int_lit(self, t):
+        return infer.const(int(str(t.children[0]).replace("_", "")), "i64", (), True, self.loc(t))
+
+    def e_float_lit(self, t):
+        return infer.const(float(str(t.children[0]).replace("_", "")), "f64", (), True, self.loc(t))
+
+    def e_true_lit(self, t):
+        return infer.const(True, "bool", (), True, self.loc(t))
+
+    def e_false_lit(self, t):
+        return infer.const(False, "bool", (), True, self.loc(t))
+
+    def e_name(self, t):
+        name = str(t.children[0])
+        if name in self.env:
+            return self.env[name]
+        if name in self.sizes:
+            return builtins.dim_node(self.sizes[name], self.loc(t))
+        if name in self.program.consts and self.program.consts[name] is not None:
+            return self.program.consts[name]
+        if name in DTYPES:
+            return builtins.DType(name)
+        if name in self.program.fns or name in builtins.BUILDERS:
+            raise TdslTypeError(f"'{name}' is a function; call it", self.loc(t))
+        known = list(self.env) + list(self.sizes) + list(self.program.consts)
+        near = difflib.get_close_matches(name, known, n=1)
+        raise TdslTypeError(f"undefined name '{name}'", self.loc(t),
+                            hint=f"did you mean '{near[0]}'?" if near else None)
+
+    def e_tuple_lit(self, t):
+        return tuple(self.expr(c) for c in t.children)
+
+    def e_array_lit(self, t):
+        loc = self.loc(t)
+        values = self._array_values(t)
+        nodes = [v for v in _flatten(values)]
+        if not nodes:
+            raise TdslTypeError("an array literal cannot be empty", loc)
+        dtype, _ = infer.promote([(n.dtype, True) for n in nodes])
+        try:
+            import numpy as np
+            arr = np.array(_map_nested(values, lambda n: n.attr("value")))
+        except ValueError:
+            raise TdslTypeError("an array literal must be rectangular", loc) from None
+        if arr.dtype == object:
+            raise TdslTypeError("an array literal must be rectangular", loc)
+        return builtins.as_node(arr.tolist(), loc) if dtype != "bool" else infer.const(
+            builtins._tuplify(arr.tolist()), "bool", arr.shape, True, loc)
+
+    def _array_values(self, t):
+        out = []
+        for c in t.children:
+            if c.data == "array_lit":
+                out.append(self._array_values(c))
+                continue
+            v = self.expr(c)
+            if not (isinstance(v, Node) and v.op == "const" and v.ndim == 0):
+                raise TdslTypeError("array literal elements must be numbers (use stack for arrays of values)",
+                                    self.loc(c))
+            out.append(v)
+        return out
+
+    # -- operators -----------------------------------------------------------------
+    def e_binop(self, t):
+        a, op, b = t.children
+        left, right = self.value(a), self.value(b)
+        if op == "@":
+            return infer.matmul(left, right, self.loc(t))
+        return infer.elementwise(BINOPS[str(op)], [left, right], self.loc(t))
+
+    def e_compare(self, t):
+        a, op, b = t.children
+        return infer.elementwise(COMPARES[str(op)], [self.value(a), self.value(b)], self.loc(t))
+
+    def e_or_op(self, t):
+        return infer.elementwise("or", [self.value(c) for c in t.children], self.loc(t))
+
+    def e_and_op(self, t):
+        return infer.elementwise("and", [self.value(c) for c in t.children], self.loc(t))
+
+    def e_not_op(self, t):
+        return infer.elementwise("not", [self.value(t.children[0])], self.loc(t))
+
+    def e_power(self, t):
+        return infer.elementwise("pow", [self.value(c) for c in t.children], self.loc(t))
+
+    def e_neg(self, t):
+        x = self.value(t.children[0])
+        if x.op == "const" and x.dtype != "bool":
+            import numpy as np
+            with np.errstate(all="ignore"):
+                negated = builtins._tuplify(np.negative(infer.const_value(x)).tolist())
+            return infer.const(negated, x.dtype, x.shape, x.weak, self.loc(t))
+        return infer.elementwise("neg", [x], self.loc(t))
+
+    def e_pos(self, t):
+        x = self.value(t.children[0])
+        if x.dtype == "bool":
+            raise TdslTypeError("arithmetic on bool is not allowed (unary +)", self.loc(t), hint=infer.BOOL_HINT)
+        return x
+
+    # -- postfix forms -----------------------------------------------------------------
+    def e_attr(self, t):
+        x, name = t.children
+        if name != "T":
+            raise TdslTypeError(f"unknown attribute '.{name}' (only .T exists)", self.loc(name))
+        return builtins.transpose(self.loc(t), self.value(x))
+
+    def e_index(self, t):
+        x_tree, subs_tree = t.children
+        x = self.value(x_tree)
+        subs = subs_tree.children
+        if len(subs) == 1 and subs[0].data == "sub_expr":
+            idx = self.expr(subs[0].children[0])
+            if isinstance(idx, Node) and not (idx.op == "const" and idx.ndim == 0):
+                return infer.take(x, idx, 0, self.loc(t))
+        return index(x, [self.subscript(s) for s in subs], self.loc(t))
+
+    def subscript(self, s) -> Sub:
+        if s.data == "sub_none":
+            return Sub("none")
+        if s.data == "sub_ellipsis":
+            return Sub("ellipsis")
+        if s.data == "sub_expr":
+            return Sub("int", start=self.static_int(s.children[0]))
+        start, stop, step = (None if c is None else self.static_int(c) for c in s.children)
+        return Sub("slice", start, stop, step)
+
+    def static_int(self, tree) -> int:
+        v = self.expr(tree)
+        if isinstance(v, Node) and v.op == "const" and v.ndim == 0 and v.dtype in ("i32", "i64"):
+            return int(v.attr("value"))
+        raise TdslTypeError("an index or slice bound must be an integer literal", self.loc(tree),
+                            hint="index with an integer array to gather (take)")
+
+    def e_call(self, t):
+        name_tok, args_tree = t.children
+        name, loc = str(name_tok), self.loc(t)
+        args, kwargs = [], {}
+        for a in args_tree.children:
+            if a.data == "arg_pos":
+                if kwargs:
+                    raise TdslTypeError("a positional argument cannot follow a keyword argument", self.loc(a))
+                args.append(self.expr(a.children[0]))
+            else:
+                key, expr = a.children
+                if str(key) in kwargs:
+                    raise TdslTypeError(f"argument '{key}' given twice", self.loc(key))
+                kwargs[str(key)] = self.expr(expr)
+        if name in self.program.fns:
+            outputs = self.program.inline(name, args, kwargs, loc)
+            return outputs[0] if len(outputs) == 1 else tuple(outputs)
+        if name == "grad":
+            from .autodiff import grad_call
+            return grad_call(args, kwargs, loc)
+        if name not in builtins.BUILDERS:
+            near = difflib.get_close_matches(name, list(builtins.BUILDERS) + list(self.program.fns), n=1)
+            raise TdslTypeError(f"unknown function '{name}'", self.loc(name_tok),
+                                hint=f"did you mean '{near[0]}'?" if near else None)
+        return builtins.call(name, args, kwargs, loc)
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, list):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+def _map_nested(values, fn):
+    return [_map_nested(v, fn) if isinstance(v, list) else fn(v) for v in values]
+
+
+def check(tree: Tree, text: str, filename: str) -> list[FunctionGraph]:
+    """Every function of a parsed program as a checked graph."""
+    return Program(tree, text, filename).function_graphs()

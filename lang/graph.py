@@ -1,0 +1,133 @@
+"""The typed symbolic graph: frozen nodes and the function graphs that hold them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from .dims import Dim, shape_str
+from .errors import Location
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One value: an op applied to input nodes, with its dtype and symbolic shape.
+
+    `attrs` is a sorted tuple of (key, value) pairs so nodes hash and compare by
+    structure; `loc` and `name` are carried along but take no part in equality.
+    """
+
+    op: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    inputs: tuple["Node", ...] = ()
+    attrs: tuple[tuple[str, Any], ...] = ()
+    weak: bool = False
+    loc: Location | None = field(default=None, compare=False)
+    name: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        key = (self.op, self.dtype, self.shape, self.inputs, self.attrs, self.weak)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Node) or self._hash != other._hash:
+            return False
+        return (self.op, self.dtype, self.shape, self.attrs, self.weak, self.inputs) == (
+            other.op, other.dtype, other.shape, other.attrs, other.weak, other.inputs)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def type_str(self) -> str:
+        """The type as the language writes it: `f32[n, d]`."""
+        return self.dtype + shape_str(self.shape)
+
+    def with_name(self, name: str | None, loc: Location | None = None) -> "Node":
+        """The same value labelled with a source name (and location)."""
+        return Node(self.op, self.dtype, self.shape, self.inputs, self.attrs, self.weak,
+                    loc or self.loc, name)
+
+    def __repr__(self) -> str:
+        label = f" {self.name}" if self.name else ""
+        return f"<Node {self.op}{label}: {self.type_str}>"
+
+
+def make_attrs(**attrs: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(attrs.items()))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A condition on size variables checked at call time: `dim >= 0` must hold."""
+
+    dim: Dim
+    message: str
+    loc: Location | None = None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    loc: Location | None = None
+
+    @property
+    def type_str(self) -> str:
+        return self.dtype + shape_str(self.shape)
+
+
+@dataclass(frozen=True)
+class FunctionGraph:
+    """A checked function: parameters, results, and every named value for explain/trace."""
+
+    name: str
+    params: tuple[Param, ...]
+    size_vars: tuple[str, ...]
+    outputs: tuple[Node, ...]
+    named: tuple[tuple[str, Node], ...] = ()
+    checks: tuple[Check, ...] = ()
+    tuple_result: bool = False
+    loc: Location | None = None
+    file: str = "<string>"
+
+    @property
+    def signature(self) -> str:
+        params = ", ".join(f"{p.name}: {p.type_str}" for p in self.params)
+        results = [o.type_str for o in self.outputs]
+        ret = f"({', '.join(results)})" if self.tuple_result else results[0]
+        return f"{self.name}({params}) -> {ret}"
+
+
+def toposort(roots: Iterable[Node]) -> list[Node]:
+    """Every node reachable from `roots`, inputs before users, in a deterministic order."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, iter(child.inputs)))
+    return order

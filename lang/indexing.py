@@ -1,0 +1,109 @@
+"""Basic indexing `x[i, a:b:c, None, ...]` as a strided slice followed by a reshape.
+
+A slice never clamps: the axis must be long enough, which is a compile error when
+the size is known and a call-time check (naming the parameter) otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import infer
+from .dims import Dim
+from .errors import Location, TdslTypeError
+from .graph import Node
+
+
+@dataclass(frozen=True)
+class Sub:
+    """One subscript: kind 'int' (start), 'slice' (start, stop, step), 'none' or 'ellipsis'."""
+
+    kind: str
+    start: int | None = None
+    stop: int | None = None
+    step: int | None = None
+
+
+def _require(dim: Dim, message: str, loc: Location | None, checks: list) -> None:
+    """`dim >= 0` must hold: decided now when constant, else checked at call time."""
+    if dim.is_const:
+        if dim.const < 0:
+            raise TdslTypeError(message, loc)
+        return
+    checks.append((">=", dim, message))
+
+
+def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tuple[Dim, int, Dim]:
+    """(start, step, length) of one subscript on an axis of size `dim`."""
+    what = f"axis {axis} of {x.type_str}"
+    if sub.kind == "int":
+        start = dim + sub.start if sub.start < 0 else Dim.of(sub.start)
+        _require(start, f"index {sub.start} is out of range for {what}", loc, checks)
+        _require(dim - start - 1, f"index {sub.start} is out of range for {what}", loc, checks)
+        return start, 1, Dim.of(1)
+    step = 1 if sub.step is None else sub.step
+    if step == 0:
+        raise TdslTypeError("a slice step cannot be zero", loc)
+    text = f"{'' if sub.start is None else sub.start}:{'' if sub.stop is None else sub.stop}" + (
+        f":{sub.step}" if sub.step is not None else "")
+
+    def bound(value, default):
+        if value is None:
+            return default
+        return dim + value if value < 0 else Dim.of(value)
+
+    if step > 0:
+        start, stop = bound(sub.start, Dim.of(0)), bound(sub.stop, dim)
+        span = stop - start
+        if span.is_const and span.const < 0:
+            return Dim.of(0), step, Dim.of(0)
+        _require(start, f"slice {text} needs a longer {what}", loc, checks)
+        _require(span, f"slice {text} is empty backwards on {what}", loc, checks)
+        _require(dim - stop, f"slice {text} needs a longer {what}", loc, checks)
+        return start, step, (span + (step - 1)) // step
+    start, stop = bound(sub.start, dim - 1), bound(sub.stop, Dim.of(-1))
+    span = start - stop
+    if span.is_const and span.const < 0:
+        return Dim.of(0), step, Dim.of(0)
+    _require(stop + 1, f"slice {text} needs a longer {what}", loc, checks)
+    _require(span, f"slice {text} is empty backwards on {what}", loc, checks)
+    _require(dim - start - 1, f"slice {text} needs a longer {what}", loc, checks)
+    return start, step, (span + (-step - 1)) // (-step)
+
+
+def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
+    """x[subs]: integers drop an axis, slices keep it, None adds one, ... fills the rest."""
+    if sum(s.kind == "ellipsis" for s in subs) > 1:
+        raise TdslTypeError("an index can hold only one '...'", loc)
+    consuming = sum(s.kind in ("int", "slice") for s in subs)
+    if consuming > x.ndim:
+        raise TdslTypeError(f"too many indices ({consuming}) for {x.type_str}", loc)
+    if not any(s.kind == "ellipsis" for s in subs):
+        subs = list(subs) + [Sub("ellipsis")]
+    expanded: list[Sub] = []
+    for s in subs:
+        expanded.extend([Sub("slice")] * (x.ndim - consuming) if s.kind == "ellipsis" else [s])
+    starts, steps, lengths, checks, final = [], [], [], [], []
+    axis = 0
+    for s in expanded:
+        if s.kind == "none":
+            final.append(Dim.of(1))
+            continue
+        start, step, length = _axis_slice(x.shape[axis], s, x, axis, loc, checks)
+        starts.append(start)
+        steps.append(step)
+        lengths.append(length)
+        if s.kind == "slice":
+            final.append(length)
+        axis += 1
+    out = x
+    if any(not (st == 0 and sp == 1 and ln == d) for st, sp, ln, d in zip(starts, steps, lengths, x.shape)):
+        out = infer.slice_node(x, starts, steps, lengths, checks, loc)
+    return infer.reshape(out, tuple(final), loc)
+
+
+def flip_axes(x: Node, axes: tuple[int, ...], loc: Location | None) -> Node:
+    """Reverse the order of the elements along each of `axes`."""
+    if not axes:
+        return x
+    subs = [Sub("slice", step=-1) if i in axes else Sub("slice") for i in range(x.ndim)]
+    return index(x, subs, loc)
