@@ -1,0 +1,156 @@
+"""`tdslc`: check, run, inspect and build .tdsl files from the command line."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TdslError
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise TdslError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _graphs(path: str, stage: str = "parsed"):
+    from .pipeline import check_source
+    graphs = check_source(_read(path), path)
+    if stage == "rewritten":
+        from .rewrite import simplify_graph
+        graphs = [simplify_graph(g) for g in graphs]
+    return graphs
+
+
+def cmd_check(args) -> int:
+    for path in args.files:
+        for g in _graphs(path):
+            print(g.signature if len(args.files) == 1 else f"{path}: {g.signature}")
+    return 0
+
+
+def _parse_arg(text: str):
+    """`name=file.npy` or `name=literal` (a number, true/false, or a nested list)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise TdslError(f"--arg needs the form name=value, got '{text}'")
+    if value.endswith(".npy"):
+        try:
+            return name, np.load(value, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise TdslError(f"cannot load {value} for argument '{name}': {err}") from None
+    literal = {"true": "True", "false": "False"}.get(value, value)
+    try:
+        return name, ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        raise TdslError(f"argument '{name}': '{value}' is neither a .npy file nor a literal") from None
+
+
+def cmd_run(args) -> int:
+    from .pipeline import compile_source
+    module = compile_source(_read(args.file), args.file, args.target)
+    if args.fn not in module.functions:
+        raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(module.functions)})")
+    kwargs = dict(_parse_arg(a) for a in args.arg)
+    result = module.functions[args.fn](**kwargs)
+    results = result if isinstance(result, tuple) else (result,)
+    if args.output:
+        names = ["result"] if len(results) == 1 else [f"result{i}" for i in range(len(results))]
+        np.savez(args.output, **dict(zip(names, results)))
+        print(f"wrote {', '.join(names)} to {args.output}")
+    else:
+        for r in results:
+            print(np.array2string(np.asarray(r), threshold=50) if np.ndim(r) else r)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .printer import graph_dot, graph_text
+    graphs = _graphs(args.file, args.stage)
+    if args.fn:
+        graphs = [g for g in graphs if g.name == args.fn]
+        if not graphs:
+            raise TdslError(f"{args.file} has no function '{args.fn}'")
+    render = graph_dot if args.format == "dot" else graph_text
+    print("\n\n".join(render(g) for g in graphs))
+    return 0
+
+
+def cmd_build(args) -> int:
+    from .rewrite import simplify_graph
+    graphs = [simplify_graph(g) for g in _graphs(args.file)]
+    out = Path(args.output)
+    prefix = args.prefix or out.stem
+    if not prefix.isidentifier():
+        raise TdslError(f"'{prefix}' is not a valid C identifier; pass --prefix NAME")
+    if args.target == "c":
+        from tdsl.codegen.c_backend import emit_standalone
+        c_text, h_text = emit_standalone(graphs, prefix)
+        out.with_suffix(".c").write_text(c_text)
+        out.with_suffix(".h").write_text(h_text)
+        print(f"wrote {out.with_suffix('.c')} and {out.with_suffix('.h')}")
+    else:
+        from tdsl.codegen.opencl_backend import emit_standalone
+        out.with_suffix(".py").write_text(emit_standalone(graphs, prefix))
+        print(f"wrote {out.with_suffix('.py')}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from tdsl.codegen import cache
+    if args.action == "info":
+        print(cache.info())
+    else:
+        print(f"removed {cache.clear()} cache entries from {cache.cache_dir()}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tdslc", description="The tdsl compiler.")
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="parse and type-check; print each signature")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(run=cmd_check)
+    run = sub.add_parser("run", help="run one function on arguments from .npy files or literals")
+    run.add_argument("file")
+    run.add_argument("fn")
+    run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("-t", "--target", default="c", choices=["c", "numpy", "opencl"])
+    run.add_argument("-o", "--output", help="write the results to an .npz file")
+    run.set_defaults(run=cmd_run)
+    graph = sub.add_parser("graph", help="print the typed graph of each function")
+    graph.add_argument("file")
+    graph.add_argument("--fn")
+    graph.add_argument("--format", choices=["text", "dot"], default="text")
+    graph.add_argument("--stage", choices=["parsed", "rewritten"], default="parsed")
+    graph.set_defaults(run=cmd_graph)
+    build = sub.add_parser("build", help="write standalone C (OUT.c, OUT.h) or OpenCL (OUT.py)")
+    build.add_argument("file")
+    build.add_argument("-t", "--target", default="c", choices=["c", "opencl"])
+    build.add_argument("-o", "--output", required=True)
+    build.add_argument("--prefix")
+    build.set_defaults(run=cmd_build)
+    cache = sub.add_parser("cache", help="show or clear the compile cache")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.set_defaults(run=cmd_cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TdslError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
