@@ -1,0 +1,208 @@
+"""Benchmarks: tdsl against NumPy (and numexpr where it applies), measured side by side.
+
+    python bench/run.py [--target c] [--quick] [--only W1,softmax]
+
+Each implementation is timed in a block of its own (warm-up, then the median of
+at least 7 runs), never interleaved call by call: OpenBLAS's spinning threads slow
+an OpenMP kernel that runs right after a BLAS call. Results are checked to agree
+with NumPy before timing. Ratios are what to read: absolute times drift here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import tdsl
+
+try:
+    import numexpr
+except ImportError:  # numexpr is optional: pip install -e .[bench]
+    numexpr = None
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Workload:
+    name: str
+    goal: str
+    numpy: Callable
+    tdsl: Callable
+    numexpr: Callable | None = None
+    rtol: float = 1e-5
+    higher_is_better: bool = False
+    notes: list = field(default_factory=list)
+
+
+def median_time(fn: Callable, repeat: int = 7, min_time: float = 0.05) -> float:
+    """Seconds per call: warm up, then the median of `repeat` timed batches."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    inner = max(1, int(min_time / max(once, 1e-9)))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def compiled(source: str, target: str):
+    return tdsl.compile(source, target=target)
+
+
+def w1(target: str, dtype: str, n: int) -> Workload:
+    src = f"""
+fn w1(x: {dtype}[n], a: {dtype}, b: {dtype}, c: {dtype}) -> {dtype}[n] {{
+    return a * exp(-b * x) + c * sin(x)
+}}"""
+    f = compiled(src, target).w1
+    npd = np.float64 if dtype == "f64" else np.float32
+    x = np.linspace(0, 10, n).astype(npd)
+    a, b, c = npd(1.5), npd(0.3), npd(2.0)
+    out = np.empty_like(x)
+    ne = (lambda: numexpr.evaluate("a*exp(-b*x) + c*sin(x)", out=out)) if numexpr else None
+    return Workload(f"W1 a*exp(-b*x)+c*sin(x) {n // 1_000_000}M {dtype}", ">= 8x" if dtype == "f64" else ">= 4x",
+                    lambda: a * np.exp(-b * x) + c * np.sin(x), lambda: f(x, a, b, c), ne,
+                    rtol=1e-5 if dtype == "f32" else 1e-12)
+
+
+def softmax_rows(target: str, n: int, k: int) -> Workload:
+    f = compiled("fn sm(x: f32[n, k]) -> f32[n, k] { return softmax(x, axis=1) }", target).sm
+    x = np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
+
+    def ref():
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return Workload(f"row softmax {n}x{k} f32", ">= 4x", ref, lambda: f(x))
+
+
+def matmul(target: str, n: int) -> Workload:
+    f = compiled("fn mm(a: f32[n, k], b: f32[k, m]) -> f32[n, m] { return a @ b }", target).mm
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    return Workload(f"matmul {n}x{n}x{n} f32", ">= 0.9x", lambda: a @ b, lambda: f(a, b), rtol=1e-3)
+
+
+def axpy(target: str, n: int) -> Workload:
+    f = compiled("fn axpy(b: f64[n], s: f64, c: f64[n]) -> f64[n] { return b + s * c }", target).axpy
+    rng = np.random.default_rng(2)
+    b, c, s = rng.standard_normal(n), rng.standard_normal(n), 0.7
+    out = np.empty_like(b)
+    ne = (lambda: numexpr.evaluate("b + s*c", out=out)) if numexpr else None
+    return Workload(f"b + s*c {n // 1_000_000}M f64", ">= 1.4x", lambda: b + s * c, lambda: f(b, s, c), ne)
+
+
+def logistic_step(target: str, n: int, d: int) -> Workload:
+    m = tdsl.load(HERE.parent / "examples" / "logistic.tdsl", target=target)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    w = (rng.standard_normal(d) * 0.1).astype(np.float32)
+    b, lr, eps = np.float32(0.0), np.float32(0.1), np.float32(1e-7)
+
+    def ref():
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        g = -(y / (p + eps) - (1 - y) / (1 - p + eps)) * p * (1 - p) / n
+        return w - lr * (x.T @ g), b - lr * g.sum()
+    return Workload(f"logistic train step {n}x{d} f32 (grad)", ">= 1.8x", ref,
+                    lambda: m.train_step(x, y, w, b, lr), rtol=1e-3)
+
+
+def call_overhead(target: str) -> Workload:
+    f = compiled("fn add(a: f64, b: f64) -> f64 { return a + b }", target).add
+    w = Workload("call overhead add(1.0, 2.0)", "<= 1.5 us", lambda: np.add(1.0, 2.0), lambda: f(1.0, 2.0))
+    return w
+
+
+LOAD_SCRIPT = """
+import time, sys
+t0 = time.perf_counter()
+import tdsl
+t1 = time.perf_counter()
+m = tdsl.load(sys.argv[1], target=sys.argv[2])
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def load_times(target: str) -> list[str]:
+    """First load with an empty cache, and a warm load, each in a fresh process."""
+    path = HERE.parent / "examples" / "logistic.tdsl"
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, TDSL_CACHE_DIR=cache)
+        for label in ("cold (empty cache)", "warm (cache filled)"):
+            out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path), target], env=env,
+                                 capture_output=True, text=True, check=True).stdout.split()
+            rows.append(f"| load logistic.tdsl, {label} | import {float(out[0]) * 1e3:.0f} ms | "
+                        f"load {float(out[1]) * 1e3:.1f} ms |")
+    return rows
+
+
+def agree(a, b, rtol: float) -> bool:
+    a_t = a if isinstance(a, tuple) else (a,)
+    b_t = b if isinstance(b, tuple) else (b,)
+    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol) for x, y in zip(a_t, b_t))
+
+
+def run(workloads: list[Workload]) -> None:
+    print("| workload | NumPy | numexpr | tdsl | speed-up vs NumPy | goal |")
+    print("|---|---|---|---|---|---|")
+    for w in workloads:
+        if not agree(w.tdsl(), w.numpy(), w.rtol):
+            print(f"| {w.name} | results DIFFER from NumPy | | | | {w.goal} |")
+            continue
+        t_np = median_time(w.numpy)
+        t_ne = median_time(w.numexpr) if w.numexpr else None
+        t_td = median_time(w.tdsl)
+        ne = f"{t_ne * 1e3:.3f} ms ({t_np / t_ne:.2f}x)" if t_ne else "-"
+        print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_td)} | {t_np / t_td:.2f}x | {w.goal} |", flush=True)
+
+
+def _fmt(t: float) -> str:
+    return f"{t * 1e6:.2f} us" if t < 1e-3 else f"{t * 1e3:.3f} ms"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="c")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    p.add_argument("--only", help="comma-separated substrings of workload names")
+    args = p.parse_args()
+    scale = 100 if args.quick else 1
+    t = args.target
+    makers = [
+        lambda: w1(t, "f64", 10_000_000 // scale), lambda: w1(t, "f32", 10_000_000 // scale),
+        lambda: softmax_rows(t, 4096 // scale, 1024), lambda: matmul(t, 1024 // (8 if args.quick else 1)),
+        lambda: logistic_step(t, 100_000 // scale, 100), lambda: axpy(t, 20_000_000 // scale),
+        lambda: call_overhead(t),
+    ]
+    workloads = [m() for m in makers]
+    if args.only:
+        keys = args.only.split(",")
+        workloads = [w for w in workloads if any(k in w.name for k in keys)]
+    print(f"tdsl {tdsl.__version__}, target {t}, NumPy {np.__version__}, {os.cpu_count()} CPUs\n")
+    run(workloads)
+    if not args.only:
+        print()
+        for row in load_times(t):
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
