@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import builtins, infer
 from .dims import Dim
 from .errors import Location, TdslError, TdslTypeError
@@ -115,6 +117,9 @@ class Var:
     def __neg__(self):
         return Var(infer.elementwise("neg", [self.node], caller_location()))
 
+    def __abs__(self):
+        return Var(infer.elementwise("abs", [self.node], caller_location()))
+
     def __pos__(self):
         if self.dtype == "bool":
             raise TdslTypeError("arithmetic on bool is not allowed (unary +)", caller_location())
@@ -157,11 +162,11 @@ def tensor(name: str, dtype: str = "f64", shape=()) -> Var:
     dtype = builtins.static_dtype(dtype, loc)
     if isinstance(shape, (int, str)):
         shape = (shape,)
-    dims = tuple(Dim.of(d) for d in shape)
-    for d in dims:
-        if not (d.is_const and d.const >= 0) and not (len(d.terms) == 1 and d.terms[0][1] == 1
-                                                        and len(d.terms[0][0]) == 1):
-            raise TdslTypeError(f"a parameter's dims must be sizes or size-variable names, not {d}", loc)
+    for d in shape:
+        is_size = isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0
+        if not (is_size or (isinstance(d, str) and d.isidentifier())):
+            raise TdslTypeError(f"a parameter's dims must be sizes or size-variable names, not {d!r}", loc)
+    dims = tuple(Dim.of(d if isinstance(d, str) else int(d)) for d in shape)
     if not name.isidentifier():
         raise TdslTypeError(f"'{name}' is not a valid name", loc)
     return Var(Node("param", dtype, dims, (), make_attrs(name=name), False, loc, name))

@@ -131,8 +131,10 @@ class Binder:
             raise TdslArgumentError(f"argument '{p.name}' of {self.graph.name}() must have size {expected} "
                                     f"on axis {axis} ({p.type_str}), got {got}")
         j, first_axis = self.first_seen[str(d)]
-        raise TdslArgumentError(f"{d} = {expected} from {self.params[j].name} (axis {first_axis}), "
-                                f"but {p.name} has {got} on axis {axis}")
+        first = self.params[j]
+        raise TdslArgumentError(f"{d} = {expected} from {first.name}, but {p.name} has {got} "
+                                f"(axis {axis} of {p.name}: {p.type_str}, axis {first_axis} of "
+                                f"{first.name}: {first.type_str})")
 
     def _run_checks(self, sizes: dict[str, int]) -> None:
         for op, dim, message, loc in self.checks:
@@ -140,5 +142,4 @@ class Binder:
             if (op == ">=" and value < 0) or (op == "==" and value != 0):
                 bound = ", ".join(f"{v} = {sizes[v]} from {self.params[self.first_seen[v][0]].name}"
                                   for v in dim.variables())
-                where = f" at {loc}" if loc else ""
-                raise TdslArgumentError(f"{message}{where}, but {bound}")
+                raise TdslArgumentError(f"{message}, but {bound}", loc)

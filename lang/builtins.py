@@ -46,6 +46,9 @@ def as_node(value: Any, loc: Location | None) -> Node:
         return infer.const(_tuplify(value), dtype, arr.shape, weak, loc)
     if isinstance(value, tuple):
         raise TdslTypeError("a tuple is not a value here", loc)
+    if isinstance(value, DType):
+        raise TdslTypeError(f"the dtype {value.name} is not a value here", loc,
+                            hint=f"to convert, call it: {value.name}(x)")
     raise TdslTypeError(f"cannot use {value!r} as a value", loc)
 
 
@@ -71,6 +74,8 @@ def dim_node(dim: Dim, loc: Location | None) -> Node:
 
 def static_dim(value: Any, loc: Location | None, what: str = "a size") -> Dim:
     """A Dim from an int, a size-variable name, a Dim, or a node built from size variables."""
+    if isinstance(value, np.integer):  # a size taken from a NumPy shape
+        value = int(value)
     if isinstance(value, (Dim, str)) or (isinstance(value, int) and not isinstance(value, bool)):
         return Dim.of(value)
     if isinstance(value, Node):
@@ -127,7 +132,8 @@ def static_dtype(value: Any, loc: Location | None) -> str | None:
     if isinstance(name, type) or isinstance(name, np.dtype):
         name = from_numpy(name)
     if name not in DTYPES:
-        raise TdslTypeError(f"dtype must be one of {', '.join(DTYPES)}, not {value!r}", loc)
+        shown = value.type_str + " value" if isinstance(value, Node) else repr(value)
+        raise TdslTypeError(f"dtype must be one of {', '.join(DTYPES)}, not {shown}", loc)
     return name
 
 
@@ -155,8 +161,9 @@ def _argreduction(name: str) -> Callable:
     return build
 
 
-def _to_float(x: Node, loc) -> Node:
-    if x.dtype == "bool":
+def _to_float(x: Node, loc, bool_ok: bool = False) -> Node:
+    """`x` as a float (integers become f64); bool only where NumPy's statistic accepts it."""
+    if x.dtype == "bool" and not bool_ok:
         raise TdslTypeError("arithmetic on bool is not allowed", loc, hint=infer.BOOL_HINT)
     return x if x.dtype in ("f32", "f64") else infer.cast(x, "f64", loc)
 
@@ -167,14 +174,14 @@ def _count(x: Node, axes, loc) -> Node:
 
 
 def mean(loc, x, axis=None, keepdims=False):
-    x = _to_float(as_node(x, loc), loc)
+    x = _to_float(as_node(x, loc), loc, bool_ok=True)
     axes, keep = static_axes(axis, loc), static_bool(keepdims, loc, "keepdims")
     total = infer.reduce("sum", x, axes, keep, loc)
     return infer.elementwise("div", [total, _count(x, axes, loc)], loc)
 
 
 def var(loc, x, axis=None, keepdims=False):
-    x = _to_float(as_node(x, loc), loc)
+    x = _to_float(as_node(x, loc), loc, bool_ok=True)
     axes, keep = static_axes(axis, loc), static_bool(keepdims, loc, "keepdims")
     centered = infer.elementwise("sub", [x, mean(loc, x, axes, True)], loc)
     return mean(loc, infer.elementwise("square", [centered], loc), axes, keep)

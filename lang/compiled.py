@@ -86,7 +86,7 @@ class Function:
 
 
 def _fresh(value, dtype: str):
-    arr = np.array(value, dtype=to_numpy(dtype), copy=True)
+    arr = np.array(value, dtype=to_numpy(dtype), copy=True, order="C")
     return arr[()] if arr.ndim == 0 else arr
 
 

@@ -172,6 +172,12 @@ def _normal(acc: dict) -> Dim:
 Shape = tuple  # a tuple of Dim
 
 
+def is_nonnegative(dim: Dim) -> bool:
+    """Whether `dim` is >= 0 for every value of its size variables (which are >= 0)."""
+    return all(coef >= 0 and all(isinstance(a, str) or is_nonnegative(a.expr) for a in mono)
+               for mono, coef in dim.terms)
+
+
 def shape_str(shape: Shape) -> str:
     """Print a shape as the language writes it: `[n, d]`, or '' for a scalar."""
     return "[" + ", ".join(str(d) for d in shape) + "]" if shape else ""

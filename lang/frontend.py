@@ -12,12 +12,13 @@ from lark import Token, Tree
 
 from . import builtins, infer
 from .dims import Dim, shape_str
-from .dtypes import DTYPES, can_cast_safe
+from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslTypeError, location_of
 from .graph import FunctionGraph, Node, Param, make_attrs
 from .indexing import Sub, index
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+_KIND_ORDER = ["bool", "int", "float"]
 COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
@@ -67,11 +68,13 @@ class Program:
             pname, ptype = p.children
             dtype, shape = self.param_type(ptype, sizes, size_vars)
             params.append(Param(str(pname), dtype, shape, self.loc(pname)))
-        if len({p.name for p in params}) != len(params):
-            raise TdslTypeError(f"{name} has two parameters with the same name", self.loc(fn))
+        for i, p in enumerate(params):
+            if any(q.name == p.name for q in params[:i]):
+                raise TdslTypeError(f"{name} has two parameters named '{p.name}'", p.loc)
         args = [Node("param", p.dtype, p.shape, (), make_attrs(name=p.name), False, p.loc, p.name) for p in params]
         scope = Scope(self, {p.name: a for p, a in zip(params, args)}, sizes)
         outputs, tuple_result = self.elaborate(fn, scope)
+        infer.check_literals(list(outputs) + [node for _, node in scope.named])
         return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), tuple(scope.named),
                              tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename)
 
@@ -139,8 +142,8 @@ class Program:
 
     def check_result(self, value: Node, ttree: Tree, sizes: dict) -> Node:
         dtype, shape = self.type_of(ttree, sizes)
-        if value.dtype != dtype and value.weak and can_cast_safe(value.dtype, dtype) | (dtype[0] == "f"):
-            value = infer.cast(value, dtype, value.loc)
+        if value.dtype != dtype and value.weak and _KIND_ORDER.index(kind(value.dtype)) <= _KIND_ORDER.index(kind(dtype)):
+            value = infer.cast(value, dtype, value.loc)  # a weak literal takes the declared dtype
         if value.dtype != dtype or value.shape != shape:
             raise TdslTypeError(f"the result is {value.type_str} but the declared type is "
                                 f"{dtype}{shape_str(shape)}", self.loc(ttree),
@@ -149,6 +152,9 @@ class Program:
 
     def inline(self, name: str, args: list, kwargs: dict, loc: Location | None) -> list[Node]:
         """A call of another `fn`: its body elaborated with the arguments bound."""
+        if name in self.in_progress:
+            chain = " -> ".join(self.in_progress + [name])
+            raise TdslTypeError(f"recursion is not allowed: {chain}", loc)
         fn = self.fns[name]
         params = fn.children[1].children
         if kwargs:
@@ -156,7 +162,12 @@ class Program:
             for key in kwargs:
                 if key not in names:
                     raise TdslTypeError(f"{name}() has no parameter '{key}'", loc)
-            args = list(args) + [kwargs[n] for n in names[len(args):] if n in kwargs]
+                if key in names[:len(args)]:
+                    raise TdslTypeError(f"{name}() got argument '{key}' twice", loc)
+            missing = [n for n in names[len(args):] if n not in kwargs]
+            if missing:
+                raise TdslTypeError(f"{name}() is missing argument '{missing[0]}'", loc)
+            args = list(args) + [kwargs[n] for n in names[len(args):]]
         if len(args) != len(params):
             raise TdslTypeError(f"{name}() takes {len(params)} arguments, got {len(args)}", loc)
         sizes: dict[str, Dim] = {}
@@ -171,7 +182,8 @@ class Program:
         dtype_tok, dims = ptype.children
         dims = dims.children if dims is not None else []
         if arg.dtype != dtype_tok:
-            if not (arg.weak or can_cast_safe(arg.dtype, str(dtype_tok))):
+            weak_ok = arg.weak and _KIND_ORDER.index(kind(arg.dtype)) <= _KIND_ORDER.index(kind(str(dtype_tok)))
+            if not (weak_ok or can_cast_safe(arg.dtype, str(dtype_tok))):
                 raise TdslTypeError(f"{fname}(): argument '{pname}' is {arg.type_str}, expected {dtype_tok}",
                                     loc, hint=f"cast with {dtype_tok}(...)")
             arg = infer.cast(arg, str(dtype_tok), loc)
@@ -183,8 +195,10 @@ class Program:
                 sizes[str(d)] = actual
             expected = self.dim_of(d, sizes)
             if expected != actual:
+                bound = f"{expected} (its size variable {d} is already bound to {expected})" if (
+                    isinstance(d, Token) and d.type == "NAME") else str(expected)
                 raise TdslTypeError(f"{fname}(): argument '{pname}' has size {actual} on axis {axis}, "
-                                    f"but {d} = {expected} here", loc)
+                                    f"but the parameter needs {bound}", loc)
         return arg
 
 
@@ -204,6 +218,14 @@ class Scope:
             if stmt.data == "return_stmt":
                 if i != len(stmts) - 1:
                     raise TdslTypeError("return must be the last statement", self.loc(stmts[i + 1]))
+                if len(stmt.children) == 1 and stmt.children[0].data in ("tuple_lit", "call"):
+                    # `return (a, b)` is `return a, b`, and `return g(x)` passes on all of g's results
+                    values = self.expr(stmt.children[0])
+                    if isinstance(values, tuple):
+                        if not values:
+                            raise TdslTypeError("a function must return at least one value", self.loc(stmt))
+                        return [self.as_value(v, stmt.children[0]) for v in values]
+                    return [self.as_value(values, stmt.children[0])]
                 return [self.value(e) for e in stmt.children]
             if stmt.data == "assign":
                 name, expr = stmt.children
@@ -227,7 +249,10 @@ class Scope:
         self.named.append((str(name), node))
 
     def value(self, tree) -> Node:
-        v = self.expr(tree)
+        return self.as_value(self.expr(tree), tree)
+
+    def as_value(self, v, tree) -> Node:
+        """`v`, the result of the expression `tree`, as one Node."""
         if isinstance(v, Node):
             return v
         if isinstance(v, tuple):

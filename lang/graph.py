@@ -26,7 +26,10 @@ class Node:
     name: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        key = (self.op, self.dtype, self.shape, self.inputs, self.attrs, self.weak)
+        # a literal compares by its exact bits: -0.0 is not 0.0, and a NaN equals itself
+        attrs_key = _exact(self.attrs) if self.op == "const" else self.attrs
+        object.__setattr__(self, "_attrs_key", attrs_key)
+        key = (self.op, self.dtype, self.shape, self.inputs, attrs_key, self.weak)
         object.__setattr__(self, "_hash", hash(key))
 
     def __hash__(self) -> int:
@@ -37,8 +40,8 @@ class Node:
             return True
         if not isinstance(other, Node) or self._hash != other._hash:
             return False
-        return (self.op, self.dtype, self.shape, self.attrs, self.weak, self.inputs) == (
-            other.op, other.dtype, other.shape, other.attrs, other.weak, other.inputs)
+        return (self.op, self.dtype, self.shape, self._attrs_key, self.weak, self.inputs) == (
+            other.op, other.dtype, other.shape, other._attrs_key, other.weak, other.inputs)
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:
@@ -63,6 +66,14 @@ class Node:
     def __repr__(self) -> str:
         label = f" {self.name}" if self.name else ""
         return f"<Node {self.op}{label}: {self.type_str}>"
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, float):
+        return (float, value.hex())
+    if isinstance(value, tuple):
+        return tuple(_exact(v) for v in value)
+    return value
 
 
 def make_attrs(**attrs: Any) -> tuple[tuple[str, Any], ...]:
@@ -108,7 +119,7 @@ class FunctionGraph:
     def signature(self) -> str:
         params = ", ".join(f"{p.name}: {p.type_str}" for p in self.params)
         results = [o.type_str for o in self.outputs]
-        ret = f"({', '.join(results)})" if self.tuple_result else results[0]
+        ret = f"({', '.join(results)}{',' if len(results) == 1 else ''})" if self.tuple_result else results[0]
         return f"{self.name}({params}) -> {ret}"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import infer
-from .dims import Dim
+from .dims import Dim, is_nonnegative
 from .errors import Location, TdslTypeError
 from .graph import Node
 
@@ -29,22 +29,25 @@ def _require(dim: Dim, message: str, loc: Location | None, checks: list) -> None
         if dim.const < 0:
             raise TdslTypeError(message, loc)
         return
+    if is_nonnegative(dim):
+        return
+    if any(op == ">=" and d == dim for op, d, _ in checks):
+        return  # the first message about a condition is the one worth reading
     checks.append((">=", dim, message))
 
 
 def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tuple[Dim, int, Dim]:
     """(start, step, length) of one subscript on an axis of size `dim`."""
-    what = f"axis {axis} of {x.type_str}"
-    if sub.kind == "int":
+    # The messages do not quote the subscript: `x[0]` and `x[0:1]` need the same, and say so alike.
+    short = f"the index needs a longer axis {axis} of {x.type_str}"
+    if sub.kind == "int":  # the checks of the slice `i:i+1`, so that both print alike
         start = dim + sub.start if sub.start < 0 else Dim.of(sub.start)
-        _require(start, f"index {sub.start} is out of range for {what}", loc, checks)
-        _require(dim - start - 1, f"index {sub.start} is out of range for {what}", loc, checks)
+        _require(start, short, loc, checks)
+        _require(dim - start - 1, short, loc, checks)
         return start, 1, Dim.of(1)
     step = 1 if sub.step is None else sub.step
     if step == 0:
         raise TdslTypeError("a slice step cannot be zero", loc)
-    text = f"{'' if sub.start is None else sub.start}:{'' if sub.stop is None else sub.stop}" + (
-        f":{sub.step}" if sub.step is not None else "")
 
     def bound(value, default):
         if value is None:
@@ -53,21 +56,22 @@ def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tu
 
     if step > 0:
         start, stop = bound(sub.start, Dim.of(0)), bound(sub.stop, dim)
-        span = stop - start
-        if span.is_const and span.const < 0:
-            return Dim.of(0), step, Dim.of(0)
-        _require(start, f"slice {text} needs a longer {what}", loc, checks)
-        _require(span, f"slice {text} is empty backwards on {what}", loc, checks)
-        _require(dim - stop, f"slice {text} needs a longer {what}", loc, checks)
-        return start, step, (span + (step - 1)) // step
-    start, stop = bound(sub.start, dim - 1), bound(sub.stop, Dim.of(-1))
-    span = start - stop
+        low, high = start, stop
+    else:
+        start, stop = bound(sub.start, dim - 1), bound(sub.stop, Dim.of(-1))
+        low, high = stop + 1, start + 1
+    # The slice walks the half-open range [low, high), which must lie on the axis (no clamping):
+    # 0 <= low <= high <= dim. A slice written backwards (`x[3:1]`) is empty, but still on the axis.
+    span = high - low
     if span.is_const and span.const < 0:
+        for end in (low, high):
+            _require(end, short, loc, checks)
+            _require(dim - end, short, loc, checks)
         return Dim.of(0), step, Dim.of(0)
-    _require(stop + 1, f"slice {text} needs a longer {what}", loc, checks)
-    _require(span, f"slice {text} is empty backwards on {what}", loc, checks)
-    _require(dim - start - 1, f"slice {text} needs a longer {what}", loc, checks)
-    return start, step, (span + (-step - 1)) // (-step)
+    _require(low, short, loc, checks)
+    _require(dim - high, short, loc, checks)
+    _require(span, short, loc, checks)  # with literal bounds, a negative span means a short axis
+    return start, step, (span + (abs(step) - 1)) // abs(step)
 
 
 def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:

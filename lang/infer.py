@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dims import Dim, shape_size, shape_str
+from .dims import Dim, is_nonnegative, shape_size, shape_str
 from .dtypes import can_cast_safe, float_result, kind, promote, to_numpy
 from .errors import Location, TdslTypeError
 from .graph import Node, make_attrs
@@ -47,7 +47,15 @@ def broadcast_shapes(shapes: list[tuple[Dim, ...]], loc: Location | None) -> tup
 
 def const(value, dtype: str, shape: tuple = (), weak: bool = True, loc: Location | None = None) -> Node:
     """A literal: `value` a Python scalar or nested tuple of scalars."""
+    if kind(dtype) != "int":  # 0 and 0.0 are one f64 literal (integers stay exact: they may not fit yet)
+        value = _as_python_kind(value, float if kind(dtype) == "float" else bool)
     return Node("const", dtype, tuple(Dim.of(d) for d in shape), (), make_attrs(value=value), weak, loc)
+
+
+def _as_python_kind(value, py_type):
+    if isinstance(value, tuple):
+        return tuple(_as_python_kind(v, py_type) for v in value)
+    return py_type(value)
 
 
 def const_value(node: Node) -> np.ndarray:
@@ -58,6 +66,33 @@ def _to_python(arr: np.ndarray):
     return arr.item() if arr.ndim == 0 else tuple(_to_python(a) for a in arr)
 
 
+def _check_fits(value, dtype: str, loc: Location | None) -> None:
+    """An integer literal must fit the integer dtype it ends up with."""
+    info = np.iinfo(to_numpy(dtype))
+    flat = [v for v in np.asarray(value, dtype=object).ravel()]
+    if any(v < info.min or v > info.max for v in flat):
+        raise TdslTypeError(f"the literal {value} does not fit {dtype}", loc)
+
+
+def _has_negative_literal(node: Node) -> bool:
+    return node.op == "const" and any(v < 0 for v in np.asarray(node.attr("value"), dtype=object).ravel())
+
+
+def _outside_i32(node: Node) -> bool:
+    if not (node.op == "const" and node.weak and kind(node.dtype) == "int"):
+        return False
+    info = np.iinfo(np.int32)
+    return any(v < info.min or v > info.max for v in np.asarray(node.attr("value"), dtype=object).ravel())
+
+
+def check_literals(roots: list[Node]) -> None:
+    """Every integer literal a graph computes with fits its dtype (Python ints are unbounded)."""
+    from .graph import toposort
+    for node in toposort(roots):
+        if node.op == "const" and kind(node.dtype) == "int":
+            _check_fits(node.attr("value"), node.dtype, node.loc)
+
+
 def cast(node: Node, dtype: str, loc: Location | None = None) -> Node:
     """`node` converted to `dtype`; literals are converted at once."""
     if node.dtype == dtype:
@@ -65,10 +100,7 @@ def cast(node: Node, dtype: str, loc: Location | None = None) -> Node:
     if node.op == "const":
         value = node.attr("value")
         if node.weak and kind(node.dtype) == "int" and kind(dtype) == "int":
-            info = np.iinfo(to_numpy(dtype))
-            flat = np.asarray(value).ravel()
-            if flat.size and (flat.min() < info.min or flat.max() > info.max):
-                raise TdslTypeError(f"the literal {value} does not fit {dtype}", loc or node.loc)
+            _check_fits(value, dtype, loc or node.loc)
         with np.errstate(all="ignore"):
             converted = _to_python(np.asarray(value).astype(to_numpy(dtype)))
         return Node("const", dtype, node.shape, (), make_attrs(value=converted), node.weak, node.loc)
@@ -98,6 +130,11 @@ def elementwise(op_name: str, inputs: list[Node], loc: Location | None) -> Node:
     dtype, weak = promote([(x.dtype, x.weak) for x in operands])
     if op.rule == "float":
         dtype = float_result(dtype)
+    if op_name == "pow" and kind(dtype) == "int" and _has_negative_literal(operands[1]):
+        raise TdslTypeError("an integer cannot be raised to a negative integer power", loc,
+                            hint="use a float operand, e.g. f64(x) ** -1")
+    if op.rule == "compare" and dtype == "i32" and any(_outside_i32(x) for x in operands):
+        dtype = "i64"  # NumPy 2 compares an i32 array with any Python int exactly
     if op.rule == "predicate":
         cast_to = inputs[0].dtype
     else:
@@ -178,7 +215,8 @@ def reshape(x: Node, shape: tuple[Dim, ...], loc: Location | None) -> Node:
     if size.is_const and new_size.is_const and size != new_size:
         raise TdslTypeError(f"cannot reshape {x.type_str} ({size} elements) into "
                             f"{shape_str(shape) or 'a scalar'} ({new_size} elements)", loc)
-    checks = equal_sizes_check(size, new_size, f"cannot reshape {x.type_str} into {shape_str(shape) or '[]'}")
+    checks = size_checks(shape, loc) + equal_sizes_check(
+        size, new_size, f"cannot reshape {x.type_str} into {shape_str(shape) or '[]'}")
     return Node("reshape", x.dtype, shape, (x,), make_attrs(shape=shape, checks=checks), False, loc)
 
 
@@ -198,7 +236,9 @@ def broadcast_to(x: Node, shape: tuple[Dim, ...], loc: Location | None) -> Node:
         return x
     if x.ndim > len(shape) or broadcast_shapes([x.shape, shape], loc) != shape:
         raise TdslTypeError(f"cannot broadcast {x.type_str} to {shape_str(shape) or 'a scalar'}", loc)
-    return Node("broadcast", x.dtype, shape, (x,), make_attrs(shape=shape), x.weak, loc)
+    checks = size_checks(shape, loc)
+    attrs = make_attrs(shape=shape, checks=checks) if checks else make_attrs(shape=shape)
+    return Node("broadcast", x.dtype, shape, (x,), attrs, x.weak, loc)
 
 
 def slice_node(x: Node, starts, steps, shape, checks, loc: Location | None) -> Node:
@@ -266,7 +306,21 @@ def matmul(a: Node, b: Node, loc: Location | None) -> Node:
 
 
 def iota(n: Dim, loc: Location | None) -> Node:
-    return Node("iota", "i64", (Dim.of(n),), (), (), False, loc)
+    n = Dim.of(n)
+    checks = size_checks((n,), loc)
+    return Node("iota", "i64", (n,), (), make_attrs(checks=checks) if checks else (), False, loc)
+
+
+def size_checks(shape: tuple[Dim, ...], loc: Location | None) -> tuple:
+    """A shape a program asks for must not have negative sizes: a compile error when one is a
+    negative constant, call-time checks where a size like `n - 5` could be negative."""
+    checks = []
+    for d in shape:
+        if d.is_const and d.const < 0:
+            raise TdslTypeError(f"a size cannot be negative: {shape_str(shape)} has {d}", loc)
+        if not is_nonnegative(d):
+            checks.append((">=", d, f"the size {d} in {shape_str(shape)} is negative"))
+    return tuple(checks)
 
 
 def check_castable(x: Node, dtype: str, loc: Location | None) -> None:

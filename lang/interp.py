@@ -70,4 +70,4 @@ def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int]
     """The numpy target's entry point: arrays in parameter order, results as new arrays."""
     args = {p.name: a for p, a in zip(graph.params, arrays)}
     outputs, _ = run_graph(graph, args, sizes)
-    return [np.array(o, dtype=to_numpy(n.dtype), copy=True) for o, n in zip(outputs, graph.outputs)]
+    return [np.array(o, dtype=to_numpy(n.dtype), copy=True, order="C") for o, n in zip(outputs, graph.outputs)]

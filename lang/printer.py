@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .dims import Dim
+from .dtypes import DTYPES
 from .graph import FunctionGraph, Node, toposort
 from .ops import OPS
 
@@ -16,7 +17,8 @@ def _literal(value, dtype: str) -> str:
         return "true" if value else "false"
     if dtype.startswith("f"):
         text = repr(float(value))
-        return {"inf": "(1.0 / 0.0)", "-inf": "(-1.0 / 0.0)", "nan": "(0.0 / 0.0)"}.get(text, text)
+        # 1e400 reads back as an infinite literal; NaN has no literal and prints as an expression
+        return {"inf": "1e400", "-inf": "-1e400", "nan": "(0.0 / 0.0)"}.get(text, text)
     return str(int(value))
 
 
@@ -30,11 +32,17 @@ def _axes(axes) -> str:
 
 
 def _slice_text(node: Node, x: Node) -> str:
+    """The subscripts of a strided slice, with the stop left out wherever it can be."""
     parts = []
     for dim, start, step, length in zip(x.shape, node.attr("starts"), node.attr("steps"), node.attr("shape")):
-        stop = start + length * step
-        parts.append(f"{_bound(start, dim)}:{_bound(stop, dim) if stop != (dim if step > 0 else -1) else ''}:{step}"
-                     if length != 0 or True else "")
+        reach = dim - start if step > 0 else start + 1  # elements from start to the end, by |step| 1
+        if (reach + (abs(step) - 1)) // abs(step) == length:
+            stop = ""
+        elif length == 0:
+            stop = _bound(start, dim)
+        else:  # the nearest stop past the last element
+            stop = _bound(start + (length - 1) * step + (1 if step > 0 else -1), dim)
+        parts.append(f"{_bound(start, dim)}:{stop}:{step}")
     return ", ".join(parts)
 
 
@@ -42,9 +50,9 @@ def _bound(value: Dim, dim: Dim) -> str:
     if value.is_const:
         return str(value.const)
     from_end = value - dim
-    if from_end.is_const:
+    if from_end.is_const and from_end.const < 0:
         return str(from_end.const)
-    return str(value)
+    raise ValueError(f"a slice bound {value} cannot be written as a literal")
 
 
 def expression(node: Node, names: dict) -> str:
@@ -53,9 +61,9 @@ def expression(node: Node, names: dict) -> str:
     op = node.op
     if op == "const":
         text = _literal(node.attr("value"), node.dtype)
-        if node.dtype in ("f32", "i32") or not node.weak:
-            return f"{node.dtype}({text})"
-        return text
+        # A weak literal prints bare: parsed back, it takes its dtype from its use again
+        # (a weak f32 literal is a float literal that met an f32 operand).
+        return text if node.weak else f"{node.dtype}({text})"
     if op == "param" or op == "sizevar":
         return node.attr("name")
     if op in SYMBOLS:
@@ -94,18 +102,25 @@ def expression(node: Node, names: dict) -> str:
     raise ValueError(f"no source form for op {op}")
 
 
+def _usable_name(name: str | None) -> bool:
+    """Whether a value's name (say, from Var.named) can be bound in .tdsl source."""
+    from tdsl.grammar import KEYWORDS, RESERVED_WORDS
+    return bool(name) and name.isidentifier() and name.isascii() and name not in (
+        *KEYWORDS, *RESERVED_WORDS, "None")
+
+
 def to_tdsl(graph: FunctionGraph) -> str:
     """A .tdsl function whose checked graph equals `graph` (one statement per node)."""
     names: dict[Node, str] = {}
     body: list[str] = []
-    used = {p.name for p in graph.params} | set(graph.size_vars)
+    used = {p.name for p in graph.params} | set(graph.size_vars) | {graph.name} | set(DTYPES)
     for node in toposort(graph.outputs):
         if node in names:
             continue
         if node.op in ("param", "sizevar"):
             names[node] = node.attr("name")
             continue
-        base = node.name if node.name and node.name not in used else f"t{len(body)}"
+        base = node.name if _usable_name(node.name) and node.name not in used else f"t{len(body)}"
         while base in used:
             base = f"{base}_"
         used.add(base)
@@ -113,9 +128,11 @@ def to_tdsl(graph: FunctionGraph) -> str:
         names[node] = base
     params = ", ".join(f"{p.name}: {p.type_str}" for p in graph.params)
     results = [o.type_str for o in graph.outputs]
-    ret = f"({', '.join(results)})" if graph.tuple_result else results[0]
+    ret = f" -> ({', '.join(results)}{',' if len(results) == 1 else ''})" if graph.tuple_result else f" -> {results[0]}"
+    if "(" in "".join(results) and (len(results) > 1) == graph.tuple_result:
+        ret = ""  # a dim like `(n + 1) // 2` has no spelling in a type; the annotation is optional
     outs = ", ".join(names[o] for o in graph.outputs)
-    return "\n".join([f"fn {graph.name}({params}) -> {ret} {{", *body, f"    return {outs}", "}", ""])
+    return "\n".join([f"fn {graph.name}({params}){ret} {{", *body, f"    return {outs}", "}", ""])
 
 
 def graph_text(graph: FunctionGraph) -> str:

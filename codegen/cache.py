@@ -1,0 +1,98 @@
+"""The compile cache: built libraries keyed by a hash of everything that went into them.
+
+It lives in the platform's user cache folder, or in `TDSL_CACHE_DIR`. Entries are
+written under a temporary name and renamed into place, so a reader (another
+process building the same module at the same time) never sees half a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+ENTRY_SUFFIXES = (".so", ".c", ".txt")
+
+
+def cache_dir() -> Path:
+    """The cache folder (created on demand): `TDSL_CACHE_DIR`, else the user cache folder."""
+    override = os.environ.get("TDSL_CACHE_DIR")
+    if override:
+        path = Path(override).expanduser()
+    else:
+        import platformdirs
+        path = Path(platformdirs.user_cache_dir("tdsl", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def key(*parts: str) -> str:
+    """A stable hash of the parts (source, compiler and version, flags, tdsl version)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:32]
+
+
+def entry(name: str, digest: str, suffix: str) -> Path:
+    """The path of a cache entry: readable name first, then the key."""
+    return cache_dir() / f"{name}-{digest}{suffix}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(Path(tmp))
+        raise
+
+
+def temporary(path: Path) -> Path:
+    """A fresh name next to `path`, for a file to be renamed onto it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def entries() -> list[Path]:
+    """The files of the cache, built libraries, kept sources and temporaries alike."""
+    folder = cache_dir()
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and (p.suffix in ENTRY_SUFFIXES or p.name.endswith(".tmp")))
+
+
+def info() -> str:
+    """A summary for `tdslc cache info`: where the cache is and what it holds."""
+    files = entries()
+    libraries = [p for p in files if p.suffix == ".so"]
+    size = sum(p.stat().st_size for p in files if p.exists())
+    return (f"cache folder: {cache_dir()}\n"
+            f"libraries: {len(libraries)}\n"
+            f"files: {len(files)} ({_human(size)})")
+
+
+def clear() -> int:
+    """Remove every cache entry; the number of files removed."""
+    return sum(_remove(p) for p in entries())
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"

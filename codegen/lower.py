@@ -1,0 +1,372 @@
+"""Lowering: a typed function graph becomes buffers and fused kernels (see kernels.py).
+
+Planning decides which nodes get a buffer: parameters, results, reductions,
+matmuls, concatenations, and elementwise work that would otherwise be recomputed
+for every element of a broadcast (or of a matmul operand). Everything else is
+fused: elementwise chains into one loop, elementwise producers into the
+reduction that consumes them, and layout ops (transpose, slice, broadcast,
+reshape) into the index arithmetic of the loads.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from tdsl.bind import collect_checks
+from tdsl.dims import Dim, shape_size
+from tdsl.dtypes import kind
+from tdsl.graph import FunctionGraph, Node, toposort
+from tdsl.ops import OPS
+
+from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
+                      ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
+                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeVar, row_major)
+from .layout import LAYOUT, broadcast_index, input_index
+from .loops import simplify
+
+ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat")
+EMPTY_REDUCE = ("max", "min")
+
+
+class ErrorTable:
+    """Runtime errors of a module; code k + 1 is entry k, code 1 is 'out of memory'."""
+
+    def __init__(self):
+        self.entries: list[ErrorInfo] = [OUT_OF_MEMORY]
+
+    def code(self, info: ErrorInfo) -> int:
+        if info not in self.entries:
+            self.entries.append(info)
+        return self.entries.index(info) + 1
+
+
+def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
+    """Every function of a module, sharing one table of error codes."""
+    errors = ErrorTable()
+    with _deep_recursion():
+        functions = tuple(Lowering(g, errors).run() for g in graphs)
+    file = graphs[0].file if graphs else "<string>"
+    return ModuleIR(prefix, functions, tuple(errors.entries), file)
+
+
+@contextmanager
+def _deep_recursion(limit: int = 20000):
+    """Long elementwise chains (autodiff makes them) recurse once per node."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _kind(node: Node) -> str:
+    return OPS[node.op].kind
+
+
+def _through_layout(node: Node) -> Node:
+    while node.op in LAYOUT:
+        node = node.inputs[0]
+    return node
+
+
+def _computes(node: Node) -> bool:
+    """Whether reading `node` inline does arithmetic (rather than loads and casts)."""
+    while node.op in LAYOUT or node.op == "cast":
+        node = node.inputs[0]
+    return _kind(node) in ("elementwise", "gather")
+
+
+class Lowering:
+    """Lowers one function graph."""
+
+    def __init__(self, graph: FunctionGraph, errors: ErrorTable):
+        self.graph = graph
+        self.errors = errors
+        self.nodes = toposort(graph.outputs)
+        self.buffer_of: dict[int, Buffer] = {}
+        self.memo: dict = {}
+        self.interned: dict = {}
+        self.temps: list[Buffer] = []
+        self.consts: list[Buffer] = []
+
+    def run(self) -> FunctionIR:
+        g = self.graph
+        params = tuple(Buffer(p.name, p.dtype, p.shape, "param", source_name=p.name) for p in g.params)
+        outputs = tuple(Buffer(f"out{i}", o.dtype, o.shape, "output") for i, o in enumerate(g.outputs))
+        jobs = self.assign_buffers(params, outputs, self.plan())
+        kernels = tuple(simplify(k) for node, target in jobs for k in self.kernels_for(node, target))
+        return FunctionIR(g.name, g.signature, g.size_vars, params, outputs, tuple(self.temps),
+                          tuple(self.consts), self.size_checks(), kernels, g.loc)
+
+    # -- planning ------------------------------------------------------------------
+    def plan(self) -> set[int]:
+        """The ids of the nodes that get a buffer of their own."""
+        keep = {id(o) for o in self.graph.outputs}
+        keep.update(id(n) for n in self.nodes if _kind(n) in ALWAYS_BUFFERED)
+        for node in self.nodes:
+            if node.op == "matmul":
+                for operand in map(_through_layout, node.inputs):
+                    if not (operand.op in ("param", "const", "sizevar", "iota")
+                            or _kind(operand) in ALWAYS_BUFFERED):
+                        keep.add(id(operand))
+            elif node.op == "take":
+                x, indices = node.inputs
+                self._keep_if_expanded(x, None, keep)
+                self._keep_if_expanded(indices, node, keep)
+            elif _kind(node) in ("elementwise", "cast") or node.op == "broadcast":
+                for operand in node.inputs:
+                    self._keep_if_expanded(operand, node, keep)
+        return keep
+
+    @staticmethod
+    def _keep_if_expanded(operand: Node, user: Node | None, keep: set) -> None:
+        """Arithmetic read through a broadcast would be redone per element: give it a buffer."""
+        if user is not None and shape_size(operand.shape) == shape_size(user.shape):
+            return
+        if _computes(operand):
+            keep.add(id(_through_layout(operand)))
+
+    def assign_buffers(self, params, outputs, keep: set[int]) -> list[tuple[Node, Buffer]]:
+        """Give planned nodes their buffers; the (node, buffer) kernels to run, in order."""
+        by_name = {p.name: p for p in params}
+        first_output: dict[int, int] = {}
+        for i, out in enumerate(self.graph.outputs):
+            first_output.setdefault(id(out), i)
+        jobs = []
+        for node in self.nodes:
+            if node.op == "param":
+                self.buffer_of[id(node)] = by_name[node.attr("name")]
+            elif node.op == "const" and node.ndim:
+                self.buffer_of[id(node)] = self.const_buffer(node)
+            elif id(node) in keep:
+                i = first_output.get(id(node))
+                target = outputs[i] if i is not None else self.temp_buffer(node)
+                self.buffer_of[id(node)] = target
+                jobs.append((node, target))
+        for out, target in zip(self.graph.outputs, outputs):
+            if self.buffer_of[id(out)] is not target:
+                jobs.append((out, target))   # a parameter, a constant or a repeated result: copy it
+        return jobs
+
+    def temp_buffer(self, node: Node) -> Buffer:
+        name = f"t{len(self.temps)}" + (f"_{node.name}" if node.name else "")
+        buf = Buffer(name, node.dtype, node.shape, "temp", source_name=node.name)
+        self.temps.append(buf)
+        return buf
+
+    def const_buffer(self, node: Node) -> Buffer:
+        from tdsl.infer import const_value
+        data = tuple(const_value(node).ravel().tolist())
+        buf = Buffer(f"c{len(self.consts)}", node.dtype, node.shape, "const", data)
+        self.consts.append(buf)
+        return buf
+
+    # -- kernels ---------------------------------------------------------------------
+    def kernels_for(self, node: Node, target: Buffer) -> list:
+        if self.buffer_of.get(id(node)) is not target:
+            return [self.map_kernel(node, target, copy=True)]
+        build = {"reduce": self.reduce_kernel, "argreduce": self.argreduce_kernel,
+                 "matmul": self.matmul_kernel, "concat": self.concat_kernels}.get(_kind(node))
+        return build(node, target) if build else [self.map_kernel(node, target)]
+
+    @staticmethod
+    def origin(node: Node, what: str | None = None) -> Origin:
+        label = what or node.op
+        return Origin(f"{node.name} = {label}" if node.name else label, node.loc)
+
+    @staticmethod
+    def index_space(shape, prefix: str, start: int = 0) -> tuple[list[Loop], tuple[Affine, ...]]:
+        """Loops over the axes of `shape` that are not a literal 1, and the index they make."""
+        loops, idx = [], []
+        for k, dim in enumerate(shape):
+            if dim == 1:
+                idx.append(Affine())
+                continue
+            loops.append(Loop(f"{prefix}{start + k}", dim))
+            idx.append(Affine.var(loops[-1].var))
+        return loops, tuple(idx)
+
+    def map_kernel(self, node: Node, target: Buffer, copy: bool = False) -> list:
+        loops, idx = self.index_space(node.shape, "i")
+        value = self.value(node, idx) if copy else self.compute(node, idx)
+        origin = self.origin(node, f"copy of {node.op}" if copy else None)
+        return MapKernel(origin, target, row_major(idx, target.shape), tuple(loops), value)
+
+    def _reduction_space(self, x: Node, axes, keepdims: bool):
+        """(outer loops, reduce loops, input index, output index) of a reduction over `axes`."""
+        outer, inner, in_idx, out_idx = [], [], [], []
+        for a, dim in enumerate(x.shape):
+            reduced = a in axes
+            loops = inner if reduced else outer
+            if dim == 1:
+                aff = Affine()
+            else:
+                loops.append(Loop(f"{'r' if reduced else 'i'}{a}", dim))
+                aff = Affine.var(loops[-1].var)
+            in_idx.append(aff)
+            if not reduced:
+                out_idx.append(aff)
+            elif keepdims:
+                out_idx.append(Affine())
+        return tuple(outer), tuple(inner), tuple(in_idx), tuple(out_idx)
+
+    def reduce_kernel(self, node: Node, target: Buffer) -> list:
+        x = node.inputs[0]
+        outer, inner, in_idx, out_idx = self._reduction_space(x, node.attr("axes"), node.attr("keepdims"))
+        return [ReduceKernel(self.origin(node), target, row_major(out_idx, node.shape), outer, inner,
+                             node.op, self.value(x, in_idx))]
+
+    def argreduce_kernel(self, node: Node, target: Buffer) -> list:
+        x, axis = node.inputs[0], node.attr("axis")
+        axes = tuple(range(x.ndim)) if axis is None else (axis,)
+        outer, inner, in_idx, out_idx = self._reduction_space(x, axes, node.attr("keepdims"))
+        if axis is None:
+            position, out_idx = row_major(in_idx, x.shape), tuple(Affine() for _ in node.shape)
+        else:
+            position = in_idx[axis]
+        return [ArgReduceKernel(self.origin(node), target, row_major(out_idx, node.shape), outer, inner,
+                                node.op, self.value(x, in_idx), position)]
+
+    def matmul_kernel(self, node: Node, target: Buffer) -> list:
+        a, b = node.inputs
+        nb = node.ndim - 2
+        inner = Loop("r0", a.shape[-1])
+        k = Affine.var(inner.var)
+        if node.shape[-1] == 1:   # a matrix-vector product: one dot product per row
+            loops, idx = self.index_space(node.shape, "i")
+            product = self.intern(Apply, "mul", node.dtype, (self.value(a, idx[:-1] + (k,)),
+                                                             self.value(b, idx[:nb] + (k, idx[-1]))), None)
+            return [ReduceKernel(self.origin(node, "matmul"), target, row_major(idx, node.shape),
+                                 tuple(loops), (inner,), "sum", product)]
+        loops = [Loop(f"i{j}", d) for j, d in enumerate(node.shape)]
+        batch = tuple(Affine.var(l.var) for l in loops[:nb])
+        row, col = Affine.var(loops[nb].var), Affine.var(loops[nb + 1].var)
+        lhs = self.value(a, batch + (row, k))
+        rhs = self.value(b, batch + (k, col))
+        out = row_major(batch + (row, col), node.shape)
+        return [MatmulKernel(self.origin(node, "matmul"), target, out, tuple(loops[:-1]), loops[-1],
+                             inner, lhs, rhs)]
+
+    def concat_kernels(self, node: Node, target: Buffer) -> list:
+        axis, start, kernels = node.attr("axis"), Dim.of(0), []
+        for piece in node.inputs:
+            loops, idx = self.index_space(piece.shape, "i")
+            placed = idx[:axis] + (idx[axis].shift(start),) + idx[axis + 1:]
+            kernels.append(MapKernel(self.origin(node, "concat"), target, row_major(placed, node.shape),
+                                     tuple(loops), self.value(piece, idx)))
+            start = start + piece.shape[axis]
+        return kernels
+
+    # -- values ----------------------------------------------------------------------
+    def value(self, node: Node, idx: tuple) -> object:
+        """The value of `node` at `idx`: a load when it has a buffer, else its fused expression."""
+        buf = self.buffer_of.get(id(node))
+        if buf is not None:
+            return self.load(buf, idx)
+        key = (id(node), idx)
+        if key not in self.memo:
+            self.memo[key] = self.compute(node, idx)
+        return self.memo[key]
+
+    def compute(self, node: Node, idx: tuple) -> object:
+        """The expression computing `node` itself at `idx` from the values of its inputs."""
+        op = node.op
+        if op == "const":
+            return self.const(node.attr("value"), node.dtype)
+        if op == "sizevar":
+            return self.intern(SizeVar, node.attr("name"))
+        if op == "iota":
+            return self.intern(Position, idx[0])
+        if op in LAYOUT:
+            return self.value(node.inputs[0], input_index(node, idx))
+        if op == "take":
+            return self.take(node, idx)
+        if _kind(node) not in ("elementwise", "cast"):
+            raise AssertionError(f"{op} must have a buffer")
+        args = tuple(self.value(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs)
+        expr = self.intern(Apply, op, node.dtype, args, node.name)
+        if op == "pow" and kind(node.dtype) == "int":
+            negative = self.intern(Apply, "lt", "bool", (args[1], self.const(0, node.dtype)))
+            error = self.errors.code(ErrorInfo("an integer raised to a negative integer power", node.loc))
+            expr = self.intern(Check, negative, error, expr)
+        return expr
+
+    def take(self, node: Node, idx: tuple) -> object:
+        x, indices = node.inputs
+        axis, rank = node.attr("axis"), indices.ndim
+        extent = x.shape[axis]
+        error = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
+        gathered = self.intern(Gather, self.value(indices, idx[axis:axis + rank]), extent, error)
+        return self.value(x, idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + rank:])
+
+    def load(self, buf: Buffer, idx: tuple) -> Load:
+        return self.intern(Load, buf, row_major(idx, buf.shape), buf.dtype)
+
+    def const(self, value, dtype: str) -> Const:
+        return self.intern(Const, value, dtype)
+
+    def intern(self, cls, *fields):
+        """One object per distinct expression, so equal subexpressions are computed once."""
+        key = (cls,) + tuple(_key(f) for f in fields)
+        if key not in self.interned:
+            self.interned[key] = cls(*fields)
+        return self.interned[key]
+
+    # -- call-time checks of sizes -------------------------------------------------
+    def size_checks(self) -> tuple[SizeCheck, ...]:
+        """Errors that depend on sizes only: checked before any work (also by the standalone C)."""
+        checks = []
+        for var in self.graph.size_vars:
+            code = self.errors.code(ErrorInfo(f"the size {var} is negative", self.graph.loc))
+            checks.append(SizeCheck(((Dim.of(var), "<0"),), code))
+        for op, dim, message, loc in collect_checks(self.graph):
+            relation = "<0" if op == ">=" else "!=0"
+            checks.append(SizeCheck(((dim, relation),), self.errors.code(ErrorInfo(message, loc))))
+        for node in self.nodes:
+            checks.extend(self._empty_checks(node))
+        return tuple(c for c in checks if not _never(c))
+
+    def _empty_checks(self, node: Node) -> list[SizeCheck]:
+        x = node.inputs[0] if node.inputs else None
+        if node.op in EMPTY_REDUCE:   # as NumPy: reducing over no elements has no identity
+            reduced = shape_size(tuple(x.shape[a] for a in node.attr("axes")))
+            return [SizeCheck(((reduced, "==0"),), self.errors.code(ErrorInfo(
+                "reduction over an empty axis has no identity", node.loc)))]
+        if _kind(node) == "argreduce":
+            axis = node.attr("axis")
+            if axis is None:
+                size, message = shape_size(x.shape), "argmax/argmin of an empty array"
+            else:
+                size, message = x.shape[axis], "argmax/argmin over an empty axis"
+            return [SizeCheck(((size, "==0"),), self.errors.code(ErrorInfo(message, node.loc)))]
+        if node.op == "take":
+            extent = x.shape[node.attr("axis")]
+            code = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
+            return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
+        return []
+
+
+def _key(field) -> object:
+    """A hashable key for a field of an expression: values by value, sub-expressions by identity."""
+    if field is None or isinstance(field, (bool, int, float, str)):
+        return (type(field).__name__, repr(field))
+    if isinstance(field, (Affine, Dim)):
+        return field
+    if isinstance(field, tuple):
+        return tuple(_key(f) for f in field)
+    return id(field)
+
+
+_TAKE_MESSAGE = "take: an index is out of range for an axis of length {extent}"
+
+
+def _never(check: SizeCheck) -> bool:
+    """A check whose condition is false for every size."""
+    for dim, relation in check.conditions:
+        if dim.is_const:
+            value = dim.const
+            holds = {"<0": value < 0, "!=0": value != 0, "==0": value == 0}[relation]
+            if not holds:
+                return True
+    return False
