@@ -26,7 +26,6 @@ class Dialect:
     name: str = "c"
     types: dict = field(default_factory=lambda: {
         "bool": "bool", "i32": "int32_t", "i64": "int64_t", "f32": "float", "f64": "double"})
-    index_type: str = "int64_t"
 
     def ctype(self, dtype: str) -> str:
         return self.types[dtype]

@@ -176,18 +176,18 @@ class Lowering:
         return Origin(f"{node.name} = {label}" if node.name else label, node.loc)
 
     @staticmethod
-    def index_space(shape, prefix: str, start: int = 0) -> tuple[list[Loop], tuple[Affine, ...]]:
+    def index_space(shape, prefix: str) -> tuple[list[Loop], tuple[Affine, ...]]:
         """Loops over the axes of `shape` that are not a literal 1, and the index they make."""
         loops, idx = [], []
         for k, dim in enumerate(shape):
             if dim == 1:
                 idx.append(Affine())
                 continue
-            loops.append(Loop(f"{prefix}{start + k}", dim))
+            loops.append(Loop(f"{prefix}{k}", dim))
             idx.append(Affine.var(loops[-1].var))
         return loops, tuple(idx)
 
-    def map_kernel(self, node: Node, target: Buffer, copy: bool = False) -> list:
+    def map_kernel(self, node: Node, target: Buffer, copy: bool = False) -> MapKernel:
         loops, idx = self.index_space(node.shape, "i")
         value = self.value(node, idx) if copy else self.compute(node, idx)
         origin = self.origin(node, f"copy of {node.op}" if copy else None)

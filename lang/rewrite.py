@@ -284,19 +284,19 @@ RULES: list[Rule] = [Rule("constant folding", Pat(), fold_constants)] + ALGEBRAI
 # -- the driver ------------------------------------------------------------------------------
 
 @lru_cache(maxsize=None)
-def _rules_for(op: str) -> tuple[Rule, ...]:
+def _rules_for(op: str, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     """The rules whose pattern can match a node of `op`, in list order."""
     def fits(pat: Pat) -> bool:
         return pat.op is None or pat.op == op or (isinstance(pat.op, tuple) and op in pat.op)
-    return tuple(rule for rule in RULES if fits(rule.pattern))
+    return tuple(rule for rule in rules if fits(rule.pattern))
 
 
 MAX_DEPTH = 64  # successive rewrites at one place; a longer chain means two rules undo each other
 
 
-def _first_rewrite(node: Node) -> Node | None:
+def _first_rewrite(node: Node, rules: tuple[Rule, ...]) -> Node | None:
     """The replacement given by the first rule (in list order) that matches `node` and accepts."""
-    for rule in _rules_for(node.op):
+    for rule in _rules_for(node.op, rules):
         for bound in rule.pattern.matches(node, {}):
             bound.pop(rule.pattern.name, None)
             repl = rule.rewrite(node, **bound)
@@ -312,9 +312,13 @@ def _rebuild(node: Node, inputs: list[Node]) -> Node:
     return Node(node.op, node.dtype, node.shape, tuple(inputs), node.attrs, node.weak, node.loc, node.name)
 
 
-def simplify_node(root: Node, memo: dict | None = None, depth: int = 0) -> Node:
-    """`root` with every rule applied bottom-up to a fixpoint; `memo` maps each node seen to its result."""
+def simplify_node(root: Node, memo: dict | None = None, rules=None, depth: int = 0) -> Node:
+    """`root` with `rules` (default: RULES) applied bottom-up to a fixpoint.
+
+    `memo` maps each node seen to its result; sharing it between roots keeps them consistent.
+    """
     memo = {} if memo is None else memo
+    rules = tuple(RULES if rules is None else rules)
     stack = [root]
     while stack:
         node = stack[-1]
@@ -329,16 +333,16 @@ def simplify_node(root: Node, memo: dict | None = None, depth: int = 0) -> Node:
         rebuilt = _rebuild(node, [memo[i] for i in node.inputs])
         result = memo.get(rebuilt)
         if result is None:
-            repl = _first_rewrite(rebuilt) if depth < MAX_DEPTH else None
-            result = rebuilt if repl is None else simplify_node(repl, memo, depth + 1)
+            repl = _first_rewrite(rebuilt, rules) if depth < MAX_DEPTH else None
+            result = rebuilt if repl is None else simplify_node(repl, memo, rules, depth + 1)
         memo[node] = memo[rebuilt] = result
         memo.setdefault(result, result)
     return memo[root]
 
 
-def simplify_graph(graph: FunctionGraph) -> FunctionGraph:
-    """The graph after the standard rewrites: results and named values share one memo."""
+def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
+    """The graph after the rewrites (default: RULES); results and named values share one memo."""
     memo: dict = {}
-    outputs = tuple(simplify_node(o, memo) for o in graph.outputs)
-    named = tuple((name, simplify_node(node, memo)) for name, node in graph.named)
+    outputs = tuple(simplify_node(o, memo, rules) for o in graph.outputs)
+    named = tuple((name, simplify_node(node, memo, rules)) for name, node in graph.named)
     return replace(graph, outputs=outputs, named=named)
