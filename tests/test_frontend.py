@@ -493,3 +493,10 @@ def test_every_error_is_a_tdsl_error():
     assert issubclass(tdsl.TdslArgumentError, tdsl.TdslError)
     assert issubclass(tdsl.TdslRuntimeError, tdsl.TdslError)
     assert issubclass(tdsl.TdslBuildError, tdsl.TdslError)
+
+
+def test_parenthesized_dim_in_return_type():
+    import numpy as np
+    m = tdsl.compile("fn f(x: f64[n]) -> f64[(n + 1) // 2] { return x[::2] }", target="numpy")
+    assert m.f.signature == "f(x: f64[n]) -> f64[(n + 1) // 2]"
+    np.testing.assert_array_equal(m.f(np.arange(5.0)), np.arange(5.0)[::2])
