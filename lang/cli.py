@@ -85,6 +85,7 @@ def cmd_build(args) -> int:
     from .rewrite import simplify_graph
     graphs = [simplify_graph(g) for g in _graphs(args.file)]
     out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
     prefix = args.prefix or out.stem
     if not prefix.isidentifier():
         raise TdslError(f"'{prefix}' is not a valid C identifier; pass --prefix NAME")

@@ -7,6 +7,8 @@ to its size variables. Every node keeps the location of the expression it came f
 from __future__ import annotations
 
 import difflib
+import sys
+from contextlib import contextmanager
 
 from lark import Token, Tree
 
@@ -443,4 +445,16 @@ def _map_nested(values, fn):
 
 def check(tree: Tree, text: str, filename: str) -> list[FunctionGraph]:
     """Every function of a parsed program as a checked graph."""
-    return Program(tree, text, filename).function_graphs()
+    with deep_recursion():
+        return Program(tree, text, filename).function_graphs()
+
+
+@contextmanager
+def deep_recursion(limit: int = 20000):
+    """Long expression chains nest deeply: elaborate them without hitting Python's default limit."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)

@@ -40,8 +40,18 @@ class Node:
             return True
         if not isinstance(other, Node) or self._hash != other._hash:
             return False
-        return (self.op, self.dtype, self.shape, self._attrs_key, self.weak, self.inputs) == (
-            other.op, other.dtype, other.shape, other._attrs_key, other.weak, other.inputs)
+        # Iterative, so that long chains of nodes do not exhaust Python's recursion limit.
+        stack, checked = [(self, other)], set()
+        while stack:
+            a, b = stack.pop()
+            if a is b or (id(a), id(b)) in checked:
+                continue
+            if a._hash != b._hash or (a.op, a.dtype, a.shape, a._attrs_key, a.weak, len(a.inputs)) != (
+                    b.op, b.dtype, b.shape, b._attrs_key, b.weak, len(b.inputs)):
+                return False
+            checked.add((id(a), id(b)))
+            stack.extend(zip(a.inputs, b.inputs))
+        return True
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:

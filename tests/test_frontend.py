@@ -500,3 +500,16 @@ def test_parenthesized_dim_in_return_type():
     m = tdsl.compile("fn f(x: f64[n]) -> f64[(n + 1) // 2] { return x[::2] }", target="numpy")
     assert m.f.signature == "f(x: f64[n]) -> f64[(n + 1) // 2]"
     np.testing.assert_array_equal(m.f(np.arange(5.0)), np.arange(5.0)[::2])
+
+
+@pytest.mark.parametrize("length", [1500])
+def test_long_chains_compile(target, length):
+    """A long chain of statements nests deeply; it must not hit Python's recursion limit."""
+    body = "\n".join(f"    x = sin(x) + {i}.0" for i in range(length))
+    source = "fn chain(x: f64[n]) -> f64[n] {\n" + body + "\n    return x\n}\n"
+    x = np.arange(3.0)
+    expected = x.copy()
+    for i in range(length):
+        expected = np.sin(expected) + i
+    got = tdsl.compile(source, target=target).chain(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
