@@ -40,7 +40,7 @@ def init_weights(features: int, hidden: int, rng: np.random.Generator) -> list[n
 
 
 class Progress:
-    """tqdm when it is installed, else one plain line per epoch."""
+    """tqdm when it is installed, else one plain-text bar line per epoch."""
 
     def __init__(self, total: int, epochs: int):
         self.epochs, self.bar = epochs, None
@@ -56,7 +56,9 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}")
 
     def epoch(self, epoch: int, loss: float, accuracy: float, elapsed: float) -> None:
-        line = f"epoch {epoch:3d}/{self.epochs}  loss {loss:.4f}  held-out accuracy {accuracy:.3f}  {elapsed:5.1f} s"
+        done = 20 * epoch // self.epochs
+        line = (f"[{'#' * done}{'.' * (20 - done)}] epoch {epoch:3d}/{self.epochs}  loss {loss:.4f}  "
+                f"held-out accuracy {accuracy:.3f}  {elapsed:5.1f} s")
         if self.bar is not None:
             self.bar.write(line)
         else:

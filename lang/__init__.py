@@ -7,9 +7,10 @@ from .api import Var, function, grad, scalar, tensor
 from .errors import (TdslArgumentError, TdslBuildError, TdslError, TdslRuntimeError, TdslSyntaxError,
                      TdslTypeError)
 from .compiled import Function, Module
+from .gradcheck import check_grad
 
 __version__ = "0.1.0"
-__all__ = ["load", "compile", "function", "grad", "scalar", "tensor", "Var", "Function", "Module",
+__all__ = ["load", "compile", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
            "TdslBuildError", "__version__"]
 

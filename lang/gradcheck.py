@@ -57,6 +57,7 @@ def check_grad(fn: Function, *args, eps: float | None = None) -> dict[str, float
     absolute below 1, where finite differences cannot do better.
     """
     arrays, _ = Binder(fn.graph).bind(args, {})
+    arrays = [np.array(a) for a in arrays]  # scalars too become (0-d) arrays we can perturb
     analytic = gradient_function(fn)(*arrays)
     errors = {}
     float_params = [(i, p) for i, p in enumerate(fn.graph.params) if is_float(p.dtype)]

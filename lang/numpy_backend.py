@@ -5,8 +5,16 @@ from functools import partial
 
 from .graph import FunctionGraph
 from .interp import run
-from .printer import to_tdsl
+from .printer import graph_text, to_tdsl
 
 
 def load(graphs: list[FunctionGraph], module_name: str) -> dict:
-    return {g.name: (partial(run, g), to_tdsl(g)) for g in graphs}
+    return {g.name: (partial(run, g), _source(g)) for g in graphs}
+
+
+def _source(graph: FunctionGraph) -> str:
+    """The graph as .tdsl text, or as a listing when some value has no .tdsl spelling."""
+    try:
+        return to_tdsl(graph)
+    except ValueError:
+        return graph_text(graph)

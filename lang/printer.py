@@ -40,10 +40,25 @@ def _slice_text(node: Node, x: Node) -> str:
             stop = ""
         elif length == 0:
             stop = _bound(start, dim)
-        else:  # the nearest stop past the last element
-            stop = _bound(start + (length - 1) * step + (1 if step > 0 else -1), dim)
+        else:
+            stop = _stop_for(dim, start, step, length)
         parts.append(f"{_bound(start, dim)}:{stop}:{step}")
     return ", ".join(parts)
+
+
+def _stop_for(dim: Dim, start: Dim, step: int, length: Dim) -> str:
+    """A stop, as a literal or counted from the end, that gives `length` elements from `start`."""
+    nearest = start + (length - 1) * step + (1 if step > 0 else -1)
+    candidates = ([nearest] + [dim + c for c in range(-1, -2 * abs(step) - 2, -1)]
+                  + [Dim.of(c) for c in range(0, 2 * abs(step) + 1)])
+    for stop in candidates:
+        span = stop - start if step > 0 else start - stop
+        if (span + (abs(step) - 1)) // abs(step) == length:
+            try:
+                return _bound(stop, dim)
+            except ValueError:
+                continue
+    raise ValueError(f"a slice of length {length} from {start} cannot be written with literal bounds")
 
 
 def _bound(value: Dim, dim: Dim) -> str:
@@ -129,8 +144,6 @@ def to_tdsl(graph: FunctionGraph) -> str:
     params = ", ".join(f"{p.name}: {p.type_str}" for p in graph.params)
     results = [o.type_str for o in graph.outputs]
     ret = f" -> ({', '.join(results)}{',' if len(results) == 1 else ''})" if graph.tuple_result else f" -> {results[0]}"
-    if "(" in "".join(results) and (len(results) > 1) == graph.tuple_result:
-        ret = ""  # a dim like `(n + 1) // 2` has no spelling in a type; the annotation is optional
     outs = ", ".join(names[o] for o in graph.outputs)
     return "\n".join([f"fn {graph.name}({params}){ret} {{", *body, f"    return {outs}", "}", ""])
 

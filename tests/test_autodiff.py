@@ -349,3 +349,13 @@ def test_every_op_has_a_gradient_rule_and_a_test():
         assert (op.grad is None) == (name in NO_GRADIENT), name
         if op.grad is not None:
             assert name in tested, f"{name} has a gradient rule but no finite-difference test"
+
+
+def test_check_grad_on_the_f32_logistic_example(target):
+    from pathlib import Path
+    m = tdsl.load(Path(__file__).resolve().parents[1] / "examples" / "logistic.tdsl", target=target)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = (rng.uniform(size=20) > 0.5).astype(np.float32)
+    errors = check_grad(m.loss, x, y, rng.normal(size=3).astype(np.float32), np.float32(0.1))
+    assert set(errors) == {"x", "y", "w", "b"} and max(errors.values()) < 1e-2, errors

@@ -30,7 +30,7 @@ def test_train_digits_small(target):
     pytest.importorskip("sklearn")
     out = run_script("train_digits.py", "--target", target, "--epochs", "5", "--limit", "400",
                      "--hidden", "32", "--min-accuracy", "0.7")
-    assert "epoch   5/5" in out and "held-out accuracy" in out
+    assert "epoch   5/5" in out and "[####################]" in out and "held-out accuracy" in out
 
 
 def test_train_digits_reaches_95_percent():
