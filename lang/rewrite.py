@@ -344,5 +344,6 @@ def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
     """The graph after the rewrites (default: RULES); results and named values share one memo."""
     memo: dict = {}
     outputs = tuple(simplify_node(o, memo, rules) for o in graph.outputs)
-    named = tuple((name, simplify_node(node, memo, rules)) for name, node in graph.named)
+    # A named value keeps its own name and place even when it merged with an equal node.
+    named = tuple((name, simplify_node(node, memo, rules).with_name(name, node.loc)) for name, node in graph.named)
     return replace(graph, outputs=outputs, named=named)

@@ -271,3 +271,12 @@ def test_every_function_of_a_program_prints_back_to_an_equal_graph():
         (back,) = check_source(text)
         assert back.signature == g.signature, text
         assert all(a == b for a, b in zip(back.outputs, g.outputs)), text
+
+
+def test_explain_keeps_the_line_of_a_value_equal_to_an_earlier_one():
+    """After the rewrites merge `back` with `v`, explain() still shows where `back` was bound."""
+    m = tdsl.compile("fn f(v: f64[n]) {\n    col = expand_dims(v, 1)\n    back = squeeze(col)\n"
+                     "    return back * 2\n}", target="numpy")
+    lines = m.f.explain().splitlines()
+    assert "  value  back: f64[n]  (line 3)" in lines
+    assert "  value  col: f64[n, 1]  (line 2)" in lines
