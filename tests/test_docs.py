@@ -7,13 +7,11 @@
 - ```pycon blocks of docs/language.md and docs/python.md run as doctests, each
   file's blocks in order in one namespace, from the repository root.
 
-The ```python blocks of docs/python.md are only parsed. A tdsl or pycon block
-that calls `grad` is skipped while `tdsl.autodiff` does not exist yet.
+The ```python blocks of docs/python.md are only parsed.
 """
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import re
 from pathlib import Path
 
@@ -39,16 +37,6 @@ def blocks(name: str, kinds: tuple[str, ...]) -> list:
     return found
 
 
-def needs_missing_autodiff(source: str) -> bool:
-    """Whether `source` calls grad while tdsl.autodiff does not exist yet."""
-    return bool(re.search(r"\bgrad\s*\(", source)) and importlib.util.find_spec("tdsl.autodiff") is None
-
-
-def skip_without_autodiff(source: str) -> None:
-    if needs_missing_autodiff(source):
-        pytest.skip("grad: tdsl.autodiff is not implemented yet")
-
-
 def explained_types(module) -> dict[str, set[str]]:
     """name -> the types explain() gives it, over every function of `module`."""
     types: dict[str, set[str]] = {}
@@ -62,7 +50,6 @@ def explained_types(module) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("kind, source", blocks("language.md", ("tdsl", "tdsl-error")))
 def test_tdsl_block(kind: str, source: str):
-    skip_without_autodiff(source)
     if kind == "tdsl-error":
         with pytest.raises(tdsl.TdslError) as caught:
             tdsl.compile(source, target="numpy")
@@ -81,9 +68,8 @@ def test_tdsl_block(kind: str, source: str):
 
 @pytest.mark.parametrize("name", ["language.md", "python.md"])
 def test_pycon_blocks(name: str, monkeypatch):
-    sessions = [p.values[1] for p in blocks(name, ("pycon",)) if not needs_missing_autodiff(p.values[1])]
-    if not sessions:
-        pytest.skip(f"docs/{name} has no pycon blocks")
+    sessions = [p.values[1] for p in blocks(name, ("pycon",))]
+    assert sessions, f"docs/{name} has no pycon blocks"
     monkeypatch.chdir(ROOT)
     parser = doctest.DocTestParser()
     test = parser.get_doctest("\n".join(sessions), {}, f"docs/{name}", str(DOCS / name), 0)
