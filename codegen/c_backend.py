@@ -1,11 +1,14 @@
-"""The `c` target: lower -> render -> build -> load; and the standalone C of `tdslc build -t c`.
+"""The `c` target: lower -> fuse -> render -> build -> load; and the standalone C of `tdslc build -t c`.
 
-    graphs --lower--> kernel IR --render--> C text --build--> shared library --load--> runners
+    graphs --lower--> kernel IR --fuse--> fused kernel IR --render--> C text --build--> library --load--> runners
+
+A module loaded before from the same text skips to the library (codegen/warm.py).
 """
 from __future__ import annotations
 
 import ctypes
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,27 +16,66 @@ from tdsl.dtypes import to_numpy
 from tdsl.errors import TdslRuntimeError
 from tdsl.graph import FunctionGraph
 
-from .build import load_library
-from .kernels import ErrorInfo, FunctionIR
-from .lower import lower_module
-from .render import render_module
-
-SCALAR_TYPES = {"bool": ctypes.c_bool, "i32": ctypes.c_int32, "i64": ctypes.c_int64,
-                "f32": ctypes.c_float, "f64": ctypes.c_double}
+from . import build, warm
+from .fastcall import SCALAR_TYPES, data_address
 
 
-def load(graphs: list[FunctionGraph], module_name: str) -> dict:
-    """Compile a module's functions to one shared library: {name: (runner, C source)}."""
+def load(graphs: list[FunctionGraph], module_name: str, text: str | None = None,
+         path: str | None = None) -> dict:
+    """Compile a module's functions to one shared library: {name: (runner, C source)}.
+
+    Given the module's source `text` and `path`, a warm entry is kept so that the
+    next process loading the same text skips everything up to the library (`load_warm`).
+    """
+    from .fuse import fuse_module
+    from .lower import lower_module
+    from .render import render_module
     prefix = symbol_prefix(module_name)
-    module = lower_module(graphs, prefix)
+    module = fuse_module(lower_module(graphs, prefix))
     source, _ = render_module(module)
-    library = load_library(source, prefix)
-    return {fn.name: (Runner(library, fn, module.errors, prefix), source) for fn in module.functions}
+    library_path = build.library_path(source, prefix)
+    library = build.load_library(source, prefix, library_path)
+    attach_blas(library, prefix)
+    specs = [CallSpec.of(fn, module.errors, prefix) for fn in module.functions]
+    if text is not None:
+        warm.remember(text, path, graphs, specs, library_path, prefix)
+    return {spec.name: (Runner(library, spec), source) for spec in specs}
+
+
+def load_warm(text: str, path: str) -> list | None:
+    """[(graph, runner, C source)] of a module this cache has built from `text` before, or None."""
+    found = warm.recall(text, path)
+    if found is None:
+        return None
+    graphs, specs, library_path, prefix = found
+    library = build.load_built(library_path)
+    if library is None:
+        return None
+    try:
+        source = library_path.with_suffix(".c").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    attach_blas(library, prefix)
+    return [(g, Runner(library, spec), source) for g, spec in zip(graphs, specs)]
+
+
+def attach_blas(library: ctypes.CDLL, prefix: str) -> None:
+    """Hand the module NumPy's BLAS for its float matmuls (see codegen/blas.py)."""
+    from .blas import gemm_pointers
+    pointers = gemm_pointers()
+    setter = getattr(library, f"{prefix}_set_blas", None)
+    if pointers is not None and setter is not None:
+        setter.restype = None
+        setter.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        setter(*pointers)
 
 
 def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> tuple[str, str]:
     """OUT.c and OUT.h: plain C99 (libm, OpenMP when compiled with it) with no Python."""
-    module = lower_module(graphs, symbol_prefix(prefix))
+    from .fuse import fuse_module
+    from .lower import lower_module
+    from .render import render_module
+    module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
     return render_module(module, standalone_header=True)
 
 
@@ -43,39 +85,67 @@ def symbol_prefix(name: str) -> str:
     return "m_" + prefix if prefix[0].isdigit() else prefix
 
 
+@dataclass(frozen=True)
+class CallSpec:
+    """What calling one compiled function needs (picklable, for warm loads)."""
+
+    name: str
+    symbol: str
+    size_vars: tuple[str, ...]
+    params: tuple[tuple[str, bool], ...]          # (dtype, is scalar)
+    outputs: tuple[tuple[tuple, str], ...]        # (shape: ints and Dims, dtype)
+    errors: tuple[tuple, ...]                     # (message, location, extent) of error code k + 1
+
+    @staticmethod
+    def of(fn, errors: tuple, prefix: str) -> "CallSpec":
+        outputs = tuple((tuple(d.const if d.is_const else d for d in o.shape), o.dtype) for o in fn.outputs)
+        return CallSpec(fn.name, f"{prefix}_{fn.name}", tuple(fn.size_vars),
+                        tuple((p.dtype, p.is_scalar) for p in fn.params), outputs,
+                        tuple((e.message, e.loc, e.extent) for e in errors))
+
+
 class Runner:
-    """Calls one compiled function: arrays in parameter order and sizes in, new result arrays out."""
+    """Calls one compiled function: arrays in parameter order and sizes in, result arrays out."""
 
-    def __init__(self, library: ctypes.CDLL, fn: FunctionIR, errors: tuple[ErrorInfo, ...], prefix: str):
+    writes_into = True   # __call__ takes `outs`, caller-checked buffers for the results
+
+    def __init__(self, library: ctypes.CDLL, spec: CallSpec):
         self.library = library            # keeps the library loaded
-        self.cfunc = getattr(library, f"{prefix}_{fn.name}")
+        self.cfunc = getattr(library, spec.symbol)
         self.cfunc.restype = ctypes.c_int
-        self.cfunc.argtypes = ([ctypes.c_int64] * len(fn.size_vars)
-                               + [SCALAR_TYPES[p.dtype] if p.is_scalar else ctypes.c_void_p for p in fn.params]
-                               + [ctypes.c_void_p] * len(fn.outputs))
-        self.size_vars = fn.size_vars
-        self.scalar = [p.is_scalar for p in fn.params]
-        self.outputs = [(tuple(d.const if d.is_const else d for d in o.shape), to_numpy(o.dtype))
-                        for o in fn.outputs]
-        self.errors = errors
+        self.cfunc.argtypes = ([ctypes.c_int64] * len(spec.size_vars)
+                               + [SCALAR_TYPES[dtype] if scalar else ctypes.c_void_p for dtype, scalar in spec.params]
+                               + [ctypes.c_void_p] * len(spec.outputs))
+        self.size_vars = spec.size_vars
+        self.scalar = [scalar for _, scalar in spec.params]
+        self.outputs = [(shape, to_numpy(dtype)) for shape, dtype in spec.outputs]
+        self.output_dtypes = [dtype for _, dtype in spec.outputs]
+        self.errors = spec.errors
 
-    def __call__(self, arrays: list, sizes: dict) -> list[np.ndarray]:
+    def output_shapes(self, sizes: dict) -> list[tuple[int, ...]]:
+        return [tuple(d if type(d) is int else d.evaluate(sizes) for d in shape) for shape, _ in self.outputs]
+
+    def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list[np.ndarray]:
         args = [sizes[v] for v in self.size_vars]
         for arr, scalar in zip(arrays, self.scalar):
-            args.append(arr.item() if scalar else arr.__array_interface__["data"][0])
-        outs = [np.empty(tuple(d if type(d) is int else d.evaluate(sizes) for d in shape), dtype)
-                for shape, dtype in self.outputs]
-        args.extend(o.__array_interface__["data"][0] for o in outs)
+            args.append(arr.item() if scalar else data_address(arr))
+        if outs is None:
+            outs = [np.empty(shape, dtype) for shape, (_, dtype) in zip(self.output_shapes(sizes), self.outputs)]
+        args.extend(data_address(o) for o in outs)
         code = self.cfunc(*args)
         if code:
             raise self.error(code, sizes)
         return outs
 
+    def fast_call(self, binder, tuple_result: bool):
+        """A call path for arguments that need no conversion (see `Binder.fast_params`), or None."""
+        from .fastcall import make_fast_call
+        return make_fast_call(self, binder, tuple_result)
+
     def error(self, code: int, sizes: dict) -> TdslRuntimeError:
         if not 0 < code <= len(self.errors):
             return TdslRuntimeError(f"the compiled function failed with error code {code}")
-        info = self.errors[code - 1]
-        message = info.message
-        if info.extent is not None:
-            message = message.replace("{extent}", str(info.extent.evaluate(sizes)))
-        return TdslRuntimeError(message, info.loc)
+        message, loc, extent = self.errors[code - 1]
+        if extent is not None:
+            message = message.replace("{extent}", str(extent.evaluate(sizes)))
+        return TdslRuntimeError(message, loc)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
-ENTRY_SUFFIXES = (".so", ".c", ".txt")
+ENTRY_SUFFIXES = (".so", ".c", ".txt", ".pkl")
 
 
 def cache_dir() -> Path:
@@ -43,6 +42,7 @@ def entry(name: str, digest: str, suffix: str) -> Path:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -55,6 +55,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def temporary(path: Path) -> Path:
     """A fresh name next to `path`, for a file to be renamed onto it."""
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     return Path(tmp)

@@ -26,6 +26,8 @@ class Dialect:
     name: str = "c"
     types: dict = field(default_factory=lambda: {
         "bool": "bool", "i32": "int32_t", "i64": "int64_t", "f32": "float", "f64": "double"})
+    math_suffix: dict = field(default_factory=lambda: {"f32": "f", "f64": ""})  # expf / exp
+    reserved: frozenset = frozenset()   # names the dialect uses beyond C's (a parameter gets `u_`)
 
     def ctype(self, dtype: str) -> str:
         return self.types[dtype]
@@ -38,7 +40,7 @@ INT_MIN = {"i32": ("INT32_MIN", -2**31), "i64": ("INT64_MIN", -2**63)}
 _KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union
 unsigned void volatile while _Bool _Complex _Imaginary bool true false NULL size_t err done acc blk
-blk_start blk_end best best_at at lhs main errno assert offsetof isnan isinf isfinite signbit
+blk_start blk_end any_nan best best_at at lhs main errno assert offsetof isnan isinf isfinite signbit
 fpclassify isnormal isgreater isgreaterequal isless islessequal islessgreater isunordered
 malloc free calloc realloc abs labs llabs""".split()
 
@@ -62,12 +64,13 @@ RESERVED = set(_KEYWORDS) | _called_names()
 _INTERNAL = re.compile(r"^((v|i|r|t|g|out)\d|tdsl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
 
 
-def safe_names(names: list[str]) -> dict[str, str]:
+def safe_names(names: list[str], reserved: frozenset = frozenset()) -> dict[str, str]:
     """C identifiers for source names: a name C or the generated code uses gets a `u_` prefix."""
     taken = set(names)
     result = {}
     for name in names:
-        c_name = "u_" + name if name in RESERVED or _INTERNAL.match(name) else name
+        clash = name in RESERVED or name in reserved or _INTERNAL.match(name)
+        c_name = "u_" + name if clash else name
         while c_name != name and c_name in taken:
             c_name = "u_" + c_name
         taken.add(c_name)
@@ -124,9 +127,9 @@ def _wrapped(text: str) -> bool:
 class Names:
     """The C spelling of a function's size variables and buffers."""
 
-    def __init__(self, size_vars, buffers, fn_name: str):
+    def __init__(self, size_vars, buffers, fn_name: str, dialect: Dialect = C):
         user = list(size_vars) + [b.name for b in buffers if b.role == "param"]
-        self.user = safe_names(user)
+        self.user = safe_names(user, dialect.reserved)
         self.fn_name = fn_name
 
     def size(self, name: str) -> str:
@@ -243,7 +246,7 @@ class Body:
 
     def type_fields(self, dtype: str, result: str | None = None) -> dict:
         result = result or dtype
-        return {"T": dtype, "C": self.dialect.ctype(dtype), "f": MATH_SUFFIX.get(dtype, ""),
+        return {"T": dtype, "C": self.dialect.ctype(dtype), "f": self.dialect.math_suffix.get(dtype, ""),
                 "R": self.dialect.ctype(result), "RT": result}
 
     def index(self, aff: Affine) -> str:

@@ -297,7 +297,32 @@ class MatmulKernel:
     kind: str = field(default="matmul", init=False)
 
 
-Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel]
+@dataclass(frozen=True)
+class FusedKernel:
+    """Kernels that share an outer loop, run in one pass over it (made by fuse.py, C target only).
+
+    At each point of `loop`, every part runs over its own loops, in order; `loop` has
+    been taken out of each part. A part listed in `sums` is a ReduceKernel (a float
+    sum) whose reduction ran over `loop`: it adds its value into its result at every
+    point. `locals` are scalar temporaries that live inside the loop (a value per point).
+    `stores` are (part index, buffer, index): that sum part also stores each value it
+    adds at buffer[index], where a later part reads it instead of computing it again.
+    """
+
+    origin: Origin
+    loop: Loop
+    parts: tuple["Kernel", ...]
+    sums: tuple[int, ...] = ()
+    locals: tuple[Buffer, ...] = ()
+    stores: tuple[tuple[int, Buffer, "Affine"], ...] = ()
+    kind: str = field(default="fused", init=False)
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        return (self.loop,)
+
+
+Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel, FusedKernel]
 
 
 # -- functions and modules -------------------------------------------------------

@@ -16,7 +16,7 @@ AffineFn = Callable[[Affine], Affine]
 
 def simplify(kernel):
     """The kernel with each of its loop groups coalesced as far as every access allows."""
-    if kernel.kind == "matmul":
+    if kernel.kind in ("matmul", "fused"):
         return kernel
     kernel = _coalesce_group(kernel, "loops")
     if kernel.kind in ("reduce", "argreduce"):
@@ -87,9 +87,41 @@ def _all_vars(aff: Affine) -> set[str]:
     return found
 
 
-def map_affines(kernel, fn: AffineFn):
-    """The kernel with `fn` applied to every index in it (expressions rebuilt as needed)."""
-    rewriter = _Rewriter(fn)
+def kernel_expressions(kernel) -> list:
+    """Every node of the kernel's expressions (gathered indices included), each once."""
+    if kernel.kind == "fused":
+        return [e for part in kernel.parts for e in kernel_expressions(part)]
+    found, seen = [], set()
+    stack = list(_expressions(kernel)) + [a for aff in kernel_affines(kernel)[0] for a, _ in aff.terms
+                                          if isinstance(a, Gather)]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        found.append(item)
+        stack.extend(_Rewriter._children(item))
+    return found
+
+
+def kernel_loads(kernel) -> list[Load]:
+    """Every load of the kernel's expressions (gathered indices included), each once."""
+    return [e for e in kernel_expressions(kernel) if isinstance(e, Load)]
+
+
+def rename_loop(kernel, old: str, new: str):
+    """The kernel with loop variable `old` called `new` in its indices (not in its loop lists)."""
+    def rename(aff: Affine) -> Affine:
+        return Affine.build({(new if atom == old else atom): c for atom, c in aff.terms}, aff.offset)
+    return map_affines(kernel, rename)
+
+
+def map_affines(kernel, fn: AffineFn, load_fn: Callable | None = None):
+    """The kernel with `fn` applied to every index in it (expressions rebuilt as needed).
+
+    `load_fn`, if given, then maps every (re-indexed) load to the expression replacing it.
+    """
+    rewriter = _Rewriter(fn, load_fn)
     changes = {"out_index": rewriter.affine(kernel.out_index)}
     if hasattr(kernel, "position"):
         changes["position"] = rewriter.affine(kernel.position)
@@ -99,9 +131,17 @@ def map_affines(kernel, fn: AffineFn):
     return replace(kernel, **changes)
 
 
+def replace_nodes(kernel, mapping: dict):
+    """The kernel with expression nodes replaced: `mapping` takes id(node) to its replacement."""
+    rewriter = _Rewriter(lambda a: a)
+    rewriter.done.update(mapping)
+    return replace(kernel, value=rewriter.expr(kernel.value))
+
+
 class _Rewriter:
-    def __init__(self, fn: AffineFn):
+    def __init__(self, fn: AffineFn, load_fn: Callable | None = None):
         self.fn = fn
+        self.load_fn = load_fn
         self.done: dict[int, object] = {}
 
     def affine(self, aff: Affine) -> Affine:
@@ -147,7 +187,8 @@ class _Rewriter:
         if isinstance(item, Gather):
             return replace(item, value=get(item.value))
         if isinstance(item, Load):
-            return replace(item, offset=self.affine(item.offset))
+            load = replace(item, offset=self.affine(item.offset))
+            return self.load_fn(load) if self.load_fn else load
         if isinstance(item, Position):
             return replace(item, index=self.affine(item.index))
         return item

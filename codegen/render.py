@@ -10,21 +10,30 @@ import re
 from functools import lru_cache
 from types import SimpleNamespace
 
-import jinja2
-
 from tdsl.dims import shape_size
 from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
+from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, c_comment, c_string, literal, paren
-from .kernels import ErrorInfo, FunctionIR, ModuleIR
+from .kernels import Apply, ErrorInfo, FunctionIR, ModuleIR
 
 
 @lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
+def environment():
+    """The templates' one Jinja environment (Jinja is imported here: warm loads never render).
+
+    Compiled templates are kept in Jinja's bytecode cache in the temporary folder (keyed
+    by each template's checksum), which saves a fresh process ~0.1 s of template compiling.
+    """
+    import jinja2
+    try:
+        bytecode_cache = jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):   # no usable temporary folder: compile every time
+        bytecode_cache = None
     env = jinja2.Environment(loader=jinja2.PackageLoader("tdsl.templates", "c"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+                             keep_trailing_newline=True, bytecode_cache=bytecode_cache)
     env.globals["pad"] = lambda depth: "    " * depth
     return env
 
@@ -52,6 +61,21 @@ def error_message(info: ErrorInfo) -> str:
 
 def error_views(errors) -> list:
     return [SimpleNamespace(code=i + 1, text=c_string(error_message(e))) for i, e in enumerate(errors)]
+
+
+# Ops that call a math function: vectorized (libmvec), one costs about what loading and
+# storing an element does, so each counts as one more point when deciding on threads
+# (measured: bench/threshold.py, docs/performance.md).
+MATH_OPS = frozenset("pow atan2 exp exp2 expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh "
+                     "tanh sigmoid softplus erf".split())
+MATH_COST = 1
+
+
+def point_cost(k) -> int:
+    """The work of one point of a kernel: 1, plus MATH_COST per math function it calls."""
+    from .loops import kernel_expressions
+    calls = sum(1 for e in kernel_expressions(k) if isinstance(e, Apply) and e.op in MATH_OPS)
+    return 1 + MATH_COST * calls
 
 
 def kernel_comment(origin) -> str:
@@ -86,7 +110,8 @@ class FunctionView:
             symbol=f"{self.prefix}_{fn.name}", signature=c_comment(fn.signature),
             where=str(fn.loc) if fn.loc else "", params=self.params(True), decl_params=self.params(False),
             unused=unused, scalars=[self.temp(t) for t in fn.temps if t.is_scalar], arrays=arrays,
-            checks=checks, kernels=kernels, label=bool(arrays) or any(k.fails for k in kernels),
+            checks=checks, kernels=kernels,
+            label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums for k in kernels),
             consts=[self.const(c) for c in fn.consts])
 
     def params(self, definition: bool) -> list[str]:
@@ -114,24 +139,69 @@ class FunctionView:
         return " && ".join(f"{paren(self.names.dim(d))} {ops[rel]}" for d, rel in check.conditions)
 
     # -- kernels ---------------------------------------------------------------------
-    def kernel(self, k) -> SimpleNamespace:
+    def kernel(self, k, nested: bool = False) -> SimpleNamespace:
+        """The view of one kernel; `nested` for a part of a fused kernel (no threads of its own)."""
         body = Body(self.names, self.counter, self.dialect)
         view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin),
-                               loops=self.loops(k.loops), omp=None, fails=False)
+                               loops=self.loops(k.loops), omp=None, fails=False, simd=None)
         getattr(self, f"_{k.kind}")(k, body, view)
         view.fails = view.fails or body.fails
-        work = list(k.loops) + list(getattr(k, "reduce_loops", ())) + (
-            [k.col, k.inner] if k.kind == "matmul" else [])
-        if k.loops:
-            view.omp = self.omp(work, view.fails)
+        work = self.work(k)
+        # `simd` marks the innermost loop of a map: its lanes are independent (outputs never
+        # overlap inputs), so math calls vectorize; not where a lane may record an error.
+        vector = k.kind == "map" and bool(k.loops) and not view.fails
+        if k.loops and not nested and k.kind != "fused":
+            view.omp = self.omp(self.size(work, k), view.fails, simd=vector and len(k.loops) == 1)
+        if vector and (nested or len(k.loops) > 1):
+            view.simd = "TDSL_OMP(simd)"
+        if k.kind == "reduce" and not view.fails:
+            self._vector_reduce(k, view, work, nested)
+        if k.kind == "matmul" and not view.fails:
+            view.simd = "TDSL_OMP(simd)"   # the columns of a row of the result are independent
         return view
+
+    @staticmethod
+    def work(k) -> list:
+        """The loops of a kernel's whole iteration space."""
+        if k.kind == "fused":
+            return [k.loop]
+        return list(k.loops) + list(getattr(k, "reduce_loops", ())) + (
+            [k.col, k.inner] if k.kind == "matmul" else [])
+
+    def _vector_reduce(self, k, view, work, nested: bool = False) -> None:
+        """SIMD (and, for a whole-array reduction, threads) for float sums and extremes.
+
+        A float sum vectorizes within each block (lanes are partial sums of the block);
+        max/min keep NaN out of the lanes and record it apart (`any_nan`), so the lanes
+        need no NaN-aware comparison and the result is NaN exactly when NumPy's is.
+        """
+        clauses = "reduction(+: blk)" if view.blocked else \
+            "reduction(max: acc) reduction(|: any_nan)" if view.extreme == ">" else \
+            "reduction(min: acc) reduction(|: any_nan)" if view.extreme == "<" else None
+        if clauses is None:
+            return
+        view.simd = f"TDSL_OMP(simd {clauses})"
+        if k.loops or nested:
+            return
+        outer = "reduction(+: acc)" if view.blocked else clauses
+        single = len(k.reduce_loops) == 1 and not view.blocked
+        view.reduce_omp = f"TDSL_OMP(parallel for{' simd' if single else ''} {outer} " \
+                          f"if (parallel: {self.size(work, k)} > TDSL_PARALLEL_MIN))"
+        if single:
+            view.simd = None
 
     def loops(self, loops) -> list:
         return [SimpleNamespace(var=l.var, extent=self.names.dim(l.extent)) for l in loops]
 
-    def omp(self, loops, fails: bool) -> str:
-        work = " * ".join(paren(self.names.dim(l.extent)) for l in loops if l.extent != 1) or "1"
-        clause = f"TDSL_OMP(parallel for if ({work} > TDSL_PARALLEL_MIN)"
+    def size(self, loops, k) -> str:
+        """The work of a loop nest for the threads' threshold: points times the cost of one."""
+        dims = [paren(self.names.dim(l.extent)) for l in loops if l.extent != 1]
+        cost = point_cost(k)
+        return " * ".join(dims + ([str(cost)] if cost > 1 else [])) or "1"
+
+    def omp(self, size: str, fails: bool, simd: bool = False) -> str:
+        # `if (parallel: ...)`: a bare `if` would also turn off the `simd` of `parallel for simd`
+        clause = f"TDSL_OMP(parallel for{' simd' if simd else ''} if (parallel: {size} > TDSL_PARALLEL_MIN)"
         return clause + (" reduction(max: err))" if fails else ")")
 
     def store(self, k, body: Body, value: str) -> str:
@@ -154,6 +224,9 @@ class FunctionView:
         view.body, view.result = body.lines, result
         view.reduce_loops = self.loops(k.reduce_loops)
         view.blocked = k.op == "sum" and kind(dtype) == "float" and bool(k.reduce_loops)
+        view.extreme = {"max": ">", "min": "<"}.get(k.op) if kind(dtype) == "float" and k.reduce_loops else None
+        view.reduce_omp = None
+        view.also = []   # stores of each summed value (FusedKernel.stores)
         view.acc_type = self.dialect.ctype("f64" if view.blocked else dtype)
         view.blk_type = self.dialect.ctype(dtype)
         view.init = pick(init).format(**fields)
@@ -188,3 +261,51 @@ class FunctionView:
         view.zero = f"{target} = {literal(0, dtype)};"
         view.col = SimpleNamespace(var=k.col.var, extent=self.names.dim(k.col.extent))
         view.inner = SimpleNamespace(var=k.inner.var, extent=self.names.dim(k.inner.extent))
+        view.blas = blas_call(k, self.names, body.index) if self.dialect is C else None
+
+    # -- fused kernels (codegen/fuse.py) ----------------------------------------------
+    def _fused(self, k, body: Body, view) -> None:
+        """Parts at each point of the shared loop; sums go to per-chunk partials, added in order.
+
+        A chunk adds TDSL_BLOCK points at a time in the sum's own dtype, then adds that block
+        into its double partial: the accuracy of the blocked sums of reduce kernels, and
+        SIMD lanes as wide as the dtype allows.
+        """
+        view.loop = SimpleNamespace(var=k.loop.var, extent=self.names.dim(k.loop.extent))
+        view.locals = [self.temp(b) for b in k.locals]
+        view.parts, view.sums, offset = [], [], "0"
+        for i, part in enumerate(k.parts):
+            if i not in k.sums:
+                view.parts.append(self.kernel(part, nested=True))
+                for at, buf, index in k.stores:
+                    if at == i:
+                        target = f"{self.names.buffer(buf)}[{Body(self.names, self.counter).index(index)}]"
+                        view.parts[-1].also.append(f"{target} = {view.parts[-1].result};")
+                continue
+            size = self.names.dim(shape_size(part.out.shape))
+            j = len(view.sums)
+            total = SimpleNamespace(name=f"tdsl_sum{j}", block=f"tdsl_blk{j}", size=size, offset=offset,
+                                    out=self.names.buffer(part.out), ctype=self.dialect.ctype(part.out.dtype),
+                                    block_type=self.dialect.ctype(part.value.dtype),
+                                    scalar=part.out.is_scalar and part.out.role == "temp")
+            view.sums.append(total)
+            view.parts.append(self._accumulation(part, total.block))
+            offset = f"{offset} + {paren(size)}" if offset != "0" else size
+        for total in view.sums:   # the blocks follow the partial sums, one double slot per element
+            total.block_offset = f"{paren(offset)} + {total.offset}" if total.offset != "0" else paren(offset)
+        # a chunk's partials and blocks, rounded up to whole cache lines (no false sharing)
+        view.partial_size = f"(2 * {paren(offset)} + 7) / 8 * 8" if view.sums else "0"
+        view.fails = any(p.fails for p in view.parts)
+        inner = " + ".join(self.size(self.work(p), p) for p in k.parts)
+        view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails)
+
+    def _accumulation(self, part, name: str) -> SimpleNamespace:
+        """A summing part: at each point, its value is added into this chunk's block of sums."""
+        body = Body(self.names, self.counter, self.dialect)
+        result = body.value(part.value)
+        vector = part.loops and not body.fails
+        view = SimpleNamespace(kind="accumulate", comment=kernel_comment(part.origin), loops=self.loops(part.loops),
+                               omp=None, simd="TDSL_OMP(simd)" if vector else None, body=body.lines)
+        view.update = f"{name}[{body.index(part.out_index)}] += {result};"
+        view.fails = body.fails
+        return view

@@ -6,6 +6,8 @@ and finds the size variables, raising `TdslArgumentError` that names the paramet
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .dims import Dim
@@ -41,8 +43,9 @@ _KIND_RANK = {"bool": 0, "int": 1, "float": 2}
 
 
 class Binder:
-    def __init__(self, graph: FunctionGraph):
+    def __init__(self, graph: FunctionGraph, device_types: tuple = ()):
         self.graph = graph
+        self.device_types = device_types   # a target's device arrays (pyopencl's): used in place
         self.params = graph.params
         self.names = [p.name for p in graph.params]
         self.checks = collect_checks(graph)
@@ -57,30 +60,29 @@ class Binder:
         values = self._order(args, kwargs)
         arrays = [self._convert(p, v) for p, v in zip(self.params, values)]
         sizes = self._sizes(arrays)
-        self._run_checks(sizes)
+        self.run_checks(sizes)
         return arrays, sizes
 
     def _order(self, args: tuple, kwargs: dict) -> list:
-        sig = self.graph.signature
         if len(args) > len(self.params):
             raise TdslArgumentError(f"{self.graph.name}() takes {len(self.params)} argument(s), "
-                                    f"got {len(args)}; the signature is {sig}")
+                                    f"got {len(args)}; the signature is {self.graph.signature}")
         values = list(args)
         for name in self.names[len(args):]:
             if name not in kwargs:
                 raise TdslArgumentError(f"{self.graph.name}() is missing argument '{name}'; "
-                                        f"the signature is {sig}")
+                                        f"the signature is {self.graph.signature}")
             values.append(kwargs[name])
         extra = [k for k in kwargs if k not in self.names[len(args):]]
         if extra:
             raise TdslArgumentError(f"{self.graph.name}() got an unexpected or repeated argument "
-                                    f"'{extra[0]}'; the signature is {sig}")
+                                    f"'{extra[0]}'; the signature is {self.graph.signature}")
         return values
 
     def _convert(self, param, value) -> np.ndarray:
         target = param.dtype
         where = f"argument '{param.name}' of {self.graph.name}()"
-        if isinstance(value, (np.ndarray, np.generic)):
+        if isinstance(value, (np.ndarray, np.generic) + self.device_types):
             src = value.dtype
             if from_numpy(src) == target:
                 arr = value
@@ -94,7 +96,10 @@ class Binder:
         if arr.ndim != len(param.shape):
             raise TdslArgumentError(f"{where} must have rank {len(param.shape)} ({param.type_str}), "
                                     f"got shape {arr.shape}")
-        return arr if arr.flags.c_contiguous else np.array(arr, order="C")
+        if isinstance(arr, self.device_types):
+            return arr   # the target makes it contiguous on its device
+        flags = arr.flags   # compiled loops read whole, naturally aligned elements
+        return arr if flags.c_contiguous and flags.aligned else np.array(arr, order="C")
 
     def _from_python(self, value, target: str, where: str) -> np.ndarray:
         try:
@@ -136,10 +141,74 @@ class Binder:
                                 f"(axis {axis} of {p.name}: {p.type_str}, axis {first_axis} of "
                                 f"{first.name}: {first.type_str})")
 
-    def _run_checks(self, sizes: dict[str, int]) -> None:
+    def run_checks(self, sizes: dict[str, int]) -> None:
         for op, dim, message, loc in self.checks:
             value = dim.evaluate(sizes)
             if (op == ">=" and value < 0) or (op == "==" and value != 0):
                 bound = ", ".join(f"{v} = {sizes[v]} from {self.params[self.first_seen[v][0]].name}"
                                   for v in dim.variables())
                 raise TdslArgumentError(f"{message}, but {bound}", loc)
+
+    # -- what the compiled targets' fast call path needs ----------------------------
+    def fast_params(self) -> list[FastParam] | None:
+        """Per parameter, what a value must be to skip conversion; None if a shape needs arithmetic.
+
+        An array must be an exact-dtype, aligned, C-contiguous ndarray of the right rank whose
+        axes are literal sizes or size variables; a scalar, a Python (or exact NumPy) scalar of
+        its kind within range. Anything else takes `bind`, which converts it or raises.
+        """
+        var_index = {v: k for k, v in enumerate(self.graph.size_vars)}
+        if set(var_index) != set(self.first_seen):
+            return None
+        spec = []
+        for i, p in enumerate(self.params):
+            dtype = to_numpy(p.dtype)
+            if not p.shape:
+                spec.append(FastParam(False, dtype, 0, (), _FAST_SCALARS[p.dtype], *_RANGE.get(p.dtype, (None, None))))
+                continue
+            axes = []
+            for axis, d in enumerate(p.shape):
+                if d.is_const:
+                    axes.append((axis, d.const, -1, False))
+                elif str(d) in var_index and d == Dim.of(str(d)):
+                    axes.append((axis, -1, var_index[str(d)], self.first_seen[str(d)] == (i, axis)))
+                else:
+                    return None
+            spec.append(FastParam(True, dtype, len(p.shape), tuple(axes), (), None, None))
+        return spec
+
+    def check_out(self, out, shapes: list[tuple[int, ...]], dtypes: list[str]) -> list[np.ndarray]:
+        """The `out=` buffers of a call: exact dtype and shape, C-contiguous, aligned, writable."""
+        name = self.graph.name
+        buffers = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(buffers) != len(shapes):
+            raise TdslArgumentError(f"out= of {name}() must hold {len(shapes)} array(s), got {len(buffers)}")
+        for k, (buf, shape, dtype) in enumerate(zip(buffers, shapes, dtypes)):
+            where = f"out= buffer {k} of {name}()" if len(shapes) > 1 else f"out= of {name}()"
+            if not isinstance(buf, np.ndarray):
+                raise TdslArgumentError(f"{where} must be a NumPy array, got {type(buf).__name__}")
+            if buf.dtype != to_numpy(dtype) or buf.shape != tuple(shape):
+                raise TdslArgumentError(f"{where} must be {dtype} of shape {tuple(shape)}, "
+                                        f"got {buf.dtype} of shape {buf.shape}")
+            flags = buf.flags
+            if not (flags.c_contiguous and flags.aligned and flags.writeable):
+                raise TdslArgumentError(f"{where} must be a writable, aligned, C-contiguous array")
+        return buffers
+
+
+@dataclass(frozen=True)
+class FastParam:
+    """What `Binder.fast_params` asks of one argument."""
+
+    array: bool
+    dtype: np.dtype
+    ndim: int
+    axes: tuple[tuple[int, int, int, bool], ...]   # (axis, literal size or -1, size variable or -1, first)
+    scalar_types: tuple[type, ...]
+    low: int | None
+    high: int | None
+
+
+_FAST_SCALARS = {"f64": (float, np.float64), "f32": (float, np.float32), "i64": (int, np.int64),
+                 "i32": (int, np.int32), "bool": (bool, np.bool_)}
+_RANGE = {"i64": (-2**63, 2**63 - 1), "i32": (-2**31, 2**31 - 1)}

@@ -22,7 +22,10 @@ class Function:
         self.target = target
         self.source = source
         self._runner = runner
-        self._binder = Binder(graph)
+        self._binder = Binder(graph, getattr(runner, "device_types", ()))
+        fast_call = getattr(runner, "fast_call", None)   # a target may offer a call path without checks
+        self._fast = fast_call(self._binder, graph.tuple_result) if fast_call else None
+        self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
         self.__name__ = graph.name
         self.__doc__ = graph.signature
 
@@ -35,10 +38,37 @@ class Function:
         return self.graph.signature
 
     def __call__(self, *args, **kwargs):
+        """Run the function; `out=` (an array, or a tuple of them) receives the results in place."""
+        fast = self._fast   # None, or it returns None when an argument needs converting or checking
+        if fast is not None:
+            if not kwargs:
+                results = fast(args)
+            elif len(kwargs) == 1 and self._takes_out and "out" in kwargs:
+                results = fast(args, kwargs["out"])
+            else:
+                results = None
+            if results is not None:
+                return results
+        out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
         arrays, sizes = self._binder.bind(args, kwargs)
+        if out is not None:
+            return self._call_into(out, arrays, sizes)
         results = self._runner(arrays, sizes)
-        results = [r[()] if r.ndim == 0 else r for r in results]
+        results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
         return tuple(results) if self.graph.tuple_result else results[0]
+
+    def _call_into(self, out, arrays: list, sizes: dict):
+        """Results written into caller buffers: directly when the target can and nothing overlaps."""
+        shapes = [tuple(d.evaluate(sizes) for d in o.shape) for o in self.graph.outputs]
+        outs = self._binder.check_out(out, shapes, [o.dtype for o in self.graph.outputs])
+        overlap = any(np.may_share_memory(o, a) for o in outs for a in arrays) or \
+            any(np.may_share_memory(o, p) for i, o in enumerate(outs) for p in outs[:i])
+        if getattr(self._runner, "writes_into", False) and not overlap:
+            self._runner(arrays, sizes, outs)
+        else:
+            for o, r in zip(outs, self._runner(arrays, sizes)):
+                np.copyto(o, r)
+        return tuple(outs) if self.graph.tuple_result else outs[0]
 
     def explain(self) -> str:
         """Every parameter, named value and result with its dtype and symbolic shape."""

@@ -1,0 +1,205 @@
+"""The call fast path of compiled functions: arguments that need no conversion go straight to C.
+
+`Function.__call__` tries it first. It accepts exact-dtype, aligned, C-contiguous
+ndarrays and Python (or exact NumPy) scalars, checks their ranks and sizes, and
+hands back None whenever anything else comes along or a check fails: the call then
+takes `Binder.bind`, which converts the value or raises the error naming it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from sys import getrefcount
+from typing import Callable
+
+import numpy as np
+
+from tdsl.dtypes import to_numpy
+
+SCALAR_TYPES = {"bool": ctypes.c_bool, "i32": ctypes.c_int32, "i64": ctypes.c_int64,
+                "f32": ctypes.c_float, "f64": ctypes.c_double}
+
+
+def _address_reader() -> Callable[[np.ndarray], int]:
+    """How to read an ndarray's data pointer: `arr.ctypes.data` costs about 1 us a call.
+
+    In CPython an ndarray's `data` field follows the object header (NumPy's
+    PyArrayObject_fields), so reading it at `id(arr) + header size` is 5-10 times
+    faster; it is used only when it gives the same answer as `ctypes.data` here.
+    """
+    def slow(arr: np.ndarray) -> int:
+        return arr.ctypes.data
+    if platform.python_implementation() != "CPython":
+        return slow
+    offset, read = object.__basicsize__, ctypes.c_void_p.from_address
+    probes = [np.arange(3.0), np.empty((2, 0), np.int32), np.arange(12, dtype=np.float32)[4:]]
+    if any(read(id(p) + offset).value != p.ctypes.data for p in probes):
+        return slow
+
+    def fast(arr: np.ndarray) -> int:
+        return read(id(arr) + offset).value or 0
+    return fast
+
+
+data_address = _address_reader()
+
+
+REUSE_MIN_BYTES = 1 << 20
+
+
+class Spare:
+    """One result array of a function kept after a call, to be the next call's result if dropped.
+
+    A large new array costs its pages: the kernel zeroes each on first touch (measured: 15-25%
+    of a memory-bound kernel). When the caller has dropped the previous result (only this
+    slot refers to it), the next call writes into it instead; a result still in use is never
+    touched. `TDSL_REUSE_RESULTS=0` turns this off.
+    """
+
+    enabled = os.environ.get("TDSL_REUSE_RESULTS", "") != "0"
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+        self.slot: list = []
+
+    def take(self, shape: tuple) -> np.ndarray:
+        if self.slot:
+            try:
+                old = self.slot.pop()   # atomic: two threads never take the same array
+            except IndexError:
+                old = None
+            if old is not None and getrefcount(old) == 2 and old.shape == shape:   # `old` and the argument
+                return old
+        return np.empty(shape, self.dtype)
+
+    def keep(self, arr: np.ndarray) -> None:
+        if self.enabled and arr.nbytes >= REUSE_MIN_BYTES and not self.slot:
+            self.slot.append(arr)
+
+
+def make_fast_call(runner, binder, tuple_result: bool) -> Callable | None:
+    """`call(args, out=None)`: the results of the compiled function, or None to take the checked path.
+
+    The function is Python source written for this signature (as `dataclasses` writes
+    `__init__`): a call is then a handful of type and size tests and one ctypes call,
+    about 1 us, where a generic loop over the parameters costs several. `out` buffers
+    are used when they are exactly right and overlap no input; otherwise None again.
+    """
+    params = binder.fast_params()
+    if params is None:
+        return None
+    source, env = FastCallSource(params, runner, binder, tuple_result).source()
+    namespace: dict = {}
+    exec(compile(source, f"<tdsl fast call of {binder.graph.name}>", "exec"), env, namespace)  # noqa: S102
+    call = namespace["call"]
+    call.source = source
+    return call
+
+
+class FastCallSource:
+    """The Python source of one function's fast call, and the names it uses."""
+
+    def __init__(self, params, runner, binder, tuple_result: bool):
+        self.params, self.runner, self.binder, self.tuple_result = params, runner, binder, tuple_result
+        self.sizes = [f"s{k}" for k in range(len(runner.size_vars))]
+        self.named = "{" + ", ".join(f"{v!r}: {s}" for v, s in zip(runner.size_vars, self.sizes)) + "}"
+        self.env = dict(ndarray=np.ndarray, empty=np.empty, address=data_address, addressof=ctypes.addressof,
+                        cfunc=runner.cfunc, error=runner.error, run_checks=binder.run_checks)
+        self.arrays: list[str] = []   # the addresses of array arguments, for the overlap test
+
+    def source(self) -> tuple[str, dict]:
+        n = len(self.params)
+        lines = ["def call(args, out=None):", f"    if len(args) != {n}:", "        return None"]
+        if n:
+            lines.append("    " + "".join(f"a{i}, " for i in range(n)) + "= args")
+        cargs = []
+        for i, p in enumerate(self.params):
+            lines += self.scalar(i, p) if not p.array else self.array(i, p)
+            cargs.append(f"a{i}" if not p.array else f"p{i}")
+        if self.binder.checks:
+            lines.append(f"    run_checks({self.named})")
+        outs = [f"q{k}" for k in range(len(self.runner.outputs))]
+        lines += ["    if out is None:"] + self.fresh_outputs() + ["    else:"] + self.given_outputs()
+        lines += [f"    code = cfunc({', '.join(self.sizes + cargs + outs)})",
+                  "    if code:",
+                  f"        raise error(code, {self.named})"]
+        arrays = [k for k, (shape, _) in enumerate(self.runner.outputs) if shape]
+        if arrays:
+            lines += ["    if out is None:"] + [f"        spare{k}.keep(o{k})" for k in arrays]
+        lines.append(f"    return {self.results()}")
+        return "\n".join(lines) + "\n", self.env
+
+    def scalar(self, i: int, p) -> list[str]:
+        self.env[f"T{i}"] = p.scalar_types
+        bounds = f" or not {p.low} <= a{i} <= {p.high}" if p.low is not None else ""
+        return [f"    if type(a{i}) not in T{i}{bounds}:", "        return None"]
+
+    def array(self, i: int, p) -> list[str]:
+        self.env[f"D{i}"] = p.dtype
+        lines = [f"    if type(a{i}) is not ndarray or a{i}.dtype is not D{i} or a{i}.ndim != {p.ndim}:",
+                 "        return None",
+                 f"    flags = a{i}.flags",
+                 "    if not (flags.c_contiguous and flags.aligned):",
+                 "        return None"]
+        if p.axes:
+            lines.append(f"    shape = a{i}.shape")
+        for axis, literal, var, first in p.axes:
+            if first:
+                lines.append(f"    s{var} = shape[{axis}]")
+            else:
+                lines += [f"    if shape[{axis}] != {literal if var < 0 else f's{var}'}:", "        return None"]
+        self.arrays.append(i)
+        return lines + [f"    p{i} = address(a{i})"]
+
+    def shape(self, k: int, shape: tuple) -> str:
+        """The Python expression of result k's shape."""
+        size_vars = self.runner.size_vars
+        dims = [str(d) if type(d) is int else self.sizes[size_vars.index(str(d))] if str(d) in size_vars else None
+                for d in shape]
+        if None not in dims:
+            return "(" + ", ".join(dims) + ",)" if dims else "()"
+        self.env[f"E{k}"] = shape   # a size computed from size variables
+        return f"tuple(d if type(d) is int else d.evaluate({self.named}) for d in E{k})"
+
+    def fresh_outputs(self) -> list[str]:
+        lines = []
+        for k, ((shape, dtype), name) in enumerate(zip(self.runner.outputs, self.runner.output_dtypes)):
+            if shape:
+                self.env[f"O{k}"], self.env[f"spare{k}"] = dtype, Spare(dtype)
+                lines += [f"        o{k} = spare{k}.take({self.shape(k, shape)})", f"        q{k} = address(o{k})"]
+            else:
+                self.env[f"C{k}"], self.env[f"R{k}"] = SCALAR_TYPES[name], to_numpy(name).type
+                lines += [f"        o{k} = C{k}()", f"        q{k} = addressof(o{k})"]
+        return lines
+
+    def given_outputs(self) -> list[str]:
+        count = len(self.runner.outputs)
+        if self.tuple_result:
+            lines = [f"        if type(out) is not tuple or len(out) != {count}:", "            return None",
+                     "        " + "".join(f"o{k}, " for k in range(count)) + "= out"]
+        else:
+            lines = ["        o0 = out"]
+        for k, (shape, dtype) in enumerate(self.runner.outputs):
+            self.env[f"O{k}"] = dtype
+            lines += [f"        if type(o{k}) is not ndarray or o{k}.dtype is not O{k} or "
+                      f"o{k}.shape != {self.shape(k, shape)}:",
+                      "            return None",
+                      f"        flags = o{k}.flags",
+                      "        if not (flags.c_contiguous and flags.aligned and flags.writeable):",
+                      "            return None",
+                      f"        q{k} = address(o{k})"]
+            others = [(f"p{i}", f"a{i}") for i in self.arrays] + [(f"q{j}", f"o{j}") for j in range(k)]
+            for start, arr in others:   # contiguous buffers overlap when their byte ranges do
+                lines += [f"        if q{k} < {start} + {arr}.nbytes and {start} < q{k} + o{k}.nbytes:",
+                          "            return None"]
+        return lines
+
+    def results(self) -> str:
+        scalars = [k for k, (shape, _) in enumerate(self.runner.outputs) if not shape]
+        fresh = [f"R{k}(o{k}.value)" if k in scalars else f"o{k}" for k in range(len(self.runner.outputs))]
+        if not scalars:
+            return "(" + ", ".join(fresh) + ",)" if self.tuple_result else fresh[0]
+        if self.tuple_result:
+            return f"({', '.join(fresh)},) if out is None else out"
+        return f"{fresh[0]} if out is None else out"

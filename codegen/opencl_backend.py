@@ -1,0 +1,120 @@
+"""The `opencl` target: lower -> render -> build (pyopencl) -> load; and the OUT.py of `tdslc build -t opencl`.
+
+    graphs --lower--> kernel IR --render--> OpenCL C + host plan --build--> program --> runners
+
+The kernel IR is the C backend's (codegen/lower.py); codegen/opencl_render.py writes
+it as OpenCL C, codegen/opencl_plan.py describes the host's work as plain data, and
+codegen/opencl_runtime.py (NumPy and pyopencl only) runs it, here and in OUT.py.
+"""
+from __future__ import annotations
+
+import keyword
+import pprint
+from functools import lru_cache
+from pathlib import Path
+
+from tdsl.errors import TdslBuildError, TdslRuntimeError
+from tdsl.graph import FunctionGraph
+
+from . import cache
+from . import opencl_runtime as runtime
+from .c_backend import symbol_prefix
+from .kernels import ErrorInfo
+from .lower import lower_module
+from .opencl_plan import module_plan
+from .opencl_render import environment, render_program
+
+NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-opencl-icd`) and pyopencl, "
+                  "pick a device with TDSL_OPENCL_DEVICE, or use target=\"c\"")
+
+
+def load(graphs: list[FunctionGraph], module_name: str) -> dict:
+    """Build a module's kernels as one OpenCL program: {name: (runner, OpenCL source)}."""
+    module = lower_module(graphs, symbol_prefix(module_name))
+    source, kernel_args = render_program(module)
+    plan = module_plan(module, source, kernel_args)
+    program = build(source, plan["uses_f64"], module.prefix)
+    return {fn.name: (Runner(runtime.FunctionRunner(program, plan["functions"][fn.name]), module.errors), source)
+            for fn in module.functions}
+
+
+def default_queue():
+    """The pyopencl command queue tdsl runs on: make device arrays for it (`pyopencl.array.to_device`)."""
+    try:
+        return runtime.default_queue()
+    except runtime.Unavailable as err:
+        raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
+
+
+def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
+    """The program built for the chosen device; pyopencl keeps binaries in tdsl's cache folder."""
+    try:
+        queue = runtime.default_queue()
+        return _built(source, uses_f64, queue)
+    except runtime.Unavailable as err:
+        raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
+    except runtime.BuildFailed as err:
+        kept = cache.entry(name, cache.key(source), ".cl")
+        cache.write_atomic(kept, source.encode("utf-8"))
+        raise TdslBuildError(f"the OpenCL build failed:\n{err}\nthe generated source is kept at {kept}") from None
+
+
+@lru_cache(maxsize=64)
+def _built(source: str, uses_f64: bool, queue) -> runtime.Program:
+    folder = cache.cache_dir() / "opencl"
+    folder.mkdir(exist_ok=True)
+    return runtime.Program(source, uses_f64, str(folder), queue)
+
+
+class Runner:
+    """Calls one function: NumPy arrays (or pyopencl arrays, used in place) in, results out."""
+
+    device_types = runtime.DEVICE_ARRAYS   # let through by the binder, see tdsl/bind.py
+
+    def __init__(self, function: runtime.FunctionRunner, errors: tuple[ErrorInfo, ...]):
+        self.function = function
+        self.errors = errors
+
+    def __call__(self, arrays: list, sizes: dict) -> list:
+        try:
+            return self.function(arrays, sizes)
+        except runtime.CheckFailed as failed:
+            raise self.error(failed.code, sizes) from None
+
+    def error(self, code: int, sizes: dict) -> TdslRuntimeError:
+        if not 0 < code <= len(self.errors):
+            return TdslRuntimeError(f"the OpenCL function failed with error code {code}")
+        info = self.errors[code - 1]
+        message = info.message
+        if info.extent is not None:
+            message = message.replace("{extent}", str(info.extent.evaluate(sizes)))
+        return TdslRuntimeError(message, info.loc)
+
+
+# -- the standalone module -----------------------------------------------------------------
+
+def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
+    """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
+    from tdsl import __version__
+    module = lower_module(graphs, symbol_prefix(prefix))
+    source, kernel_args = render_program(module)
+    plan = module_plan(module, source, kernel_args)
+    functions = [{"name": fn.name, "signature": fn.signature, "params": [p.name for p in fn.params],
+                  "plain": all(_plain(n) for n in [fn.name] + [p.name for p in fn.params])}
+                 for fn in module.functions]
+    return environment().get_template("module.py.j2").render(
+        version=__version__, file=module.file, functions=functions,
+        runtime=_python_text(Path(runtime.__file__).read_text(encoding="utf-8")),
+        program=_python_text(source), plan=pprint.pformat(plan, width=110, sort_dicts=False))
+
+
+def _plain(name: str) -> bool:
+    """Whether a tdsl name can be a Python parameter or function name as it is."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_tdsl")
+
+
+def _python_text(text: str) -> str:
+    """A Python string literal of `text`: raw and triple-quoted when that keeps it exact."""
+    if "'''" not in text and "\\" not in text and not text.endswith("'"):
+        return "r'''" + text + "'''"
+    return repr(text)

@@ -1,0 +1,369 @@
+"""Host code of the opencl target: choose a device, build a program, launch a function's kernels.
+
+It needs only NumPy and pyopencl, never tdsl: tdsl's opencl backend uses it as is,
+and `tdslc build -t opencl` copies its text into OUT.py, so both run the same host
+code. A function is described by a plan (codegen/opencl_plan.py): plain data
+naming its buffers, size checks and kernel launches.
+
+NumPy arguments give NumPy results: inputs and results are wrapped in place
+(CL_MEM_USE_HOST_PTR, no copy on a CPU device) and the call waits for its kernels.
+When any argument is a `pyopencl.array.Array`, results are device arrays and the
+call returns without waiting (unless a kernel can fail, when it reads the flag).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import numpy as np
+
+try:
+    import pyopencl as cl
+    import pyopencl.array as cl_array
+except ImportError:   # reported as Unavailable when a program is built
+    cl = cl_array = None
+
+DTYPES = {"bool": np.dtype(np.bool_), "i32": np.dtype(np.int32), "i64": np.dtype(np.int64),
+          "f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
+DEVICE_ARRAYS = (cl_array.Array,) if cl_array is not None else ()
+REDUCE_WG = 256     # at most TDSL_WG in the program
+MAP_WG = 128
+
+
+class Unavailable(Exception):
+    """No pyopencl, no OpenCL platform or device, or a device that cannot run the program."""
+
+
+class BuildFailed(Exception):
+    """The OpenCL compiler rejected the program; the message holds its log."""
+
+
+class CheckFailed(RuntimeError):
+    """A call-time check failed: `code` indexes the module's error messages (from 1)."""
+
+    def __init__(self, code: int, sizes: dict, message: str = ""):
+        super().__init__(message or f"error code {code}")
+        self.code, self.sizes = code, sizes
+
+
+# -- devices ----------------------------------------------------------------------------
+
+def choose_device():
+    """TDSL_OPENCL_DEVICE ('P:D' indices or part of a name), else PYOPENCL_CTX, else the first GPU, else the first device."""
+    if cl is None:
+        raise Unavailable("pyopencl is not installed (pip install pyopencl)")
+    try:
+        devices = [d for p in cl.get_platforms() for d in p.get_devices()]
+    except cl.Error as err:
+        raise Unavailable(f"no OpenCL platform is available ({err})") from None
+    if not devices:
+        raise Unavailable("no OpenCL device is available")
+    wanted = os.environ.get("TDSL_OPENCL_DEVICE", "").strip()
+    if wanted:
+        return _named_device(wanted)
+    if os.environ.get("PYOPENCL_CTX"):
+        return cl.create_some_context(interactive=False).devices[0]
+    gpus = [d for d in devices if d.type & cl.device_type.GPU]
+    return (gpus or devices)[0]
+
+
+def _named_device(wanted: str):
+    platforms = cl.get_platforms()
+    numbers = wanted.split(":")
+    if all(n.isdigit() for n in numbers) and len(numbers) <= 2:
+        p, d = int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
+        if p < len(platforms) and d < len(platforms[p].get_devices()):
+            return platforms[p].get_devices()[d]
+    for platform in platforms:
+        for device in platform.get_devices():
+            if wanted.lower() in f"{platform.name} {device.name}".lower():
+                return device
+    known = "; ".join(f"{i}:{j} {p.name} / {d.name}" for i, p in enumerate(platforms)
+                      for j, d in enumerate(p.get_devices()))
+    raise Unavailable(f"TDSL_OPENCL_DEVICE={wanted!r} matches no OpenCL device (there are: {known})")
+
+
+_QUEUES: dict = {}
+
+
+def default_queue():
+    """The command queue of the chosen device (one context and in-order queue per process)."""
+    device = choose_device()
+    if device not in _QUEUES:
+        _QUEUES[device] = cl.CommandQueue(cl.Context([device]))
+    return _QUEUES[device]
+
+
+def has_fp64(device) -> bool:
+    return "cl_khr_fp64" in device.extensions.split() or bool(getattr(device, "double_fp_config", 0))
+
+
+# -- programs ----------------------------------------------------------------------------
+
+class Program:
+    """A built program on one queue, with the work-group sizes its launches use."""
+
+    def __init__(self, source: str, uses_f64: bool, cache_dir: str | None = None, queue=None):
+        self.queue = queue or default_queue()
+        self.context = self.queue.context
+        device = self.device = self.queue.device
+        if uses_f64 and not has_fp64(device):
+            raise Unavailable(f"this program uses f64, but the OpenCL device '{device.name.strip()}' "
+                              "has no double precision (cl_khr_fp64)")
+        largest = device.max_work_group_size
+        self.wg = _pow2_floor(min(REDUCE_WG, largest))
+        self.tile = 16 if largest >= 256 else 8 if largest >= 64 else 4 if largest >= 16 else 1
+        options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", "-w"]   # -w: no notes on stderr
+        if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
+            options.append("-cl-fp32-correctly-rounded-divide-sqrt")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.program = _build(self.context, source, options, cache_dir)
+        except cl.Error as err:
+            raise BuildFailed(str(err)) from None
+        self.kernels = {k.function_name: k for k in self.program.all_kernels()}
+        self.local_sizes = {name: _pow2_floor(min(
+            k.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device), largest))
+            for name, k in self.kernels.items()}
+        self.dummy = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 8)   # stands for empty arrays
+        self.lock = threading.Lock()   # kernel objects hold their arguments: one call at a time
+
+
+def _build(context, source: str, options: list[str], cache_dir: str | None):
+    """A built program. pyopencl keeps binaries in `cache_dir`, except for drivers that cache
+    builds themselves (PoCL, in its kcache folder; Nvidia), where fetching a binary costs more."""
+    return cl.Program(context, source).build(options=options, cache_dir=cache_dir)
+
+
+def _pow2_floor(n: int) -> int:
+    p = 1
+    while p * 2 <= n:
+        p *= 2
+    return p
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def evaluate(expr: str, sizes: dict) -> int:
+    return int(eval(expr, {"__builtins__": {}}, {"S": sizes}))  # plans hold size arithmetic only
+
+
+# -- calls ---------------------------------------------------------------------------------
+
+class FunctionRunner:
+    """Runs one function of a program: arrays in parameter order and the size variables in."""
+
+    def __init__(self, program: Program, plan: dict):
+        self.program, self.plan = program, plan
+        self.dtypes = [DTYPES[p["dtype"]] for p in plan["params"]]
+
+    def __call__(self, arrays: list, sizes: dict) -> list:
+        for condition, code in self.plan["checks"]:
+            if evaluate(condition, sizes):
+                raise CheckFailed(code, sizes)
+        device = any(isinstance(a, DEVICE_ARRAYS) for a in arrays)
+        prog, plan = self.program, self.plan
+        results = [self._output(o, sizes, device) for o in plan["outputs"]]
+        flag = np.zeros(1, np.int32)
+        values = {   # what a kernel argument ["role", key] refers to
+            "size": {v: np.int64(sizes[v]) for v in plan["size_vars"]},
+            "param": [self._input(a, dtype, device) for a, dtype in zip(arrays, self.dtypes)],
+            "output": [buffer for _, buffer in results],
+            "temp": [self._buffer(evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]],
+            "err": cl.Buffer(prog.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=flag)
+            if plan["fails"] else None,
+        }
+        with prog.lock:
+            for launch in plan["launches"]:
+                args = [values["err"] if ref == ["err"] else values[ref[0]][ref[1]] for ref in launch["args"]]
+                self._launch(launch, args, sizes)
+        if plan["fails"]:
+            cl.enqueue_copy(prog.queue, flag, values["err"])
+            if flag[0]:
+                raise CheckFailed(int(flag[0]), sizes)
+        return [self._finish(result, buffer) for result, buffer in results]
+
+    def _buffer(self, nbytes: int, flags=None, hostbuf=None):
+        if nbytes == 0:
+            return self.program.dummy
+        flags = cl.mem_flags.READ_WRITE if flags is None else flags
+        return cl.Buffer(self.program.context, flags, 0 if hostbuf is not None else nbytes, hostbuf=hostbuf)
+
+    def _input(self, value, dtype, device: bool):
+        if isinstance(value, DEVICE_ARRAYS):
+            return self._device_input(value, dtype)
+        arr = np.ascontiguousarray(value, dtype)
+        mf = cl.mem_flags
+        if device or not arr.flags.writeable:   # the call may return before its kernels run
+            return self._buffer(arr.nbytes, mf.READ_ONLY | mf.COPY_HOST_PTR, arr)
+        return self._buffer(arr.nbytes, mf.READ_ONLY | mf.USE_HOST_PTR, arr)
+
+    def _device_input(self, value, dtype):
+        queue = self.program.queue
+        if value.context != self.program.context:
+            value = cl_array.to_device(queue, np.ascontiguousarray(value.get(), dtype))
+        if value.dtype != dtype:
+            value = value.astype(dtype, queue=queue)
+        if value.queue is not None and value.queue != queue:
+            value.queue.finish()   # its writes come first
+        if value.size == 0:
+            return self.program.dummy
+        if not value.flags.c_contiguous:   # a strided view: gathered through the host
+            base = np.empty(value.base_data.size, np.uint8)
+            cl.enqueue_copy(queue, base, value.base_data)
+            view = np.ndarray(value.shape, dtype, base, value.offset, value.strides)
+            value = cl_array.to_device(queue, np.ascontiguousarray(view))
+        if value.offset:
+            copy = cl_array.empty(queue, value.shape, dtype)
+            cl.enqueue_copy(queue, copy.data, value.base_data, src_offset=value.offset, byte_count=value.nbytes)
+            value = copy
+        return value.data
+
+    def _output(self, spec: dict, sizes: dict, device: bool):
+        shape = tuple(evaluate(d, sizes) for d in spec["shape"])
+        dtype = DTYPES[spec["dtype"]]
+        if device:
+            arr = cl_array.empty(self.program.queue, shape, dtype)
+            return arr, (arr.data if arr.size else self.program.dummy)
+        arr = np.empty(shape, dtype)
+        return arr, self._buffer(arr.nbytes, cl.mem_flags.WRITE_ONLY | cl.mem_flags.USE_HOST_PTR, arr)
+
+    def _finish(self, result, buffer):
+        """A NumPy result is complete once its buffer is mapped (which waits for the kernels)."""
+        if isinstance(result, np.ndarray) and result.size:
+            queue = self.program.queue
+            mapped, _ = cl.enqueue_map_buffer(queue, buffer, cl.map_flags.READ, 0, (result.nbytes,),
+                                              np.uint8, is_blocking=True)
+            if mapped.ctypes.data != result.ctypes.data:   # a device that copied: take its bytes
+                result.view(np.uint8).reshape(-1)[:] = mapped
+            mapped.base.release(queue)
+            queue.finish()
+        return result
+
+    def _launch(self, launch: dict, args: list, sizes: dict) -> None:
+        prog = self.program
+        kernel = prog.kernels[launch["kernel"]]
+        counts = [evaluate(c, sizes) for c in launch["counts"]]
+        if counts[0] <= 0 or (launch["kind"] != "reduce" and min(counts) <= 0):
+            return   # no work-items (a reduction over nothing still writes its identity)
+        local = prog.local_sizes[launch["kernel"]]
+        extra = []
+        if launch["kind"] == "map":
+            local = min(local, MAP_WG)
+            shape, group = (_round_up(counts[0], local),), (local,)
+        elif launch["kind"] == "reduce":
+            local = min(local, prog.wg)
+            lanes = min(local, _pow2_ceil(counts[1]))
+            shape, group = (_round_up(counts[0], local // lanes) * lanes,), (local,)
+            extra = [np.int64(lanes)]
+        else:
+            tile = prog.tile
+            shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
+        kernel.set_args(*args, *extra)
+        cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
+
+
+def _pow2_ceil(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+# -- the standalone module (OUT.py) -------------------------------------------------------------
+
+class Error(RuntimeError):
+    """A call-time check of a standalone module failed (the message names the .tdsl place)."""
+
+
+class StandaloneModule:
+    """The functions of OUT.py: arguments are bound and checked here, the program built on first use."""
+
+    Error = Error
+
+    def __init__(self, source: str, plan: dict):
+        self.source, self.plan = source, plan
+        self.program: Program | None = None
+        self.runners: dict = {}
+
+    @property
+    def queue(self):
+        """The command queue the functions run on (make device arrays on it)."""
+        if self.program is None:
+            self.program = Program(self.source, self.plan["uses_f64"])
+        return self.program.queue
+
+    def _runner(self, name: str) -> FunctionRunner:
+        if name not in self.runners:
+            self.queue   # builds the program on first use
+            self.runners[name] = FunctionRunner(self.program, self.plan["functions"][name])
+        return self.runners[name]
+
+    def function(self, name: str):
+        """`name` as a Python function taking positional or keyword arguments."""
+        def call(*args, **kwargs):
+            return self.call(name, args, kwargs)
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = self.plan["functions"][name]["signature"]
+        return call
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        plan = self.plan["functions"][name]
+        arrays, sizes = bind(plan, args, kwargs)
+        try:
+            results = self._runner(name)(arrays, sizes)
+        except CheckFailed as failed:
+            message, extent = self.plan["errors"][failed.code - 1]
+            if extent is not None:
+                message = message.replace("{extent}", str(evaluate(extent, sizes)))
+            raise Error(message) from None
+        results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+def bind(plan: dict, args: tuple, kwargs: dict) -> tuple[list, dict]:
+    """Arguments in parameter order, converted to the parameters' dtypes, and the size variables."""
+    params = plan["params"]
+    names = [p["name"] for p in params]
+    if len(args) > len(params):
+        raise TypeError(f"{plan['name']}() takes {len(params)} argument(s), got {len(args)}: {plan['signature']}")
+    values = list(args)
+    for name in names[len(args):]:
+        if name not in kwargs:
+            raise TypeError(f"{plan['name']}() is missing argument '{name}': {plan['signature']}")
+        values.append(kwargs[name])
+    extra = [k for k in kwargs if k not in names[len(args):]]
+    if extra:
+        raise TypeError(f"{plan['name']}() got an unexpected argument '{extra[0]}': {plan['signature']}")
+    arrays = [_convert(plan, p, v) for p, v in zip(params, values)]
+    sizes = {var: arrays[i].shape[axis] for var, (i, axis) in plan["first_seen"].items()}
+    for p, arr in zip(params, arrays):
+        expected = tuple(evaluate(d, sizes) for d in p["shape"])
+        if tuple(arr.shape) != expected:
+            raise ValueError(f"argument '{p['name']}' of {plan['name']}() has shape {tuple(arr.shape)}, "
+                             f"expected {expected}: {plan['signature']}")
+    return arrays, sizes
+
+
+def _convert(plan: dict, param: dict, value):
+    dtype, where = DTYPES[param["dtype"]], f"argument '{param['name']}' of {plan['name']}()"
+    if isinstance(value, DEVICE_ARRAYS + (np.ndarray, np.generic)):
+        if value.dtype != dtype and not np.can_cast(value.dtype, dtype, "safe"):
+            raise TypeError(f"{where} is {value.dtype}, which cannot be cast safely to {dtype}")
+        arr = value if isinstance(value, DEVICE_ARRAYS) else np.asarray(value, dtype, order="C")
+    else:   # Python scalars and lists are weak: any float to a float, any int to an int or float
+        arr = np.asarray(value)
+        kinds = {"b": 0, "i": 1, "u": 1, "f": 2}
+        if arr.dtype.kind not in kinds or (arr.size and kinds[arr.dtype.kind] > kinds[dtype.kind]):
+            raise TypeError(f"{where} holds {arr.dtype} values, but the parameter is {dtype}")
+        if (arr.dtype.kind in "iu" and arr.size and dtype.kind == "i"
+                and (arr.min() < np.iinfo(dtype).min or arr.max() > np.iinfo(dtype).max)):
+            raise ValueError(f"{where} has values outside the range of {dtype}")
+        arr = np.asarray(arr, dtype, order="C")
+    if arr.ndim != len(param["shape"]):
+        raise ValueError(f"{where} must have rank {len(param['shape'])}, got shape {tuple(arr.shape)}")
+    return arr

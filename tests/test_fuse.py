@@ -1,0 +1,152 @@
+"""Fused passes over shared loops (codegen/fuse.py), SIMD reductions and BLAS matmuls of the c target.
+
+Every program runs against the reference at sizes above the parallel threshold, so
+the threaded, chunked and vectorized paths are the ones checked.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import compiled, require_target, run_both
+from test_c_backend import LOGISTIC
+from tdsl.codegen.fuse import fuse_function
+from tdsl.codegen.loops import kernel_loads
+from tdsl.codegen.lower import lower_module
+from tdsl.pipeline import check_source
+from tdsl.rewrite import simplify_graph
+
+
+def fused(source: str, name: str | None = None):
+    graphs = [simplify_graph(g) for g in check_source(source)]
+    fns = {fn.name: fn for fn in lower_module(graphs, "m").functions}
+    return fuse_function(fns[name] if name else next(iter(fns.values())))
+
+
+def rng():
+    return np.random.default_rng(77)
+
+
+# -- what fuses --------------------------------------------------------------------------------
+
+def test_softmax_rows_are_one_pass_with_locals():
+    fn = fused("fn f(x: f32[n, k]) -> f32[n, k] { return softmax(x, axis=1) }")
+    (kernel,) = fn.kernels
+    assert kernel.kind == "fused" and len(kernel.parts) == 4 and not kernel.sums
+    assert len(kernel.locals) == 3 and not fn.temps        # max, its finite part, the sum: per row
+    ((at, buf, _),) = kernel.stores                         # exp(x - m), summed, is stored for the division
+    assert kernel.parts[at].op == "sum" and buf.role == "output"
+
+
+def test_logistic_step_reads_x_once():
+    fn = fused(LOGISTIC, "train_step")
+    passes = [k for k in fn.kernels if k.kind == "fused"]
+    assert len(passes) == 1 and len(passes[0].sums) == 2    # X.T @ g and sum(g) accumulate per row
+    outside = [load for k in fn.kernels if k.kind != "fused" for load in kernel_loads(k)]
+    assert not [load for load in outside if load.buffer.name == "x"]
+
+
+def test_column_sums_walk_rows():
+    (kernel,) = fused("fn f(x: f64[n, k]) -> f64[k] { return sum(x, 0) }").kernels
+    assert kernel.kind == "fused" and kernel.sums == (0,)
+
+
+def test_a_part_reading_another_row_does_not_fuse():
+    fn = fused("fn f(x: f64[n, k]) -> f64[n, k] { m = max(x, 1, keepdims=true); return x - m[::-1] }")
+    assert all(k.kind != "fused" for k in fn.kernels)
+
+
+# -- against the reference, large enough for threads ---------------------------------------------
+
+def test_fused_programs_match_the_reference(target):
+    src = """
+fn soft(x: f32[n, k]) -> f32[n, k] { return softmax(x, axis=1) }
+fn cols(x: f64[n, k], w: f64[k]) { return sum(x * w, 0), mean(x, 0), sum(x, 1), max(x, 1) }
+fn norm(x: f32[n, k]) -> f32[n, k] { m = mean(x, 1, keepdims=true); v = var(x, 1, keepdims=true); return (x - m) / sqrt(v + 1e-5) }
+fn picks(x: f32[n, k], i: i64[m]) { return sum(take(x, i), 1), argmax(x, 1) }
+"""
+    x32 = rng().random((3000, 70), dtype=np.float32)
+    x64 = rng().standard_normal((2500, 90))
+    x32[5, 7] = np.nan
+    run_both(src, "soft", target, x32)
+    run_both(src, "cols", target, x64, rng().standard_normal(90))
+    run_both(src, "norm", target, x32)
+    run_both(src, "picks", target, x32, np.array([0, -1, 2999, 17]))
+
+
+def test_logistic_step_matches_the_reference(target):
+    x = rng().standard_normal((20000, 30)).astype(np.float32)
+    y = (rng().random(20000) > 0.5).astype(np.float32)
+    w = (rng().standard_normal(30) * 0.1).astype(np.float32)
+    run_both(LOGISTIC, "train_step", target, x, y, w, np.float32(0.1), np.float32(0.5))
+
+
+def test_an_error_inside_a_fused_pass_is_reported(target):
+    import tdsl
+    src = "fn f(x: f64[n, k], i: i64[n]) -> f64[n] { return sum(x, 1) + take(sum(x, 1), i) }"
+    i = np.zeros(5000, dtype=np.int64)
+    i[4321] = 5000
+    with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
+        compiled(src, target).f(np.ones((5000, 8)), i)
+
+
+def test_sums_do_not_depend_on_the_number_of_threads(tmp_path):
+    require_target("c")
+    code = textwrap.dedent("""
+        import numpy as np, tdsl
+        m = tdsl.compile("fn f(x: f32[n, k]) -> f32[k] { return sum(x, 0) }")
+        x = np.random.default_rng(1).standard_normal((100000, 7)).astype(np.float32)
+        print(m.f(x).tobytes().hex())
+        """)
+    outputs = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, TDSL_CACHE_DIR=str(tmp_path))
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True, timeout=600).stdout)
+    assert len(outputs) == 1
+
+
+# -- SIMD reductions keep NumPy's NaN rules ------------------------------------------------------
+
+def test_extremes_propagate_nan_from_any_lane(target):
+    src = "fn f(x: f64[n]) { return max(x), min(x) }"
+    for where in (0, 1, 6, 99_999):
+        x = rng().standard_normal(100_000)
+        x[where] = np.nan
+        run_both(src, "f", target, x)
+    run_both(src, "f", target, np.array([-np.inf, -np.inf]))
+
+
+# -- BLAS ------------------------------------------------------------------------------------------
+
+def test_float_matmuls_equal_numpys():
+    require_target("c")
+    src = """
+fn mm(a: f32[n, k], b: f32[k, m]) -> f32[n, m] { return a @ b }
+fn tt(a: f64[k, n], b: f64[m, k]) -> f64[n, m] { return a.T @ b.T }
+fn batch(a: f32[s, n, k], b: f32[k, m]) -> f32[s, n, m] { return a @ b }
+"""
+    m = compiled(src, "c")
+    a, b = rng().random((130, 70), dtype=np.float32), rng().random((70, 90), dtype=np.float32)
+    assert np.array_equal(m.mm(a, b), a @ b)
+    c, d = rng().random((70, 130)), rng().random((90, 70))
+    assert np.array_equal(m.tt(c, d), c.T @ d.T)
+    e = rng().random((3, 40, 70), dtype=np.float32)
+    np.testing.assert_allclose(m.batch(e, b), e @ b, rtol=1e-5)
+
+
+def test_matmul_without_blas_runs_its_own_loops(tmp_path):
+    require_target("c")
+    code = textwrap.dedent("""
+        import numpy as np, tdsl
+        m = tdsl.compile("fn f(a: f32[n, k], b: f32[k, m]) -> f32[n, m] { return a @ b }")
+        a = np.random.default_rng(2).random((65, 33), dtype=np.float32)
+        np.testing.assert_allclose(m.f(a, a.T), a @ a.T, rtol=1e-5)
+        """)
+    env = dict(os.environ, TDSL_BLAS="0", TDSL_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)

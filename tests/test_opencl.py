@@ -1,0 +1,189 @@
+"""The opencl target: the generated OpenCL, device choice and errors, device arrays, and the paths
+(vector maps, work-group reductions, tiled matmul) at sizes that exercise their edges.
+
+Every program test of the suite also runs on `opencl` through the `target` fixture.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tdsl
+from conftest import assert_same, compiled, require_target, run_both
+
+W1 = "fn w1(x: f64[n], a: f64, b: f64, c: f64) -> f64[n] { return a * exp(-b * x) + c * sin(x) }"
+
+
+@pytest.fixture
+def opencl():
+    require_target("opencl")
+    from tdsl.codegen import opencl_backend, opencl_runtime
+    return opencl_backend, opencl_runtime
+
+
+def fresh(source: str) -> str:
+    """A source no earlier test compiled (the backend memoizes built programs)."""
+    fresh.count += 1
+    return f"{source}\nfn unused_{fresh.count}() -> i64 {{ return {fresh.count} }}"
+
+
+fresh.count = 0
+
+
+# -- the generated source -----------------------------------------------------------------
+
+def test_source_is_opencl_from_the_same_kernels(opencl):
+    source = compiled(W1, "opencl").w1.source
+    assert "__kernel void k1_w1(const long n, __global const double *restrict x" in source
+    assert "vload8(0, x + i0)" in source and "vstore8(" in source   # the flat map is vectorized
+    assert "exp(" in source and "expf" not in source and "int64_t" not in source
+    assert "#pragma OPENCL FP_CONTRACT OFF" in source
+
+
+def test_opencl_names_do_not_clash_with_parameters(opencl):
+    src = ("fn f(local: f32[n], half: f32, lanes: f32[n], point: i64, kernel: f32) -> f32[n] "
+           "{ return local * half + lanes + f32(point) + kernel }")
+    x = np.arange(5, dtype=np.float32)
+    run_both(src, "f", "opencl", x, np.float32(2), x, 3, np.float32(1))
+    assert "u_local" in compiled(src, "opencl").f.source
+
+
+# -- paths at their edges ------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 8, 9, 1000, 1027])
+def test_vector_maps_handle_every_tail(opencl, n):
+    x = np.linspace(-3, 3, n)
+    run_both(W1, "w1", "opencl", x, 1.5, 0.5, -2.0)
+    run_both("fn f(x: f32[n]) -> f32[n] { return sqrt(x * x + 1.0) / 3.0 }", "f", "opencl",
+             x.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 700), (700, 3), (2000, 5), (1, 5000)])
+def test_work_group_reductions(opencl, shape):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    x[0, min(3, shape[1] - 1)] = np.nan if shape[1] > 1 else x[0, 0]
+    i = rng.integers(-5, 5, shape, dtype=np.int32)
+    src = ("fn f(x: f64[n, k], i: i32[n, k]) { return sum(x, 1), max(x, 0), min(x), argmax(x, 1), "
+           "argmin(x, 0), prod(i, 1), sum(i), any(i > 3, 1), all(i > -6), argmax(i, 1), argmin(i) }")
+    run_both(src, "f", "opencl", x, i)
+
+
+def test_argmax_takes_the_first_of_ties_and_of_nans(opencl):
+    x = np.zeros(5000)
+    x[[17, 900, 4000]] = 2.0
+    y = x.copy()
+    y[[1200, 3000]] = np.nan
+    src = "fn f(x: f64[n]) { return argmax(x), argmin(x), max(x), argmax(-x) }"
+    for data in (x, y, x.astype(bool).astype(float)):
+        run_both(src, "f", "opencl", data)
+    run_both("fn f(b: bool[n]) { return argmax(b), argmin(b), any(b), all(b) }", "f", "opencl", x > 1)
+
+
+@pytest.mark.parametrize("n, k, m", [(1, 1, 2), (37, 50, 19), (16, 16, 16), (17, 33, 65), (5, 0, 3)])
+def test_tiled_matmul(opencl, n, k, m):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    c = rng.standard_normal((3, k, m)).astype(np.float32)
+    src = ("fn f(a: f64[n, k], b: f64[k, m], c: f32[s, k, m]) "
+           "{ return a @ b, f32(a) @ c, a.T.T @ b[:, ::-1] }")
+    run_both(src, "f", "opencl", a, b, c)
+    ia = rng.integers(-2**31, 2**31 - 1, (n, k), dtype=np.int64).astype(np.int32)
+    run_both("fn g(a: i32[n, k], b: i32[k, n]) -> i32[n, n] { return a @ b }", "g", "opencl", ia, ia.T.copy())
+
+
+# -- device arrays ------------------------------------------------------------------------------
+
+def test_device_arrays_are_used_in_place_and_chain(opencl):
+    backend, _ = opencl
+    import pyopencl.array as cl_array
+    queue = backend.default_queue()
+    m = compiled("fn f(x: f32[n], s: f32) -> f32[n] { return x * s + 1.0 }\n"
+                 "fn total(x: f32[n]) -> f32 { return sum(x) }\n"
+                 "fn scale(x: f32[n], s: f32) -> f32[n] { return x * s }", "opencl")
+    x = np.arange(10, dtype=np.float32)
+    x_dev = cl_array.to_device(queue, x)
+    y_dev = m.f(x_dev, 2.0)
+    assert isinstance(y_dev, cl_array.Array) and y_dev.shape == (10,)
+    z_dev = m.f(y_dev, 0.5)
+    t_dev = m.total(z_dev)                      # a rank-0 device array ...
+    assert isinstance(t_dev, cl_array.Array) and t_dev.shape == ()
+    w_dev = m.scale(z_dev, t_dev)               # ... feeds a scalar parameter
+    z = (x * 2 + 1) * 0.5 + 1
+    assert_same(w_dev.get(), z * np.float32(z.sum()))
+    assert_same(x_dev.get(), x)                 # inputs are never modified
+    assert_same(m.f(x_dev[2:7], 2.0).get(), x[2:7] * 2 + 1)   # an offset view
+    assert_same(m.f(x_dev[::2], 2.0).get(), x[::2] * 2 + 1)    # a strided view
+    assert_same(m.f(cl_array.to_device(queue, x.astype(np.int8)), 2.0).get(), x * 2 + 1)   # a safe cast
+
+
+def test_device_arrays_are_checked_like_numpy_arrays(opencl):
+    backend, _ = opencl
+    import pyopencl.array as cl_array
+    queue = backend.default_queue()
+    m = compiled("fn f(x: f32[n], y: f32[n]) -> f32[n] { return x + y }", "opencl")
+    with pytest.raises(tdsl.TdslArgumentError, match="cannot be cast safely"):
+        m.f(cl_array.to_device(queue, np.zeros(3)), np.zeros(3, np.float32))
+    with pytest.raises(tdsl.TdslArgumentError, match="n = 3 from x, but y has 4"):
+        m.f(cl_array.to_device(queue, np.zeros(3, np.float32)), np.zeros(4, np.float32))
+    pick = compiled("fn pick(x: f64[n], i: i64[k]) -> f64[k] { return take(x, i) }", "opencl").pick
+    with pytest.raises(tdsl.TdslRuntimeError, match="out of range for an axis of length 3"):
+        pick(cl_array.to_device(queue, np.zeros(3)), cl_array.to_device(queue, np.array([0, 3])))
+
+
+# -- devices, builds and their errors ----------------------------------------------------
+
+def test_device_choice_follows_the_environment(opencl, monkeypatch):
+    _, runtime = opencl
+    import pyopencl as cl
+    first = cl.get_platforms()[0].get_devices()[0]
+    monkeypatch.setenv("TDSL_OPENCL_DEVICE", "0:0")
+    assert runtime.choose_device() == first
+    monkeypatch.setenv("TDSL_OPENCL_DEVICE", first.name.split()[0].upper())
+    assert runtime.choose_device() == first
+    monkeypatch.setenv("TDSL_OPENCL_DEVICE", "no such device")
+    with pytest.raises(runtime.Unavailable, match="matches no OpenCL device"):
+        runtime.choose_device()
+    with pytest.raises(tdsl.TdslBuildError, match="matches no OpenCL device"):
+        tdsl.compile(fresh("fn f(x: f32[n]) -> f32[n] { return x }"), target="opencl")
+
+
+def test_no_platform_is_a_build_error(opencl, monkeypatch):
+    _, runtime = opencl
+    monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [])
+    with pytest.raises(tdsl.TdslBuildError, match="no OpenCL device.*PoCL"):
+        tdsl.compile(fresh("fn f(x: f32[n]) -> f32[n] { return x }"), target="opencl")
+
+
+def test_f64_needs_a_device_with_fp64(opencl, monkeypatch):
+    _, runtime = opencl
+    monkeypatch.setattr(runtime, "has_fp64", lambda device: False)
+    with pytest.raises(tdsl.TdslBuildError, match="uses f64.*cl_khr_fp64"):
+        tdsl.compile(fresh("fn f(x: f64[n]) -> f64[n] { return x * 2.0 }"), target="opencl")
+    m = tdsl.compile(fresh("fn f(x: f32[n]) -> f32 { return sum(x * 2.0) }"), target="opencl")
+    assert m.f(np.ones(3, np.float32)) == 6.0    # f32 alone builds (its sums add blocks)
+
+
+def test_a_failed_build_keeps_the_source(opencl, monkeypatch):
+    backend, _ = opencl
+    render = backend.render_program
+
+    def broken(module):
+        source, kernel_args = render(module)
+        return source + "\nnot OpenCL;\n", kernel_args
+    monkeypatch.setattr(backend, "render_program", broken)
+    with pytest.raises(tdsl.TdslBuildError, match="(?s)OpenCL build failed.*kept at") as info:
+        tdsl.compile(fresh("fn f(x: f32[n]) -> f32[n] { return x }"), target="opencl")
+    kept = str(info.value).rsplit("kept at ", 1)[1].strip()
+    assert open(kept).read().endswith("not OpenCL;\n")
+
+
+def test_builds_are_cached_in_the_tdsl_cache_folder(opencl, monkeypatch):
+    """pyopencl's binary cache lives in tdsl's cache folder (PoCL caches builds on its own)."""
+    import pyopencl as cl
+    from tdsl.codegen import cache
+    seen = []
+    build = cl.Program.build
+    monkeypatch.setattr(cl.Program, "build", lambda self, *a, **kw: seen.append(kw["cache_dir"]) or build(self, *a, **kw))
+    tdsl.compile(fresh(W1), target="opencl")
+    assert seen == [str(cache.cache_dir() / "opencl")]
