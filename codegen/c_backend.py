@@ -137,10 +137,10 @@ class Runner:
             raise self.error(code, sizes)
         return outs
 
-    def fast_call(self, binder, tuple_result: bool):
+    def fast_call(self, binder, tuple_result: bool, checked, takes_out: bool):
         """A call path for arguments that need no conversion (see `Binder.fast_params`), or None."""
         from .fastcall import make_fast_call
-        return make_fast_call(self, binder, tuple_result)
+        return make_fast_call(self, binder, tuple_result, checked, takes_out)
 
     def error(self, code: int, sizes: dict) -> TdslRuntimeError:
         if not 0 < code <= len(self.errors):

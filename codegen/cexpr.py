@@ -40,7 +40,7 @@ INT_MIN = {"i32": ("INT32_MIN", -2**31), "i64": ("INT64_MIN", -2**63)}
 _KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union
 unsigned void volatile while _Bool _Complex _Imaginary bool true false NULL size_t err done acc blk
-blk_start blk_end any_nan best best_at at lhs main errno assert offsetof isnan isinf isfinite signbit
+blk_start blk_end blk_at blk_lane any_nan best best_at at lhs main errno assert offsetof isnan isinf isfinite signbit
 fpclassify isnormal isgreater isgreaterequal isless islessequal islessgreater isunordered
 malloc free calloc realloc abs labs llabs""".split()
 

@@ -78,18 +78,21 @@ class Spare:
             self.slot.append(arr)
 
 
-def make_fast_call(runner, binder, tuple_result: bool) -> Callable | None:
-    """`call(args, out=None)`: the results of the compiled function, or None to take the checked path.
+def make_fast_call(runner, binder, tuple_result: bool, checked: Callable, takes_out: bool) -> Callable | None:
+    """`call(*args, **kwargs)`: the compiled function's results, via `checked` for what it does not take.
 
     The function is Python source written for this signature (as `dataclasses` writes
     `__init__`): a call is then a handful of type and size tests and one ctypes call,
     about 1 us, where a generic loop over the parameters costs several. `out` buffers
-    are used when they are exactly right and overlap no input; otherwise None again.
+    are used when they are exactly right and overlap no input. Anything else (another
+    keyword, a value to convert, a size that does not match) goes to `checked`, the
+    call path that converts or raises the error naming the argument.
     """
     params = binder.fast_params()
     if params is None:
         return None
-    source, env = FastCallSource(params, runner, binder, tuple_result).source()
+    source, env = FastCallSource(params, runner, binder, tuple_result).source(takes_out)
+    env["checked"] = checked
     namespace: dict = {}
     exec(compile(source, f"<tdsl fast call of {binder.graph.name}>", "exec"), env, namespace)  # noqa: S102
     call = namespace["call"]
@@ -108,9 +111,12 @@ class FastCallSource:
                         cfunc=runner.cfunc, error=runner.error, run_checks=binder.run_checks)
         self.arrays: list[str] = []   # the addresses of array arguments, for the overlap test
 
-    def source(self) -> tuple[str, dict]:
+    def source(self, takes_out: bool) -> tuple[str, dict]:
         n = len(self.params)
-        lines = ["def call(args, out=None):", f"    if len(args) != {n}:", "        return None"]
+        lines = ["def call(*args, **kwargs):", "    out = None", "    if kwargs:"]
+        lines += ['        if len(kwargs) != 1 or "out" not in kwargs:', "            return None",
+                  '        out = kwargs["out"]'] if takes_out else ["        return None"]
+        lines += [f"    if len(args) != {n}:", "        return None"]
         if n:
             lines.append("    " + "".join(f"a{i}, " for i in range(n)) + "= args")
         cargs = []
@@ -128,6 +134,8 @@ class FastCallSource:
         if arrays:
             lines += ["    if out is None:"] + [f"        spare{k}.keep(o{k})" for k in arrays]
         lines.append(f"    return {self.results()}")
+        # the text above declines with `return None`: the checked path takes over there
+        lines = [line.replace("return None", "return checked(*args, **kwargs)") for line in lines]
         return "\n".join(lines) + "\n", self.env
 
     def scalar(self, i: int, p) -> list[str]:

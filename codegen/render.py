@@ -171,16 +171,17 @@ class FunctionView:
     def _vector_reduce(self, k, view, work, nested: bool = False) -> None:
         """SIMD (and, for a whole-array reduction, threads) for float sums and extremes.
 
-        A float sum vectorizes within each block (lanes are partial sums of the block);
-        max/min keep NaN out of the lanes and record it apart (`any_nan`), so the lanes
-        need no NaN-aware comparison and the result is NaN exactly when NumPy's is.
+        A float sum adds each block into 8 partial sums (`blk[8]`, one vector of lanes),
+        then adds those pairwise, as NumPy's pairwise sum does; max/min keep NaN out of the
+        lanes and record it apart (`any_nan`), so the lanes need no NaN-aware comparison
+        and the result is NaN exactly when NumPy's is.
         """
-        clauses = "reduction(+: blk)" if view.blocked else \
+        clauses = "" if view.blocked else \
             "reduction(max: acc) reduction(|: any_nan)" if view.extreme == ">" else \
             "reduction(min: acc) reduction(|: any_nan)" if view.extreme == "<" else None
         if clauses is None:
             return
-        view.simd = f"TDSL_OMP(simd {clauses})"
+        view.simd = f"TDSL_OMP(simd {clauses})" if clauses else "TDSL_OMP(simd)"
         if k.loops or nested:
             return
         outer = "reduction(+: acc)" if view.blocked else clauses
