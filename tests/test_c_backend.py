@@ -277,7 +277,8 @@ def test_programs_under_sanitizers(tmp_path):
         pytest.skip("the C compiler has no AddressSanitizer runtime")
     env = dict(os.environ, TDSL_SANITIZE="1", LD_PRELOAD=libasan, TDSL_CACHE_DIR=str(tmp_path / "cache"),
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    # not opencl: with ASan preloaded, a C++ exception in pyopencl's extension aborts the process
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
-               "-k", "programs or runtime_errors or empty_arrays"]
+               "-k", "(programs or runtime_errors or empty_arrays) and not opencl"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
