@@ -1,9 +1,9 @@
 """The call fast path of compiled functions: arguments that need no conversion go straight to C.
 
-`Function.__call__` tries it first. It accepts exact-dtype, aligned, C-contiguous
+Calling a `Function` calls it first. It accepts exact-dtype, aligned, C-contiguous
 ndarrays and Python (or exact NumPy) scalars, checks their ranks and sizes, and
-hands back None whenever anything else comes along or a check fails: the call then
-takes `Binder.bind`, which converts the value or raises the error naming it.
+passes anything else, or a call whose checks fail, to the checked path
+(`Binder.bind`), which converts the value or raises the error naming it.
 """
 from __future__ import annotations
 

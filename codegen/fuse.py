@@ -32,6 +32,7 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
     writers: dict[str, int] = {}
     for k in fn.kernels:
         writers[k.out.name] = writers.get(k.out.name, 0) + 1
+    reads = {id(k): {load.buffer.name for load in kernel_loads(k)} for k in fn.kernels}
     result, rest = [], list(fn.kernels)
     while rest:
         head, rest = rest[0], rest[1:]
@@ -42,12 +43,12 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
         before, deferred = [], []
         for k in rest:
             blocked = {d.out.name for d in deferred}
-            if _reads(k, blocked) or not group.add(k, writers):
-                if _is_scalar(k) and not _reads(k, blocked | set(group.written)):
+            if reads[id(k)] & blocked or not group.add(k, writers):
+                if _is_scalar(k) and not reads[id(k)] & (blocked | set(group.written)):
                     before.append(k)    # a value computed once: it may run before the pass
                 else:
                     deferred.append(k)
-        result += before + [group.kernel(fn, before + deferred)]
+        result += before + [group.kernel(fn, [reads[id(k)] for k in before + deferred])]
         rest = deferred
     locals_ = {b.name for k in result if k.kind == "fused" for b in k.locals}
     temps = tuple(t for t in fn.temps if t.name not in locals_)
@@ -56,10 +57,6 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
 
 def _is_scalar(k) -> bool:
     return not k.loops and not getattr(k, "reduce_loops", ()) and k.kind != "fused"
-
-
-def _reads(k, names: set[str]) -> bool:
-    return bool(names) and any(load.buffer.name in names for load in kernel_loads(k))
 
 
 def _blocked(k) -> set[str]:
@@ -118,8 +115,8 @@ class _Group:
         stride = row_strides(buf.shape)[0]
         return offset.coef(SHARED) == stride and SHARED not in _atoms(offset.without(SHARED))
 
-    def kernel(self, fn: FunctionIR, outside: list):
-        """The fused kernel (or the lone original kernel when nothing fused with it)."""
+    def kernel(self, fn: FunctionIR, outside: list[set[str]]):
+        """The fused kernel (or the lone original kernel); `outside`: the buffers other kernels read."""
         if len(self.parts) == 1 and not self.sums:
             return self.originals[0]
         locals_ = self._locals(fn, outside)
@@ -130,9 +127,9 @@ class _Group:
         return FusedKernel(origin, self.loop, tuple(parts), tuple(self.sums), tuple(locals_.values()),
                            tuple(stores))
 
-    def _locals(self, fn: FunctionIR, outside: list) -> dict[str, Buffer]:
+    def _locals(self, fn: FunctionIR, outside: list[set[str]]) -> dict[str, Buffer]:
         """Temporaries with one value per point, read only by this pass: they become locals."""
-        read_elsewhere = {load.buffer.name for k in outside for load in kernel_loads(k)}
+        read_elsewhere = set().union(*outside)
         temps = {t.name: t for t in fn.temps}
         found = {}
         for i, part in enumerate(self.parts):
