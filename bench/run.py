@@ -1,11 +1,15 @@
 """Benchmarks: tdsl against NumPy (and numexpr where it applies), measured side by side.
 
     python bench/run.py [--target c] [--quick] [--only W1,softmax]
+    python bench/run.py --target opencl      # also times the C backend: OpenCL / C
 
 Each implementation is timed in a block of its own (warm-up, then the median of
 at least 7 runs), never interleaved call by call: OpenBLAS's spinning threads slow
 an OpenMP kernel that runs right after a BLAS call. Results are checked to agree
 with NumPy before timing. Ratios are what to read: absolute times drift here.
+On a target other than `c` the C backend runs each workload too, in the same
+run, and the table gives the target's time over C's (the OpenCL goal: W1 f64
+at most 1.5x C's time).
 """
 from __future__ import annotations
 
@@ -43,10 +47,15 @@ class Workload:
     speedup: float | None = None      # the goal as a speed-up over NumPy ...
     seconds: float | None = None      # ... or as a time per tdsl call
     notes: list = field(default_factory=list)
+    versus: Callable | None = None    # the same work on the C backend (when the target is another)
+    versus_goal: float | None = None  # at most this many times C's time
 
     def met(self, t_np: float, t_td: float) -> bool:
         return (self.speedup is None or t_np / t_td >= self.speedup) and \
             (self.seconds is None or t_td <= self.seconds)
+
+    def met_versus(self, t_td: float, t_c: float) -> str:
+        return "-" if self.versus_goal is None else "yes" if t_td <= self.versus_goal * t_c else "NO"
 
 
 def median_time(fn: Callable, repeat: int = 9, min_time: float = 0.05) -> float:
@@ -184,20 +193,31 @@ def agree(a, b, rtol: float) -> bool:
     return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol) for x, y in zip(a_t, b_t))
 
 
-def run(workloads: list[Workload]) -> None:
-    print("| workload | NumPy | numexpr | tdsl | speed-up vs NumPy | goal | met |")
-    print("|---|---|---|---|---|---|---|")
+def run(workloads: list[Workload], target: str) -> None:
+    if target == "c":
+        print("| workload | NumPy | numexpr | tdsl | speed-up vs NumPy | goal | met |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print(f"| workload | NumPy | numexpr | tdsl c | tdsl {target} | speed-up vs NumPy | {target} / c "
+              "| goal | met |")
+        print("|---|---|---|---|---|---|---|---|---|")
     for w in workloads:
         if not agree(w.tdsl(), w.numpy(), w.rtol):
             print(f"| {w.name} | results DIFFER from NumPy | | | | {w.goal} | NO |")
             continue
         t_np = median_time(w.numpy)
         t_ne = median_time(w.numexpr) if w.numexpr else None
+        t_c = median_time(w.versus) if w.versus else None
         t_td = median_time(w.tdsl)
         ne = f"{_fmt(t_ne)} ({t_np / t_ne:.2f}x)" if t_ne else "-"
-        met = "yes" if w.met(t_np, t_td) else "NO"
-        print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_td)} | {t_np / t_td:.2f}x | {w.goal} | {met} |",
-              flush=True)
+        if t_c is None:
+            met = "yes" if w.met(t_np, t_td) else "NO"
+            print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_td)} | {t_np / t_td:.2f}x | {w.goal} | {met} |",
+                  flush=True)
+        else:
+            goal = f"<= {w.versus_goal}x c" if w.versus_goal else "-"
+            print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_c)} | {_fmt(t_td)} | {t_np / t_td:.2f}x | "
+                  f"{t_td / t_c:.2f}x | {goal} | {w.met_versus(t_td, t_c)} |", flush=True)
 
 
 def _fmt(t: float) -> str:
@@ -213,18 +233,22 @@ def main() -> None:
     scale = 100 if args.quick else 1
     t = args.target
     makers = [
-        lambda: w1(t, "f64", 10_000_000 // scale), lambda: w1(t, "f32", 10_000_000 // scale),
-        lambda: softmax_rows(t, 4096 // scale, 1024), lambda: matmul(t, 1024 // (8 if args.quick else 1)),
-        lambda: logistic_step(t, 100_000 // scale, 100), lambda: axpy(t, 20_000_000 // scale),
-        lambda: call_overhead(t),
+        lambda t: w1(t, "f64", 10_000_000 // scale), lambda t: w1(t, "f32", 10_000_000 // scale),
+        lambda t: softmax_rows(t, 4096 // scale, 1024), lambda t: matmul(t, 1024 // (8 if args.quick else 1)),
+        lambda t: logistic_step(t, 100_000 // scale, 100), lambda t: axpy(t, 20_000_000 // scale),
+        lambda t: call_overhead(t),
     ]
-    workloads = [m() for m in makers]
+    workloads = [m(t) for m in makers]
+    if t != "c":   # the same workloads on the C backend, for the target's time over C's
+        for w, c_twin in zip(workloads, (m("c") for m in makers)):
+            w.versus = c_twin.tdsl
+            w.versus_goal = 1.5 if w.name.startswith("W1") and w.name.endswith("f64") else None
     if args.only:
         keys = args.only.split(",")
         workloads = [w for w in workloads if any(k in w.name for k in keys)]
     print(f"tdsl {tdsl.__version__}, target {t}, NumPy {np.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}\n")
-    run(workloads)
+    run(workloads, t)
     if not args.only:
         print()
         print("| load | | | goal | met |")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tdsl.dims import Dim, FloorDivAtom, shape_size
 
 from .kernels import FunctionIR, ModuleIR
-from .opencl_render import KIND_OF, kernel_name, vector_width
+from .opencl_render import KIND_OF, kernel_name, kernel_nodes, vector_width
 
 
 def module_plan(module: ModuleIR, source: str, kernel_args: dict[str, list[list]]) -> dict:
@@ -65,7 +65,21 @@ def launch_plan(k, name: str, args: list[list]) -> dict:
         counts = [count(k.loops), count(k.reduce_loops)]
     else:
         counts = [py_dim(k.col.extent), py_dim(k.loops[-1].extent), count(k.loops[:-1])]
-    return {"kernel": name, "kind": kind, "counts": counts, "args": args}
+    launch = {"kernel": name, "kind": kind, "counts": counts, "args": args}
+    if kind != "matmul":
+        launch["local_max"] = local_limit(len(kernel_nodes(k)) * 8 * (width if kind == "map" else 1))
+    return launch
+
+
+STACK_BUDGET = 1 << 20   # bytes of per-work-item values one work-group may hold (PoCL: on a thread's stack)
+
+
+def local_limit(per_item: int) -> int:
+    """The largest power-of-two work-group whose work-items' values fit in STACK_BUDGET."""
+    limit = 1
+    while limit < 4096 and 2 * limit * per_item <= STACK_BUDGET:
+        limit *= 2
+    return limit
 
 
 def check_condition(conditions) -> str:

@@ -37,6 +37,8 @@ _TYPES = {"bool": "bool", "i32": "int", "i64": "long", "f32": "float", "f64": "d
 OPENCL = Dialect("opencl", types=_TYPES, math_suffix={}, reserved=frozenset(_OPENCL_WORDS + _VECTOR_NAMES))
 STORAGE = {**_TYPES, "bool": "uchar"}      # bool is not a buffer element type in OpenCL
 VECTOR_WIDTH = {"f32": 16, "f64": 8}        # two 256-bit vectors: AVX2 CPUs (PoCL) overlap their work
+VECTOR_MAX_NODES = 200   # PoCL keeps a kernel's values per work-item on a worker's stack: long
+                         # chains of vectors (a thousand statements) would overflow it
 KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul"}
 
 
@@ -95,7 +97,8 @@ def _helper_chunks(prelude: str) -> list[tuple[str | None, list[str]]]:
             i += 1
             continue
         end = i
-        if not lines[i].rstrip().endswith("}"):   # not a one-liner: up to the closing brace
+        one_liner = "{" in lines[i] and lines[i].count("{") == lines[i].count("}")
+        if not one_liner:   # up to the closing brace at the start of a line
             end = lines.index("}\n", i)
         chunks.append((match.group(1), _comment_above(chunks) + lines[i:end + 1]))
         i = end + 1
@@ -163,21 +166,23 @@ INLINE_TRIG = 16   # a kernel with more sines and cosines calls them out of line
 _NOT_LANEWISE = re.compile(r"tdsl_(?!sin_|cos_)|\?|isnan|isinf|isfinite|[<>!=]=?|&&|\|\|")
 
 
-def trig_count(k) -> int:
-    """How many sines and cosines a kernel computes."""
+def kernel_nodes(k) -> list:
+    """The distinct operations and loads of a kernel's expressions."""
     stack = [getattr(k, f) for f in ("value", "lhs", "rhs") if hasattr(k, f)]
-    seen, count = set(), 0
+    seen: dict[int, object] = {}
     while stack:
         item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, Apply):
-            count += item.op in ("sin", "cos")
-            stack.extend(item.args)
-        elif isinstance(item, Check):
-            stack.extend((item.cond, item.value))
-    return count
+        if id(item) not in seen:
+            seen[id(item)] = item
+            stack.extend(getattr(item, "args", ()))
+            if isinstance(item, Check):
+                stack.extend((item.cond, item.value))
+    return list(seen.values())
+
+
+def trig_count(k) -> int:
+    """How many sines and cosines a kernel computes."""
+    return sum(1 for item in kernel_nodes(k) if isinstance(item, Apply) and item.op in ("sin", "cos"))
 
 
 def vector_width(k) -> int:
@@ -195,7 +200,7 @@ def vector_width(k) -> int:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if getattr(item, "dtype", None) != dtype:
+        if getattr(item, "dtype", None) != dtype or len(seen) > VECTOR_MAX_NODES:
             return 1
         if isinstance(item, Load) and moving(item.offset):
             continue

@@ -250,7 +250,7 @@ class FunctionRunner:
         counts = [evaluate(c, sizes) for c in launch["counts"]]
         if counts[0] <= 0 or (launch["kind"] != "reduce" and min(counts) <= 0):
             return   # no work-items (a reduction over nothing still writes its identity)
-        local = prog.local_sizes[launch["kernel"]]
+        local = min(prog.local_sizes[launch["kernel"]], launch.get("local_max", 4096))
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)

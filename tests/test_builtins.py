@@ -164,6 +164,17 @@ def test_nan_propagates_through_maximum_and_minimum(target):
     assert np.isnan(got[:2]).all()
 
 
+def test_signed_zeros_in_maximum_minimum_and_relu_follow_numpy(target):
+    """On ties maximum/minimum give the second operand, as NumPy does; relu(-0.0) is +0.0."""
+    src = BINARY_SRC.replace("T[", "f64[")
+    a, b = np.array([0.0, -0.0, 0.0, -0.0]), np.array([-0.0, 0.0, 0.0, -0.0])
+    for fn, ref in (("maximum_fn", np.maximum), ("minimum_fn", np.minimum)):
+        got = check(src, fn, target, (a, b), ref(a, b))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref(a, b)))
+    got = run_both(UNARY_SRC, "relu_f32", target, np.array([-0.0, 0.0], dtype=F32))
+    assert not np.signbit(got).any()
+
+
 def test_integer_negative_power_is_a_call_time_error(target):
     src = BINARY_SRC.replace("T[", "i32[")
     fn = compiled(src, target).power

@@ -187,3 +187,4 @@ def test_builds_are_cached_in_the_tdsl_cache_folder(opencl, monkeypatch):
     monkeypatch.setattr(cl.Program, "build", lambda self, *a, **kw: seen.append(kw["cache_dir"]) or build(self, *a, **kw))
     tdsl.compile(fresh(W1), target="opencl")
     assert seen == [str(cache.cache_dir() / "opencl")]
+
