@@ -10,7 +10,7 @@ from .compiled import Function, Module
 from .gradcheck import check_grad
 
 __version__ = "0.1.0"
-__all__ = ["load", "compile", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
+__all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
            "TdslBuildError", "__version__"]
 
@@ -30,6 +30,16 @@ def compile(source: str, target: str = "c", filename: str = "<string>") -> Modul
     """Compile .tdsl source text for `target`."""
     from .pipeline import compile_source
     return compile_source(source, filename, target)
+
+
+def opencl_queue():
+    """The pyopencl command queue the `opencl` target runs on: make device arrays for it.
+
+    `pyopencl.array.to_device(tdsl.opencl_queue(), x)` puts `x` on the device; functions
+    given device arrays return device arrays without a round trip through the host.
+    """
+    from tdsl.codegen.opencl_backend import default_queue
+    return default_queue()
 
 
 def __getattr__(name: str):

@@ -97,7 +97,8 @@ def test_tiled_matmul(opencl, n, k, m):
 def test_device_arrays_are_used_in_place_and_chain(opencl):
     backend, _ = opencl
     import pyopencl.array as cl_array
-    queue = backend.default_queue()
+    queue = tdsl.opencl_queue()
+    assert queue is backend.default_queue()
     m = compiled("fn f(x: f32[n], s: f32) -> f32[n] { return x * s + 1.0 }\n"
                  "fn total(x: f32[n]) -> f32 { return sum(x) }\n"
                  "fn scale(x: f32[n], s: f32) -> f32[n] { return x * s }", "opencl")
