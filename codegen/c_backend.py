@@ -121,6 +121,8 @@ class Runner:
         self.outputs = [(shape, to_numpy(dtype)) for shape, dtype in spec.outputs]
         self.output_dtypes = [dtype for _, dtype in spec.outputs]
         self.errors = spec.errors
+        packed = getattr(library, spec.symbol + "_packed", None)   # absent from libraries of older tdsl builds
+        self.packed_entry = ctypes.cast(packed, ctypes.c_void_p).value if packed is not None else None
 
     def output_shapes(self, sizes: dict) -> list[tuple[int, ...]]:
         return [tuple(d if type(d) is int else d.evaluate(sizes) for d in shape) for shape, _ in self.outputs]

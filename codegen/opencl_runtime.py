@@ -148,8 +148,15 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+_CODE: dict = {}
+
+
 def evaluate(expr: str, sizes: dict) -> int:
-    return int(eval(expr, {"__builtins__": {}}, {"S": sizes}))  # plans hold size arithmetic only
+    """A plan's size arithmetic (a Python expression over S[...]) for these sizes."""
+    code = _CODE.get(expr)
+    if code is None:
+        code = _CODE[expr] = compile(expr, "<tdsl size>", "eval")
+    return int(eval(code, {"__builtins__": {}}, {"S": sizes}))  # plans hold size arithmetic only
 
 
 # -- calls ---------------------------------------------------------------------------------

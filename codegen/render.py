@@ -43,7 +43,7 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     from tdsl import __version__
     functions = [FunctionView(fn, module.prefix).view() for fn in module.functions]
     context = dict(version=__version__, file=c_comment(module.file), prefix=module.prefix,
-                   functions=functions, errors=error_views(module.errors),
+                   functions=functions, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions for c in fn.consts])
     source = environment().get_template("module.c.j2").render(**context)
     header = None
@@ -112,7 +112,7 @@ class FunctionView:
             unused=unused, scalars=[self.temp(t) for t in fn.temps if t.is_scalar], arrays=arrays,
             checks=checks, kernels=kernels,
             label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums for k in kernels),
-            consts=[self.const(c) for c in fn.consts])
+            consts=[self.const(c) for c in fn.consts], slots=self.slots())
 
     def params(self, definition: bool) -> list[str]:
         restrict = "restrict " if definition else ""
@@ -123,6 +123,11 @@ class FunctionView:
                        f"const {ctype} *{restrict}{self.names.buffer(p)}")
         out += [f"{self.dialect.ctype(o.dtype)} *{restrict}{o.name}" for o in self.fn.outputs]
         return out
+
+    def slots(self) -> list[str]:
+        """Per argument of the C function, its field of `tdsl_slot` (the packed entry's union)."""
+        return (["i64"] * len(self.fn.size_vars)
+                + [("b" if p.dtype == "bool" else p.dtype) if p.is_scalar else "p" for p in self.fn.params] + ["p"] * len(self.fn.outputs))
 
     def temp(self, buf) -> SimpleNamespace:
         return SimpleNamespace(name=self.names.buffer(buf), ctype=self.dialect.ctype(buf.dtype),

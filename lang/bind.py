@@ -102,6 +102,10 @@ class Binder:
         return arr if flags.c_contiguous and flags.aligned else np.array(arr, order="C")
 
     def _from_python(self, value, target: str, where: str) -> np.ndarray:
+        if type(value) is int and not -2**63 <= value < 2**64:   # NumPy makes it an object array
+            if kind(target) != "float":
+                raise TdslArgumentError(f"{where} has values outside the range of {target}")
+            value = float(value)   # as NumPy does with a Python int too big for int64: np.add(2**70, 1.0)
         try:
             arr = np.asarray(value)
         except ValueError:

@@ -1,5 +1,9 @@
-"""The call path of compiled functions: the fast path (codegen/fastcall.py), `out=` buffers, and
-warm loads (codegen/warm.py) that skip parsing and compiling in a fresh process.
+"""The call path of compiled functions: the fast path (codegen/fastcall.py and its C layer,
+codegen/_callpath.c), `out=` buffers, and warm loads (codegen/warm.py) that skip parsing
+and compiling in a fresh process.
+
+The fast-path tests run once per layer: `native` (the C extension declining to the Python
+layer) and `python` (the Python layer alone, as where the extension was not built).
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, require_target
+from conftest import IN_CI, assert_same, compiled, require_target
+from tdsl.codegen import fastcall
 
 SRC = """
 fn add(a: f64, b: f64) -> f64 { return a + b }
@@ -23,11 +28,7 @@ fn pick(x: f64[n], i: i64[k]) -> f64[k] { return take(x, i) }
 """
 
 
-def both(name, *args, **kwargs):
-    """The c target's answer, checked against the reference."""
-    got = getattr(compiled(SRC, "c"), name)(*args, **kwargs)
-    assert_same(got, getattr(compiled(SRC, "numpy"), name)(*args, **kwargs))
-    return got
+_LAYERS: dict = {}
 
 
 @pytest.fixture(autouse=True)
@@ -35,38 +36,125 @@ def _c():
     require_target("c")
 
 
-def test_the_fast_path_exists_and_gives_numpy_scalars():
-    f = compiled(SRC, "c").add
-    assert f._call is not f._checked_call and "cfunc(" in f._call.source
-    assert type(both("add", 1.0, 2.0)) is np.float64
-    x = np.arange(12, dtype=np.float32).reshape(4, 3)
-    total, at, flag = both("mixed", x, 3, 0.5, True)
-    assert type(at) is np.int64 and type(flag) is np.bool_
+@pytest.fixture(params=["native", "python"])
+def layer(request, monkeypatch):
+    """Compile with the C layer of the fast path (`native`) or without it (`python`)."""
+    if request.param == "native" and fastcall.native is None:
+        reason = "the _callpath extension is not built (pip install -e . builds it)"
+        if IN_CI:
+            pytest.fail(f"the native call path must run in CI: {reason}")
+        pytest.skip(reason)
+    if request.param == "python":
+        monkeypatch.setattr(fastcall, "native", None)
+    return request.param
 
 
-def test_values_the_fast_path_declines_take_the_checked_path():
+def c_module(layer: str, source: str = SRC):
+    key = (layer, source)
+    if key not in _LAYERS:
+        _LAYERS[key] = tdsl.compile(source, target="c")
+    return _LAYERS[key]
+
+
+def both(layer, name, *args, **kwargs):
+    """The c target's answer on `layer`, checked against the reference."""
+    got = getattr(c_module(layer), name)(*args, **kwargs)
+    assert_same(got, getattr(compiled(SRC, "numpy"), name)(*args, **kwargs))
+    return got
+
+
+def test_the_fast_path_exists_and_gives_numpy_scalars(layer):
+    f = c_module(layer).add
+    assert f._call is not f._checked_call
+    if layer == "native":
+        assert type(f._call).__name__ == "FastCall"
+    else:
+        assert "cfunc(" in f._call.source
+    assert type(both(layer, "add", 1.0, 2.0)) is np.float64
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
-    both("mixed", x.astype(np.float16), 3, 0.5, True)       # a safe cast
-    both("mixed", np.asfortranarray(x), np.int32(3), np.float32(0.5), np.bool_(True))
-    both("mixed", x[::2], 3, 0.5, False)                     # not contiguous
-    both("mixed", x.tolist(), 3, 1, True)                    # lists, an int for a float
-    both("add", 1, True)
+    total, at, flag = both(layer, "mixed", x, 3, 0.5, True)
+    assert type(total) is np.ndarray and type(at) is np.int64 and type(flag) is np.bool_
+    assert type(both(layer, "add", np.float64(1.5), 2)) is np.float64
+
+
+def test_the_native_layer_is_there_in_ci():
+    if IN_CI:
+        assert fastcall.native is not None, "pip install -e . must build tdsl.codegen._callpath"
+
+
+def test_results_are_fresh_unless_the_caller_dropped_them(layer):
+    f = c_module(layer, "fn twice(x: f64[n]) -> f64[n] { return x * 2.0 }").twice
+    x = np.arange(200_000.0)                 # 1.6 MB results: recycled once dropped
+    kept = f(x)
+    again = f(x)
+    assert again is not kept and again.base is None
+    assert_same(kept, x * 2.0)
+    kept[:] = -1.0                           # the caller owns it: the next call never touches it
+    view = again[10:]                        # a view keeps `again` in use
+    del again
+    third = f(x + 1.0)
+    assert_same(view, (x * 2.0)[10:]) and assert_same(third, (x + 1.0) * 2.0)
+    assert (kept == -1.0).all()
+    ident = id(third)
+    del third
+    assert id(f(x)) == ident                 # dropped: its buffer is the next result
+    small = f(np.arange(3.0))
+    assert f(np.arange(3.0)) is not small
+
+
+def test_calls_from_threads_agree(layer):
+    from concurrent.futures import ThreadPoolExecutor
+    f = c_module(layer, "fn w(x: f64[n], s: f64) -> f64[n] { return exp(-x) * s }").w
+    xs = [np.linspace(0, k, 300_000) for k in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda k: f(xs[k], float(k)), range(8)))
+    for k, g in enumerate(got):
+        assert_same(g, np.exp(-xs[k]) * k)
+
+
+def test_values_the_fast_path_declines_take_the_checked_path(layer):
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    m = c_module(layer)
+    both(layer, "mixed", x.astype(np.float16), 3, 0.5, True)       # a safe cast
+    both(layer, "mixed", np.asfortranarray(x), np.int32(3), np.float32(0.5), np.bool_(True))
+    both(layer, "mixed", x[::2], 3, 0.5, False)                     # not contiguous
+    both(layer, "mixed", x.tolist(), 3, 1, True)                    # lists, an int for a float
+    both(layer, "mixed", x.view(x.dtype.newbyteorder()).byteswap(), 3, 0.5, True)   # big-endian
+    both(layer, "mixed", np.ma.masked_array(x), 3, 0.5, True)       # an ndarray subclass
+    both(layer, "mixed", x, k=3, s=0.5, on=True)                    # keywords
+    both(layer, "add", 1, True)
+    both(layer, "add", 2**70, 1.0)                                  # a big int for a float
     with pytest.raises(tdsl.TdslArgumentError, match="'k'"):
-        compiled(SRC, "c").mixed(x, 2**31, 0.5, True)        # out of i32's range
+        m.mixed(x, 2**31, 0.5, True)                                # out of i32's range
+    with pytest.raises(tdsl.TdslArgumentError, match="'k'"):
+        m.mixed(x, -2**31 - 1, 0.5, True)
     with pytest.raises(tdsl.TdslArgumentError, match="'x'"):
-        compiled(SRC, "c").mixed(np.ones((4, 2), np.float32), 1, 0.5, True)
+        m.mixed(np.ones((4, 2), np.float32), 1, 0.5, True)
     with pytest.raises(tdsl.TdslArgumentError, match="n = 1 from x"):
-        compiled(SRC, "c").tail(np.ones(1))                  # a call-time slice check
-    both("tail", np.arange(5.0))
+        m.tail(np.ones(1))                                          # a call-time slice check
+    with pytest.raises(tdsl.TdslArgumentError):
+        m.add(1.0)
+    with pytest.raises(tdsl.TdslArgumentError):
+        m.add(1.0, 2.0, 3.0)
+    with pytest.raises(tdsl.TdslArgumentError):
+        m.add(1.0, "2")
+    both(layer, "tail", np.arange(5.0))
+    assert_same(m.mixed(x, np.int32(-2**31), np.float32(0.5), True)[0], x.sum(1) * 0.5 + np.float32(-2**31))
 
 
-def test_runtime_errors_on_the_fast_path():
+def test_runtime_errors_on_the_fast_path(layer):
+    m = c_module(layer)
     with pytest.raises(tdsl.TdslRuntimeError, match="length 3"):
-        compiled(SRC, "c").pick(np.arange(3.0), np.array([0, 3]))
+        m.pick(np.arange(3.0), np.array([0, 3]))
+    assert_same(m.pick(np.arange(3.0), np.array([2, -3])), np.array([2.0, 0.0]))
+    f = c_module(layer, "fn top(x: f64[n]) -> f64 { return max(x) }").top
+    with pytest.raises(tdsl.TdslRuntimeError, match="empty axis"):
+        f(np.zeros(0))
+    assert f(np.array([1.0, np.nan])) != f(np.array([1.0, np.nan]))
 
 
-def test_out_receives_the_results():
-    f = compiled(SRC, "c").tail
+def test_out_receives_the_results(layer):
+    f = c_module(layer).tail
     x = np.arange(6.0)
     a, b = np.full(4, 7.0), np.full(4, 7.0)
     got = f(x, out=(a, b))
@@ -88,8 +176,9 @@ def test_out_may_be_an_input():
     assert_same(x, expected)
 
 
-def test_a_parameter_named_out_is_a_parameter():
-    assert_same(both("scale", np.arange(3.0), out=2.0), np.arange(3.0) * 2.0)
+def test_a_parameter_named_out_is_a_parameter(layer):
+    assert_same(both(layer, "scale", np.arange(3.0), out=2.0), np.arange(3.0) * 2.0)
+    assert_same(both(layer, "scale", np.arange(3.0), 2.0), np.arange(3.0) * 2.0)
 
 
 # -- warm loads ----------------------------------------------------------------------------------
