@@ -66,6 +66,8 @@ def launch_plan(k, name: str, args: list[list]) -> dict:
     else:
         counts = [py_dim(k.col.extent), py_dim(k.loops[-1].extent), count(k.loops[:-1])]
     launch = {"kernel": name, "kind": kind, "counts": counts, "args": args}
+    if kind == "map" and width > 1:
+        launch["chunked"] = True   # a work-item takes TDSL_MAP_CHUNK of the counted vectors
     if kind != "matmul":
         launch["local_max"] = local_limit(len(kernel_nodes(k)) * 8 * (width if kind == "map" else 1))
     return launch

@@ -13,6 +13,7 @@ call returns without waiting (unless a kernel can fail, when it reads the flag).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 
@@ -21,14 +22,16 @@ import numpy as np
 try:
     import pyopencl as cl
     import pyopencl.array as cl_array
+    import pyopencl.tools as cl_tools
 except ImportError:   # reported as Unavailable when a program is built
-    cl = cl_array = None
+    cl = cl_array = cl_tools = None
 
 DTYPES = {"bool": np.dtype(np.bool_), "i32": np.dtype(np.int32), "i64": np.dtype(np.int64),
           "f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
 DEVICE_ARRAYS = (cl_array.Array,) if cl_array is not None else ()
 REDUCE_WG = 256     # at most TDSL_WG in the program
 MAP_WG = 128
+MAP_CHUNK_CPU = 16
 
 
 class Unavailable(Exception):
@@ -114,7 +117,11 @@ class Program:
         largest = device.max_work_group_size
         self.wg = _pow2_floor(min(REDUCE_WG, largest))
         self.tile = 16 if largest >= 256 else 8 if largest >= 64 else 4 if largest >= 16 else 1
-        options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", "-w"]   # -w: no notes on stderr
+        # A CPU device runs a work-group's work-items one after another: a work-item of a vector
+        # map there takes a stretch of MAP_CHUNK_CPU vectors, which saves scheduling work-groups.
+        self.map_chunk = MAP_CHUNK_CPU if device.type & cl.device_type.CPU else 1
+        options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", f"-DTDSL_MAP_CHUNK={self.map_chunk}",
+                   "-w"]   # -w: no notes on stderr
         if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
         try:
@@ -128,6 +135,9 @@ class Program:
             k.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device), largest))
             for name, k in self.kernels.items()}
         self.dummy = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 8)   # stands for empty arrays
+        # Device results and temporaries come from a pool: memory freed by one call serves the
+        # next (fresh memory costs page faults, as much as a memory-bound kernel's own time).
+        self.pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
         self.lock = threading.Lock()   # kernel objects hold their arguments: one call at a time
 
 
@@ -167,6 +177,7 @@ class FunctionRunner:
     def __init__(self, program: Program, plan: dict):
         self.program, self.plan = program, plan
         self.dtypes = [DTYPES[p["dtype"]] for p in plan["params"]]
+        self.spares = [Spare() for _ in plan["outputs"]]
 
     def __call__(self, arrays: list, sizes: dict) -> list:
         for condition, code in self.plan["checks"]:
@@ -174,7 +185,7 @@ class FunctionRunner:
                 raise CheckFailed(code, sizes)
         device = any(isinstance(a, DEVICE_ARRAYS) for a in arrays)
         prog, plan = self.program, self.plan
-        results = [self._output(o, sizes, device) for o in plan["outputs"]]
+        results = [self._output(o, spare, sizes, device) for o, spare in zip(plan["outputs"], self.spares)]
         flag = np.zeros(1, np.int32)
         values = {   # what a kernel argument ["role", key] refers to
             "size": {v: np.int64(sizes[v]) for v in plan["size_vars"]},
@@ -192,13 +203,18 @@ class FunctionRunner:
             cl.enqueue_copy(prog.queue, flag, values["err"])
             if flag[0]:
                 raise CheckFailed(int(flag[0]), sizes)
-        return [self._finish(result, buffer) for result, buffer in results]
+        finished = [self._finish(result, buffer) for result, buffer in results]
+        if not device:
+            for spare, result in zip(self.spares, finished):
+                spare.keep(result)
+        return finished
 
     def _buffer(self, nbytes: int, flags=None, hostbuf=None):
         if nbytes == 0:
             return self.program.dummy
-        flags = cl.mem_flags.READ_WRITE if flags is None else flags
-        return cl.Buffer(self.program.context, flags, 0 if hostbuf is not None else nbytes, hostbuf=hostbuf)
+        if hostbuf is None:
+            return self.program.pool.allocate(nbytes)
+        return cl.Buffer(self.program.context, flags, 0, hostbuf=hostbuf)
 
     def _input(self, value, dtype, device: bool):
         if isinstance(value, DEVICE_ARRAYS):
@@ -230,13 +246,13 @@ class FunctionRunner:
             value = copy
         return value.data
 
-    def _output(self, spec: dict, sizes: dict, device: bool):
+    def _output(self, spec: dict, spare: "Spare", sizes: dict, device: bool):
         shape = tuple(evaluate(d, sizes) for d in spec["shape"])
         dtype = DTYPES[spec["dtype"]]
         if device:
-            arr = cl_array.empty(self.program.queue, shape, dtype)
+            arr = cl_array.empty(self.program.queue, shape, dtype, allocator=self.program.pool)
             return arr, (arr.data if arr.size else self.program.dummy)
-        arr = np.empty(shape, dtype)
+        arr = spare.take(shape, dtype)
         return arr, self._buffer(arr.nbytes, cl.mem_flags.WRITE_ONLY | cl.mem_flags.USE_HOST_PTR, arr)
 
     def _finish(self, result, buffer):
@@ -261,7 +277,8 @@ class FunctionRunner:
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)
-            shape, group = (_round_up(counts[0], local),), (local,)
+            items = -(-counts[0] // prog.map_chunk) if launch.get("chunked") else counts[0]
+            shape, group = (_round_up(items, local),), (local,)
         elif launch["kind"] == "reduce":
             local = min(local, prog.wg)
             lanes = min(local, _pow2_ceil(counts[1]))
@@ -272,6 +289,35 @@ class FunctionRunner:
             shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
         kernel.set_args(*args, *extra)
         cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
+
+
+class Spare:
+    """A NumPy result of 1 MiB or more, kept after a call to be the next call's result if dropped.
+
+    Fresh pages cost a page fault each when the kernel first writes them. When the caller has
+    dropped the previous result (only this slot refers to it), the next call writes into it;
+    a result still in use is never touched. TDSL_REUSE_RESULTS=0 turns this off.
+    """
+
+    MIN_BYTES = 1 << 20
+    enabled = os.environ.get("TDSL_REUSE_RESULTS", "") != "0"
+
+    def __init__(self):
+        self.slot: list = []
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        if self.slot:
+            try:
+                old = self.slot.pop()   # atomic: two threads never take the same array
+            except IndexError:
+                old = None
+            if old is not None and sys.getrefcount(old) == 2 and old.shape == shape and old.dtype == dtype:
+                return old
+        return np.empty(shape, dtype)
+
+    def keep(self, arr) -> None:
+        if self.enabled and isinstance(arr, np.ndarray) and arr.nbytes >= self.MIN_BYTES and not self.slot:
+            self.slot.append(arr)
 
 
 def _pow2_ceil(n: int) -> int:

@@ -189,3 +189,30 @@ def test_builds_are_cached_in_the_tdsl_cache_folder(opencl, monkeypatch):
     tdsl.compile(fresh(W1), target="opencl")
     assert seen == [str(cache.cache_dir() / "opencl")]
 
+
+
+def test_results_are_fresh_unless_the_caller_dropped_them(opencl):
+    f = compiled("fn twice(x: f64[n]) -> f64[n] { return x * 2.0 }", "opencl").twice
+    x = np.arange(200_000.0)                 # 1.6 MB results: recycled once dropped
+    kept = f(x)
+    again = f(x)
+    assert again is not kept
+    kept[:] = -1.0
+    view = again[10:]                        # a view keeps `again` in use
+    del again
+    third = f(x + 1.0)
+    assert_same(view, (x * 2.0)[10:])
+    assert_same(third, (x + 1.0) * 2.0)
+    assert (kept == -1.0).all()
+    ident = id(third)
+    del third
+    assert id(f(x)) == ident                 # dropped: its buffer is the next result
+    assert_same(f(x), x * 2.0)
+
+
+def test_vector_maps_cover_every_element_whatever_the_length(opencl):
+    """A work-item of a vector map takes a stretch of vectors: lengths around its edges."""
+    src = "fn f(x: f32[n], y: f32[n]) -> f32[n] { return x * y + 1.0 }"
+    for n in (0, 1, 7, 8, 9, 127, 128, 129, 2047, 2048, 2049, 16 * 16 * 128 + 5):
+        x = np.arange(n, dtype=np.float32)
+        run_both(src, "f", "opencl", x, x[::-1].copy())
