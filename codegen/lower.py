@@ -9,13 +9,11 @@ reshape) into the index arithmetic of the loads.
 """
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 
 from tdsl.bind import collect_checks
 from tdsl.dims import Dim, shape_size
 from tdsl.dtypes import kind
-from tdsl.graph import FunctionGraph, Node, toposort
+from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -43,21 +41,11 @@ class ErrorTable:
 def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
     """Every function of a module, sharing one table of error codes."""
     errors = ErrorTable()
-    with _deep_recursion():
+    with deep_recursion():
         functions = tuple(Lowering(g, errors).run() for g in graphs)
     file = graphs[0].file if graphs else "<string>"
     return ModuleIR(prefix, functions, tuple(errors.entries), file)
 
-
-@contextmanager
-def _deep_recursion(limit: int = 20000):
-    """Long elementwise chains (autodiff makes them) recurse once per node."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def _kind(node: Node) -> str:

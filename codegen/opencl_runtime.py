@@ -296,7 +296,8 @@ class Spare:
 
     Fresh pages cost a page fault each when the kernel first writes them. When the caller has
     dropped the previous result (only this slot refers to it), the next call writes into it;
-    a result still in use is never touched. TDSL_REUSE_RESULTS=0 turns this off.
+    a result still in use is never touched. TDSL_REUSE_RESULTS=0 turns this off. (The `c`
+    target's codegen/fastcall.py keeps its own: this file must run without tdsl, in OUT.py.)
     """
 
     MIN_BYTES = 1 << 20

@@ -7,8 +7,6 @@ to its size variables. Every node keeps the location of the expression it came f
 from __future__ import annotations
 
 import difflib
-import sys
-from contextlib import contextmanager
 
 from lark import Token, Tree
 
@@ -16,7 +14,7 @@ from . import builtins, infer
 from .dims import Dim, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslTypeError, location_of
-from .graph import FunctionGraph, Node, Param, make_attrs
+from .graph import FunctionGraph, Node, Param, deep_recursion, make_attrs
 from .indexing import Sub, index
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
@@ -448,13 +446,3 @@ def check(tree: Tree, text: str, filename: str) -> list[FunctionGraph]:
     with deep_recursion():
         return Program(tree, text, filename).function_graphs()
 
-
-@contextmanager
-def deep_recursion(limit: int = 20000):
-    """Long expression chains nest deeply: elaborate them without hitting Python's default limit."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)

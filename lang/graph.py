@@ -1,6 +1,8 @@
 """The typed symbolic graph: frozen nodes and the function graphs that hold them."""
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -152,3 +154,15 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
                 seen.add(id(child))
                 stack.append((child, iter(child.inputs)))
     return order
+
+
+@contextmanager
+def deep_recursion(limit: int = 20000):
+    """Long expression chains (autodiff makes them) nest deeply: elaborating, checking or
+    lowering them recurses once per node, past Python's default limit."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
