@@ -61,6 +61,8 @@ def launch_plan(k, name: str, args: list[list]) -> dict:
         width = vector_width(k)
         total = count(k.loops)
         counts = [total if width == 1 else f"({total} + {width - 1}) // {width}"]
+        if width == 1 and k.loops:   # work-items per run of the last axis: outer points, last extent
+            counts = [count(k.loops[:-1]), py_dim(k.loops[-1].extent)]
     elif kind == "reduce":
         counts = [count(k.loops), count(k.reduce_loops)]
     else:
@@ -68,6 +70,8 @@ def launch_plan(k, name: str, args: list[list]) -> dict:
     launch = {"kernel": name, "kind": kind, "counts": counts, "args": args}
     if kind == "map" and width > 1:
         launch["chunked"] = True   # a work-item takes TDSL_MAP_CHUNK of the counted vectors
+    elif kind == "map" and k.loops:
+        launch["runs"] = True      # a work-item takes a run of TDSL_MAP_RUN elements of the last axis
     if kind != "matmul":
         launch["local_max"] = local_limit(len(kernel_nodes(k)) * 8 * (width if kind == "map" else 1))
     return launch

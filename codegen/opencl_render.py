@@ -280,6 +280,10 @@ class FunctionKernels:
         value = body.value(k.value)
         view.total, view.decl = self.count(k.loops), self.decompose(k.loops, "point")
         view.body, view.store, view.width = body.lines, self.store(k, body, value), vector_width(k)
+        view.inner_var = None
+        if view.width == 1 and k.loops:   # runs along the last axis (kernels.cl.j2)
+            view.inner_var, view.inner_extent = k.loops[-1].var, self.names.dim(k.loops[-1].extent)
+            view.outer_total, view.decl = self.count(k.loops[:-1]), self.decompose(k.loops[:-1], "outer")
         if view.width > 1:
             var = k.loops[0].var
             vector = self.body(view.width, var)

@@ -31,7 +31,9 @@ DTYPES = {"bool": np.dtype(np.bool_), "i32": np.dtype(np.int32), "i64": np.dtype
 DEVICE_ARRAYS = (cl_array.Array,) if cl_array is not None else ()
 REDUCE_WG = 256     # at most TDSL_WG in the program
 MAP_WG = 128
-MAP_CHUNK_CPU = 16
+MAP_CHUNK_CPU = 16   # vectors per work-item of a vector map on a CPU device
+MAP_RUN_CPU = 64     # elements of the last axis per work-item of another map on a CPU device
+REDUCE_LANES_CPU = 4   # work-items per output point of a reduction on a CPU device
 
 
 class Unavailable(Exception):
@@ -117,11 +119,16 @@ class Program:
         largest = device.max_work_group_size
         self.wg = _pow2_floor(min(REDUCE_WG, largest))
         self.tile = 16 if largest >= 256 else 8 if largest >= 64 else 4 if largest >= 16 else 1
-        # A CPU device runs a work-group's work-items one after another: a work-item of a vector
-        # map there takes a stretch of MAP_CHUNK_CPU vectors, which saves scheduling work-groups.
-        self.map_chunk = MAP_CHUNK_CPU if device.type & cl.device_type.CPU else 1
+        # A CPU device (PoCL) runs a work-group's work-items one after another: a work-item of a
+        # map there takes a stretch of elements, which saves scheduling work-groups.
+        cpu = bool(device.type & cl.device_type.CPU)
+        self.map_chunk, self.map_run = (MAP_CHUNK_CPU, MAP_RUN_CPU) if cpu else (1, 1)
+        # Work-items that share one output point of a reduction: a GPU wants them many (they read
+        # neighbouring elements at once); a CPU runs them one after another, each striding
+        # through the reduced elements, then meets them in a tree of barriers: few pay there.
+        self.max_lanes = REDUCE_LANES_CPU if cpu else REDUCE_WG
         options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", f"-DTDSL_MAP_CHUNK={self.map_chunk}",
-                   "-w"]   # -w: no notes on stderr
+                   f"-DTDSL_MAP_RUN={self.map_run}", "-w"]   # -w: no notes on stderr
         if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
         try:
@@ -277,11 +284,12 @@ class FunctionRunner:
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)
-            items = -(-counts[0] // prog.map_chunk) if launch.get("chunked") else counts[0]
+            items = -(-counts[0] // prog.map_chunk) if launch.get("chunked") else \
+                counts[0] * -(-counts[1] // prog.map_run) if launch.get("runs") else counts[0]
             shape, group = (_round_up(items, local),), (local,)
         elif launch["kind"] == "reduce":
             local = min(local, prog.wg)
-            lanes = min(local, _pow2_ceil(counts[1]))
+            lanes = min(local, _pow2_ceil(counts[1]), prog.max_lanes)
             shape, group = (_round_up(counts[0], local // lanes) * lanes,), (local,)
             extra = [np.int64(lanes)]
         else:
