@@ -216,3 +216,19 @@ def test_vector_maps_cover_every_element_whatever_the_length(opencl):
     for n in (0, 1, 7, 8, 9, 127, 128, 129, 2047, 2048, 2049, 16 * 16 * 128 + 5):
         x = np.arange(n, dtype=np.float32)
         run_both(src, "f", "opencl", x, x[::-1].copy())
+
+
+def test_maps_in_runs_of_the_last_axis_cover_every_element(opencl):
+    """A work-item of a map that is not vectorized takes a run of the last axis: shapes around its edges."""
+    src = "fn f(x: f64[n, k], y: i32[k]) -> f64[n, k] { return x * f64(y) - x.T.T }\n" \
+          "fn g(x: f64[a, b, c]) -> f64[a, b, c] { return where(x > 0.5, x, -x) }\n" \
+          "fn pick(x: f64[n, k], i: i64[m]) -> f64[n, m] { return take(x, i, axis=1) }"
+    rng = np.random.default_rng(5)
+    for n, k in ((1, 1), (3, 63), (2, 64), (5, 65), (1, 129), (7, 200), (0, 5), (4, 0)):
+        x = rng.random((n, k))
+        run_both(src, "f", "opencl", x, rng.integers(-3, 3, k).astype(np.int32))
+    run_both(src, "g", "opencl", rng.random((3, 5, 130)))
+    x = rng.random((3, 100))
+    run_both(src, "pick", "opencl", x, np.arange(-100, 100))
+    with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
+        compiled(src, "opencl").pick(x, np.r_[np.arange(99), 100])
