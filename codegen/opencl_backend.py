@@ -9,6 +9,7 @@ codegen/opencl_runtime.py (NumPy and pyopencl only) runs it, here and in OUT.py.
 from __future__ import annotations
 
 import keyword
+import os
 import pprint
 from functools import lru_cache
 from pathlib import Path
@@ -50,7 +51,7 @@ def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
     """The program built for the chosen device; pyopencl keeps binaries in tdsl's cache folder."""
     try:
         queue = runtime.default_queue()
-        return _built(source, uses_f64, queue)
+        return _built(source, uses_f64, queue, os.environ.get("TDSL_OPENCL_LAYOUT", ""))
     except runtime.Unavailable as err:
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
     except runtime.BuildFailed as err:
@@ -60,7 +61,8 @@ def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
 
 
 @lru_cache(maxsize=64)
-def _built(source: str, uses_f64: bool, queue) -> runtime.Program:
+def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
+    """The program for `queue`'s device; `layout` (TDSL_OPENCL_LAYOUT) picks its launch layout."""
     folder = cache.cache_dir() / "opencl"
     folder.mkdir(exist_ok=True)
     return runtime.Program(source, uses_f64, str(folder), queue)

@@ -350,4 +350,7 @@ class FunctionKernels:
         product = OPS["mul"].c_template(kind(dtype)).format("lhs_tile[ly][kk]", "rhs_tile[kk][lx]", **fields)
         view.update = f"acc = {OPS['add'].c_template(kind(dtype)).format('acc', product, **fields)};"
         view.store = self.store(k, lhs_body, "acc")
+        strip_product = OPS["mul"].c_template(kind(dtype)).format("lhs_value", view.rhs, **fields)
+        view.strip_update = f"acc[j] = {OPS['add'].c_template(kind(dtype)).format('acc[j]', strip_product, **fields)};"
+        view.strip_store = self.store(k, lhs_body, "acc[j]")
         return lhs_body

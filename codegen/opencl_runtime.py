@@ -34,6 +34,7 @@ MAP_WG = 128
 MAP_CHUNK_CPU = 16   # vectors per work-item of a vector map on a CPU device
 MAP_RUN_CPU = 64     # elements of the last axis per work-item of another map on a CPU device
 REDUCE_LANES_CPU = 4   # work-items per output point of a reduction on a CPU device
+MATMUL_STRIP_CPU = 32  # results of a row per work-item of a matmul on a CPU device
 
 
 class Unavailable(Exception):
@@ -121,14 +122,17 @@ class Program:
         self.tile = 16 if largest >= 256 else 8 if largest >= 64 else 4 if largest >= 16 else 1
         # A CPU device (PoCL) runs a work-group's work-items one after another: a work-item of a
         # map there takes a stretch of elements, which saves scheduling work-groups.
-        cpu = bool(device.type & cl.device_type.CPU)
+        layout = os.environ.get("TDSL_OPENCL_LAYOUT", "").strip().lower()   # "cpu" or "gpu": for tests
+        cpu = layout == "cpu" if layout in ("cpu", "gpu") else bool(device.type & cl.device_type.CPU)
         self.map_chunk, self.map_run = (MAP_CHUNK_CPU, MAP_RUN_CPU) if cpu else (1, 1)
         # Work-items that share one output point of a reduction: a GPU wants them many (they read
         # neighbouring elements at once); a CPU runs them one after another, each striding
         # through the reduced elements, then meets them in a tree of barriers: few pay there.
         self.max_lanes = REDUCE_LANES_CPU if cpu else REDUCE_WG
+        # Matmul: tiles through local memory on a GPU; strips of a row, no barriers, on a CPU.
+        self.matmul_strip = MATMUL_STRIP_CPU if cpu else 1
         options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", f"-DTDSL_MAP_CHUNK={self.map_chunk}",
-                   f"-DTDSL_MAP_RUN={self.map_run}", "-w"]   # -w: no notes on stderr
+                   f"-DTDSL_MAP_RUN={self.map_run}", f"-DTDSL_MATMUL_STRIP={self.matmul_strip}", "-w"]   # -w: no notes on stderr
         if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
         try:
@@ -294,7 +298,11 @@ class FunctionRunner:
             extra = [np.int64(lanes)]
         else:
             tile = prog.tile
-            shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
+            if prog.matmul_strip > 1:   # strips: rows first, so that a work-group's work-items
+                strips = -(-counts[0] // prog.matmul_strip)   # that share a strip run in a row
+                shape, group = (_round_up(counts[1], tile), _round_up(strips, tile), counts[2]), (tile, tile, 1)
+            else:
+                shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
         kernel.set_args(*args, *extra)
         cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
 

@@ -232,3 +232,35 @@ def test_maps_in_runs_of_the_last_axis_cover_every_element(opencl):
     run_both(src, "pick", "opencl", x, np.arange(-100, 100))
     with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
         compiled(src, "opencl").pick(x, np.r_[np.arange(99), 100])
+
+
+GPU_LAYOUT_CASES = [
+    ("fn f(x: f32[n], y: f32[n]) -> f32[n] { return x * y + 1.0 }", "f",
+     lambda r: (r.random(2053, dtype=np.float32), r.random(2053, dtype=np.float32))),
+    ("fn f(x: f64[n, k], y: i32[k]) -> f64[n, k] { return x * f64(y) - x.T.T }", "f",
+     lambda r: (r.random((5, 130)), r.integers(-3, 3, 130).astype(np.int32))),
+    ("fn f(x: f32[n, k]) -> (f32[n], f32[k], f32, i64[n], f32[n, k]) "
+     "{ return sum(x, axis=1), max(x, axis=0), mean(x), argmax(x, axis=1), softmax(x, axis=1) }", "f",
+     lambda r: (r.standard_normal((37, 300)).astype(np.float32),)),
+    ("fn f(a: f32[n, k], b: f32[k, m]) -> f32[n, m] { return a @ b }", "f",
+     lambda r: (r.standard_normal((33, 70)).astype(np.float32), r.standard_normal((70, 45)).astype(np.float32))),
+    ("fn f(a: f64[b, n, k], c: f64[b, k, m]) -> f64[b, n, m] { return a @ c }", "f",
+     lambda r: (r.standard_normal((3, 17, 20)), r.standard_normal((3, 20, 19)))),
+    ("fn f(a: i32[n, k], b: i32[k, m]) -> i32[n, m] { return a @ b }", "f",
+     lambda r: (r.integers(-2**31, 2**31 - 1, (9, 21)).astype(np.int32),
+                r.integers(-2**31, 2**31 - 1, (21, 18)).astype(np.int32))),
+]
+
+
+@pytest.mark.parametrize("layout", ["gpu", "cpu"])
+@pytest.mark.parametrize("case", range(len(GPU_LAYOUT_CASES)))
+def test_both_launch_layouts_give_the_reference_results(opencl, monkeypatch, layout, case):
+    """Kernels hold a GPU layout (work-group trees, local-memory tiles) and a CPU one (runs and
+    strips); PoCL runs the CPU one by default, TDSL_OPENCL_LAYOUT makes it run the other too."""
+    src, fn, make = GPU_LAYOUT_CASES[case]
+    monkeypatch.setenv("TDSL_OPENCL_LAYOUT", layout)
+    args = make(np.random.default_rng(case))
+    function = getattr(tdsl.compile(src, target="opencl"), fn)
+    program = function._runner.function.program
+    assert (program.matmul_strip, program.map_run) == ((1, 1) if layout == "gpu" else (32, 64))
+    assert_same(function(*args), getattr(compiled(src, "numpy"), fn)(*args), rtol=1e-4, atol=1e-4)
