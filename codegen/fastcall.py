@@ -138,7 +138,8 @@ def native_fast_call(runner, binder, params, tuple_result: bool, fallback: Calla
             specs.append(("array", p.dtype, p.ndim, tuple((a, lit, var, int(first)) for a, lit, var, first in p.axes), None))
         else:
             specs.append(("scalar", NUMPY_KINDS[p.dtype], tuple(p.scalar_types), p.low, p.high))
-    if len(size_vars) + len(specs) + len(outputs) > 64:
+    too_many = len(size_vars) + len(specs) + len(outputs) > 64   # MAX_SLOTS of _callpath.c
+    if too_many or any(len(o[2]) > 32 for o in outputs) or any(p.ndim > 32 for p in params):   # MAX_RANK
         return None
 
     def raise_error(code: int, sizes: tuple) -> None:

@@ -222,3 +222,14 @@ def test_errors_after_a_warm_load_keep_their_locations(tmp_path):
             print(err.loc.line, "length 3" in str(err))
         """.format(src=SRC)
     assert run(code, tmp_path) == run(code, tmp_path) == "6 True\n"
+
+
+def test_signatures_beyond_the_native_limits_take_the_python_layer():
+    """More than 64 arguments or a rank above 32: the Python layer, same results."""
+    dims = ", ".join(f"d{i}" for i in range(33))
+    m = tdsl.compile(f"fn f(x: f64[{dims}]) -> f64[{dims}] {{ return x + 1.0 }}\n"
+                     f"fn g({', '.join(f'a{i}: f64' for i in range(70))}) -> f64 {{ return a0 + a69 }}")
+    assert type(m.f._call).__name__ != "FastCall" and type(m.g._call).__name__ != "FastCall"
+    x = np.arange(2.0).reshape((2,) + (1,) * 32)
+    assert_same(m.f(x), x + 1.0)
+    assert m.g(*[1.5] * 70) == 3.0
