@@ -5,8 +5,9 @@ and `tdslc build -t opencl` copies its text into OUT.py, so both run the same ho
 code. A function is described by a plan (codegen/opencl_plan.py): plain data
 naming its buffers, size checks and kernel launches.
 
-NumPy arguments give NumPy results: inputs and results are wrapped in place
-(CL_MEM_USE_HOST_PTR, no copy on a CPU device) and the call waits for its kernels.
+NumPy arguments give NumPy results: inputs and results of 64 KiB or more are wrapped
+in place (CL_MEM_USE_HOST_PTR, no copy on a CPU device), smaller ones copied, and the
+call waits for its kernels.
 When any argument is a `pyopencl.array.Array`, results are device arrays and the
 call returns without waiting (unless a kernel can fail, when it reads the flag).
 """
@@ -31,6 +32,7 @@ DTYPES = {"bool": np.dtype(np.bool_), "i32": np.dtype(np.int32), "i64": np.dtype
 DEVICE_ARRAYS = (cl_array.Array,) if cl_array is not None else ()
 REDUCE_WG = 256     # at most TDSL_WG in the program
 MAP_WG = 128
+SMALL_RESULT = 1 << 16   # bytes: smaller NumPy arguments and results are copied, larger ones wrapped
 MAP_CHUNK_CPU = 16   # vectors per work-item of a vector map on a CPU device
 MAP_RUN_CPU = 64     # elements of the last axis per work-item of another map on a CPU device
 REDUCE_LANES_CPU = 4   # work-items per output point of a reduction on a CPU device
@@ -232,7 +234,9 @@ class FunctionRunner:
             return self._device_input(value, dtype)
         arr = np.ascontiguousarray(value, dtype)
         mf = cl.mem_flags
-        if device or not arr.flags.writeable:   # the call may return before its kernels run
+        # Copied as the buffer is made when the call may return before its kernels run, or when the
+        # array is small (a copy costs less than wrapping it); otherwise wrapped in place.
+        if device or not arr.flags.writeable or arr.nbytes < SMALL_RESULT:
             return self._buffer(arr.nbytes, mf.READ_ONLY | mf.COPY_HOST_PTR, arr)
         return self._buffer(arr.nbytes, mf.READ_ONLY | mf.USE_HOST_PTR, arr)
 
@@ -264,11 +268,15 @@ class FunctionRunner:
             arr = cl_array.empty(self.program.queue, shape, dtype, allocator=self.program.pool)
             return arr, (arr.data if arr.size else self.program.dummy)
         arr = spare.take(shape, dtype)
+        if arr.nbytes < SMALL_RESULT:   # read back with one copy: fewer commands than map and unmap
+            return arr, self._buffer(arr.nbytes)
         return arr, self._buffer(arr.nbytes, cl.mem_flags.WRITE_ONLY | cl.mem_flags.USE_HOST_PTR, arr)
 
     def _finish(self, result, buffer):
         """A NumPy result is complete once its buffer is mapped (which waits for the kernels)."""
-        if isinstance(result, np.ndarray) and result.size:
+        if isinstance(result, np.ndarray) and 0 < result.nbytes < SMALL_RESULT:
+            cl.enqueue_copy(self.program.queue, result, buffer, is_blocking=True)
+        elif isinstance(result, np.ndarray) and result.size:
             queue = self.program.queue
             mapped, _ = cl.enqueue_map_buffer(queue, buffer, cl.map_flags.READ, 0, (result.nbytes,),
                                               np.uint8, is_blocking=True)
