@@ -9,7 +9,7 @@ from __future__ import annotations
 from tdsl.dims import Dim, FloorDivAtom, shape_size
 
 from .kernels import FunctionIR, ModuleIR
-from .opencl_render import KIND_OF, kernel_name, kernel_nodes, vector_width
+from .opencl_render import KIND_OF, kernel_name, kernel_nodes, strip_reduction, vector_width
 
 
 def module_plan(module: ModuleIR, source: str, kernel_args: dict[str, list[list]]) -> dict:
@@ -72,6 +72,8 @@ def launch_plan(k, name: str, args: list[list]) -> dict:
         launch["chunked"] = True   # a work-item takes TDSL_MAP_CHUNK of the counted vectors
     elif kind == "map" and k.loops:
         launch["runs"] = True      # a work-item takes a run of TDSL_MAP_RUN elements of the last axis
+    elif strip_reduction(k):
+        launch["strip"] = True     # on a CPU, a work-item takes TDSL_REDUCE_STRIP neighbouring results
     if kind != "matmul":
         launch["local_max"] = local_limit(len(kernel_nodes(k)) * 8 * (width if kind == "map" else 1))
     return launch

@@ -211,6 +211,25 @@ def vector_width(k) -> int:
     return VECTOR_WIDTH[dtype]
 
 
+def strip_reduction(k) -> bool:
+    """Whether a reduction reads along its results, across the reduced axis (a column sum).
+
+    On a CPU such a reduction runs in strips: a work-item takes TDSL_REDUCE_STRIP
+    neighbouring results and walks the reduced axis once for all of them, reading a
+    stretch of memory per step, where a work-item per result would read a cache line
+    for one element.
+    """
+    if k.kind != "reduce" or not k.loops or not k.reduce_loops:
+        return False
+    out, red = k.loops[-1].var, k.reduce_loops[-1].var
+    for item in kernel_nodes(k):
+        if isinstance(item, Load):
+            coef = dict(item.offset.terms)
+            if coef.get(out) == 1 and coef.get(red, 0) not in (0, 1):
+                return True
+    return False
+
+
 class FunctionKernels:
     """What the program template needs for the kernels of one function."""
 
@@ -315,6 +334,10 @@ class FunctionKernels:
         view.tree = pick(combine).format(acc="scratch[lid]", x="scratch[lid + stride]", **fields)
         cast = f"({STORAGE[dtype]})" if view.acc_type != STORAGE[dtype] else ""
         view.store = self.store(k, body, f"{cast}scratch[lid]")
+        view.strip = strip_reduction(k)
+        if view.strip:
+            view.strip_combine = pick(combine).format(acc="acc[j]", x=view.result, **fields)
+            view.strip_store = self.store(k, body, f"{cast}acc[j]")
         return body
 
     def _argreduce(self, k, view) -> Body:

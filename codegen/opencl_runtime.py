@@ -36,6 +36,7 @@ SMALL_RESULT = 1 << 16   # bytes: smaller NumPy arguments and results are copied
 MAP_CHUNK_CPU = 16   # vectors per work-item of a vector map on a CPU device
 MAP_RUN_CPU = 64     # elements of the last axis per work-item of another map on a CPU device
 REDUCE_LANES_CPU = 4   # work-items per output point of a reduction on a CPU device
+REDUCE_STRIP_CPU = 32  # neighbouring results per work-item of a column-like reduction on a CPU device
 MATMUL_STRIP_CPU = 32  # results of a row per work-item of a matmul on a CPU device
 
 
@@ -131,10 +132,12 @@ class Program:
         # neighbouring elements at once); a CPU runs them one after another, each striding
         # through the reduced elements, then meets them in a tree of barriers: few pay there.
         self.max_lanes = REDUCE_LANES_CPU if cpu else REDUCE_WG
+        self.reduce_strip = REDUCE_STRIP_CPU if cpu else 1   # column-like reductions, see kernels.cl.j2
         # Matmul: tiles through local memory on a GPU; strips of a row, no barriers, on a CPU.
         self.matmul_strip = MATMUL_STRIP_CPU if cpu else 1
         options = [f"-DTDSL_WG={self.wg}", f"-DTDSL_TILE={self.tile}", f"-DTDSL_MAP_CHUNK={self.map_chunk}",
-                   f"-DTDSL_MAP_RUN={self.map_run}", f"-DTDSL_MATMUL_STRIP={self.matmul_strip}", "-w"]   # -w: no notes on stderr
+                   f"-DTDSL_MAP_RUN={self.map_run}", f"-DTDSL_MATMUL_STRIP={self.matmul_strip}",
+                   f"-DTDSL_REDUCE_STRIP={self.reduce_strip}", "-w"]   # -w: no notes on stderr
         if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
         try:
@@ -299,6 +302,10 @@ class FunctionRunner:
             items = -(-counts[0] // prog.map_chunk) if launch.get("chunked") else \
                 counts[0] * -(-counts[1] // prog.map_run) if launch.get("runs") else counts[0]
             shape, group = (_round_up(items, local),), (local,)
+        elif launch["kind"] == "reduce" and launch.get("strip") and prog.reduce_strip > 1:
+            local = min(local, MAP_WG)
+            shape, group = (_round_up(-(-counts[0] // prog.reduce_strip), local),), (local,)
+            extra = [np.int64(1)]   # `lanes`, unused by the strip layout
         elif launch["kind"] == "reduce":
             local = min(local, prog.wg)
             lanes = min(local, _pow2_ceil(counts[1]), prog.max_lanes)

@@ -242,6 +242,14 @@ GPU_LAYOUT_CASES = [
     ("fn f(x: f32[n, k]) -> (f32[n], f32[k], f32, i64[n], f32[n, k]) "
      "{ return sum(x, axis=1), max(x, axis=0), mean(x), argmax(x, axis=1), softmax(x, axis=1) }", "f",
      lambda r: (r.standard_normal((37, 300)).astype(np.float32),)),
+    ("fn f(x: f64[n, k], y: i32[n, k], on: bool[n, k]) -> (f64[k], f64[k], i64[k], bool[k], f64[n], f64[k]) "
+     "{ return sum(x, axis=0), max(x, axis=0), sum(y, axis=0), all(on, axis=0), prod(x, axis=1), x.T @ x[:, 0] }",
+     "f", lambda r: (np.where(r.random((300, 45)) < 0.01, np.nan, r.random((300, 45))),
+                     r.integers(-2**31, 2**31 - 1, (300, 45)).astype(np.int32), r.random((300, 45)) < 0.99)),
+    ("fn f(x: f32[n, k]) -> (f32[k], f32[k]) { return sum(x, axis=0), prod(x, axis=0) }", "f",
+     lambda r: (np.zeros((0, 70), np.float32),)),
+    ("fn f(x: f32[n, k]) -> f32[k] { return sum(x, axis=0) }", "f",
+     lambda r: (r.random((20000, 33), dtype=np.float32),)),
     ("fn f(a: f32[n, k], b: f32[k, m]) -> f32[n, m] { return a @ b }", "f",
      lambda r: (r.standard_normal((33, 70)).astype(np.float32), r.standard_normal((70, 45)).astype(np.float32))),
     ("fn f(a: f64[b, n, k], c: f64[b, k, m]) -> f64[b, n, m] { return a @ c }", "f",
