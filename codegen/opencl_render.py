@@ -11,10 +11,7 @@ Every buffer is a `__global` pointer, scalars too, so device results chain.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from types import SimpleNamespace
-
-import jinja2
 
 from tdsl.dims import shape_size
 from tdsl.dtypes import kind
@@ -22,6 +19,7 @@ from tdsl.ops import OPS
 
 from .cexpr import Body, Dialect, Names, c_comment, literal
 from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR
+from .render import environment as render_environment
 from .render import kernel_comment
 
 # Names the kernels declare or call, beyond C's: a parameter with one of them gets a `u_` prefix.
@@ -42,13 +40,9 @@ VECTOR_MAX_NODES = 200   # PoCL keeps a kernel's values per work-item on a worke
 KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul"}
 
 
-@lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tdsl.templates", "opencl"),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
-    env.globals["pad"] = lambda depth: "    " * depth
-    return env
+def environment():
+    """The Jinja environment of templates/opencl/ (shared settings and bytecode cache: codegen/render.py)."""
+    return render_environment("opencl")
 
 
 def render_program(module: ModuleIR) -> tuple[str, dict[str, list[list]]]:

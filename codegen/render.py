@@ -20,8 +20,9 @@ from .kernels import Apply, ErrorInfo, FunctionIR, ModuleIR
 
 
 @lru_cache(maxsize=None)
-def environment():
-    """The templates' one Jinja environment (Jinja is imported here: warm loads never render).
+def environment(target: str = "c"):
+    """The Jinja environment of a target's templates, templates/TARGET/ (Jinja is imported
+    here: warm loads never render).
 
     Compiled templates are kept in Jinja's bytecode cache in the temporary folder (keyed
     by each template's checksum), which saves a fresh process ~0.1 s of template compiling.
@@ -31,7 +32,7 @@ def environment():
         bytecode_cache = jinja2.FileSystemBytecodeCache()
     except (OSError, RuntimeError):   # no usable temporary folder: compile every time
         bytecode_cache = None
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tdsl.templates", "c"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tdsl.templates", target),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, bytecode_cache=bytecode_cache)
     env.globals["pad"] = lambda depth: "    " * depth
