@@ -100,15 +100,41 @@ fastcall_clear_specs(FastCall *self)
         Py_CLEAR(self->params[i].descr);
 }
 
+/* A FastCall takes part in reference cycles (its fallback's globals refer back to the
+   Function that holds it), so it supports the cycle collector. */
+static int
+fastcall_traverse(FastCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->library);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->raise_error);
+    for (int k = 0; self->outputs && k < self->noutputs; k++) {
+        Py_VISIT(self->outputs[k].spare);
+        Py_VISIT(self->outputs[k].descr);
+        Py_VISIT(self->outputs[k].scalar_type);
+    }
+    for (int i = 0; self->params && i < self->nparams; i++)
+        Py_VISIT(self->params[i].descr);
+    return 0;
+}
+
+static int
+fastcall_clear(FastCall *self)
+{
+    fastcall_clear_specs(self);
+    Py_CLEAR(self->library);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->raise_error);
+    return 0;
+}
+
 static void
 fastcall_dealloc(FastCall *self)
 {
-    fastcall_clear_specs(self);
+    PyObject_GC_UnTrack(self);
+    fastcall_clear(self);
     PyMem_Free(self->params);
     PyMem_Free(self->outputs);
-    Py_XDECREF(self->library);
-    Py_XDECREF(self->fallback);
-    Py_XDECREF(self->raise_error);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -245,6 +271,10 @@ fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
 {
     FastCall *self = (FastCall *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->fallback == NULL || self->raise_error == NULL) {   /* cleared by the cycle collector */
+        PyErr_SetString(PyExc_RuntimeError, "this compiled function was cleared");
+        return NULL;
+    }
     if (kwnames != NULL || nargs != self->nparams)
         return decline(self, args, nargsf, kwnames);
 
@@ -489,9 +519,11 @@ static PyTypeObject FastCallType = {
     .tp_name = "tdsl.codegen._callpath.FastCall",
     .tp_doc = "One compiled function's call path: conversion-free calls in C, the rest to `fallback`.",
     .tp_basicsize = sizeof(FastCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_new = fastcall_new,
     .tp_dealloc = (destructor)fastcall_dealloc,
+    .tp_traverse = (traverseproc)fastcall_traverse,
+    .tp_clear = (inquiry)fastcall_clear,
     .tp_call = fastcall_call,
     .tp_vectorcall_offset = offsetof(FastCall, vectorcall),
 };

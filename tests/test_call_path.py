@@ -233,3 +233,16 @@ def test_signatures_beyond_the_native_limits_take_the_python_layer():
     x = np.arange(2.0).reshape((2,) + (1,) * 32)
     assert_same(m.f(x), x + 1.0)
     assert m.g(*[1.5] * 70) == 3.0
+
+
+def test_a_dropped_module_is_collected(layer):
+    """Function -> its fast call -> the Python layer's globals -> Function is a cycle: the collector frees it."""
+    import gc
+    import weakref
+    m = tdsl.compile("fn twice(x: f64[n]) -> f64[n] { return x * 2.0 }\nfn add(a: f64, b: f64) -> f64 { return a + b }")
+    assert_same(m.twice(np.arange(300_000.0)), np.arange(300_000.0) * 2.0)   # leaves a recycled result
+    assert m.add(1.0, 2.0) == 3.0
+    refs = [weakref.ref(m.twice), weakref.ref(m.add), weakref.ref(m)]
+    del m
+    gc.collect()
+    assert all(r() is None for r in refs)
