@@ -88,18 +88,6 @@ typedef struct {
     Output *outputs;
 } FastCall;
 
-static void
-fastcall_clear_specs(FastCall *self)
-{
-    for (int k = 0; self->outputs && k < self->noutputs; k++) {
-        Py_CLEAR(self->outputs[k].spare);
-        Py_CLEAR(self->outputs[k].descr);
-        Py_CLEAR(self->outputs[k].scalar_type);
-    }
-    for (int i = 0; self->params && i < self->nparams; i++)
-        Py_CLEAR(self->params[i].descr);
-}
-
 /* A FastCall takes part in reference cycles (its fallback's globals refer back to the
    Function that holds it), so it supports the cycle collector. */
 static int
@@ -118,10 +106,17 @@ fastcall_traverse(FastCall *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drop every reference (the collector breaking a cycle, or dealloc). */
 static int
 fastcall_clear(FastCall *self)
 {
-    fastcall_clear_specs(self);
+    for (int k = 0; self->outputs && k < self->noutputs; k++) {
+        Py_CLEAR(self->outputs[k].spare);
+        Py_CLEAR(self->outputs[k].descr);
+        Py_CLEAR(self->outputs[k].scalar_type);
+    }
+    for (int i = 0; self->params && i < self->nparams; i++)
+        Py_CLEAR(self->params[i].descr);
     Py_CLEAR(self->library);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->raise_error);

@@ -128,6 +128,8 @@ def test_values_the_fast_path_declines_take_the_checked_path(layer):
         m.mixed(x, 2**31, 0.5, True)                                # out of i32's range
     with pytest.raises(tdsl.TdslArgumentError, match="'k'"):
         m.mixed(x, -2**31 - 1, 0.5, True)
+    with pytest.raises(tdsl.TdslArgumentError, match="argument 'k' of mixed.. has values outside the range"):
+        m.mixed(x, 2**70, 0.5, True)                                # beyond i64: no NumPy integer holds it
     with pytest.raises(tdsl.TdslArgumentError, match="'x'"):
         m.mixed(np.ones((4, 2), np.float32), 1, 0.5, True)
     with pytest.raises(tdsl.TdslArgumentError, match="n = 1 from x"):
