@@ -35,6 +35,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from tdsl.errors import Location, TdslSyntaxError, location_of
+from tdsl.graph import paused_gc
 
 __all__ = ["parse", "KEYWORDS", "RESERVED_WORDS"]
 
@@ -61,6 +62,17 @@ _EXAMPLES = {
     "a const is 'const NAME = value'": ["const X 1"],
 }
 
+MAX_NESTING = 200   # levels; Python's own parser stops at 200 nested parentheses
+
+
+class _TooDeep(Exception):
+    """Raised by the post-lexer at the first bracket nested more than MAX_NESTING deep."""
+
+    def __init__(self, where):
+        super().__init__("nested too deeply")
+        self.where = where
+
+
 class BracketNewlines:
     """Post-lexer: drop newlines inside () and [], merge runs of newlines, flag reserved words.
 
@@ -85,6 +97,8 @@ class BracketNewlines:
                 pending = None
             if tok.type in ("LPAR", "LSQB"):
                 depth += 1
+                if depth > MAX_NESTING:  # stop at once, not after parsing the rest
+                    raise _TooDeep(tok)
             elif tok.type in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
             elif tok.type == "NAME" and tok.value in RESERVED_WORDS:
@@ -104,7 +118,7 @@ def _get_parser() -> Lark:
         # cache=True: Lark keeps the analyzed grammar in a temporary file keyed by the
         # grammar's hash, so a fresh process builds the parser in ~20 ms instead of ~250 ms
         options = dict(parser="lalr", lexer="basic", start="module", cache=True,
-                       propagate_positions=True, postlex=BracketNewlines())
+                       propagate_positions=True, postlex=BracketNewlines(), tree_class=_DepthTree)
         try:
             _parser = Lark.open_from_package("tdsl.grammar", "tdsl.lark", **options)
         except (ImportError, OSError):  # running from a source tree, not installed
@@ -115,11 +129,44 @@ def _get_parser() -> Lark:
 def parse(text: str, filename: str = "<string>") -> Tree:
     """Parse tdsl source `text` into the tree described in this module's docstring."""
     try:
-        tree = _get_parser().parse(text)
-    except UnexpectedInput as err:
-        raise _syntax_error(err, text, filename) from None
+        try:
+            with paused_gc():
+                tree = _get_parser().parse(text)
+        except UnexpectedInput as err:
+            raise _syntax_error(err, text, filename) from None
+    except _TooDeep as err:
+        raise TdslSyntaxError(f"the program is nested too deeply (more than {MAX_NESTING} levels)",
+                              location_of(err.where, filename, text),
+                              hint="split the expression into several statements") from None
     _finish(tree)
     return tree
+
+# The left operand of a left-associative operator continues the same chain: `a + b + c ...`
+# is flat however long, and the front end walks such a chain in a loop.
+_CHAINS = ("binop", "and_op", "or_op")
+# Argument lists and subscripts hold expressions without adding a level of their own.
+_WRAPPERS = ("args", "arg_pos", "arg_kw", "subscripts", "sub_expr", "sub_slice")
+
+
+class _DepthTree(Tree):
+    """A parse tree node that knows its nesting depth, so an over-deep program stops the
+    parse at the first reduction past MAX_NESTING instead of after the whole text."""
+
+    def __init__(self, data, children, meta=None):
+        super().__init__(data, children, meta)
+        self.depth = 0
+        if data.startswith("_"):
+            # Lark's helper for a repetition: rebuilt with every new item and inlined into its
+            # parent afterwards, which counts the items once (counting here would be quadratic)
+            return
+        depth = 0
+        for i, child in enumerate(children):
+            if isinstance(child, Tree):
+                flat = (i == 0 and data in _CHAINS and child.data in _CHAINS) or child.data in _WRAPPERS
+                depth = max(depth, child.depth if flat else child.depth + 1)
+        self.depth = depth
+        if depth > MAX_NESTING:
+            raise _TooDeep(children[0].meta if isinstance(children[0], Tree) else children[0])
 
 
 def _finish(tree: Tree) -> None:

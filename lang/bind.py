@@ -87,7 +87,7 @@ class Binder:
             if from_numpy(src) == target:
                 arr = value
             elif np.can_cast(src, to_numpy(target), "safe"):
-                arr = value.astype(to_numpy(target))
+                arr = _converted(value, to_numpy(target), where)
             else:
                 raise TdslArgumentError(f"{where} is {src}, which cannot be cast safely to {target}",
                                         hint=f"convert it with .astype(numpy.{to_numpy(target)})")
@@ -99,17 +99,22 @@ class Binder:
         if isinstance(arr, self.device_types):
             return arr   # the target makes it contiguous on its device
         flags = arr.flags   # compiled loops read whole, naturally aligned elements
-        return arr if flags.c_contiguous and flags.aligned else np.array(arr, order="C")
+        return arr if flags.c_contiguous and flags.aligned else _converted(arr, arr.dtype, where)
 
     def _from_python(self, value, target: str, where: str) -> np.ndarray:
         if type(value) is int and not -2**63 <= value < 2**64:   # NumPy makes it an object array
             if kind(target) != "float":
                 raise TdslArgumentError(f"{where} has values outside the range of {target}")
-            value = float(value)   # as NumPy does with a Python int too big for int64: np.add(2**70, 1.0)
+            try:
+                value = float(value)   # as NumPy does with a Python int too big for int64: np.add(2**70, 1.0)
+            except OverflowError:      # np.float32(10**400) raises too
+                raise TdslArgumentError(f"{where} is an integer too large for {target}") from None
         try:
             arr = np.asarray(value)
         except ValueError:
             raise TdslArgumentError(f"{where} is not a rectangular array") from None
+        except (TypeError, OverflowError) as err:
+            raise TdslArgumentError(f"{where} cannot be read as an array ({err})") from None
         src_kind = {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(arr.dtype.kind)
         if src_kind is None:
             raise TdslArgumentError(f"{where} has values of dtype {arr.dtype}, expected {target}")
@@ -122,7 +127,7 @@ class Binder:
             info = np.iinfo(to_numpy(target))
             if arr.size and (arr.min() < info.min or arr.max() > info.max):
                 raise TdslArgumentError(f"{where} has values outside the range of {target}")
-        return arr.astype(to_numpy(target))
+        return _converted(arr, to_numpy(target), where)
 
     def _sizes(self, arrays: list[np.ndarray]) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -198,6 +203,16 @@ class Binder:
             if not (flags.c_contiguous and flags.aligned and flags.writeable):
                 raise TdslArgumentError(f"{where} must be a writable, aligned, C-contiguous array")
         return buffers
+
+
+def _converted(arr: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """A C-contiguous copy of `arr` as `dtype`; a copy NumPy cannot make is an argument error."""
+    try:
+        return np.array(arr, dtype=dtype, order="C")
+    except ValueError as err:   # "array is too big": a zero-size array may have huge dims
+        raise TdslArgumentError(f"{where} of shape {arr.shape} cannot be converted to {dtype} ({err})") from None
+    except MemoryError:
+        raise TdslArgumentError(f"{where} of shape {arr.shape} does not fit in memory as {dtype}") from None
 
 
 @dataclass(frozen=True)

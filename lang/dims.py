@@ -37,6 +37,15 @@ class Dim:
 
     terms: tuple[tuple[tuple[Atom, ...], int], ...]
 
+    def __post_init__(self):
+        # Dims are compared and hashed on every node built; keep the answers at hand.
+        object.__setattr__(self, "_is_const", all(mono == () for mono, _ in self.terms))
+        object.__setattr__(self, "_hash", None)
+
+    def __reduce__(self):
+        # the cached hash comes from str's hash, which differs between processes
+        return (Dim, (self.terms,))
+
     @staticmethod
     def of(value: "DimLike") -> "Dim":
         """A Dim from an int, a size-variable name or a Dim."""
@@ -53,7 +62,7 @@ class Dim:
     # -- queries -------------------------------------------------------------
     @property
     def is_const(self) -> bool:
-        return all(mono == () for mono, _ in self.terms)
+        return self._is_const
 
     @property
     def const(self) -> int | None:
@@ -136,7 +145,9 @@ class Dim:
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self.const) if self.is_const else hash(str(self))
+        if self._hash is None:  # as an int or a name hashes: a Dim equals both
+            object.__setattr__(self, "_hash", hash(self.const) if self._is_const else hash(str(self)))
+        return self._hash
 
     def __lt__(self, other: "Dim") -> bool:  # only for deterministic sorting
         return str(self) < str(other)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,19 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+@lru_cache(maxsize=8)
+def _lines(text: str) -> tuple[str, ...]:
+    """The lines of a source text, split once per text (every node's location needs one)."""
+    return tuple(text.splitlines())
+
+
 def location_of(meta, file: str, text: str) -> Location | None:
     """Build a Location from a Lark `meta` (or token) of a tree parsed from `text`."""
     line = getattr(meta, "line", None)
     if line is None:
         return None
     col = getattr(meta, "column", 1) or 1
-    lines = text.splitlines()
+    lines = _lines(text)
     source_line = lines[line - 1] if 0 < line <= len(lines) else ""
     end_col = None
     if getattr(meta, "end_line", None) == line:

@@ -14,11 +14,13 @@ from . import builtins, infer
 from .dims import Dim, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslTypeError, location_of
-from .graph import FunctionGraph, Node, Param, deep_recursion, make_attrs
+from .graph import FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
 from .indexing import Sub, index
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
 _KIND_ORDER = ["bool", "int", "float"]
+MAX_DIMS = 64  # NumPy's limit on the number of dimensions
+_CHAINS = ("binop", "and_op", "or_op")  # left-associative: `a + b + c` nests on the left
 COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
@@ -268,7 +270,14 @@ class Scope:
 
     # -- atoms -------------------------------------------------------------------
     def e_int_lit(self, t):
-        return infer.const(int(str(t.children[0]).replace("_", "")), "i64", (), True, self.loc(t))
+        digits = str(t.children[0]).replace("_", "").lstrip("0") or "0"
+        # NumPy cannot hold an integer past the largest float in any dtype (np.float64(10**400)
+        # raises OverflowError); checking the length first also keeps int() within Python's
+        # 4,300-digit limit for converting text
+        if len(digits) > _MAX_INT_DIGITS or _over_float_max(int(digits)):
+            raise TdslTypeError(f"the integer literal {_abbreviate(digits)} is too large for any dtype "
+                                f"(the largest f64 is about 1.8e308)", self.loc(t))
+        return infer.const(int(digits), "i64", (), True, self.loc(t))
 
     def e_float_lit(self, t):
         return infer.const(float(str(t.children[0]).replace("_", "")), "f64", (), True, self.loc(t))
@@ -301,6 +310,9 @@ class Scope:
 
     def e_array_lit(self, t):
         loc = self.loc(t)
+        if _nesting(t) > MAX_DIMS:
+            raise TdslTypeError(f"an array literal can have at most {MAX_DIMS} dimensions (NumPy's limit), "
+                                f"this one has {_nesting(t)}", loc)
         values = self._array_values(t)
         nodes = [v for v in _flatten(values)]
         if not nodes:
@@ -331,21 +343,30 @@ class Scope:
 
     # -- operators -----------------------------------------------------------------
     def e_binop(self, t):
-        a, op, b = t.children
-        left, right = self.value(a), self.value(b)
+        """A left-associative chain `a + b - c ...` (or `and`, `or`), evaluated in a loop:
+        a long flat chain must not recurse once per operator."""
+        spine = [t]
+        while isinstance(spine[-1].children[0], Tree) and spine[-1].children[0].data in _CHAINS:
+            spine.append(spine[-1].children[0])
+        value = self.value(spine[-1].children[0])
+        for node in reversed(spine):
+            value = self._binary(node, value, self.value(node.children[-1]))
+        return value
+
+    e_and_op = e_or_op = e_binop
+
+    def _binary(self, t, left: Node, right: Node) -> Node:
+        """One link of a chain: the operator of `t` applied to its evaluated operands."""
+        if t.data != "binop":
+            return infer.elementwise(t.data[:-3], [left, right], self.loc(t))  # and_op -> and
+        op = str(t.children[1])
         if op == "@":
             return infer.matmul(left, right, self.loc(t))
-        return infer.elementwise(BINOPS[str(op)], [left, right], self.loc(t))
+        return infer.elementwise(BINOPS[op], [left, right], self.loc(t))
 
     def e_compare(self, t):
         a, op, b = t.children
         return infer.elementwise(COMPARES[str(op)], [self.value(a), self.value(b)], self.loc(t))
-
-    def e_or_op(self, t):
-        return infer.elementwise("or", [self.value(c) for c in t.children], self.loc(t))
-
-    def e_and_op(self, t):
-        return infer.elementwise("and", [self.value(c) for c in t.children], self.loc(t))
 
     def e_not_op(self, t):
         return infer.elementwise("not", [self.value(t.children[0])], self.loc(t))
@@ -355,6 +376,10 @@ class Scope:
 
     def e_neg(self, t):
         x = self.value(t.children[0])
+        if x.op == "const" and x.weak and kind(x.dtype) == "int":
+            # a weak integer is a Python int: negated exactly, so -9223372036854775808 is i64's
+            # minimum and -10**20 stays a big int for a float context (its range is checked where used)
+            return infer.const(_negate(x.attr("value")), x.dtype, x.shape, True, self.loc(t))
         if x.op == "const" and x.dtype != "bool":
             import numpy as np
             with np.errstate(all="ignore"):
@@ -429,6 +454,33 @@ class Scope:
         return builtins.call(name, args, kwargs, loc)
 
 
+_MAX_INT_DIGITS = 309  # the largest f64, about 1.8e308, has 309 digits
+
+
+def _over_float_max(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
+
+
+def _abbreviate(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:10]}...{digits[-4:]} ({len(digits)} digits)"
+
+
+def _negate(value):
+    return tuple(_negate(v) for v in value) if isinstance(value, tuple) else -value
+
+
+def _nesting(t: Tree) -> int:
+    """How many array literals are nested in `t` (1 for `[1, 2]`), along its first elements."""
+    depth = 0
+    while isinstance(t, Tree) and t.data == "array_lit":
+        depth, t = depth + 1, t.children[0]
+    return depth
+
+
 def _flatten(values):
     for v in values:
         if isinstance(v, list):
@@ -443,6 +495,6 @@ def _map_nested(values, fn):
 
 def check(tree: Tree, text: str, filename: str) -> list[FunctionGraph]:
     """Every function of a parsed program as a checked graph."""
-    with deep_recursion():
+    with deep_recursion(), paused_gc():
         return Program(tree, text, filename).function_graphs()
 

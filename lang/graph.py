@@ -1,7 +1,10 @@
 """The typed symbolic graph: frozen nodes and the function graphs that hold them."""
 from __future__ import annotations
 
+import gc
 import sys
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -33,27 +36,22 @@ class Node:
         object.__setattr__(self, "_attrs_key", attrs_key)
         key = (self.op, self.dtype, self.shape, self.inputs, attrs_key, self.weak)
         object.__setattr__(self, "_hash", hash(key))
+        # Hash-consing: structurally equal nodes share one _Structure, so equality is one
+        # identity test instead of a walk over the whole graph below (which made memo
+        # lookups in the rewriter quadratic in the length of a program).
+        object.__setattr__(self, "_structure", _intern(
+            (self.op, self.dtype, self.shape, tuple(i._structure for i in self.inputs), attrs_key, self.weak)))
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        if not isinstance(other, Node) or self._hash != other._hash:
-            return False
-        # Iterative, so that long chains of nodes do not exhaust Python's recursion limit.
-        stack, checked = [(self, other)], set()
-        while stack:
-            a, b = stack.pop()
-            if a is b or (id(a), id(b)) in checked:
-                continue
-            if a._hash != b._hash or (a.op, a.dtype, a.shape, a._attrs_key, a.weak, len(a.inputs)) != (
-                    b.op, b.dtype, b.shape, b._attrs_key, b.weak, len(b.inputs)):
-                return False
-            checked.add((id(a), id(b)))
-            stack.extend(zip(a.inputs, b.inputs))
-        return True
+        return self is other or (isinstance(other, Node) and self._structure is other._structure)
+
+    def __reduce__(self):
+        # Rebuilt through the constructor, so an unpickled node is interned (and hashed) in
+        # this process; pickle's loader is iterative, so long chains load without recursion.
+        return (Node, (self.op, self.dtype, self.shape, self.inputs, self.attrs, self.weak, self.loc, self.name))
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:
@@ -78,6 +76,26 @@ class Node:
     def __repr__(self) -> str:
         label = f" {self.name}" if self.name else ""
         return f"<Node {self.op}{label}: {self.type_str}>"
+
+
+class _Structure:
+    """The identity of one structure of nodes: equal nodes hold the same instance."""
+
+    __slots__ = ("__weakref__",)
+
+
+_STRUCTURES: "weakref.WeakValueDictionary[tuple, _Structure]" = weakref.WeakValueDictionary()
+_STRUCTURES_LOCK = threading.Lock()  # two threads compiling must not mint two identities
+
+
+def _intern(key: tuple) -> _Structure:
+    """The one _Structure for `key` (op, dtype, shape, input structures, attrs, weak)."""
+    with _STRUCTURES_LOCK:
+        found = _STRUCTURES.get(key)
+        if found is None:
+            found = _Structure()
+            _STRUCTURES[key] = found
+        return found
 
 
 def _exact(value: Any) -> Any:
@@ -166,3 +184,27 @@ def deep_recursion(limit: int = 20000):
         yield
     finally:
         sys.setrecursionlimit(old)
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_gc():
+    """Compiling allocates many small objects that all stay alive; Python's cyclic collector
+    would rescan the growing heap again and again (a third of a long program's compile time)."""
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()

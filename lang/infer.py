@@ -70,8 +70,10 @@ def _check_fits(value, dtype: str, loc: Location | None) -> None:
     """An integer literal must fit the integer dtype it ends up with."""
     info = np.iinfo(to_numpy(dtype))
     flat = [v for v in np.asarray(value, dtype=object).ravel()]
-    if any(v < info.min or v > info.max for v in flat):
-        raise TdslTypeError(f"the literal {value} does not fit {dtype}", loc)
+    for v in flat:
+        if v < info.min or v > info.max:
+            text = str(v) if len(str(v)) <= 24 else f"{str(v)[:10]}... ({len(str(v))} digits)"
+            raise TdslTypeError(f"the literal {text} does not fit {dtype}", loc)
 
 
 def _has_negative_literal(node: Node) -> bool:

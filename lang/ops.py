@@ -88,7 +88,8 @@ _erf64 = np.frompyfunc(math.erf, 1, 1)
 
 def _erf(x):
     x = np.asarray(x)
-    return _erf64(x.astype(np.float64)).astype(x.dtype)
+    # frompyfunc gives a bare Python float for a rank-0 input: make it an array again
+    return np.asarray(_erf64(x.astype(np.float64)), dtype=np.float64).astype(x.dtype)
 
 
 def _relu(x):

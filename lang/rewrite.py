@@ -17,7 +17,7 @@ import numpy as np
 
 from . import builtins, infer
 from .dtypes import can_cast_safe, kind
-from .graph import FunctionGraph, Node, toposort
+from .graph import FunctionGraph, Node, paused_gc, toposort
 from .ops import RuntimeCheckFailed
 
 
@@ -72,7 +72,7 @@ def C(name: str) -> Pat:
     return Pat(("const", "broadcast"), None, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: the driver's per-op table is keyed by rule lists
 class Rule:
     name: str
     pattern: Pat
@@ -343,7 +343,9 @@ def simplify_node(root: Node, memo: dict | None = None, rules=None, depth: int =
 def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
     """The graph after the rewrites (default: RULES); results and named values share one memo."""
     memo: dict = {}
-    outputs = tuple(simplify_node(o, memo, rules) for o in graph.outputs)
-    # A named value keeps its own name and place even when it merged with an equal node.
-    named = tuple((name, simplify_node(node, memo, rules).with_name(name, node.loc)) for name, node in graph.named)
+    with paused_gc():
+        outputs = tuple(simplify_node(o, memo, rules) for o in graph.outputs)
+        # A named value keeps its own name and place even when it merged with an equal node.
+        named = tuple((name, simplify_node(node, memo, rules).with_name(name, node.loc))
+                      for name, node in graph.named)
     return replace(graph, outputs=outputs, named=named)
