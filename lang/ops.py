@@ -41,6 +41,9 @@ class Op:
     opencl: CExpr = None
     grad: Callable | None = None  # GradContext -> one adjoint per input (None: none); see autodiff.py
     doc: str = ""
+    # A math-library call whose vector forms (libmvec in C SIMD loops, floatN builtins in
+    # OpenCL) round differently from the scalar call: the renderers keep one form per value.
+    vector_math: bool = False
 
     def c_template(self, dtype_kind: str, dialect: str = "c") -> str | None:
         """The expression template for operands of the given kind, in the given dialect."""
@@ -102,12 +105,12 @@ def _round(x):
     return x.copy() if x.dtype.kind in "iu" else np.round(x)
 
 
-def _unary(name, rule, impl, c, opencl=None, doc="", grad=None):
-    return Op(name, "elementwise", 1, rule, _quiet(impl), c, opencl, grad, doc)
+def _unary(name, rule, impl, c, opencl=None, doc="", grad=None, vector_math=False):
+    return Op(name, "elementwise", 1, rule, _quiet(impl), c, opencl, grad, doc, vector_math)
 
 
-def _binary(name, rule, impl, c, opencl=None, doc="", grad=None):
-    return Op(name, "elementwise", 2, rule, _quiet(impl), c, opencl, grad, doc)
+def _binary(name, rule, impl, c, opencl=None, doc="", grad=None, vector_math=False):
+    return Op(name, "elementwise", 2, rule, _quiet(impl), c, opencl, grad, doc, vector_math)
 
 
 _ARITH = {"float": "({0} {op} {1})", "int": "tdsl_{name}_{T}({0}, {1})"}
@@ -138,13 +141,15 @@ ELEMENTWISE = [
             grad=lambda d: [d.g, -d.g * (d.x // d.y)]),
     _binary("pow", "arith", _int_pow, {"float": "pow{f}({0}, {1})", "int": "tdsl_pow_{T}({0}, {1})"},
             grad=lambda d: [d.where(d.y.eq(0), 0, d.g * d.y * d.x ** (d.y - 1)),
-                            d.g * d.out * d.log(d.where(d.x.eq(0), 1, d.x))]),
+                            d.g * d.out * d.log(d.where(d.x.eq(0), 1, d.x))],
+            vector_math=True),
     _binary("maximum", "arith", np.maximum, "tdsl_maximum_{T}({0}, {1})",
             grad=lambda d: [d.split(d.x > d.y, d.x.eq(d.y)), d.split(d.y > d.x, d.x.eq(d.y))]),
     _binary("minimum", "arith", np.minimum, "tdsl_minimum_{T}({0}, {1})",
             grad=lambda d: [d.split(d.x < d.y, d.x.eq(d.y)), d.split(d.y < d.x, d.x.eq(d.y))]),
     _binary("atan2", "float", np.arctan2, {"float": "atan2{f}({0}, {1})"},
-            grad=lambda d: [d.g * d.y / (d.x * d.x + d.y * d.y), -d.g * d.x / (d.x * d.x + d.y * d.y)]),
+            grad=lambda d: [d.g * d.y / (d.x * d.x + d.y * d.y), -d.g * d.x / (d.x * d.x + d.y * d.y)],
+            vector_math=True),
     # comparisons and logic give bool
     _binary("eq", "compare", np.equal, "({0} == {1})"),
     _binary("ne", "compare", np.not_equal, "({0} != {1})"),
@@ -181,43 +186,43 @@ ELEMENTWISE = [
            opencl={"float": "rsqrt({0})"},
            grad=lambda d: [d.g * -0.5 * d.out / d.x]),
     _unary("exp", "float", np.exp, _math("exp"),
-           grad=lambda d: [d.g * d.out]),
+           grad=lambda d: [d.g * d.out], vector_math=True),
     _unary("exp2", "float", np.exp2, _math("exp2"),
-           grad=lambda d: [d.g * d.out * math.log(2)]),
+           grad=lambda d: [d.g * d.out * math.log(2)], vector_math=True),
     _unary("expm1", "float", np.expm1, _math("expm1"),
-           grad=lambda d: [d.g * (d.out + 1)]),
+           grad=lambda d: [d.g * (d.out + 1)], vector_math=True),
     _unary("log", "float", np.log, _math("log"),
-           grad=lambda d: [d.g / d.x]),
+           grad=lambda d: [d.g / d.x], vector_math=True),
     _unary("log2", "float", np.log2, _math("log2"),
-           grad=lambda d: [d.g / (d.x * math.log(2))]),
+           grad=lambda d: [d.g / (d.x * math.log(2))], vector_math=True),
     _unary("log10", "float", np.log10, _math("log10"),
-           grad=lambda d: [d.g / (d.x * math.log(10))]),
+           grad=lambda d: [d.g / (d.x * math.log(10))], vector_math=True),
     _unary("log1p", "float", np.log1p, _math("log1p"),
-           grad=lambda d: [d.g / (d.x + 1)]),
+           grad=lambda d: [d.g / (d.x + 1)], vector_math=True),
     _unary("sin", "float", np.sin, _math("sin"), opencl={"float": "tdsl_sin_{T}({0})"},
-           grad=lambda d: [d.g * d.cos(d.x)]),
+           grad=lambda d: [d.g * d.cos(d.x)], vector_math=True),
     _unary("cos", "float", np.cos, _math("cos"), opencl={"float": "tdsl_cos_{T}({0})"},
-           grad=lambda d: [-d.g * d.sin(d.x)]),
+           grad=lambda d: [-d.g * d.sin(d.x)], vector_math=True),
     _unary("tan", "float", np.tan, _math("tan"),
-           grad=lambda d: [d.g * (1 + d.out * d.out)]),
+           grad=lambda d: [d.g * (1 + d.out * d.out)], vector_math=True),
     _unary("asin", "float", np.arcsin, _math("asin"),
-           grad=lambda d: [d.g * d.rsqrt(1 - d.x * d.x)]),
+           grad=lambda d: [d.g * d.rsqrt(1 - d.x * d.x)], vector_math=True),
     _unary("acos", "float", np.arccos, _math("acos"),
-           grad=lambda d: [-d.g * d.rsqrt(1 - d.x * d.x)]),
+           grad=lambda d: [-d.g * d.rsqrt(1 - d.x * d.x)], vector_math=True),
     _unary("atan", "float", np.arctan, _math("atan"),
-           grad=lambda d: [d.g / (1 + d.x * d.x)]),
+           grad=lambda d: [d.g / (1 + d.x * d.x)], vector_math=True),
     _unary("sinh", "float", np.sinh, _math("sinh"),
-           grad=lambda d: [d.g * d.cosh(d.x)]),
+           grad=lambda d: [d.g * d.cosh(d.x)], vector_math=True),
     _unary("cosh", "float", np.cosh, _math("cosh"),
-           grad=lambda d: [d.g * d.sinh(d.x)]),
+           grad=lambda d: [d.g * d.sinh(d.x)], vector_math=True),
     _unary("tanh", "float", np.tanh, _math("tanh"),
-           grad=lambda d: [d.g * (1 - d.out * d.out)]),
+           grad=lambda d: [d.g * (1 - d.out * d.out)], vector_math=True),
     _unary("sigmoid", "float", _sigmoid, "tdsl_sigmoid_{T}({0})",
-           grad=lambda d: [d.g * d.out * (1 - d.out)]),
+           grad=lambda d: [d.g * d.out * (1 - d.out)], vector_math=True),
     _unary("softplus", "float", _softplus, "tdsl_softplus_{T}({0})",
-           grad=lambda d: [d.g * d.sigmoid(d.x)]),
+           grad=lambda d: [d.g * d.sigmoid(d.x)], vector_math=True),
     _unary("erf", "float", _erf, _math("erf"),
-           grad=lambda d: [d.g * (2 / math.sqrt(math.pi)) * d.exp(-d.x * d.x)]),
+           grad=lambda d: [d.g * (2 / math.sqrt(math.pi)) * d.exp(-d.x * d.x)], vector_math=True),
     # predicates give bool
     _unary("isnan", "predicate", np.isnan, {"float": "isnan({0})", "int": "0", "bool": "0"}),
     _unary("isinf", "predicate", np.isinf, {"float": "isinf({0})", "int": "0", "bool": "0"}),
