@@ -17,6 +17,7 @@ from tdsl.errors import TdslRuntimeError
 from tdsl.graph import FunctionGraph
 
 from . import build, warm
+from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
 
 
@@ -36,7 +37,8 @@ def load(graphs: list[FunctionGraph], module_name: str, text: str | None = None,
     library_path = build.library_path(source, prefix)
     library = build.load_library(source, prefix, library_path)
     attach_blas(library, prefix)
-    specs = [CallSpec.of(fn, module.errors, prefix) for fn in module.functions]
+    symbols = function_symbols([fn.name for fn in module.functions], prefix)
+    specs = [CallSpec.of(fn, module.errors, symbols[fn.name]) for fn in module.functions]
     if text is not None:
         warm.remember(text, path, graphs, specs, library_path, prefix)
     return {spec.name: (Runner(library, spec), source) for spec in specs}
@@ -80,9 +82,11 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> tuple[str, str]
 
 
 def symbol_prefix(name: str) -> str:
-    """A C identifier to start every exported symbol with."""
+    """A C identifier to start every exported symbol with: `m_` goes before one that C reserves
+    (`_x`), that starts with a digit, or that would make tdsl's own names (`tdsl_*`)."""
     prefix = re.sub(r"\W", "_", name, flags=re.ASCII) or "module"
-    return "m_" + prefix if prefix[0].isdigit() else prefix
+    own = prefix[0].isdigit() or prefix[0] == "_" or prefix.lower() == "tdsl" or prefix.lower().startswith("tdsl_")
+    return "m_" + prefix if own else prefix
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,9 @@ class CallSpec:
     errors: tuple[tuple, ...]                     # (message, location, extent) of error code k + 1
 
     @staticmethod
-    def of(fn, errors: tuple, prefix: str) -> "CallSpec":
+    def of(fn, errors: tuple, symbol: str) -> "CallSpec":
         outputs = tuple((tuple(d.const if d.is_const else d for d in o.shape), o.dtype) for o in fn.outputs)
-        return CallSpec(fn.name, f"{prefix}_{fn.name}", tuple(fn.size_vars),
+        return CallSpec(fn.name, symbol, tuple(fn.size_vars),
                         tuple((p.dtype, p.is_scalar) for p in fn.params), outputs,
                         tuple((e.message, e.loc, e.extent) for e in errors))
 

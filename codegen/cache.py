@@ -29,7 +29,7 @@ def key(*parts: str) -> str:
     """A stable hash of the parts (source, compiler and version, flags, tdsl version)."""
     digest = hashlib.sha256()
     for part in parts:
-        data = part.encode("utf-8")
+        data = part.encode("utf-8", "surrogatepass")   # a file name may hold undecodable bytes
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()[:32]

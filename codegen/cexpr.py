@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class Dialect:
         "bool": "bool", "i32": "int32_t", "i64": "int64_t", "f32": "float", "f64": "double"})
     math_suffix: dict = field(default_factory=lambda: {"f32": "f", "f64": ""})  # expf / exp
     reserved: frozenset = frozenset()   # names the dialect uses beyond C's (a parameter gets `u_`)
+    # (the locals of its templates count too: `template_words(name)`)
 
     def ctype(self, dtype: str) -> str:
         return self.types[dtype]
@@ -37,12 +39,21 @@ C = Dialect()
 MATH_SUFFIX = {"f32": "f", "f64": ""}
 INT_MIN = {"i32": ("INT32_MIN", -2**31), "i64": ("INT64_MIN", -2**63)}
 
+# Words a user's name must not be as it is in generated C or OpenCL: the keywords of C99,
+# C23 and GNU C, those of C++ (OUT.h is included from C++ too), and the names of the C
+# library that the headers of the prelude define as macros or the generated code calls.
+# The generated code's own locals are read from the templates (`template_words`).
 _KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union
-unsigned void volatile while _Bool _Complex _Imaginary bool true false NULL size_t err done acc blk
-blk_start blk_end blk_at blk_lane any_nan best best_at at lhs main errno assert offsetof isnan isinf isfinite signbit
-fpclassify isnormal isgreater isgreaterequal isless islessequal islessgreater isunordered
-malloc free calloc realloc abs labs llabs""".split()
+unsigned void volatile while bool true false alignas alignof constexpr nullptr static_assert
+thread_local typeof typeof_unqual asm
+and_eq bitand bitor catch char8_t char16_t char32_t class compl concept consteval constinit const_cast
+co_await co_return co_yield decltype delete dynamic_cast explicit export friend mutable namespace new
+noexcept not_eq operator or_eq private protected public reinterpret_cast requires static_cast template
+this throw try typeid typename using virtual wchar_t xor xor_eq
+NULL size_t main errno math_errhandling assert offsetof isnan isinf isfinite signbit fpclassify isnormal
+isgreater isgreaterequal isless islessequal islessgreater isunordered malloc free calloc realloc
+abs labs llabs""".split()
 
 
 def _called_names() -> set[str]:
@@ -60,21 +71,85 @@ def _called_names() -> set[str]:
 
 
 RESERVED = set(_KEYWORDS) | _called_names()
-# loop variables, locals and buffers of the generated code; macros (upper case); type names (`*_t`)
-_INTERNAL = re.compile(r"^((v|i|r|t|g|out)\d|tdsl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
+# Names of the generated code's own: any starting with `_` (C reserves `__x` and `_X`, and
+# PoCL renames builtins to `_cl_*`), loop variables, locals and buffers (`v3`, `i0r`, `t2_y`,
+# `out0`, `tdsl_*`), macros (upper case) and type names (`*_t`).
+_INTERNAL = re.compile(r"^_|^((v|i|r|t|g|out)\d|tdsl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
+
+_JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|(\{\{.*?\}\})", re.S)   # a printed value becomes `_`: no word
+# what a template prints that declares nothing: comments, strings, member lists, directives but for
+# the name a `#define` defines
+_NOT_CODE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:[^"\\\n]|\\.)*"|\b(?:struct|union)\s*\w*\s*\{[^{}]*\}'
+                       r"|^[ \t]*#[ \t]*(?:define[ \t]+(\w+))?(?:\\\n|[^\n])*", re.S | re.M)
+_NESTED = (re.compile(r"\{[^{}]*\}"), re.compile(r"\([^()]*\)"))
 
 
-def safe_names(names: list[str], reserved: frozenset = frozenset()) -> dict[str, str]:
+@lru_cache(maxsize=None)
+def template_words(target: str) -> frozenset[str]:
+    """Every identifier the templates of `target` print as they are (templates/TARGET/*.j2).
+
+    These are the locals, labels and calls of the generated code, so a user's name that
+    is one of them is renamed: the templates are the one list, never kept twice. Of a
+    prelude only the file-scope names count (its helpers' parameters have their own scope).
+    """
+    from importlib.resources import files
+    words: set[str] = set()
+    for path in (files("tdsl.templates") / target).iterdir():
+        if path.name.endswith((".c.j2", ".cl.j2")):   # (the header declares, it has no locals)
+            words |= _printed_words(path.read_text(encoding="utf-8"), "prelude" in path.name)
+    return frozenset(words)
+
+
+def _printed_words(template: str, file_scope: bool) -> set[str]:
+    text = _JINJA.sub(lambda m: "_" if m.group(1) else " ", template)
+    text = _NOT_CODE.sub(lambda m: f" {m.group(1) or ''} ", text)
+    if file_scope:   # without bodies and parameter lists, innermost first until none is left
+        for pattern in _NESTED:
+            count = 1
+            while count:
+                text, count = pattern.subn(" ", text)
+    return set(re.findall(r"[A-Za-z_]\w*", text))
+
+
+def reserved(name: str, dialect: "Dialect") -> bool:
+    """Whether `name` cannot be used as it is in `dialect`'s generated code."""
+    return (name in RESERVED or name in dialect.reserved or name in template_words(dialect.name)
+            or _INTERNAL.match(name) is not None)
+
+
+def safe_names(names: list[str], dialect: "Dialect | None" = None) -> dict[str, str]:
     """C identifiers for source names: a name C or the generated code uses gets a `u_` prefix."""
+    dialect = dialect or C
     taken = set(names)
     result = {}
     for name in names:
-        clash = name in RESERVED or name in reserved or _INTERNAL.match(name)
-        c_name = "u_" + name if clash else name
+        c_name = "u_" + name if reserved(name, dialect) else name
         while c_name != name and c_name in taken:
             c_name = "u_" + c_name
         taken.add(c_name)
         result[name] = c_name
+    return result
+
+
+def function_symbols(names: list[str], prefix: str) -> dict[str, str]:
+    """The exported C name of each function, `PREFIX_NAME`, renamed (`PREFIX_u_NAME`) where it
+    would be another symbol of the module (`PREFIX_error`, `PREFIX_set_blas`, the packed entry
+    `PREFIX_f_packed` of a function `f`), and `PREFIX_u_NAME_` where it is a reserved word,
+    macro or type name (`int64_t` of a module `int64`)."""
+    taken = {f"{prefix}_error", f"{prefix}_set_blas"}
+    result = {}
+    for name in names:
+        c_name = name
+        while True:
+            symbol = f"{prefix}_{c_name}"
+            if reserved(symbol, C) and not c_name.endswith("_"):
+                c_name = f"u_{c_name}_"
+            elif {symbol, symbol + "_packed"} & taken:
+                c_name = "u_" + c_name
+            else:
+                break
+        taken |= {symbol, symbol + "_packed"}
+        result[name] = symbol
     return result
 
 
@@ -99,14 +174,59 @@ def literal(value, dtype: str) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
-def c_string(text: str) -> str:
-    """A C string literal (no trigraphs, quotes and backslashes escaped)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("?", "\\?")
-    return f'"{escaped}"'
+# -- text that leaves the compiler --------------------------------------------------------
+# Every piece of user text printed into generated code (file names, signatures, source
+# lines, error messages) goes through one of these, as Jinja filters of every template
+# (codegen/render.py): `c_comment` and `c_string` for C and OpenCL, `py_text` and
+# `py_string` for Python.
+
+def _visible(ch: str) -> str:
+    """A character as it may stand in generated text: itself, or its Python escape when unprintable."""
+    return ch if ch.isprintable() else repr(ch)[1:-1]
 
 
 def c_comment(text: str) -> str:
-    return text.replace("*/", "* /").replace("??", "? ?").replace("\n", " ")
+    """`text` for the inside of a one-line C or OpenCL comment `/* ... */`.
+
+    Unprintable characters (line breaks, CR, NUL, U+2028, lone surrogates) become escapes,
+    so no line ends inside and no backslash-newline splices; a space goes between `*` and
+    `/` either way round (no comment ends or opens) and between two `?` (no trigraph).
+    """
+    text = "".join(map(_visible, str(text)))
+    text = re.sub(r"\*(?=/)|/(?=\*)|\?(?=\?)", lambda m: m.group() + " ", text)
+    return text + " " if text.endswith("\\") else text
+
+
+def c_string(text: str) -> str:
+    """A C string literal of `text` in UTF-8: quotes, backslashes and `?` (trigraphs) escaped,
+    unprintable characters as octal escapes of their bytes (a lone surrogate as its byte)."""
+    out = []
+    for ch in str(text):
+        if ch in '\\"?':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append("".join(f"\\{b:03o}" for b in _utf8(ch)))
+    return '"' + "".join(out) + '"'
+
+
+def _utf8(ch: str) -> bytes:
+    try:
+        return ch.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return ch.encode("utf-8", "surrogatepass")
+
+
+def py_text(text: str) -> str:
+    """`text` for the inside of a Python string, docstring or comment: quotes and backslashes
+    escaped, unprintable characters (line breaks, NUL, lone surrogates) as escapes."""
+    return "".join("\\" + ch if ch in '\\"' else _visible(ch) for ch in str(text))
+
+
+def py_string(text: str) -> str:
+    """A Python string literal of `text`."""
+    return '"' + py_text(text) + '"'
 
 
 def paren(text: str) -> str:
@@ -129,7 +249,7 @@ class Names:
 
     def __init__(self, size_vars, buffers, fn_name: str, dialect: Dialect = C):
         user = list(size_vars) + [b.name for b in buffers if b.role == "param"]
-        self.user = safe_names(user, dialect.reserved)
+        self.user = safe_names(user, dialect)
         self.fn_name = fn_name
 
     def size(self, name: str) -> str:

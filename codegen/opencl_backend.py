@@ -102,7 +102,8 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
     source, kernel_args = render_program(module)
     plan = module_plan(module, source, kernel_args)
     functions = [{"name": fn.name, "signature": fn.signature, "params": [p.name for p in fn.params],
-                  "plain": all(_plain(n) for n in [fn.name] + [p.name for p in fn.params])}
+                  "attribute": _attribute(fn.name),
+                  "plain": _attribute(fn.name) and all(_plain(n) for n in [fn.name] + [p.name for p in fn.params])}
                  for fn in module.functions]
     return environment().get_template("module.py.j2").render(
         version=__version__, file=module.file, functions=functions,
@@ -110,13 +111,21 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
         program=_python_text(source), plan=pprint.pformat(plan, width=110, sort_dicts=False))
 
 
+def _attribute(name: str) -> bool:
+    """Whether a function of OUT.py can be a module attribute: not a Python special name
+    (`__getattr__` would change how the module works) nor one of OUT.py's own (`_tdsl*`)."""
+    return not (name.startswith("__") and name.endswith("__")) and not name.lower().startswith("_tdsl")
+
+
 def _plain(name: str) -> bool:
     """Whether a tdsl name can be a Python parameter or function name as it is."""
-    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_tdsl")
+    return (name.isidentifier() and not keyword.iskeyword(name) and name != "__debug__"
+            and not name.lower().startswith("_tdsl"))
 
 
 def _python_text(text: str) -> str:
-    """A Python string literal of `text`: raw and triple-quoted when that keeps it exact."""
-    if "'''" not in text and "\\" not in text and not text.endswith("'"):
+    """A Python string literal of `text`: raw and triple-quoted when that keeps it exact and readable."""
+    printable = all(line.isprintable() for line in text.split("\n"))
+    if printable and "'''" not in text and "\\" not in text and not text.endswith("'"):
         return "r'''" + text + "'''"
     return repr(text)

@@ -17,19 +17,21 @@ from tdsl.dims import shape_size
 from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
-from .cexpr import Body, Dialect, Names, c_comment, literal
+from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR
 from .render import environment as render_environment
-from .render import kernel_comment, scalar_math
+from .render import kernel_comment
 
-# Names the kernels declare or call, beyond C's: a parameter with one of them gets a `u_` prefix.
-_OPENCL_WORDS = """kernel global local constant private read_only write_only read_write uchar ushort
-uint ulong half size_t ptrdiff_t intptr_t uintptr_t sampler_t event_t image1d_t image2d_t image3d_t
-get_global_id get_local_id get_group_id get_local_size barrier atomic_max vload2 vload4 vload8 vstore2
-vstore4 vstore8 isnan fabs exp log1p fmod floor copysign lid lane lanes point flat stride blk blk_n
-acc scratch scratch_at best best_at other other_at base tile_k kk lx ly lhs_tile rhs_tile""".split()
+# OpenCL C's words beyond C's (keywords, types, builtins the kernels call, vloadN/vstoreN among
+# them): a parameter with one of them gets a `u_` prefix. The kernels' own locals are read from
+# the templates (cexpr.template_words).
+_OPENCL_WORDS = """kernel global local constant private read_only write_only read_write uniform pipe
+uchar ushort uint ulong half quad complex imaginary size_t ptrdiff_t intptr_t uintptr_t sampler_t event_t
+image1d_t image2d_t image3d_t get_global_id get_local_id get_group_id get_local_size get_global_size
+barrier atomic_max select isnan fabs exp log1p fmod floor copysign fma""".split()
 _VECTOR_NAMES = [f"{t}{n}" for t in ("char", "uchar", "short", "ushort", "int", "uint", "long", "ulong",
-                                      "float", "double", "half", "bool") for n in (2, 3, 4, 8, 16)]
+                                      "float", "double", "half", "bool", "quad", "vload", "vstore")
+                 for n in (2, 3, 4, 8, 16)]
 _TYPES = {"bool": "bool", "i32": "int", "i64": "long", "f32": "float", "f64": "double"}
 
 OPENCL = Dialect("opencl", types=_TYPES, math_suffix={}, reserved=frozenset(_OPENCL_WORDS + _VECTOR_NAMES))
@@ -54,7 +56,7 @@ def render_program(module: ModuleIR) -> tuple[str, dict[str, list[list]]]:
     functions = [FunctionKernels(fn).view() for fn in module.functions]
     marker = "/* tdsl prelude */"
     program = environment().get_template("program.cl.j2").render(
-        version=__version__, file=c_comment(module.file), functions=functions, prelude=marker,
+        version=__version__, file=module.file, functions=functions, prelude=marker,
         consts=[c for fn in functions for c in fn.consts])
     prelude = prune_prelude(environment().get_template("prelude.cl.j2").render(), program)
     return (program.replace(marker, prelude.rstrip("\n"), 1),
@@ -118,48 +120,23 @@ def kernel_name(fn: FunctionIR, index: int) -> str:
     return f"k{index}_{fn.name}"
 
 
-# Vector builtins that are wrong for some lanes when another lane is extreme (PoCL 3.1:
-# double8 pow of a lane next to a subnormal one): vector maps call the scalar one per lane.
-SCALAR_LANES = frozenset({("pow", "f64")})
-# Vector forms that are prelude helpers (f32 tan: guarded like sin and cos, see prelude.cl.j2).
-VECTOR_HELPERS = {("tan", "f32"): "tdsl_tan_{T}({0})"}
-
-
 class CLBody(Body):
     """Statements of an OpenCL kernel: every buffer is a pointer, so scalars are read at [0].
 
     With `width` > 1 the loop variable `var` stands for `width` consecutive elements:
-    contiguous loads read a vector (`vloadN`), loads that do not move stay scalar. Math in
-    `scalar_ids` (values that more than one place computes: render.scalar_math) is the scalar
-    builtin everywhere, lane by lane in a vector: the vector builtins round differently.
+    contiguous loads read a vector (`vloadN`), loads that do not move stay scalar.
     """
 
     def __init__(self, names: Names, counter: list[int], width: int = 1, var: str | None = None,
-                 outline: bool = False, scalar_ids: frozenset = frozenset()):
+                 outline: bool = False):
         dialect = OPENCL if width == 1 else Dialect(
             "opencl", {d: f"{t}{width}" for d, t in _TYPES.items()}, {}, OPENCL.reserved)
         super().__init__(names, counter, dialect)
-        self.width, self.var, self.outline, self.scalar_ids = width, var, outline, scalar_ids
+        self.width, self.var, self.outline = width, var, outline
 
     def template(self, item: Apply) -> str:
-        if self.width > 1 and OPS[item.op].vector_math:
-            if id(item) in self.scalar_ids or (item.op, item.dtype) in SCALAR_LANES:
-                return self.lanes(item)
-            if (item.op, item.dtype) in VECTOR_HELPERS:
-                return VECTOR_HELPERS[item.op, item.dtype]
         tpl = super().template(item)
         return _OUTLINED.sub(r"\1_outlined_", tpl) if self.outline else tpl
-
-    def lanes(self, item: Apply) -> str:
-        """A template: a vector of `item`'s scalar expression, lane by lane (operands still `{0}`...)."""
-        scalar = Body.template(self, item)
-        if self.outline:
-            scalar = _OUTLINED.sub(r"\1_outlined_", scalar)
-        fields = Body(self.names, [0], OPENCL).type_fields(item.args[0].dtype, item.dtype)
-        vtype = self.dialect.ctype(item.dtype)
-        parts = [scalar.format(*[f"(({vtype})({{{i}}})).s{lane:x}" for i in range(len(item.args))], **fields)
-                 for lane in range(self.width)]
-        return f"(({vtype})({', '.join(parts)}))"
 
     def type_fields(self, dtype: str, result: str | None = None) -> dict:
         fields = super().type_fields(dtype, result)
@@ -256,12 +233,11 @@ class FunctionKernels:
         self.fn = fn
         self.names = Names(fn.size_vars, fn.params, fn.name, OPENCL)
         self.counter = [0]
-        self.scalar_ids = frozenset(scalar_math(fn.kernels))
 
     def view(self) -> SimpleNamespace:
         fn = self.fn
         kernels = [self.kernel(k, kernel_name(fn, i)) for i, k in enumerate(fn.kernels)]
-        return SimpleNamespace(signature=c_comment(fn.signature), where=str(fn.loc) if fn.loc else "",
+        return SimpleNamespace(signature=fn.signature, where=str(fn.loc) if fn.loc else "",
                                kernels=kernels, consts=[self.const(c) for c in fn.consts])
 
     def params(self) -> list[tuple[str, list]]:
@@ -282,7 +258,7 @@ class FunctionKernels:
                                rows=rows)
 
     def body(self, width: int = 1, var: str | None = None) -> CLBody:
-        return CLBody(self.names, self.counter, width, var, self.outline, self.scalar_ids)
+        return CLBody(self.names, self.counter, width, var, self.outline)
 
     def kernel(self, k, name: str) -> SimpleNamespace:
         view = SimpleNamespace(kind=k.kind, name=name, comment=kernel_comment(k.origin))

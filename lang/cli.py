@@ -54,10 +54,10 @@ def _parse_arg(text: str):
 def cmd_run(args) -> int:
     from .pipeline import compile_source
     module = compile_source(_read(args.file), args.file, args.target)
-    if args.fn not in module.functions:
-        raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(module.functions)})")
+    if args.fn not in module:   # by name, never an attribute: a function may be called `functions`
+        raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(f.name for f in module)})")
     kwargs = dict(_parse_arg(a) for a in args.arg)
-    result = module.functions[args.fn](**kwargs)
+    result = module[args.fn](**kwargs)
     results = result if isinstance(result, tuple) else (result,)
     if args.output:
         names = ["result"] if len(results) == 1 else [f"result{i}" for i in range(len(results))]
@@ -87,17 +87,19 @@ def cmd_build(args) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     prefix = args.prefix or out.stem
-    if not prefix.isidentifier():
-        raise TdslError(f"'{prefix}' is not a valid C identifier; pass --prefix NAME")
+    from tdsl.codegen.c_backend import symbol_prefix
+    if not (prefix.isascii() and prefix.isidentifier()) or symbol_prefix(prefix) != prefix:
+        raise TdslError(f"'{prefix}' cannot start the C names of the module (a C identifier, not starting "
+                        f"with '_' or 'tdsl_'); pass --prefix NAME")
     if args.target == "c":
         from tdsl.codegen.c_backend import emit_standalone
         c_text, h_text = emit_standalone(graphs, prefix)
-        out.with_suffix(".c").write_text(c_text)
-        out.with_suffix(".h").write_text(h_text)
+        out.with_suffix(".c").write_text(c_text, encoding="utf-8")
+        out.with_suffix(".h").write_text(h_text, encoding="utf-8")
         print(f"wrote {out.with_suffix('.c')} and {out.with_suffix('.h')}")
     else:
         from tdsl.codegen.opencl_backend import emit_standalone
-        out.with_suffix(".py").write_text(emit_standalone(graphs, prefix))
+        out.with_suffix(".py").write_text(emit_standalone(graphs, prefix), encoding="utf-8")
         print(f"wrote {out.with_suffix('.py')}")
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -47,7 +48,7 @@ class Function:
     __call__ = property(attrgetter("_call"), doc="Run the function; `out=` (an array, or a tuple "
                         "of them) receives the results in place.")
 
-    def _checked_call(self, *args, **kwargs):
+    def _checked_call(self, /, *args, **kwargs):
         """A call with every argument converted and checked (`Binder.bind`)."""
         out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
         arrays, sizes = self._binder.bind(args, kwargs)
@@ -85,7 +86,7 @@ class Function:
             lines.append(f"  result {i}: {out.type_str}")
         return "\n".join(lines)
 
-    def trace(self, *args, **kwargs) -> dict:
+    def trace(self, /, *args, **kwargs) -> dict:
         """Run on the reference interpreter and return every named value, computed.
 
         The dict holds the parameters (as bound), each named intermediate in source
@@ -120,25 +121,55 @@ def _fresh(value, dtype: str):
     return arr[()] if arr.ndim == 0 else arr
 
 
+_OWN = "<tdsl.Module>"   # where a Module keeps its own data in its __dict__: no tdsl name can be this
+
+
+class _Own:
+    """One of Module's own attributes (`functions`, `path`, `target`), which a function of the same
+    name shadows: `m.path` is then that function, and `tdsl.Module.path(m)` is still the path."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, module, owner=None):
+        if module is None:
+            return lambda m: getattr(vars(m)[_OWN], self.name)
+        return getattr(vars(module)[_OWN], self.name)
+
+
 class Module:
-    """The functions of one .tdsl file, as attributes."""
+    """The functions of one .tdsl file, as attributes (and as `m["name"]`, which always works).
+
+    A function's attribute wins over the Module's own (`functions`, `path`, `target`), which
+    stay reachable as `tdsl.Module.path(m)`; Python's own `m.__class__` and `m.__dict__` stay
+    Python's, so a function with one of those names is `m["__class__"]`.
+    """
+
+    functions = _Own()
+    path = _Own()
+    target = _Own()
 
     def __init__(self, functions: list[Function], path: str = "<string>", target: str = "c"):
-        self.functions = {f.name: f for f in functions}
-        self.path = path
-        self.target = target
-        for f in functions:
-            setattr(self, f.name, f)
+        attrs = vars(self)
+        attrs[_OWN] = SimpleNamespace(functions={f.name: f for f in functions}, path=path, target=target)
+        for f in functions:   # into the instance dict: a non-data descriptor or method never wins over it
+            attrs[f.name] = f
 
     def __getitem__(self, name: str) -> Function:
-        return self.functions[name]
+        return vars(self)[_OWN].functions[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in vars(self)[_OWN].functions
 
     def __iter__(self):
-        return iter(self.functions.values())
+        return iter(vars(self)[_OWN].functions.values())
+
+    def __len__(self) -> int:
+        return len(vars(self)[_OWN].functions)
 
     def __dir__(self):
-        return list(super().__dir__()) + list(self.functions)
+        return [name for name in object.__dir__(self) if name != _OWN]
 
     def __repr__(self) -> str:
-        names = ", ".join(self.functions)
-        return f"<tdsl.Module {self.path} target={self.target}: {names}>"
+        own = vars(self)[_OWN]
+        return f"<tdsl.Module {own.path} target={own.target}: {', '.join(own.functions)}>"
