@@ -13,13 +13,14 @@ from lark import Token, Tree
 from . import builtins, infer
 from .dims import Dim, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
-from .errors import Location, TdslTypeError, location_of
+from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
 from .graph import FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
 from .indexing import Sub, index
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
 _KIND_ORDER = ["bool", "int", "float"]
 MAX_DIMS = 64  # NumPy's limit on the number of dimensions
+MAX_CALL_DEPTH = 100  # fns inlined into one another; each level elaborates a whole body again
 _CHAINS = ("binop", "and_op", "or_op")  # left-associative: `a + b + c` nests on the left
 COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
@@ -75,7 +76,13 @@ class Program:
                 raise TdslTypeError(f"{name} has two parameters named '{p.name}'", p.loc)
         args = [Node("param", p.dtype, p.shape, (), make_attrs(name=p.name), False, p.loc, p.name) for p in params]
         scope = Scope(self, {p.name: a for p, a in zip(params, args)}, sizes)
-        outputs, tuple_result = self.elaborate(fn, scope)
+        try:
+            outputs, tuple_result = self.elaborate(fn, scope)
+        except RecursionError:
+            # each level is bounded (the parser's MAX_NESTING, MAX_CALL_DEPTH), not their product
+            self.in_progress.clear()
+            raise TdslSyntaxError(f"{name} is nested too deeply to check (nested calls of nested "
+                                  f"expressions)", self.loc(fn.children[0])) from None
         infer.check_literals(list(outputs) + [node for _, node in scope.named])
         return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), tuple(scope.named),
                              tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename)
@@ -157,6 +164,9 @@ class Program:
         if name in self.in_progress:
             chain = " -> ".join(self.in_progress + [name])
             raise TdslTypeError(f"recursion is not allowed: {chain}", loc)
+        if len(self.in_progress) >= MAX_CALL_DEPTH:
+            raise TdslTypeError(f"calls nest too deeply: more than {MAX_CALL_DEPTH} functions, "
+                                f"from {self.in_progress[0]}", loc)
         fn = self.fns[name]
         params = fn.children[1].children
         if kwargs:

@@ -348,3 +348,29 @@ def test_hostile_arguments_are_argument_errors(target, fn, value, fragment):
     with pytest.raises(tdsl.TdslArgumentError) as info:
         getattr(compiled(ARGS_SRC, target), fn)(value)
     assert fragment in info.value.message and "'x'" in info.value.message, info.value.message
+
+
+# -- nesting through calls -------------------------------------------------------------------
+
+def _call_chain(count: int, body: str = "g{prev}(x) * 1.0") -> str:
+    """g{count-1} calls g{count-2} ... calls g0, the deepest caller first in the file."""
+    fns = [f"fn g{i}(x: f64) {{ return {body.format(prev=i - 1)} }}" for i in range(count - 1, 0, -1)]
+    return "\n".join(fns + ["fn g0(x: f64) { return x + 1.0 }"])
+
+
+def test_calls_nested_past_the_limit_are_a_located_error():
+    err = located_error(_call_chain(102), tdsl.TdslTypeError, "calls nest too deeply")
+    assert err.loc.line == 100   # g2 calling g1 would make 101 functions in progress
+
+
+def test_calls_nested_within_the_limit_work():
+    assert tdsl.compile(_call_chain(60), target="numpy").g59(1.0) == 2.0
+
+
+def test_nested_calls_of_nested_expressions_are_a_located_error():
+    """Each level within its own limit, their product past Python's stack: a located error,
+    not a RecursionError."""
+    src = _call_chain(90, "-" * 190 + "g{prev}(x)")
+    start = time.perf_counter()
+    err = located_error(src, tdsl.TdslSyntaxError, "nested too deeply")
+    assert err.loc.line == 1 and time.perf_counter() - start < 5.0
