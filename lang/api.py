@@ -5,6 +5,7 @@ builds, with the location of the user's Python line, so errors point there.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -164,17 +165,24 @@ def tensor(name: str, dtype: str = "f64", shape=()) -> Var:
         shape = (shape,)
     for d in shape:
         is_size = isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0
-        if not (is_size or (isinstance(d, str) and d.isidentifier())):
+        if not (is_size or is_name(d)):
             raise TdslTypeError(f"a parameter's dims must be sizes or size-variable names, not {d!r}", loc)
     dims = tuple(Dim.of(d if isinstance(d, str) else int(d)) for d in shape)
-    if not name.isidentifier():
-        raise TdslTypeError(f"'{name}' is not a valid name", loc)
+    if not is_name(name):
+        raise TdslTypeError(f"{name!r} is not a valid name", loc)
     return Var(Node("param", dtype, dims, (), make_attrs(name=name), False, loc, name))
+
+
+def is_name(name) -> bool:
+    """Whether `name` is a tdsl name (`[A-Za-z_][A-Za-z0-9_]*`): only such names reach generated code."""
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
 
 
 def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
     """A FunctionGraph from parameter Vars and result Vars (one, or a tuple/list)."""
     loc = caller_location(3)
+    if not is_name(name):
+        raise TdslTypeError(f"{name!r} is not a valid function name", loc)
     tuple_result = isinstance(outputs, (tuple, list))
     outs = [builtins._strong(builtins.as_node(_unwrap(o), loc), loc) for o in (outputs if tuple_result else [outputs])]
     params, size_vars, seen = [], [], set()

@@ -358,3 +358,17 @@ def test_no_name_the_generated_code_declares_is_a_users_name_unchanged():
                      for c_name in safe_names(list(g.size_vars) + [p.name for p in g.params], dialect).values()}
             own = {name for name in declared_names(text) if name not in users}
             assert own and not [name for name in sorted(own) if not reserved(name, dialect)], dialect.name
+
+
+def test_the_builder_api_takes_only_tdsl_names():
+    """Names from Python reach generated code as they are: they must be tdsl names
+    (a function name `g(void){...} int injected` used to reach the C source)."""
+    x = tdsl.tensor("x", "f64", ("n",))
+    for bad in ["g(void){return 0;} int injected", "é", "", "f\n"]:
+        with pytest.raises(tdsl.TdslTypeError, match="not a valid function name"):
+            tdsl.function([x], x * 2.0, target="numpy", name=bad)
+    with pytest.raises(tdsl.TdslTypeError, match="not a valid name"):
+        tdsl.tensor("é", "f64", ("n",))
+    with pytest.raises(tdsl.TdslTypeError, match="size-variable names"):
+        tdsl.tensor("x", "f64", ("n */",))
+    assert tdsl.function([x], x * 2.0, target="numpy", name="__LINE__")(np.arange(2.0)).tolist() == [0.0, 2.0]
