@@ -99,7 +99,7 @@ class Program:
                     size_vars.append(str(d))
                 shape.append(sizes[str(d)])
             elif isinstance(d, Token):
-                shape.append(Dim.of(int(str(d).replace("_", ""))))
+                shape.append(self.dim_literal(d))
             else:
                 raise TdslTypeError("a parameter's dims must be integers or size-variable names",
                                     self.loc(d))
@@ -112,13 +112,21 @@ class Program:
             raise TdslTypeError(f"unknown dtype '{dtype_tok}'", self.loc(dtype_tok))
         return str(dtype_tok), tuple(self.dim_of(d, sizes) for d in (dims.children if dims else []))
 
+    def dim_literal(self, tok: Token) -> Dim:
+        """An integer size written in a type; NumPy's sizes are below 2**63."""
+        digits = str(tok).replace("_", "").lstrip("0") or "0"
+        if len(digits) > 19 or int(digits) >= 2**63:
+            raise TdslTypeError(f"the size {_abbreviate(digits)} is too large (sizes are below 2**63)",
+                                self.loc(tok))
+        return Dim.of(int(digits))
+
     def dim_of(self, d, sizes: dict) -> Dim:
         if isinstance(d, Token):
             if d.type == "NAME":
                 if d not in sizes:
                     raise TdslTypeError(f"size variable '{d}' is not bound by any parameter", self.loc(d))
                 return sizes[str(d)]
-            return Dim.of(int(str(d).replace("_", "")))
+            return self.dim_literal(d)
         a, op, b = d.children
         a, b = self.dim_of(a, sizes), self.dim_of(b, sizes)
         if op == "//":
@@ -324,19 +332,15 @@ class Scope:
             raise TdslTypeError(f"an array literal can have at most {MAX_DIMS} dimensions (NumPy's limit), "
                                 f"this one has {_nesting(t)}", loc)
         values = self._array_values(t)
-        nodes = [v for v in _flatten(values)]
-        if not nodes:
-            raise TdslTypeError("an array literal cannot be empty", loc)
-        dtype, _ = infer.promote([(n.dtype, True) for n in nodes])
-        try:
-            import numpy as np
-            arr = np.array(_map_nested(values, lambda n: n.attr("value")))
-        except ValueError:
-            raise TdslTypeError("an array literal must be rectangular", loc) from None
-        if arr.dtype == object:
+        shape = _rectangular_shape(values)
+        if shape is None:
             raise TdslTypeError("an array literal must be rectangular", loc)
-        return builtins.as_node(arr.tolist(), loc) if dtype != "bool" else infer.const(
-            builtins._tuplify(arr.tolist()), "bool", arr.shape, True, loc)
+        dtype, _ = infer.promote([(n.dtype, True) for n in _flatten(values)])
+        # as NumPy reads a list of Python numbers: f64 if any is a float, else i64, else bool;
+        # integers stay exact Python ints (checked where used, as a lone integer literal is)
+        dtype, convert = {"float": ("f64", float), "int": ("i64", int), "bool": ("bool", bool)}[kind(dtype)]
+        nested = _map_nested(values, lambda n: convert(n.attr("value")))
+        return infer.const(builtins._tuplify(nested), dtype, shape, True, loc)
 
     def _array_values(self, t):
         out = []
@@ -489,6 +493,16 @@ def _nesting(t: Tree) -> int:
     while isinstance(t, Tree) and t.data == "array_lit":
         depth, t = depth + 1, t.children[0]
     return depth
+
+
+def _rectangular_shape(values) -> tuple[int, ...] | None:
+    """The shape of nested lists whose every level has equal lengths, or None if ragged."""
+    if not isinstance(values, list):
+        return ()
+    shapes = {_rectangular_shape(v) for v in values}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    return (len(values),) + shapes.pop()
 
 
 def _flatten(values):

@@ -374,3 +374,47 @@ def test_nested_calls_of_nested_expressions_are_a_located_error():
     start = time.perf_counter()
     err = located_error(src, tdsl.TdslSyntaxError, "nested too deeply")
     assert err.loc.line == 1 and time.perf_counter() - start < 5.0
+
+
+# -- big integers in types and array literals --------------------------------------------------
+
+@pytest.mark.parametrize("src, where", [
+    ("fn f(x: f32[" + "9" * 5000 + "]) { return x }", (1, 13)),
+    ("fn f(x: f32[n]) -> f32[" + "9" * 5000 + "] { return x }", (1, 24)),
+    ("fn f(x: f32[9223372036854775808]) { return x }", (1, 13)),
+])
+def test_sizes_past_numpys_limit_in_types(src, where):
+    """A 5,000-digit size raised Python's raw ValueError (its 4,300-digit limit)."""
+    err = located_error(src, tdsl.TdslTypeError, "too large (sizes are below 2**63)")
+    assert (err.loc.line, err.loc.col) == where
+
+
+BIG_ARRAY_SRC = """
+fn floats() { return [99999999999999999999, 1.5] }
+fn scaled(x: f64) { return x * [99999999999999999999, -1] }
+fn lowest() { return -[9223372036854775808, 1] }
+fn flags() { return [true, false] }
+fn mixed() { return [true, 2] }
+"""
+
+
+def test_big_integers_in_array_literals(target):
+    """A big int among floats is a float: NumPy makes an object array of the same values
+    (np.array([10**20 - 1, 1.5])), which no tdsl dtype holds; f64 keeps the values."""
+    assert_same(run_both(BIG_ARRAY_SRC, "floats", target), np.array([float(99999999999999999999), 1.5]))
+    x = np.float64(2.0)
+    assert_same(run_both(BIG_ARRAY_SRC, "scaled", target, x), x * np.array([99999999999999999999.0, -1.0]))
+    assert_same(run_both(BIG_ARRAY_SRC, "lowest", target), np.array([-9223372036854775808, -1]))
+    assert_same(run_both(BIG_ARRAY_SRC, "flags", target), np.array([True, False]))
+    assert_same(run_both(BIG_ARRAY_SRC, "mixed", target), np.array([True, 2]))
+
+
+@pytest.mark.parametrize("src, fragment", [
+    ("fn f(x: f32[n]) { return take(x, [99999999999999999999]) }", "does not fit i64"),
+    ("fn f() { return [99999999999999999999, 1] }", "does not fit i64"),
+    ("fn f() { return [[1, 2], [3]] }", "must be rectangular"),
+    ("fn f() { return [[1, 2], 3] }", "must be rectangular"),
+])
+def test_array_literals_numpy_cannot_hold(src, fragment):
+    """A big int said 'must be rectangular' (NumPy made an object array) or 'no dtype for uint64'."""
+    located_error(src, tdsl.TdslTypeError, fragment)
