@@ -57,6 +57,10 @@ fn vectors(first: f32[point], last: f32[point], count: f32) -> f32[point] {
 fn gathers(base: f64[lid], point: i64[flat]) -> f64[flat] {
     return take(base, point)
 }
+
+fn words(asm: f64, typeof: f64, this: f64, delete: f64, restrict: f64, inline: f64, main: f64, struct: f64) -> f64 {
+    return asm + typeof * this - delete + restrict * inline + main * struct
+}
 """
 
 
@@ -74,7 +78,8 @@ def hostile_args(rng):
     base, idx = rng.standard_normal(7), np.array([0, 6, -1, 3])
     return {"maps": maps, "product": ((a, h), a @ h), "strips": ((f, g), f @ g),
             "reductions": ((r, lanes), (r.sum(axis=1), r.sum(axis=0), r.argmax(axis=1), lanes.sum())),
-            "vectors": ((v, w, np.float32(1.5)), v * np.float32(1.5) + w), "gathers": ((base, idx), base[idx])}
+            "vectors": ((v, w, np.float32(1.5)), v * np.float32(1.5) + w), "gathers": ((base, idx), base[idx]),
+            "words": (tuple(s[:8]), s[0] + s[1] * s[2] - s[3] + s[4] * s[5] + s[6] * s[7])}
 
 
 @pytest.fixture(params=["numpy", "c", "opencl", "opencl-gpu"])
@@ -280,6 +285,19 @@ def hostile_folder(tmp_path):
     path = folder / "* \r\\ \udcff.tdsl"
     path.write_text(HOSTILE_SOURCE.replace("fn f(", "fn model_f(").replace("f64", "f32"), encoding="utf-8")
     return path
+
+
+def test_standalone_c_of_hostile_names_is_c_and_cpp(tmp_path):
+    """OUT.c of names that C, GNU C and C++ reserve compiles in strict C99 and GNU C, and OUT.h in C++."""
+    require_target("c")
+    (tmp_path / "names.tdsl").write_text(HOSTILE_PARAMS)
+    assert tdslc(["build", str(tmp_path / "names.tdsl"), "-t", "c", "-o", str(tmp_path / "out")]) == 0
+    cc = os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"
+    for std in ("-std=c99", "-std=gnu17"):
+        subprocess.run(cc.split() + [std, "-Wall", "-Wextra", "-Werror", "-fsyntax-only", str(tmp_path / "out.c")],
+                       check=True)
+    if shutil.which("c++"):
+        subprocess.run(["c++", "-fsyntax-only", "-Wall", "-Werror", "-x", "c++", str(tmp_path / "out.h")], check=True)
 
 
 def test_tdslc_build_c_from_a_hostile_path(tmp_path):
