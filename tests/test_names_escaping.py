@@ -163,7 +163,8 @@ def test_the_emitted_python_module_takes_any_function_name(tmp_path):
               "assert model.__name__ == 'model' and type(model._tdsl_module).__name__ == 'StandaloneModule'\n"
               "assert not hasattr(model, '__getattr__') and not hasattr(model, 'nothing')\n"
               "print('ok')\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env=opencl_env())
     assert result.stdout.strip() == "ok", result.stderr
 
 
@@ -278,6 +279,12 @@ def test_hostile_file_names_and_source_lines_add_no_code(target):
         assert "injected" in m.f.source and "\x00" not in m.f.source and "\r" not in m.f.source
 
 
+def opencl_env() -> dict:
+    """The environment of a subprocess that runs OUT.py: no ASan preloaded (TDSL_SANITIZE runs), which
+    PoCL's C++ runtime does not survive; OUT.py loads no C library of tdsl's."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def hostile_folder(tmp_path):
     """A .tdsl file under `data*` whose path has quotes, `*/`, `/*`, a CR and an undecodable byte."""
     folder = tmp_path / "data*" / 'x"""; import os; os.system("touch PWNED"); """ *' / " int injected(void){return 1;} "
@@ -332,7 +339,7 @@ def test_tdslc_build_opencl_from_a_hostile_path(tmp_path):
               "print(ascii(model.__doc__.split(': do not edit')[0]))\n"
               "print(sorted(model._tdsl_module._runner('model_f').program.kernels))\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "out", capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=opencl_env())
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "6.0" and not (tmp_path / "out" / "PWNED").exists()
