@@ -20,7 +20,7 @@ from tdsl.ops import OPS
 from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR
 from .render import environment as render_environment
-from .render import kernel_comment
+from .render import kernel_comment, scalar_math
 
 # OpenCL C's words beyond C's (keywords, types, builtins the kernels call, vloadN/vstoreN among
 # them): a parameter with one of them gets a `u_` prefix. The kernels' own locals are read from
@@ -120,23 +120,52 @@ def kernel_name(fn: FunctionIR, index: int) -> str:
     return f"k{index}_{fn.name}"
 
 
+# Vector builtins that are wrong for some lanes when another lane is extreme (PoCL 3.1:
+# double8 pow of a lane next to a subnormal one): vector maps call the scalar one per lane.
+SCALAR_LANES = frozenset({("pow", "f64")})
+# Vector forms that are prelude helpers (f32 tan: guarded like sin and cos, see prelude.cl.j2).
+VECTOR_HELPERS = {("tan", "f32"): "tdsl_tan_{T}({0})"}
+
+
 class CLBody(Body):
     """Statements of an OpenCL kernel: every buffer is a pointer, so scalars are read at [0].
 
     With `width` > 1 the loop variable `var` stands for `width` consecutive elements:
-    contiguous loads read a vector (`vloadN`), loads that do not move stay scalar.
+    contiguous loads read a vector (`vloadN`), loads that do not move stay scalar. Math in
+    `scalar_ids` (values that more than one place computes: render.scalar_math) is the scalar
+    builtin everywhere, lane by lane in a vector: the vector builtins round differently.
     """
 
     def __init__(self, names: Names, counter: list[int], width: int = 1, var: str | None = None,
-                 outline: bool = False):
+                 outline: bool = False, scalar_ids: frozenset = frozenset()):
         dialect = OPENCL if width == 1 else Dialect(
             "opencl", {d: f"{t}{width}" for d, t in _TYPES.items()}, {}, OPENCL.reserved)
         super().__init__(names, counter, dialect)
-        self.width, self.var, self.outline = width, var, outline
+        self.width, self.var, self.outline, self.scalar_ids = width, var, outline, scalar_ids
 
     def template(self, item: Apply) -> str:
+        if self.width > 1 and OPS[item.op].vector_math:
+            if id(item) in self.scalar_ids or (item.op, item.dtype) in SCALAR_LANES:
+                return self.lanes(item)
+            if (item.op, item.dtype) in VECTOR_HELPERS:
+                return VECTOR_HELPERS[item.op, item.dtype]
         tpl = super().template(item)
         return _OUTLINED.sub(r"\1_outlined_", tpl) if self.outline else tpl
+
+    def lanes(self, item: Apply) -> str:
+        """A template: a vector of `item`'s scalar expression, lane by lane (operands still `{0}`...)."""
+        scalar = Body.template(self, item)
+        if self.outline:
+            scalar = _OUTLINED.sub(r"\1_outlined_", scalar)
+        fields = Body(self.names, [0], OPENCL).type_fields(item.args[0].dtype, item.dtype)
+        parts = [scalar.format(*[f"{{{i}}}.s{lane:x}" if self.is_vector(a) else f"{{{i}}}"
+                                 for i, a in enumerate(item.args)], **fields)
+                 for lane in range(self.width)]
+        return f"({self.dialect.ctype(item.dtype)})({', '.join(parts)})"
+
+    def is_vector(self, item) -> bool:
+        """Whether `item` is a vector in this body (operations and moving loads; not constants)."""
+        return isinstance(item, Apply) or isinstance(item, Load) and item.offset.coef(self.var) == 1
 
     def type_fields(self, dtype: str, result: str | None = None) -> dict:
         fields = super().type_fields(dtype, result)
@@ -233,6 +262,7 @@ class FunctionKernels:
         self.fn = fn
         self.names = Names(fn.size_vars, fn.params, fn.name, OPENCL)
         self.counter = [0]
+        self.scalar_ids = frozenset(scalar_math(fn.kernels))
 
     def view(self) -> SimpleNamespace:
         fn = self.fn
@@ -258,7 +288,7 @@ class FunctionKernels:
                                rows=rows)
 
     def body(self, width: int = 1, var: str | None = None) -> CLBody:
-        return CLBody(self.names, self.counter, width, var, self.outline)
+        return CLBody(self.names, self.counter, width, var, self.outline, self.scalar_ids)
 
     def kernel(self, k, name: str) -> SimpleNamespace:
         view = SimpleNamespace(kind=k.kind, name=name, comment=kernel_comment(k.origin))

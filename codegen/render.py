@@ -16,7 +16,8 @@ from tdsl.ops import OPS
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, c_comment, c_string, function_symbols, literal, paren, py_string, py_text
-from .kernels import Apply, ErrorInfo, FunctionIR, ModuleIR
+from .kernels import Apply, Check, Const, ErrorInfo, FunctionIR, Gather, Load, ModuleIR, SizeVar
+from .loops import kernel_expressions
 
 
 @lru_cache(maxsize=None)
@@ -44,11 +45,13 @@ def environment(target: str = "c"):
 def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[str, str | None]:
     """The C source of a module, and its header when asked for."""
     from tdsl import __version__
+    calls: dict = {}
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
-    functions = [FunctionView(fn, module.prefix, symbol=symbols[fn.name]).view() for fn in module.functions]
+    functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name]).view()
+                 for fn in module.functions]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, packed=not standalone_header, errors=error_views(module.errors),
-                   consts=[c for fn in functions for c in fn.consts])
+                   consts=[c for fn in functions for c in fn.consts], scalar_math=scalar_functions(calls))
     source = environment().get_template("module.c.j2").render(**context)
     header = None
     if standalone_header:
@@ -70,14 +73,12 @@ def error_views(errors) -> list:
 # Ops that call a math function: vectorized (libmvec), one costs about what loading and
 # storing an element does, so each counts as one more point when deciding on threads
 # (measured: bench/threshold.py, docs/performance.md).
-MATH_OPS = frozenset("pow atan2 exp exp2 expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh "
-                     "tanh sigmoid softplus erf".split())
+MATH_OPS = frozenset(name for name, op in OPS.items() if op.vector_math)
 MATH_COST = 1
 
 
 def point_cost(k) -> int:
     """The work of one point of a kernel: 1, plus MATH_COST per math function it calls."""
-    from .loops import kernel_expressions
     calls = sum(1 for e in kernel_expressions(k) if isinstance(e, Apply) and e.op in MATH_OPS)
     return 1 + MATH_COST * calls
 
@@ -91,16 +92,131 @@ def kernel_comment(origin) -> str:
     return origin.label + where   # printed through the c_comment filter
 
 
+# -- one bit pattern per value ----------------------------------------------------------
+# libmvec's vector functions round differently from libm's scalar ones (and from each
+# other: the AVX2 and AVX-512 variants differ too), and a SIMD loop calls them in its
+# body but libm in its tail, as do the loops that are not vectorized. A value computed
+# at one place has one bit pattern wherever it is read; a value that two places
+# compute (two kernels, two parts of a fused pass, two indices of one loop) would get
+# two. So math that is computed at more than one place goes through a scalar function
+# that is never inlined (`tdsl_scalar_<op>_<T>`, the prelude): every place gets libm's
+# bits, and `x == max(x)` holds where NumPy says it does.
+
+def _evaluation_sites(k) -> list:
+    """The kernels whose expressions are evaluated separately: the parts of a fused pass apart."""
+    return [site for part in k.parts for site in _evaluation_sites(part)] if k.kind == "fused" else [k]
+
+
+def scalar_math(kernels) -> set[int]:
+    """The ids of the math nodes whose value is computed at more than one place."""
+    keys, count, found = _ValueKeys(), {}, []
+    for k in kernels:
+        for site in _evaluation_sites(k):
+            for e in kernel_expressions(site):
+                if isinstance(e, Apply) and OPS[e.op].vector_math:
+                    key = keys.of(e)
+                    # a matmul operand is read once per column of the result: computed many times
+                    count[key] = count.get(key, 0) + (2 if site.kind == "matmul" else 1)
+                    found.append((e, key))
+    return {id(e) for e, key in found if count[key] > 1}
+
+
+class _ValueKeys:
+    """Numbers for expressions by value, indices left out: equal numbers may compute equal values.
+
+    Loads of one buffer at any index count as equal, so `exp(x[i + 1])` and `exp(x[i])`
+    (one element, two loop iterations) are seen as the same value too.
+    """
+
+    def __init__(self):
+        self.numbers: dict[tuple, int] = {}
+        self.memo: dict[int, int] = {}
+
+    def of(self, root) -> int:
+        stack = [(root, False)]
+        while stack:
+            item, ready = stack.pop()
+            if id(item) in self.memo:
+                continue
+            children = [c for c in _value_children(item) if id(c) not in self.memo]
+            if children and not ready:
+                stack.append((item, True))
+                stack.extend((c, False) for c in children)
+                continue
+            shape = _value_shape(item, [self.memo[id(c)] for c in _value_children(item)])
+            self.memo[id(item)] = self.numbers.setdefault(shape, len(self.numbers))
+        return self.memo[id(root)]
+
+
+def _value_children(item) -> list:
+    if isinstance(item, Apply):
+        return list(item.args)
+    if isinstance(item, Check):
+        return [item.cond, item.value]
+    if isinstance(item, Gather):
+        return [item.value]
+    return []
+
+
+def _value_shape(item, children: list[int]) -> tuple:
+    if isinstance(item, Apply):
+        return ("apply", item.op, item.dtype, *children)
+    if isinstance(item, Load):
+        return ("load", item.buffer.name, item.buffer.role, item.dtype)
+    if isinstance(item, Const):
+        return ("const", item.dtype, repr(item.value))
+    if isinstance(item, SizeVar):
+        return ("size", item.name)
+    if isinstance(item, Check):
+        return ("check", item.error, *children)
+    return (type(item).__name__, *children)   # positions (any index), gathers
+
+
+class ScalarMathBody(Body):
+    """A body whose math nodes in `scalar_ids` call the prelude's scalar functions (noted in `calls`)."""
+
+    def __init__(self, names: Names, counter: list[int], dialect: Dialect, scalar_ids: set[int], calls: dict):
+        super().__init__(names, counter, dialect)
+        self.scalar_ids, self.calls = scalar_ids, calls
+
+    def template(self, item: Apply) -> str:
+        if id(item) not in self.scalar_ids:
+            return super().template(item)
+        dtype = item.args[0].dtype
+        name = f"tdsl_scalar_{item.op}_{dtype}"
+        self.calls.setdefault(name, (item.op, dtype, len(item.args)))
+        return f"{name}({', '.join('{%d}' % i for i in range(len(item.args)))})"
+
+
+def scalar_functions(calls: dict, dialect: Dialect = C) -> list[SimpleNamespace]:
+    """The prelude's scalar math functions that a module calls (see ScalarMathBody)."""
+    out = []
+    for name, (op, dtype, arity) in sorted(calls.items()):
+        ctype = dialect.ctype(dtype)
+        params = [f"a{i}" for i in range(arity)]
+        fields = Body(None, [0], dialect).type_fields(dtype)
+        expr = OPS[op].c_template("float", dialect.name).format(*params, **fields)
+        out.append(SimpleNamespace(name=name, ctype=ctype, expr=expr,
+                                   params=", ".join(f"{ctype} {p}" for p in params)))
+    return out
+
+
 class FunctionView:
     """What the module template needs to write one function."""
 
-    def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, symbol: str | None = None):
+    def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, calls: dict | None = None,
+                 symbol: str | None = None):
         self.fn = fn
         self.prefix = prefix
         self.symbol = symbol or f"{prefix}_{fn.name}"   # cexpr.function_symbols
         self.dialect = dialect
         self.names = Names(fn.size_vars, fn.params, fn.name)
         self.counter = [0]
+        self.scalar_ids = scalar_math(fn.kernels)
+        self.calls = {} if calls is None else calls   # the scalar math functions the bodies call
+
+    def body(self) -> Body:
+        return ScalarMathBody(self.names, self.counter, self.dialect, self.scalar_ids, self.calls)
 
     def view(self) -> SimpleNamespace:
         fn, names = self.fn, self.names
@@ -151,7 +267,7 @@ class FunctionView:
     # -- kernels ---------------------------------------------------------------------
     def kernel(self, k, nested: bool = False) -> SimpleNamespace:
         """The view of one kernel; `nested` for a part of a fused kernel (no threads of its own)."""
-        body = Body(self.names, self.counter, self.dialect)
+        body = self.body()
         view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin),
                                loops=self.loops(k.loops), omp=None, fails=False, simd=None)
         getattr(self, f"_{k.kind}")(k, body, view)
@@ -314,7 +430,7 @@ class FunctionView:
 
     def _accumulation(self, part, name: str) -> SimpleNamespace:
         """A summing part: at each point, its value is added into this chunk's block of sums."""
-        body = Body(self.names, self.counter, self.dialect)
+        body = self.body()
         result = body.value(part.value)
         vector = part.loops and not body.fails
         view = SimpleNamespace(kind="accumulate", comment=kernel_comment(part.origin), loops=self.loops(part.loops),
