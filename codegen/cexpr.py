@@ -41,7 +41,8 @@ INT_MIN = {"i32": ("INT32_MIN", -2**31), "i64": ("INT64_MIN", -2**63)}
 
 # Words a user's name must not be as it is in generated C or OpenCL: the keywords of C99,
 # C23 and GNU C, those of C++ (OUT.h is included from C++ too), and the names of the C
-# library that the headers of the prelude define as macros or the generated code calls.
+# library that the headers of the prelude define as macros or the generated code calls (and
+# the macros GNU C predefines: `linux`, `unix`).
 # The generated code's own locals are read from the templates (`template_words`).
 _KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union
@@ -53,7 +54,7 @@ noexcept not_eq operator or_eq private protected public reinterpret_cast require
 this throw try typeid typename using virtual wchar_t xor xor_eq
 NULL size_t main errno math_errhandling assert offsetof isnan isinf isfinite signbit fpclassify isnormal
 isgreater isgreaterequal isless islessequal islessgreater isunordered malloc free calloc realloc
-abs labs llabs""".split()
+abs labs llabs linux unix i386""".split()
 
 
 def _called_names() -> set[str]:
@@ -73,8 +74,9 @@ def _called_names() -> set[str]:
 RESERVED = set(_KEYWORDS) | _called_names()
 # Names of the generated code's own: any starting with `_` (C reserves `__x` and `_X`, and
 # PoCL renames builtins to `_cl_*`), loop variables, locals and buffers (`v3`, `i0r`, `t2_y`,
-# `out0`, `tdsl_*`), macros (upper case) and type names (`*_t`).
-_INTERNAL = re.compile(r"^_|^((v|i|r|t|g|out)\d|tdsl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
+# `out0`, `tdsl_*`), macros (upper case, and OpenCL's extension macros `cl_khr_fp64`) and type
+# names (`*_t`).
+_INTERNAL = re.compile(r"^_|^((v|i|r|t|g|out)\d|tdsl_|cl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
 
 _JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|(\{\{.*?\}\})", re.S)   # a printed value becomes `_`: no word
 # what a template prints that declares nothing: comments, strings, member lists, directives but for

@@ -58,8 +58,9 @@ fn gathers(base: f64[lid], point: i64[flat]) -> f64[flat] {
     return take(base, point)
 }
 
-fn words(asm: f64, typeof: f64, this: f64, delete: f64, restrict: f64, inline: f64, main: f64, struct: f64) -> f64 {
-    return asm + typeof * this - delete + restrict * inline + main * struct
+fn words(asm: f64, typeof: f64, this: f64, delete: f64, restrict: f64, inline: f64, main: f64, struct: f64,
+         linux: f64, unix: f64, cl_khr_fp64: f64) -> f64 {
+    return asm + typeof * this - delete + restrict * inline + main * struct + linux - unix * cl_khr_fp64
 }
 """
 
@@ -79,7 +80,7 @@ def hostile_args(rng):
     return {"maps": maps, "product": ((a, h), a @ h), "strips": ((f, g), f @ g),
             "reductions": ((r, lanes), (r.sum(axis=1), r.sum(axis=0), r.argmax(axis=1), lanes.sum())),
             "vectors": ((v, w, np.float32(1.5)), v * np.float32(1.5) + w), "gathers": ((base, idx), base[idx]),
-            "words": (tuple(s[:8]), s[0] + s[1] * s[2] - s[3] + s[4] * s[5] + s[6] * s[7])}
+            "words": (tuple(s[:11]), s[0] + s[1] * s[2] - s[3] + s[4] * s[5] + s[6] * s[7] + s[8] - s[9] * s[10])}
 
 
 @pytest.fixture(params=["numpy", "c", "opencl", "opencl-gpu"])
