@@ -215,7 +215,8 @@ output_array(Output *o, const int64_t *sizes, Py_ssize_t *count)
     Py_ssize_t n = 1;
     for (int j = 0; j < o->ndim; j++) {
         dims[j] = o->dims[j] >= 0 ? (Py_ssize_t)o->dims[j] : (Py_ssize_t)sizes[-1 - o->dims[j]];
-        n *= dims[j];
+        /* no signed overflow: a count too large for NumPy makes numpy.empty fail below */
+        n = (dims[j] != 0 && n > PY_SSIZE_T_MAX / dims[j]) ? PY_SSIZE_T_MAX : n * dims[j];
     }
     *count = n;
     PyObject *spare = o->spare;
@@ -297,10 +298,13 @@ fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             continue;
         }
         results[k] = output_array(o, sizes, &counts[k]);
-        count += counts[k];
+        count = counts[k] > PY_SSIZE_T_MAX - count ? PY_SSIZE_T_MAX : count + counts[k];
         if (results[k] == NULL) {
             for (int j = 0; j < k; j++)
                 Py_XDECREF(results[j]);
+            /* too large or out of memory: the Python path raises the error naming the value */
+            if (PyErr_ExceptionMatches(PyExc_MemoryError) || PyErr_ExceptionMatches(PyExc_ValueError))
+                return decline(self, args, nargsf, kwnames);
             return NULL;
         }
         out_slots[k].p = FIELDS(results[k])->data;

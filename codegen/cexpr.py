@@ -264,10 +264,25 @@ class Names:
             return f"tdsl_const_{self.fn_name}_{buf.name[1:]}"
         return buf.name
 
-    def dim(self, d: Dim) -> str:
-        """A size expression, with `//` as C division (sizes are never negative)."""
+    def dim(self, d: Dim, checked: bool = False) -> str:
+        """A size expression, with `//` as C division (sizes are never negative).
+
+        A compound expression comes parenthesised, so that it can be printed into any
+        larger one (`n - 1` times a count is `(n - 1) * runs`, never `n - 1 * runs`).
+        `checked`: through the prelude's tdsl_size_* helpers, which give INT64_MIN for a
+        result that does not fit in int64 (the size limits at function entry).
+        """
         if d.is_const:
-            return str(d.const)
+            return paren(str(d.const))
+        if checked:
+            total = None
+            for mono, coef in d.terms:
+                term = None if coef == 1 and mono else paren(str(coef))
+                for atom in mono:
+                    text = self._dim_atom(atom, True)
+                    term = text if term is None else f"tdsl_size_mul({term}, {text})"
+                total = term if total is None else f"tdsl_size_add({total}, {term})"
+            return total
         out = ""
         for mono, coef in sorted(d.terms, key=lambda t: (t[0] == (), str(t[0]))):
             factors = [self._dim_atom(a) for a in mono]
@@ -275,10 +290,12 @@ class Names:
             piece = " * ".join(([str(mag)] if mag != 1 or not factors else []) + factors)
             out = (piece if coef > 0 else f"-{piece}") if not out else \
                 out + (f" + {piece}" if coef > 0 else f" - {piece}")
-        return out
+        return paren(out)
 
-    def _dim_atom(self, atom) -> str:
+    def _dim_atom(self, atom, checked: bool = False) -> str:
         if isinstance(atom, FloorDivAtom):
+            if checked:
+                return f"tdsl_size_div({self.dim(atom.expr, True)}, {atom.divisor})"
             return f"({paren(self.dim(atom.expr))} / {atom.divisor})"
         return self.size(atom)
 

@@ -79,7 +79,10 @@ class Spare:
                 old = None
             if old is not None and getrefcount(old) == 2 and old.shape == shape:   # `old` and the argument
                 return old
-        return np.empty(shape, self.dtype)
+        try:
+            return np.empty(shape, self.dtype)
+        except (ValueError, MemoryError):   # too large: the checked path raises the error naming it
+            return None
 
     def keep(self, arr: np.ndarray) -> None:
         if self.enabled and arr.nbytes >= REUSE_MIN_BYTES and not self.slot:
@@ -245,7 +248,8 @@ class FastCallSource:
         for k, ((shape, dtype), name) in enumerate(zip(self.runner.outputs, self.runner.output_dtypes)):
             if shape:
                 self.env[f"O{k}"], self.env[f"spare{k}"] = dtype, Spare(dtype)
-                lines += [f"        o{k} = spare{k}.take({self.shape(k, shape)})", f"        q{k} = address(o{k})"]
+                lines += [f"        o{k} = spare{k}.take({self.shape(k, shape)})",
+                          f"        if o{k} is None:", "            return None", f"        q{k} = address(o{k})"]
             else:
                 self.env[f"C{k}"], self.env[f"R{k}"] = SCALAR_TYPES[name], to_numpy(name).type
                 lines += [f"        o{k} = C{k}()", f"        q{k} = addressof(o{k})"]

@@ -336,6 +336,17 @@ class SizeCheck:
 
 
 @dataclass(frozen=True)
+class SizeLimit:
+    """Runtime error `error` unless an array of `shape` can exist: its nonzero dims, each computed
+    without overflow, times `itemsize` are at most 2**63 - 1 bytes (NumPy's rule). Checked at
+    function entry, before the size checks and any allocation."""
+
+    shape: tuple[Dim, ...]
+    itemsize: int
+    error: int
+
+
+@dataclass(frozen=True)
 class ErrorInfo:
     """A runtime error a function can report: its message and the .tdsl location."""
 
@@ -356,6 +367,8 @@ class FunctionIR:
     checks: tuple[SizeCheck, ...]
     kernels: tuple[Kernel, ...]
     loc: Location | None = None
+    limits: tuple[SizeLimit, ...] = ()          # shapes that must fit, checked first
+    alloc_errors: tuple[tuple[str, int], ...] = ()   # (buffer name, error code when its allocation fails)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,23 @@ def _note_atoms(aff: Affine, stack: list, blocked: set[str]) -> None:
             stack.append(atom)
         elif isinstance(atom, DivMod):
             blocked.update(_all_vars(atom.index))
+            stack.extend(affine_gathers(atom.index))   # a gather read through a reshape's digits
+
+
+def affine_gathers(aff: Affine) -> list[Gather]:
+    """The gathered indices an index reads, those inside the digits of a merged index included."""
+    found = []
+    for atom, _ in aff.terms:
+        if isinstance(atom, Gather):
+            found.append(atom)
+        elif isinstance(atom, DivMod):
+            found.extend(affine_gathers(atom.index))
+    return found
+
+
+def expression_children(item) -> list:
+    """The expressions `item` reads: operands, and the gathered indices of its index."""
+    return _Rewriter._children(item)
 
 
 def _all_vars(aff: Affine) -> set[str]:
@@ -92,8 +109,7 @@ def kernel_expressions(kernel) -> list:
     if kernel.kind == "fused":
         return [e for part in kernel.parts for e in kernel_expressions(part)]
     found, seen = [], set()
-    stack = list(_expressions(kernel)) + [a for aff in kernel_affines(kernel)[0] for a, _ in aff.terms
-                                          if isinstance(a, Gather)]
+    stack = list(_expressions(kernel)) + [g for aff in kernel_affines(kernel)[0] for g in affine_gathers(aff)]
     while stack:
         item = stack.pop()
         if id(item) in seen:
@@ -149,6 +165,9 @@ class _Rewriter:
         for atom, coef in aff.terms:
             if isinstance(atom, Gather):
                 atom = self.expr(atom)
+            elif isinstance(atom, DivMod) and affine_gathers(atom.index):
+                # the digits of a gathered index: the loads inside it are re-indexed too
+                atom = replace(atom, index=self.affine(atom.index))
             terms[atom] = coef
         return self.fn(Affine.build(terms, aff.offset))
 
@@ -176,7 +195,7 @@ class _Rewriter:
         if isinstance(item, Gather):
             return [item.value]
         aff = item.offset if isinstance(item, Load) else item.index if isinstance(item, Position) else None
-        return [a for a, _ in aff.terms if isinstance(a, Gather)] if aff is not None else []
+        return affine_gathers(aff) if aff is not None else []
 
     def _rebuild(self, item):
         get = lambda x: self.done[id(x)]  # noqa: E731

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 
 from tdsl.bind import collect_checks
-from tdsl.dims import Dim, shape_size
-from tdsl.dtypes import kind
+from tdsl.dims import Dim, shape_size, shape_str
+from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
+from tdsl.interp import no_memory_message, size_key, too_big_message, value_sizes
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
-                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeVar, row_major)
+                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeLimit, SizeVar, row_major)
 from .layout import LAYOUT, broadcast_index, input_index
-from .loops import simplify
+from .loops import expression_children, simplify
 
 ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat")
 EMPTY_REDUCE = ("max", "min")
@@ -76,6 +77,7 @@ class Lowering:
         self.memo: dict = {}
         self.interned: dict = {}
         self.temps: list[Buffer] = []
+        self.temp_nodes: dict[str, Node] = {}   # temporary buffer name -> the value it holds
         self.consts: list[Buffer] = []
 
     def run(self) -> FunctionIR:
@@ -85,7 +87,8 @@ class Lowering:
         jobs = self.assign_buffers(params, outputs, self.plan())
         kernels = tuple(simplify(k) for node, target in jobs for k in self.kernels_for(node, target))
         return FunctionIR(g.name, g.signature, g.size_vars, params, outputs, tuple(self.temps),
-                          tuple(self.consts), self.size_checks(), kernels, g.loc)
+                          tuple(self.consts), self.size_checks(), kernels, g.loc,
+                          self.size_limits(kernels), self.alloc_errors(outputs))
 
     # -- planning ------------------------------------------------------------------
     def plan(self) -> set[int]:
@@ -141,6 +144,7 @@ class Lowering:
         name = f"t{len(self.temps)}" + (f"_{node.name}" if node.name else "")
         buf = Buffer(name, node.dtype, node.shape, "temp", source_name=node.name)
         self.temps.append(buf)
+        self.temp_nodes[name] = node
         return buf
 
     def const_buffer(self, node: Node) -> Buffer:
@@ -286,7 +290,14 @@ class Lowering:
         extent = x.shape[axis]
         error = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
         gathered = self.intern(Gather, self.value(indices, idx[axis:axis + rank]), extent, error)
-        return self.value(x, idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + rank:])
+        value = self.value(x, idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + rank:])
+        if _mentions(value, gathered):
+            return value
+        # `x` does not vary along the axis (a broadcast, a constant): its value never reads the
+        # index, so a check that the gathered position is negative (never) keeps the range check
+        position = self.intern(Position, Affine(((gathered, ONE),)))
+        never = self.intern(Apply, "lt", "bool", (position, self.const(0, "i64")), None)
+        return self.intern(Check, never, error, value)
 
     def load(self, buf: Buffer, idx: tuple) -> Load:
         return self.intern(Load, buf, row_major(idx, buf.shape), buf.dtype)
@@ -302,6 +313,35 @@ class Lowering:
         return self.interned[key]
 
     # -- call-time checks of sizes -------------------------------------------------
+    def size_limits(self, kernels) -> tuple[SizeLimit, ...]:
+        """Shapes that must fit in memory: every value's (as the reference checks them) and
+        every loop nest's (a count of points, item size 1) that no value's shape covers."""
+        limits, seen = [], set()
+        for shape, itemsize, node in value_sizes(self.graph):
+            seen.add(size_key(shape))
+            limits.append(SizeLimit(shape, itemsize, self.errors.code(ErrorInfo(too_big_message(node), node.loc))))
+        for k in kernels:
+            space = tuple(l.extent for l in _work_loops(k))
+            if size_key(space) in seen or all(d.is_const for d in space):
+                continue
+            seen.add(size_key(space))
+            message = f"{k.origin.label}: its loops over {shape_str(space)} are too many to count in int64"
+            limits.append(SizeLimit(space, 1, self.errors.code(ErrorInfo(message, k.origin.loc))))
+        return tuple(limits)
+
+    def alloc_errors(self, outputs) -> tuple[tuple[str, int], ...]:
+        """The error of each result and temporary array whose allocation fails (size in bytes)."""
+        found = []
+        buffers = [(o, out) for o, out in zip(outputs, self.graph.outputs)]
+        buffers += [(t, self.temp_nodes[t.name]) for t in self.temps]
+        for buf, node in buffers:
+            if buf.is_scalar:
+                continue
+            nbytes = shape_size(buf.shape) * to_numpy(buf.dtype).itemsize
+            info = ErrorInfo(no_memory_message(node), node.loc, nbytes)
+            found.append((buf.name, self.errors.code(info)))
+        return tuple(found)
+
     def size_checks(self) -> tuple[SizeCheck, ...]:
         """Errors that depend on sizes only: checked before any work (also by the standalone C)."""
         checks = []
@@ -335,6 +375,12 @@ class Lowering:
         return []
 
 
+def _work_loops(k) -> list:
+    """The loops of a kernel's whole iteration space."""
+    return list(k.loops) + list(getattr(k, "reduce_loops", ())) + (
+        [k.col, k.inner] if k.kind == "matmul" else [])
+
+
 def _key(field) -> object:
     """A hashable key for a field of an expression: values by value, sub-expressions by identity."""
     if field is None or isinstance(field, (bool, int, float, str)):
@@ -344,6 +390,20 @@ def _key(field) -> object:
     if isinstance(field, tuple):
         return tuple(_key(f) for f in field)
     return id(field)
+
+
+def _mentions(root, gather: Gather) -> bool:
+    """Whether the expression `root` reads the gathered index `gather` (iteratively: DAGs are deep)."""
+    stack, seen = [root], set()
+    while stack:
+        item = stack.pop()
+        if item is gather:
+            return True
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend(expression_children(item))
+    return False
 
 
 _TAKE_MESSAGE = "take: an index is out of range for an axis of length {extent}"

@@ -32,6 +32,7 @@ def error_plan(info) -> list:
 
 
 def function_plan(fn: FunctionIR, kernel_args: list[list]) -> dict:
+    alloc = dict(fn.alloc_errors)   # buffer name -> error code of a failed allocation
     first_seen: dict[str, list[int]] = {}
     for i, p in enumerate(fn.params):
         for axis, d in enumerate(p.shape):
@@ -44,8 +45,11 @@ def function_plan(fn: FunctionIR, kernel_args: list[list]) -> dict:
         "first_seen": first_seen,
         "params": [{"name": p.name, "dtype": p.dtype, "shape": [py_dim(d) for d in p.shape]}
                    for p in fn.params],
-        "outputs": [{"dtype": o.dtype, "shape": [py_dim(d) for d in o.shape]} for o in fn.outputs],
-        "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape))} for t in fn.temps],
+        "outputs": [{"dtype": o.dtype, "shape": [py_dim(d) for d in o.shape], "alloc": alloc.get(o.name, 1)}
+                    for o in fn.outputs],
+        "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}
+                  for t in fn.temps],
+        "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
         "checks": [[check_condition(c.conditions), c.error] for c in fn.checks],
         "launches": [launch_plan(k, kernel_name(fn, i), args)
                      for i, (k, args) in enumerate(zip(fn.kernels, kernel_args))],
@@ -97,16 +101,17 @@ def check_condition(conditions) -> str:
 
 
 def py_dim(d: Dim) -> str:
-    """A size as a Python expression over the dict `S` of size variables."""
+    """A size as a Python expression over the dict `S` of size variables (parenthesised when compound)."""
     if d.is_const:
-        return str(d.const)
+        return f"({d.const})" if d.const < 0 else str(d.const)
     pieces = []
     for mono, coef in d.terms:
         factors = [f"S[{a!r}]" if isinstance(a, str) else _floordiv(a) for a in mono]
         if coef != 1 or not factors:
             factors.insert(0, str(coef))
         pieces.append(" * ".join(factors))
-    return " + ".join(pieces)
+    text = " + ".join(pieces)
+    return f"({text})" if " " in text else text
 
 
 def _floordiv(atom: FloorDivAtom) -> str:

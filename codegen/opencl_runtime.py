@@ -174,6 +174,32 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+MAX_BYTES = 2**63 - 1
+
+
+def too_big(dims: list, itemsize: int) -> bool:
+    """Whether an array of these dims cannot exist: NumPy's rule, its nonzero dims times its
+    item size over MAX_BYTES (a dim of 0 does not excuse the others); exact on Python ints."""
+    total = itemsize
+    for d in dims:
+        if d > 0:
+            total *= d
+    return total > MAX_BYTES
+
+
+def allocating(code: int, sizes: dict, allocate, *args):
+    """`allocate(*args)`, or CheckFailed(code) when the memory cannot be had (NumPy's MemoryError,
+    pyopencl's errors for a buffer the device cannot hold)."""
+    try:
+        return allocate(*args)
+    except (MemoryError, ValueError, OverflowError) as err:
+        raise CheckFailed(code, sizes, str(err)) from None
+    except Exception as err:
+        if cl is not None and isinstance(err, cl.Error):
+            raise CheckFailed(code, sizes, str(err)) from None
+        raise
+
+
 _CODE: dict = {}
 
 
@@ -196,18 +222,23 @@ class FunctionRunner:
         self.spares = [Spare() for _ in plan["outputs"]]
 
     def __call__(self, arrays: list, sizes: dict) -> list:
+        for dims, itemsize, code in self.plan.get("limits", ()):
+            if too_big([evaluate(d, sizes) for d in dims], itemsize):
+                raise CheckFailed(code, sizes)
         for condition, code in self.plan["checks"]:
             if evaluate(condition, sizes):
                 raise CheckFailed(code, sizes)
         device = any(isinstance(a, DEVICE_ARRAYS) for a in arrays)
         prog, plan = self.program, self.plan
-        results = [self._output(o, spare, sizes, device) for o, spare in zip(plan["outputs"], self.spares)]
+        results = [allocating(o.get("alloc", 1), sizes, self._output, o, spare, sizes, device)
+                   for o, spare in zip(plan["outputs"], self.spares)]
         flag = np.zeros(1, np.int32)
         values = {   # what a kernel argument ["role", key] refers to
             "size": {v: np.int64(sizes[v]) for v in plan["size_vars"]},
             "param": [self._input(a, dtype, device) for a, dtype in zip(arrays, self.dtypes)],
             "output": [buffer for _, buffer in results],
-            "temp": [self._buffer(evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]],
+            "temp": [allocating(t.get("alloc", 1), sizes, self._buffer,
+                                evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]],
             "err": cl.Buffer(prog.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=flag)
             if plan["fails"] else None,
         }

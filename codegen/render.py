@@ -222,7 +222,8 @@ class FunctionView:
         fn, names = self.fn, self.names
         kernels = [self.kernel(k) for k in fn.kernels]
         arrays = [self.temp(t) for t in fn.temps if not t.is_scalar]
-        checks = [SimpleNamespace(cond=self.condition(c), code=c.error) for c in fn.checks]
+        checks = [SimpleNamespace(cond=self.limit(c), code=c.error) for c in fn.limits] + \
+            [SimpleNamespace(cond=self.condition(c), code=c.error) for c in fn.checks]
         used_text = " ".join([str({f: v for f, v in vars(k).items() if f != "comment"}) for k in kernels]
                              + [c.cond for c in checks] + [a.count for a in arrays])
         user = [names.size(v) for v in fn.size_vars] + [names.buffer(p) for p in fn.params]
@@ -252,7 +253,13 @@ class FunctionView:
 
     def temp(self, buf) -> SimpleNamespace:
         return SimpleNamespace(name=self.names.buffer(buf), ctype=self.dialect.ctype(buf.dtype),
-                               count=self.names.dim(shape_size(buf.shape)))
+                               count=self.names.dim(shape_size(buf.shape)),
+                               code=dict(self.fn.alloc_errors).get(buf.name, 1))
+
+    def limit(self, limit) -> str:
+        """A SizeLimit as a C condition (codegen/kernels.py): true when the shape cannot fit."""
+        dims = ", ".join(self.names.dim(d, checked=True) for d in limit.shape)
+        return f"tdsl_too_big((const int64_t[]){{{dims}}}, {len(limit.shape)}, {limit.itemsize})"
 
     def const(self, buf) -> SimpleNamespace:
         values = [literal(v, buf.dtype) for v in buf.data] or [literal(0, buf.dtype)]

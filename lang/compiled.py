@@ -10,7 +10,7 @@ import numpy as np
 from .bind import Binder
 from .dtypes import to_numpy
 from .graph import FunctionGraph
-from .interp import run_graph
+from .interp import check_sizes, out_of_memory, run_graph
 
 # A runner takes arrays in parameter order and the size variables, and returns the results.
 Runner = Callable[[list, dict], list]
@@ -52,11 +52,27 @@ class Function:
         """A call with every argument converted and checked (`Binder.bind`)."""
         out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
         arrays, sizes = self._binder.bind(args, kwargs)
+        if self.target != "numpy":   # the reference checks as it runs
+            check_sizes(self.graph, sizes)
         if out is not None:
             return self._call_into(out, arrays, sizes)
-        results = self._runner(arrays, sizes)
+        if getattr(self._runner, "writes_into", False):
+            results = self._runner(arrays, sizes, self._fresh_results(sizes))
+        else:
+            results = self._runner(arrays, sizes)
         results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
         return tuple(results) if self.graph.tuple_result else results[0]
+
+    def _fresh_results(self, sizes: dict) -> list[np.ndarray]:
+        """Arrays for the results (their shapes fit: `check_sizes`); an allocation that fails is
+        a TdslRuntimeError naming the value."""
+        outs = []
+        for node in self.graph.outputs:
+            try:
+                outs.append(np.empty(tuple(d.evaluate(sizes) for d in node.shape), to_numpy(node.dtype)))
+            except MemoryError:
+                raise out_of_memory(node, sizes) from None
+        return outs
 
     def _call_into(self, out, arrays: list, sizes: dict):
         """Results written into caller buffers: directly when the target can and nothing overlaps."""

@@ -8,12 +8,68 @@ from typing import Mapping
 
 import numpy as np
 
-from .dims import Dim
+from .dims import Dim, shape_str
 from .dtypes import to_numpy
 from .errors import TdslRuntimeError
 from .graph import FunctionGraph, Node, toposort
 from .infer import const_value
 from .ops import OPS, RuntimeCheckFailed
+
+
+MAX_BYTES = 2**63 - 1   # NumPy's limit (intp): an array's nonzero dims times its item size
+
+
+def fits(dims, itemsize: int) -> bool:
+    """Whether an array of these dims can exist (NumPy's rule: its nonzero dims times its item
+    size are at most MAX_BYTES, even when another dim is 0); exact, on Python ints."""
+    total = itemsize
+    for d in dims:
+        if d > 0:
+            total *= d
+    return total <= MAX_BYTES
+
+
+def describe(node: Node) -> str:
+    """A value as error messages name it."""
+    return f"the {node.op} `{node.name}`" if node.name else f"the {node.op} value"
+
+
+def too_big_message(node: Node) -> str:
+    return (f"{describe(node)} of shape {shape_str(node.shape)} ({node.dtype}) is too large for an array "
+            f"(more than 2**63 - 1 bytes)")
+
+
+def no_memory_message(node: Node) -> str:
+    """The message of a failed allocation; `{extent}` stands for the number of bytes."""
+    return f"cannot allocate {{extent}} bytes for {describe(node)}"
+
+
+def size_key(shape: tuple) -> tuple:
+    """Shapes with the same key hold the same number of elements (the order of dims and 1s aside)."""
+    return tuple(sorted((d for d in shape if d != 1), key=str))
+
+
+def value_sizes(graph: FunctionGraph) -> list[tuple[tuple, int, Node]]:
+    """(shape, item size, value) of the values whose shapes every target checks with `fits`
+    before it allocates anything: each (shape, item size) once, first value first."""
+    found, seen = [], set()
+    for node in toposort(graph.outputs):
+        if node.op == "param" or not node.shape:
+            continue
+        itemsize = to_numpy(node.dtype).itemsize
+        key = (size_key(node.shape), itemsize)
+        if key in seen or all(d.is_const for d in node.shape) and fits([d.const for d in node.shape], itemsize):
+            continue
+        seen.add(key)
+        found.append((node.shape, itemsize, node))
+    return found
+
+
+def check_sizes(graph: FunctionGraph, sizes: Mapping[str, int]) -> None:
+    """Raise the error of the first value whose shape cannot fit in memory (see `value_sizes`)."""
+    for shape, itemsize, node in value_sizes(graph):
+        if not fits([d.evaluate(sizes) for d in shape], itemsize):
+            raise TdslRuntimeError(too_big_message(node), node.loc)
 
 
 def _concrete(value, sizes: Mapping[str, int]):
@@ -56,6 +112,7 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
     """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node)."""
     roots = list(graph.outputs) + list(keep or [])
     values: dict[Node, object] = {}
+    check_sizes(graph, sizes)
     for node in toposort(roots):
         if node in values:
             continue
@@ -63,11 +120,28 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args)
         except RuntimeCheckFailed as err:
             raise TdslRuntimeError(str(err), node.loc) from None
+        except MemoryError:
+            raise out_of_memory(node, sizes) from None
     return [values[o] for o in graph.outputs], values
+
+
+def out_of_memory(node: Node, sizes: Mapping[str, int]) -> TdslRuntimeError:
+    """The error of a value whose memory could not be allocated."""
+    count = 1
+    for d in node.shape:
+        count *= d.evaluate(sizes)
+    nbytes = count * to_numpy(node.dtype).itemsize
+    return TdslRuntimeError(no_memory_message(node).replace("{extent}", str(nbytes)), node.loc)
 
 
 def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int]) -> list[np.ndarray]:
     """The numpy target's entry point: arrays in parameter order, results as new arrays."""
     args = {p.name: a for p, a in zip(graph.params, arrays)}
     outputs, _ = run_graph(graph, args, sizes)
-    return [np.array(o, dtype=to_numpy(n.dtype), copy=True, order="C") for o, n in zip(outputs, graph.outputs)]
+    results = []
+    for o, node in zip(outputs, graph.outputs):
+        try:
+            results.append(np.array(o, dtype=to_numpy(node.dtype), copy=True, order="C"))
+        except MemoryError:
+            raise out_of_memory(node, sizes) from None
+    return results
