@@ -97,6 +97,10 @@ class Var:
         shape = "(" + ", ".join(str(d) for d in self.node.shape) + ("," if self.ndim == 1 else "") + ")"
         return f"<tdsl.Var {label}{self.dtype}, {shape}>"
 
+    def __iter__(self):
+        # without this, Python would iterate through __getitem__ forever: no index is out of range
+        raise TdslTypeError("a symbolic value cannot be iterated", caller_location())
+
     def __bool__(self):
         raise TdslError("a symbolic value has no truth value until it is computed; use where() or and/or ops")
 
@@ -142,8 +146,8 @@ def _sub(key, loc) -> Sub:
         return Sub("none")
     if key is Ellipsis:
         return Sub("ellipsis")
-    if isinstance(key, int) and not isinstance(key, bool):
-        return Sub("int", start=key)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return Sub("int", start=int(key))
     if isinstance(key, slice):
         for part in (key.start, key.stop, key.step):
             if part is not None and not isinstance(part, int):
@@ -163,8 +167,10 @@ def tensor(name: str, dtype: str = "f64", shape=()) -> Var:
     dtype = builtins.static_dtype(dtype, loc)
     if isinstance(shape, (int, str)):
         shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TdslTypeError(f"a shape is a tuple of sizes and size-variable names, not {shape!r}", loc)
     for d in shape:
-        is_size = isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0
+        is_size = isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and 0 <= d < 2**63
         if not (is_size or is_name(d)):
             raise TdslTypeError(f"a parameter's dims must be sizes or size-variable names, not {d!r}", loc)
     dims = tuple(Dim.of(d if isinstance(d, str) else int(d)) for d in shape)
@@ -183,6 +189,8 @@ def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
     loc = caller_location(3)
     if not is_name(name):
         raise TdslTypeError(f"{name!r} is not a valid function name", loc)
+    if not isinstance(inputs, (tuple, list)):
+        raise TdslTypeError("function inputs are a list of tdsl.scalar or tdsl.tensor values", loc)
     tuple_result = isinstance(outputs, (tuple, list))
     outs = [builtins._strong(builtins.as_node(_unwrap(o), loc), loc) for o in (outputs if tuple_result else [outputs])]
     params, size_vars, seen = [], [], set()
@@ -197,6 +205,7 @@ def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
         for d in v.node.shape:
             if not d.is_const and str(d) not in size_vars:
                 size_vars.append(str(d))
+    infer.check_literals(outs)   # a big Python int meeting an integer value
     reachable = toposort(outs)
     for node in reachable:
         if node.op == "param" and node.attr("name") not in seen:
@@ -216,7 +225,7 @@ def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
 def function(inputs, outputs, target: str = "c", name: str = "f"):
     """Compile symbolic `outputs` as a function of `inputs`, like theano.function."""
     from .pipeline import load_graphs
-    graph = build_graph(list(inputs), outputs, name)
+    graph = build_graph(inputs if isinstance(inputs, Var) else list(inputs), outputs, name)
     return load_graphs([graph], target, name)[name]
 
 

@@ -34,9 +34,14 @@ def as_node(value: Any, loc: Location | None) -> Node:
         return value
     if isinstance(value, Dim):
         return dim_node(value, loc)
+    if type(value) is int and not -2**63 <= value < 2**63:
+        return _big_int(value, loc)
     if isinstance(value, (bool, int, float, np.generic)) or isinstance(value, (list, np.ndarray)):
         weak = not isinstance(value, (np.ndarray, np.generic))
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            raise TdslTypeError("a list used as a value must be rectangular", loc) from None
         dtype = from_numpy(arr.dtype)
         if weak and arr.dtype.kind == "i":
             dtype = "i64"
@@ -50,6 +55,17 @@ def as_node(value: Any, loc: Location | None) -> Node:
         raise TdslTypeError(f"the dtype {value.name} is not a value here", loc,
                             hint=f"to convert, call it: {value.name}(x)")
     raise TdslTypeError(f"cannot use {value!r} as a value", loc)
+
+
+def _big_int(value: int, loc: Location | None) -> Node:
+    """A Python int past int64, kept exact as a weak literal is: a float where it meets one
+    (as NumPy takes `x + 10**20`), an error where it meets an integer (checked where used)."""
+    try:
+        float(value)
+    except OverflowError:
+        raise TdslTypeError("an integer this large fits no dtype (the largest f64 is about 1.8e308)",
+                            loc) from None
+    return infer.const(value, "i64", (), True, loc)
 
 
 def _tuplify(v):

@@ -14,12 +14,11 @@ from . import builtins, infer
 from .dims import Dim, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
-from .graph import FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
+from .graph import MAX_DIMS, FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
 from .indexing import Sub, index
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
 _KIND_ORDER = ["bool", "int", "float"]
-MAX_DIMS = 64  # NumPy's limit on the number of dimensions
 MAX_CALL_DEPTH = 100  # fns inlined into one another; each level elaborates a whole body again
 _CHAINS = ("binop", "and_op", "or_op")  # left-associative: `a + b + c` nests on the left
 COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}

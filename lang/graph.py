@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from .dims import Dim, shape_str
-from .errors import Location
+from .errors import Location, TdslTypeError
+
+MAX_DIMS = 64   # NumPy's limit on the number of dimensions of an array
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +33,9 @@ class Node:
     name: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        if len(self.shape) > MAX_DIMS:   # checked here, once for every way of building a value
+            raise TdslTypeError(f"a value can have at most {MAX_DIMS} dimensions (NumPy's limit), "
+                                f"this one would have {len(self.shape)}", self.loc)
         # a literal compares by its exact bits: -0.0 is not 0.0, and a NaN equals itself
         attrs_key = _exact(self.attrs) if self.op == "const" else self.attrs
         object.__setattr__(self, "_attrs_key", attrs_key)

@@ -418,3 +418,62 @@ def test_big_integers_in_array_literals(target):
 def test_array_literals_numpy_cannot_hold(src, fragment):
     """A big int said 'must be rectangular' (NumPy made an object array) or 'no dtype for uint64'."""
     located_error(src, tdsl.TdslTypeError, fragment)
+
+
+# -- the Python builder with hostile values ------------------------------------------------------
+
+def test_a_var_cannot_be_iterated():
+    """`tdsl.function(x, x)` (inputs not a list) iterated x[0], x[1], ... forever."""
+    x = tdsl.tensor("x", "f64", ("n",))
+    with pytest.raises(tdsl.TdslTypeError, match="cannot be iterated"):
+        list(x)
+    with pytest.raises(tdsl.TdslTypeError, match="list of tdsl.scalar"):
+        tdsl.function(x, x, target="numpy")
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: tdsl.tensor("y", "f32", None), "a shape is a tuple"),
+    (lambda: tdsl.tensor("y", "f32", (2**63,)), "must be sizes"),
+    (lambda: tdsl.tensor("y", "f32", (1,) * 65), "at most 64 dimensions"),
+    (lambda: tdsl.tensor("x", "f64", ("n",)) + 10**400, "fits no dtype"),
+    (lambda: tdsl.tensor("x", "f64", ("n",)) + [[1.0], [1.0, 2.0]], "must be rectangular"),
+])
+def test_builder_refuses_hostile_values_with_a_located_error(make, fragment):
+    """Each raised a raw TypeError, ValueError, or was accepted and failed later."""
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        make()
+    assert fragment in info.value.message and info.value.loc.file == __file__
+
+
+BUILDER_SRC_ARGS = np.array([1.0, -2.0])
+
+
+def test_builder_takes_big_python_ints_as_numpy_does(target):
+    """NEP 50: a Python int past int64 meeting a float array is that float (x + 10**20);
+    meeting an integer array it is an error, as NumPy's OverflowError."""
+    x = tdsl.tensor("x", "f64", ("n",))
+    f = tdsl.function([x], x * 10**20 + x[np.int64(0)] * -2**63, target=target)
+    expected = BUILDER_SRC_ARGS * 10**20 + BUILDER_SRC_ARGS[0] * -2**63
+    assert_same(f(BUILDER_SRC_ARGS), expected)
+    i = tdsl.tensor("i", "i64", ("n",))
+    with pytest.raises(tdsl.TdslTypeError, match="does not fit i64"):
+        tdsl.function([i], i + 2**64, target=target)
+
+
+# -- values of more than 64 dimensions -----------------------------------------------------------
+
+@pytest.mark.parametrize("src", [
+    "fn f(x: f64) { return x" + "[None]" * 65 + " }",
+    "fn f(x: f64[n]) { return x[" + ", ".join(["None"] * 64) + "] }",
+    "fn f(x: f64) { return reshape(x, (" + "1, " * 65 + ")) }",
+    "fn f(x: f64) { return zeros((" + "1, " * 65 + ")) }",
+    "fn f(x: f64[" + ", ".join(["1"] * 65) + "]) { return x }",
+])
+def test_values_past_64_dimensions_are_located_errors(src):
+    """Each gave NumPy's raw ValueError at call time, on every target."""
+    located_error(src, tdsl.TdslTypeError, "at most 64 dimensions")
+
+
+def test_a_value_of_64_dimensions(target):
+    src = "fn f(x: f64) { return x" + "[None]" * 64 + " }"
+    assert_same(run_both(src, "f", target, 2.5), np.full((1,) * 64, 2.5))
