@@ -56,6 +56,7 @@ class Unspecified(Exception):
 # Two dims are the same when their strings are; the generator only combines those.
 
 def is_lit(d: str) -> bool:
+    """An integer literal dim."""
     return d.isdigit()
 
 
@@ -65,16 +66,19 @@ def is_simple(d: str) -> bool:
 
 
 def dim_value(d: str, sizes: dict) -> int:
+    """The length a dim has for these size-variable values."""
     return int(eval(d, {}, dict(sizes)))  # noqa: S307 -- our own dim strings
 
 
 def dim_add(a: str, b: str) -> str:
+    """The dim of two dims end to end (concat)."""
     if is_lit(a) and is_lit(b):
         return str(int(a) + int(b))
     return f"2 * {a}" if a == b and is_simple(a) else f"({a}) + ({b})"
 
 
 def dim_mul(dims) -> str:
+    """The dim of a product of dims (reshape merging axes)."""
     lits = math.prod(int(d) for d in dims if is_lit(d))
     names = [d if is_simple(d) else f"({d})" for d in dims if not is_lit(d)]
     if not names:
@@ -226,11 +230,13 @@ def numpy_dtype(fn, *kids):
 # -- rendering as .tdsl -----------------------------------------------------------------------
 
 def tup(items) -> str:
+    """A tdsl tuple: (a, b) or (a,)."""
     items = [str(i) for i in items]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def lit_text(value) -> str:
+    """A weak literal as .tdsl text (negative values as a unary minus in parentheses)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -242,6 +248,7 @@ def lit_text(value) -> str:
 
 
 def sub_text(sub) -> str:
+    """One subscript as .tdsl text."""
     kind = sub[0]
     if kind == "i":
         return str(sub[1])
@@ -352,7 +359,12 @@ def _axes(axis, rank: int) -> tuple:
 
 
 def _softmax(fn: str, x, axis):
+    """Through logsumexp (so an inf among finite values gives 0 and -inf, not NaN everywhere)."""
     x = _as_float(x)
+    if fn == "softmax" and np.isposinf(x).any():
+        # the contract is silent; tdsl gives NaN for large finite values next to +inf and 0 for
+        # small ones (reported in docs/testing.md's list of open questions), so not compared
+        raise Unspecified("softmax of an axis holding +inf")
     lse = _logsumexp(x, axis, True)
     return x - lse if fn == "log_softmax" else np.exp(x - lse)
 
@@ -615,10 +627,12 @@ class Gen:
 
 
 def numeric(v: Node) -> bool:
+    """Not bool: arithmetic takes it."""
     return v.dtype != "bool"
 
 
 def make_elementwise(op: str, fn: str, kids: list, np_fn) -> Node | None:
+    """An elementwise node of broadcast shape and NumPy's result dtype, or None when NumPy refuses."""
     shape = broadcast(*[k.shape for k in kids])
     typed = numpy_dtype(np_fn, *kids) if shape is not None else None
     if typed is None:
@@ -627,6 +641,7 @@ def make_elementwise(op: str, fn: str, kids: list, np_fn) -> Node | None:
 
 
 def mk_unary(g: Gen) -> Node | None:
+    """A unary builtin or operator the value's dtype takes."""
     x = g.pick()
     if x is None:
         return None
@@ -640,6 +655,7 @@ def mk_unary(g: Gen) -> Node | None:
 
 
 def mk_binary(g: Gen) -> Node | None:
+    """An arithmetic, comparison or logical operator with a value, a size variable or a literal."""
     a = g.pick()
     if a is None:
         return None
@@ -654,6 +670,7 @@ def mk_binary(g: Gen) -> Node | None:
 
 
 def condition(g: Gen) -> Node | None:
+    """A bool value: one of the pool, or a comparison made now."""
     c = g.pick(lambda v: v.dtype == "bool")
     if c is None or g.chance(0.3):
         x = g.pick(numeric)
@@ -662,6 +679,7 @@ def condition(g: Gen) -> Node | None:
 
 
 def mk_where(g: Gen) -> Node | None:
+    """where(c, a, b) over broadcasting operands."""
     c = condition(g)
     a = g.pick(numeric)
     if c is None or a is None:
@@ -672,6 +690,7 @@ def mk_where(g: Gen) -> Node | None:
 
 
 def mk_clip(g: Gen) -> Node | None:
+    """clip(x, lo, hi) with literal or value bounds."""
     x = g.pick(numeric)
     if x is None:
         return None
@@ -684,6 +703,7 @@ def mk_clip(g: Gen) -> Node | None:
 
 
 def mk_cast(g: Gen) -> Node | None:
+    """A cast to another dtype."""
     x = g.pick()
     if x is None:
         return None
@@ -704,7 +724,12 @@ def reduce_axes(g: Gen, rank: int, single: bool):
 
 
 def mk_reduce(g: Gen, fn: str | None = None, x: Node | None = None) -> Node | None:
-    x = x or g.pick()
+    """A reduction over no axis, one axis or two, with or without keepdims."""
+    newest = [v for v in g.pool if not v.weak]
+    sliced = x is None and g.chance(0.25)
+    if sliced:   # a reduction over a sliced axis: its bounds are dim expressions (issue 11, item 1)
+        x = mk_index(g)
+    x = x or (newest[-1] if newest and g.chance(0.5) else g.pick())
     if x is None:
         return None
     allowed = REDUCTIONS if x.dtype != "bool" else ("sum", "mean", "prod", "max", "min", "argmax", "argmin",
@@ -712,12 +737,14 @@ def mk_reduce(g: Gen, fn: str | None = None, x: Node | None = None) -> Node | No
     fn = fn or g.rng.choice(allowed)
     arg = fn in ("argmax", "argmin")
     axis, axes = reduce_axes(g, len(x.shape), single=arg)
+    if sliced and x.shape and g.chance(0.5):
+        axis, axes = 0, (0,)
     keepdims = not arg and g.chance(0.3)
     np_axis = None if axis is None else (axes if isinstance(axis, str) else axis)
     typed = numpy_dtype(lambda v: _reduce(fn, v, np_axis, keepdims), x)
     if typed is None:
         return None
-    shape = tuple("1" if keepdims else None if i in axes else d for i, d in enumerate(x.shape))
+    shape = tuple(("1" if keepdims else None) if i in axes else d for i, d in enumerate(x.shape))
     attrs = {"fn": fn, "axis": axis, "keepdims": keepdims}
     return Node("reduce", (x,), attrs, typed[0], tuple(d for d in shape if d is not None))
 
@@ -729,6 +756,7 @@ def _np_axis(node: Node):
 
 
 def mk_softmax(g: Gen) -> Node | None:
+    """softmax or log_softmax along an axis."""
     x = g.pick(lambda v: numeric(v) and v.shape)
     if x is None:
         return None
@@ -739,6 +767,7 @@ def mk_softmax(g: Gen) -> Node | None:
 
 
 def mk_matmul(g: Gen) -> Node | None:
+    """@, matmul or dot of two values whose inner dims agree (a value and its transpose, at worst)."""
     a = g.pick(lambda v: numeric(v) and v.shape)
     if a is None:
         return None
@@ -754,6 +783,7 @@ def mk_matmul(g: Gen) -> Node | None:
 
 
 def transposed(a: Node) -> Node:
+    """The value with its last two axes swapped."""
     rank = len(a.shape)
     if rank == 2:
         return Node("T", (a,), dtype=a.dtype, shape=a.shape[::-1])
@@ -796,6 +826,8 @@ def slice_sub(g: Gen, d: str):
         i = i - (length or (i + 1)) if choice == "int_neg" else i
         g.need(d, i + 1 if i >= 0 else -i)
         return ("i", i), None
+    if choice in ("tail", "drop_end") and a == 0:   # -0 is 0: x[-0:] is all of x, x[:-0] none of it
+        return ("s", None, None, None, 0), d
     g.need(d, a)
     if choice == "from":
         return ("s", a, None, None, a), (str(length - a) if length is not None else f"{d} - {a}")
@@ -810,6 +842,7 @@ def slice_sub(g: Gen, d: str):
 
 
 def mk_index(g: Gen) -> Node | None:
+    """A subscript: slices, integers, None and maybe a leading `...`."""
     x = g.pick(lambda v: v.shape)
     if x is None:
         return None
@@ -834,6 +867,7 @@ def mk_index(g: Gen) -> Node | None:
 
 
 def mk_layout(g: Gen) -> Node | None:
+    """A layout op: .T, transpose, reshape, expand_dims, squeeze, flip, broadcast_to."""
     x = g.pick()
     if x is None:
         return None
@@ -885,6 +919,7 @@ def mk_reshape(g: Gen, x: Node) -> Node:
 
 
 def mk_join(g: Gen) -> Node | None:
+    """concat or stack of a value with itself or one of the same shape."""
     a = g.pick()
     if a is None:
         return None
@@ -907,6 +942,7 @@ def mk_join(g: Gen) -> Node | None:
 
 
 def mk_take(g: Gen) -> Node | None:
+    """take with a new index parameter (or an integer value of the pool)."""
     x = g.pick(lambda v: v.shape)
     if x is None:
         return None
@@ -920,6 +956,7 @@ def mk_take(g: Gen) -> Node | None:
 
 
 def mk_create(g: Gen) -> Node | None:
+    """zeros, ones, full, arange, eye, one_hot, zeros_like or ones_like."""
     kind = g.rng.choice(["zeros", "ones", "full", "arange", "eye", "one_hot", "like"])
     dt = g.rng.choice([None, "f32", "f64", "i32", "i64", "bool"])
     shape = g.shape()
@@ -945,8 +982,8 @@ def mk_create(g: Gen) -> Node | None:
     return Node("like", (x,), {"fn": fn}, x.dtype, x.shape) if x is not None else None
 
 
-MAKERS = ((mk_unary, 6), (mk_binary, 8), (mk_where, 1.5), (mk_clip, 1), (mk_cast, 1.5), (mk_reduce, 3),
-          (mk_softmax, 1), (mk_matmul, 2), (mk_index, 2.5), (mk_layout, 2.5), (mk_join, 1.2), (mk_take, 1),
+MAKERS = ((mk_unary, 6), (mk_binary, 8), (mk_where, 1.5), (mk_clip, 1), (mk_cast, 1.5), (mk_reduce, 4),
+          (mk_softmax, 1), (mk_matmul, 2), (mk_index, 5), (mk_layout, 3), (mk_join, 1.2), (mk_take, 1.2),
           (mk_create, 1.2))
 
 
@@ -958,8 +995,10 @@ def generate(seed: int, name: str = "f") -> Program:
         dtype = rng.choice(["f32", "f64", "f64", "f32", "i32", "i64", "bool"])
         g.param(dtype, g.shape())
     made = []
+    # swarm testing: each program draws from a few kinds of op, so those meet each other often
+    swarm = rng.sample(MAKERS, rng.randint(2, 5))
     for _ in range(rng.randint(2, 7)):
-        maker = rng.choices([m for m, _ in MAKERS], [w for _, w in MAKERS])[0]
+        maker = rng.choices([m for m, _ in swarm], [w for _, w in swarm])[0]
         node = g.add(maker(g))
         if node is not None and not node.weak:
             made.append(node)
@@ -1040,6 +1079,7 @@ class Inputs:
 
 
 def pick_sizes(prog: Program, rng: random.Random, large: bool) -> dict:
+    """Size-variable values: small (with zeros and ones) or large, at least what slices need most of the time."""
     sizes = {}
     for var in SIZE_VARS:
         size = rng.choice(LARGE_SIZES if large else SMALL_SIZES)
@@ -1056,6 +1096,7 @@ def pick_sizes(prog: Program, rng: random.Random, large: bool) -> dict:
 
 
 def values(dtype: str, shape: tuple, rng: np.random.Generator, special: bool):
+    """Random values of a dtype, with special ones (NaN, inf, -0.0, integer limits) when asked."""
     if dtype == "bool":
         return np.asarray(rng.random(shape) < 0.5)
     if dtype.startswith("i"):
@@ -1088,6 +1129,7 @@ def with_layout(a: np.ndarray, layout: str) -> np.ndarray:
 
 
 def make_inputs(prog: Program, seed: int, large: bool = False, special: bool = False) -> Inputs:
+    """One call's arguments for `prog`, from `seed`."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     sizes = pick_sizes(prog, rng, large) if prog.grad_of is None else {v: rng.randint(1, 4) for v in SIZE_VARS}
@@ -1212,6 +1254,7 @@ def names_of(prog: Program) -> tuple:
 
 
 def ops_of(prog: Program) -> tuple:
+    """The sorted names of the ops a program uses (part of what tells findings apart)."""
     seen, out = set(), []
 
     def walk(node: Node):
@@ -1254,22 +1297,27 @@ def judge(outcome, expected, prog: Program) -> tuple[str, str] | None:
 
 
 def short(value) -> str:
-    text = np.array2string(np.asarray(value), threshold=20, precision=8) if not isinstance(value, tuple) else repr(value)
-    text = text.replace("\n", " ")
-    return f"{text} ({np.asarray(value).dtype})" if not isinstance(value, tuple) else text
+    """A value as a short one-line text."""
+    if isinstance(value, tuple):
+        return repr(value)
+    text = np.array2string(np.asarray(value), threshold=20, precision=8).replace("\n", " ")
+    return f"{text} ({np.asarray(value).dtype})"
 
 
 def judge_against_reference(outcome, ref) -> tuple[str, str] | None:
     """A compiled target against the reference interpreter (used where the oracle has no opinion)."""
     if outcome[0] != "ok" or ref[0] != "ok":
         if (outcome[0] == "ok") != (ref[0] == "ok"):
-            return "differs-from-reference", f"target {outcome[0]} {short(outcome[1]) if outcome[0] == 'ok' else outcome[1]}; reference {ref[0]} {short(ref[1]) if ref[0] == 'ok' else ref[1]}"
+            def shown(o):
+                return f"{o[0]} {short(o[1]) if o[0] == 'ok' else o[1]}"
+            return "differs-from-reference", f"target {shown(outcome)}; reference {shown(ref)}"
         return None
     why = compare(outcome[1], ref[1])
     return ("differs-from-reference", why) if why else None
 
 
 def module_source(progs: list) -> str:
+    """The programs as one .tdsl module."""
     return "\n".join(render_program(p) for p in progs)
 
 
@@ -1279,7 +1327,7 @@ def build(label: str, progs: list, findings: list) -> dict:
         return {}
     try:
         module = compile_for(label, module_source(progs))
-        return {p.name: getattr(module, p.shown) for p in progs}
+        return {p.name: function_of(module, p.shown) for p in progs}
     except Exception as err:   # a TdslError or a raw one: both are findings once bisected
         if len(progs) > 1:
             half = len(progs) // 2
@@ -1288,6 +1336,13 @@ def build(label: str, progs: list, findings: list) -> dict:
         kind = "raw-exception" if raw else "rejected" if label == "numpy" else "build"
         findings.append(Finding(kind, label, progs[0], None, f"{type(err).__name__}: {str(err)[:1500]}"))
         return {}
+
+
+def function_of(module, name: str):
+    """A function of a module: as an attribute, except names Python keeps for itself (`m["__dict__"]`)."""
+    if name.startswith("__") and hasattr(type(module), "__getitem__"):
+        return module[name]
+    return getattr(module, name)
 
 
 def check_call(prog: Program, inputs: Inputs, fns: dict, labels: list) -> list:
@@ -1334,6 +1389,7 @@ def program(seed: int, index: int, cfg: Config, module_names: set | None = None)
 
 
 def inputs_for(prog: Program, cfg: Config) -> list:
+    """The inputs of each call of a program (the first plain, the others with special values)."""
     rng = random.Random(prog.seed ^ 0xCA11)
     large = rng.random() < cfg.large
     return [make_inputs(prog, prog.seed * 7 + j, large=large and j == 0, special=j > 0) for j in range(cfg.calls)]
@@ -1380,6 +1436,7 @@ def reproduces(finding: Finding, prog: Program, inputs: Inputs | None, label: st
 
 
 def nodes_of(root: Node) -> list:
+    """Every node under `root`, once, parents first."""
     seen, out = set(), []
 
     def walk(node: Node):
@@ -1518,13 +1575,18 @@ def reproduction(finding: Finding) -> str:
             lines.append(LAYOUT_CODE[layout_of].format(p.name))
     if prog.by_keyword:
         keywords = ", ".join(f"{prog.rename.get(p.name, p.name)!r}: {p.name}" for p in prog.params)
-        lines.append(f"print(getattr(m, {prog.shown!r})(**{{{keywords}}}))")
+        lines.append(f"print({_accessor(prog.shown)}(**{{{keywords}}}))")
     else:
-        lines.append(f"print(getattr(m, {prog.shown!r})({', '.join(p.name for p in prog.params)}))")
+        lines.append(f"print({_accessor(prog.shown)}({', '.join(p.name for p in prog.params)}))")
     return "\n".join(lines)
 
 
+def _accessor(name: str) -> str:
+    return f"m[{name!r}]" if name.startswith("__") else f"getattr(m, {name!r})"
+
+
 def describe(finding: Finding, labels: list, number: int, origin: str) -> str:
+    """A finding as a markdown entry."""
     names = names_of(finding.prog)
     head = (f"### {number}. {finding.kind} on {', '.join(labels)}: {', '.join(finding.key()[2]) or 'no op'}"
             + (f"; names {', '.join(names)}" if names else ""))
@@ -1696,7 +1758,8 @@ def check_parse(text: str, limit: float = 10.0) -> tuple[str | None, float, str]
     except TdslError as err:
         loc = err.loc
         detail = f"{type(err).__name__}: {err.message[:200]}"
-        if loc is None or not (isinstance(loc.line, int) and loc.line >= 1 and isinstance(loc.col, int) and loc.col >= 1):
+        located = loc is not None and all(isinstance(v, int) and v >= 1 for v in (loc.line, loc.col))
+        if not located:
             problem = "unlocated-error"
     except RecursionError as err:
         problem, detail = "recursion-error", f"RecursionError: {str(err)[:200]}"
@@ -1794,6 +1857,7 @@ def sanitized_run(argv: list, log=print) -> int:
 
 
 def labels_of(targets: list, layouts: list) -> list:
+    """Target labels: c, and opencl once per launch layout."""
     out = []
     for target in targets:
         if target == "opencl":
@@ -1804,6 +1868,7 @@ def labels_of(targets: list, layouts: list) -> list:
 
 
 def main(argv: list | None = None) -> int:
+    """The command line: see the module docstring."""
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=100, help="random programs to run")
@@ -1835,7 +1900,8 @@ def main(argv: list | None = None) -> int:
                      batch=args.batch)
         report = Report(args.findings, f"`python -m tests.fuzz --seed {seed} --count {args.count}`", args.max_shrink)
         stats = run(args.count, seed, cfg, report)
-        print(f"programs: {stats}", flush=True)
+        per = stats["seconds"] / max(1, args.count)
+        print(f"programs: {stats} ({per:.2f} s per program)", flush=True)
         status |= 1 if report.distinct else 0
     if args.parser:
         stats = parser_fuzz(args.parser, seed, args.findings)
