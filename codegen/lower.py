@@ -9,12 +9,13 @@ reshape) into the index arithmetic of the loads.
 """
 from __future__ import annotations
 
+from collections import Counter
 
 from tdsl.bind import collect_checks
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
-from tdsl.interp import no_memory_message, size_key, too_big_message, value_sizes
+from tdsl.interp import covered, no_memory_message, size_key, too_big_message, value_sizes
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -316,21 +317,23 @@ class Lowering:
     def size_limits(self, kernels) -> tuple[SizeLimit, ...]:
         """Shapes that must fit in memory: every value's (as the reference checks them) and
         every loop nest's (a count of points, item size 1) that no value's shape covers."""
-        limits, seen = [], set()
+        limits = []
+        checked = [(Counter(size_key(p.shape)), 1) for p in self.graph.params]   # these exist
         for shape, itemsize, node in value_sizes(self.graph):
-            seen.add(size_key(shape))
+            checked.append((Counter(size_key(shape)), 1))
             limits.append(SizeLimit(shape, itemsize, self.errors.code(ErrorInfo(too_big_message(node), node.loc))))
         for k in kernels:
             space = tuple(l.extent for l in _work_loops(k))
-            if size_key(space) in seen or all(d.is_const for d in space):
+            if all(d.is_const for d in space) or covered(space, 1, checked):
                 continue
-            seen.add(size_key(space))
+            checked.append((Counter(size_key(space)), 1))
             message = f"{k.origin.label}: its loops over {shape_str(space)} are too many to count in int64"
             limits.append(SizeLimit(space, 1, self.errors.code(ErrorInfo(message, k.origin.loc))))
         return tuple(limits)
 
     def alloc_errors(self, outputs) -> tuple[tuple[str, int], ...]:
-        """The error of each result and temporary array whose allocation fails (size in bytes)."""
+        """The error of each result, temporary and argument array whose allocation fails (its
+        bytes as the extent); an argument's key is 'param NAME' (no buffer is named so)."""
         found = []
         buffers = [(o, out) for o, out in zip(outputs, self.graph.outputs)]
         buffers += [(t, self.temp_nodes[t.name]) for t in self.temps]
@@ -340,6 +343,11 @@ class Lowering:
             nbytes = shape_size(buf.shape) * to_numpy(buf.dtype).itemsize
             info = ErrorInfo(no_memory_message(node), node.loc, nbytes)
             found.append((buf.name, self.errors.code(info)))
+        for p in self.graph.params:   # a device (OpenCL) may not hold a copy of an argument
+            if p.shape:
+                nbytes = shape_size(p.shape) * to_numpy(p.dtype).itemsize
+                info = ErrorInfo(f"cannot allocate {{extent}} bytes for the argument '{p.name}'", self.graph.loc, nbytes)
+                found.append((f"param {p.name}", self.errors.code(info)))
         return tuple(found)
 
     def size_checks(self) -> tuple[SizeCheck, ...]:

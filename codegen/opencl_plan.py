@@ -43,8 +43,8 @@ def function_plan(fn: FunctionIR, kernel_args: list[list]) -> dict:
         "signature": fn.signature,
         "size_vars": list(fn.size_vars),
         "first_seen": first_seen,
-        "params": [{"name": p.name, "dtype": p.dtype, "shape": [py_dim(d) for d in p.shape]}
-                   for p in fn.params],
+        "params": [{"name": p.name, "dtype": p.dtype, "shape": [py_dim(d) for d in p.shape],
+                    "alloc": alloc.get(f"param {p.name}", 1)} for p in fn.params],
         "outputs": [{"dtype": o.dtype, "shape": [py_dim(d) for d in o.shape], "alloc": alloc.get(o.name, 1)}
                     for o in fn.outputs],
         "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}

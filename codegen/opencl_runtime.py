@@ -235,7 +235,8 @@ class FunctionRunner:
         flag = np.zeros(1, np.int32)
         values = {   # what a kernel argument ["role", key] refers to
             "size": {v: np.int64(sizes[v]) for v in plan["size_vars"]},
-            "param": [self._input(a, dtype, device) for a, dtype in zip(arrays, self.dtypes)],
+            "param": [allocating(p.get("alloc", 1), sizes, self._input, a, dtype, device)
+                      for a, dtype, p in zip(arrays, self.dtypes, plan["params"])],
             "output": [buffer for _, buffer in results],
             "temp": [allocating(t.get("alloc", 1), sizes, self._buffer,
                                 evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]],

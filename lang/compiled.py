@@ -10,7 +10,7 @@ import numpy as np
 from .bind import Binder
 from .dtypes import to_numpy
 from .graph import FunctionGraph
-from .interp import check_sizes, out_of_memory, run_graph
+from .interp import check_sizes, out_of_memory, run_graph, value_sizes
 
 # A runner takes arrays in parameter order and the size variables, and returns the results.
 Runner = Callable[[list, dict], list]
@@ -26,6 +26,9 @@ class Function:
         self._runner = runner
         self._binder = Binder(graph, getattr(runner, "device_types", ()))
         self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
+        # shapes that must fit in memory, checked before a compiled target allocates its results
+        # (the reference checks them as it runs)
+        self._limits = value_sizes(graph) if target != "numpy" else []
         # A target may offer a fast path (arguments that need no converting), which hands
         # everything else to the checked path `_checked_call`.
         fast_call = getattr(runner, "fast_call", None)
@@ -52,8 +55,8 @@ class Function:
         """A call with every argument converted and checked (`Binder.bind`)."""
         out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
         arrays, sizes = self._binder.bind(args, kwargs)
-        if self.target != "numpy":   # the reference checks as it runs
-            check_sizes(self.graph, sizes)
+        if self._limits:
+            check_sizes(self._limits, sizes)
         if out is not None:
             return self._call_into(out, arrays, sizes)
         if getattr(self._runner, "writes_into", False):

@@ -4,6 +4,7 @@ It is the `numpy` target and the oracle every other target is tested against.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping
 
 import numpy as np
@@ -49,10 +50,18 @@ def size_key(shape: tuple) -> tuple:
     return tuple(sorted((d for d in shape if d != 1), key=str))
 
 
+def covered(shape: tuple, itemsize: int, arrays: list[tuple[Counter, int]]) -> bool:
+    """Whether an array of `shape` is no larger than one of `arrays` ((dims counted, item size)):
+    its dims are among that one's, its item size no larger."""
+    dims = Counter(size_key(shape))
+    return any(size >= itemsize and not dims - other for other, size in arrays)
+
+
 def value_sizes(graph: FunctionGraph) -> list[tuple[tuple, int, Node]]:
     """(shape, item size, value) of the values whose shapes every target checks with `fits`
     before it allocates anything: each (shape, item size) once, first value first."""
     found, seen = [], set()
+    given = [(Counter(size_key(p.shape)), to_numpy(p.dtype).itemsize) for p in graph.params]
     for node in toposort(graph.outputs):
         if node.op == "param" or not node.shape:
             continue
@@ -60,14 +69,16 @@ def value_sizes(graph: FunctionGraph) -> list[tuple[tuple, int, Node]]:
         key = (size_key(node.shape), itemsize)
         if key in seen or all(d.is_const for d in node.shape) and fits([d.const for d in node.shape], itemsize):
             continue
+        if covered(node.shape, itemsize, given):
+            continue   # no larger than a parameter, which exists
         seen.add(key)
         found.append((node.shape, itemsize, node))
     return found
 
 
-def check_sizes(graph: FunctionGraph, sizes: Mapping[str, int]) -> None:
-    """Raise the error of the first value whose shape cannot fit in memory (see `value_sizes`)."""
-    for shape, itemsize, node in value_sizes(graph):
+def check_sizes(limits: list, sizes: Mapping[str, int]) -> None:
+    """Raise the error of the first value of `limits` (from `value_sizes`) whose shape cannot fit."""
+    for shape, itemsize, node in limits:
         if not fits([d.evaluate(sizes) for d in shape], itemsize):
             raise TdslRuntimeError(too_big_message(node), node.loc)
 
@@ -108,11 +119,13 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
 
 
 def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int],
-              keep: list[Node] | None = None) -> tuple[list, dict]:
-    """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node)."""
+              keep: list[Node] | None = None, limits: list | None = None) -> tuple[list, dict]:
+    """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node).
+
+    Every value's size is checked first (`limits`: the graph's `value_sizes`, if known)."""
     roots = list(graph.outputs) + list(keep or [])
     values: dict[Node, object] = {}
-    check_sizes(graph, sizes)
+    check_sizes(value_sizes(graph) if limits is None else limits, sizes)
     for node in toposort(roots):
         if node in values:
             continue
@@ -134,10 +147,11 @@ def out_of_memory(node: Node, sizes: Mapping[str, int]) -> TdslRuntimeError:
     return TdslRuntimeError(no_memory_message(node).replace("{extent}", str(nbytes)), node.loc)
 
 
-def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int]) -> list[np.ndarray]:
+def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int],
+        limits: list | None = None) -> list[np.ndarray]:
     """The numpy target's entry point: arrays in parameter order, results as new arrays."""
     args = {p.name: a for p, a in zip(graph.params, arrays)}
-    outputs, _ = run_graph(graph, args, sizes)
+    outputs, _ = run_graph(graph, args, sizes, limits=limits)
     results = []
     for o, node in zip(outputs, graph.outputs):
         try:
