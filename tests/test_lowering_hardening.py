@@ -310,3 +310,49 @@ def test_an_argument_the_opencl_device_cannot_hold_is_a_located_error(monkeypatc
     with pytest.raises(tdsl.TdslRuntimeError, match="cannot allocate 24 bytes for the argument 'x'") as err:
         compiled(DIMS, "opencl").slice_sum0(np.zeros((3, 1)))
     assert err.value.loc.line == 3
+
+
+SIZES_MAIN = r"""
+#include <stdio.h>
+#include "sizes.h"
+
+int main(void)
+{
+    const int64_t huge = (int64_t)1 << 62;
+    float total = 0;
+    int code = sizes_eyesum(0, (int64_t)1 << 32, NULL, &total);
+    printf("%d %s\n", code, sizes_error(code));
+    code = sizes_wide(0, huge, huge, NULL, NULL, NULL);
+    printf("%d %s\n", code, sizes_error(code));
+    code = sizes_prodsize(0, (int64_t)1 << 32, 0, (int64_t)1 << 32, NULL, NULL, NULL);
+    printf("%d %s\n", code, sizes_error(code));
+    code = sizes_resh(0, huge, NULL, NULL);
+    printf("%d %s\n", code, sizes_error(code));
+    return 0;
+}
+"""
+
+
+def test_standalone_c_refuses_sizes_too_large(tmp_path):
+    """OUT.c checks the same limits at each function's entry (strict C99, no Python), with
+    the size arithmetic itself overflow-checked (n * m of 2**32 each, n + m of 2**62 each)."""
+    require_target("c")
+    from tdsl.codegen import build as c_build
+    from tdsl.codegen.c_backend import emit_standalone
+    from tdsl.pipeline import check_source
+    from tdsl.rewrite import simplify_graph
+    graphs = [simplify_graph(g) for g in check_source(SIZES, "sizes.tdsl")]
+    c_text, h_text = emit_standalone(graphs, "sizes")
+    (tmp_path / "sizes.c").write_text(c_text)
+    (tmp_path / "sizes.h").write_text(h_text)
+    (tmp_path / "main.c").write_text(SIZES_MAIN)
+    import subprocess
+    command = list(c_build.compiler()) + ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                                          "main.c", "sizes.c", "-o", "main", "-lm"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, text=True, timeout=600)
+    lines = subprocess.run([str(tmp_path / "main")], cwd=tmp_path, check=True, capture_output=True,
+                           text=True, timeout=60).stdout.splitlines()
+    for line, where in zip(lines[:3], ("sizes.tdsl:2:", "sizes.tdsl:5:", "sizes.tdsl:6:")):
+        code, message = line.split(" ", 1)
+        assert int(code) > 1 and message.startswith(where) and "too large" in message, line
+    assert lines[3] == "0 success"
