@@ -356,3 +356,77 @@ def test_standalone_c_refuses_sizes_too_large(tmp_path):
         code, message = line.split(" ", 1)
         assert int(code) > 1 and message.startswith(where) and "too large" in message, line
     assert lines[3] == "0 success"
+
+
+# -- the class of item 6: random chains of layout ops under a take ------------------------------
+
+def _layout_chain(rng, depth: int):
+    """(tdsl expression, NumPy function, shape of x[n, m] -> ..., symbolic dims) of random layout ops."""
+    expr, ops, sym = "x", [], ["n", "m"]
+    for _ in range(depth):
+        op = rng.choice(["slice", "T", "flat", "bcast", "rev", "split", "step"])
+        rank = len(sym)
+        if op == "slice":
+            expr, sym = f"{expr}[1:]", [f"({sym[0]} - 1)"] + sym[1:]
+            ops.append(lambda a: a[1:])
+        elif op == "T" and rank == 2:
+            expr, sym = f"{expr}.T", sym[::-1]
+            ops.append(lambda a: a.T)
+        elif op == "flat" and rank == 2:
+            expr, sym = f"reshape({expr}, -1)", [f"{sym[0]} * {sym[1]}"]
+            ops.append(lambda a: a.reshape(-1))
+        elif op == "bcast" and rank == 1:
+            expr, sym = f"broadcast_to({expr}[None, :], (3, {sym[0]}))", ["3", sym[0]]
+            ops.append(lambda a: np.broadcast_to(a[None, :], (3,) + a.shape))
+        elif op == "rev":
+            expr = f"{expr}[::-1]"
+            ops.append(lambda a: a[::-1])
+        elif op == "split" and rank == 1:
+            expr, sym = f"reshape({expr}[:-1], (({sym[0]} - 1) // 2, 2))", [f"(({sym[0]} - 1) // 2)", "2"]
+            ops.append(lambda a: a[:-1].reshape(-1, 2))
+        elif op == "step":
+            expr, sym = f"{expr}[::2]", [f"(({sym[0]} + 1) // 2)"] + sym[1:]
+            ops.append(lambda a: a[::2])
+
+    def apply(a):
+        for f in ops:
+            a = f(a)
+        return a
+    return expr, apply
+
+
+def _random_gathers(seed: int, count: int):
+    """A module of `count` takes from random layout chains, and NumPy's answer for each."""
+    import random
+    rng = random.Random(seed)
+    fns, cases = [], []
+    for k in range(count):
+        expr, apply = _layout_chain(rng, rng.randint(1, 4))
+        x = np.arange(35.0).reshape(5, 7) + 0.5
+        view = apply(x)
+        if view.size == 0:
+            continue
+        axis = rng.randrange(view.ndim)
+        rank = rng.choice([1, 1, 2])
+        i = np.array([rng.randrange(-view.shape[axis], view.shape[axis]) for _ in range(2 * rank)]).reshape(
+            (2,) * rank)
+        after = rng.choice(["", " * 2.0", "sum"])
+        body = f"take({expr}, i, axis={axis})"
+        expected = np.take(view, i, axis=axis)
+        if after == "sum":
+            body, expected = f"sum({body}, axis=0)", expected.sum(axis=0)
+        elif after:
+            body, expected = body + after, expected * 2.0
+        itype = "i64[k]" if rank == 1 else "i64[k, j]"
+        fns.append(f"fn take_{k}(x: f64[n, m], i: {itype}) {{ return {body} }}")
+        cases.append((f"take_{k}", x, i, expected))
+    return "\n".join(fns), cases
+
+
+RANDOM_GATHERS = _random_gathers(11, 24)
+
+
+def test_takes_through_random_layout_chains(variant):
+    source, cases = RANDOM_GATHERS
+    for fn, x, i, expected in cases:
+        check(source, variant, fn, expected, x, i)
