@@ -111,20 +111,17 @@ BINARY = [name for name, op in OPS.items() if op.vector_math and op.arity == 2]
 
 
 def every_math_op(T: str) -> str:
-    """For each op of the op table marked vector_math: the op over x, and its values counted at
-    their maximum (a reduction and a map compute them: they must agree bit for bit)."""
+    """For each op of the op table marked vector_math: op(x) alone (computed once: vector forms
+    allowed), and -op(x) beside the maximum of op(x) (a map and a reduction compute op(x): one
+    form, the same bits)."""
     lines = []
     for name in UNARY:
         lines.append(f"fn m_{name}(x: {T}[n]) -> {T}[n] {{ return {name}(x) }}")
-        lines.append(f"fn c_{name}(x: {T}[n]) -> f64 {{ v = {name}(x); return sum(where(v == max(v), 1.0, 0.0)) }}")
-        lines.append(f"fn p_{name}(x: {T}[n]) -> ({T}[n], {T}, {T}) "
-                     f"{{ return -{name}(x), max({name}(x)), min({name}(x)) }}")
+        lines.append(f"fn p_{name}(x: {T}[n]) -> ({T}[n], {T}) {{ return -{name}(x), max({name}(x)) }}")
     for name in BINARY:
         lines.append(f"fn m_{name}(x: {T}[n], y: {T}[n]) -> {T}[n] {{ return {name}(x, y) }}")
-        lines.append(f"fn c_{name}(x: {T}[n], y: {T}[n]) -> f64 "
-                     f"{{ v = {name}(x, y); return sum(where(v == max(v), 1.0, 0.0)) }}")
-        lines.append(f"fn p_{name}(x: {T}[n], y: {T}[n]) -> ({T}[n], {T}, {T}) "
-                     f"{{ return -{name}(x, y), max({name}(x, y)), min({name}(x, y)) }}")
+        lines.append(f"fn p_{name}(x: {T}[n], y: {T}[n]) -> ({T}[n], {T}) "
+                     f"{{ return -{name}(x, y), max({name}(x, y)) }}")
     return "\n".join(lines)
 
 
@@ -133,35 +130,19 @@ def numpy_of(name: str):
 
 
 @pytest.mark.parametrize("T", ["f32", "f64"])
-def test_every_math_op_agrees_with_itself_across_kernels(place, T):
-    """sum(where(v == max(v))) counts the elements equal to the maximum: with distinct inputs in
-    a monotone stretch of each function, one; the vector body and the tail must agree."""
-    src, dtype = every_math_op(T), DTYPES[T]
-    m, rng = module(place, src), np.random.default_rng(6)
-    for n in (9, 33, 1001):
-        x = (np.linspace(0.05, 0.6, n) + rng.uniform(0, 1e-4, n)).astype(dtype)   # every op is monotone here
-        y = np.full(n, 1.5, dtype)
-        for name in UNARY:
-            assert getattr(m, f"c_{name}")(x) == 1, (name, n)
-        for name in BINARY:
-            assert getattr(m, f"c_{name}")(x, y) == 1, (name, n)
-
-
-@pytest.mark.parametrize("T", ["f32", "f64"])
 def test_every_math_op_stored_and_reduced_gives_the_same_bits(place, T):
-    """A map stores -op(x) (a vector map on OpenCL, a SIMD loop in C) while max and min compute
-    op(x) again: the extremes of the stored values are the reduced ones, bit for bit, also
-    where extreme lanes sit next to ordinary ones."""
+    """A map stores -op(x) (a vector map on OpenCL, a SIMD loop in C) while max computes op(x)
+    again: the maximum of the stored values is the reduced one, bit for bit, also where
+    extreme lanes sit next to ordinary ones."""
     src = every_math_op(T)
     m, rng = module(place, src), np.random.default_rng(8)
     for n in LENGTHS:
         x, y = mixed(rng, n, T), mixed(rng, n, T)
         x[np.isnan(x)] = 0.5   # NaN would make every maximum NaN
         for name in UNARY + BINARY:
-            negated, top, bottom = getattr(m, f"p_{name}")(*((x,) if name in UNARY else (x, y)))
-            v = -negated
-            if not np.isnan(v).any():
-                assert top.tobytes() == v.max().tobytes() and bottom.tobytes() == v.min().tobytes(), (name, n)
+            negated, top = getattr(m, f"p_{name}")(*((x,) if name in UNARY else (x, y)))
+            if not np.isnan(negated).any():
+                assert top.tobytes() == (-negated).max().tobytes(), (name, n)
 
 
 # -- extreme lanes next to ordinary ones (item 12 of issue 11: PoCL's vector sin of f32) -----------
@@ -179,10 +160,12 @@ def mixed(rng, n: int, T: str) -> np.ndarray:
 
 
 def close(got, want, dtype, name):
-    """Within a few ulps where NumPy's result is normal; tiny results within the smallest normal."""
+    """Within a few ulps of NumPy (two libraries of a few ulps each); tiny results within the smallest normal.
+
+    PoCL's f32 sin next to a huge lane was off by 1e11 ulps; libraries that differ by rounding pass."""
     tiny = np.finfo(dtype).tiny
     with np.errstate(all="ignore"):
-        np.testing.assert_allclose(got, want, rtol=8 * np.finfo(dtype).eps, atol=tiny, equal_nan=True,
+        np.testing.assert_allclose(got, want, rtol=32 * np.finfo(dtype).eps, atol=tiny, equal_nan=True,
                                    err_msg=name)
 
 
@@ -194,14 +177,14 @@ def test_math_ops_with_extreme_lanes_match_numpy(place, T):
         x, y = mixed(rng, n, T), mixed(rng, n, T)
         for name in UNARY:
             want = numpy_of(name)(x)
-            got = getattr(m, f"m_{name}")(x)
-            if name in ("sin", "cos", "tan"):   # beyond 1e7 the results differ between good libraries
-                keep = np.abs(x) < 1e6
-                got, want = got[keep], want[keep]
-            close(got, want, dtype, name)
+            for got in (getattr(m, f"m_{name}")(x), -getattr(m, f"p_{name}")(x)[0]):
+                if name in ("sin", "cos", "tan"):   # beyond 1e7 the results differ between good libraries
+                    got, want = got[np.abs(x) < 1e6], numpy_of(name)(x)[np.abs(x) < 1e6]
+                close(got, want, dtype, name)
         for name in BINARY:
-            close(getattr(m, f"m_{name}")(x, np.abs(y) if name == "pow" else y), numpy_of(name)(
-                x, np.abs(y) if name == "pow" else y), dtype, name)
+            z = np.abs(y) if name == "pow" else y
+            for got in (getattr(m, f"m_{name}")(x, z), -getattr(m, f"p_{name}")(x, z)[0]):
+                close(got, numpy_of(name)(x, z), dtype, name)
 
 
 def test_sin_of_f32_next_to_a_huge_lane(place):
