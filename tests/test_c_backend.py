@@ -4,7 +4,7 @@ The programs in PROGRAMS run on every target (the `target` fixture) and are also
 the representative set for the sanitizer run and the standalone build
 (tests/test_standalone_c.py). To run them under AddressSanitizer and UBSan by hand:
 
-    TDSL_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 \
+    TDSL_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
     LD_PRELOAD=$(cc -print-file-name=libasan.so) \
     .venv/bin/python -m pytest -q tests/test_c_backend.py -k programs
 
@@ -276,7 +276,7 @@ def test_programs_under_sanitizers(tmp_path):
     if libasan is None:
         pytest.skip("the C compiler has no AddressSanitizer runtime")
     env = dict(os.environ, TDSL_SANITIZE="1", LD_PRELOAD=libasan, TDSL_CACHE_DIR=str(tmp_path / "cache"),
-               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     # not opencl: with ASan preloaded, a C++ exception in pyopencl's extension aborts the process
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
                "-k", "(programs or runtime_errors or empty_arrays) and not opencl"]
