@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import infer
-from .dims import Dim, shape_size
+from .dims import Dim, DimTooComplex, shape_size
 from .dtypes import DTYPES, from_numpy, promote
 from .errors import Location, TdslTypeError
 from .graph import Node
@@ -95,20 +95,51 @@ def static_dim(value: Any, loc: Location | None, what: str = "a size") -> Dim:
     if isinstance(value, (Dim, str)) or (isinstance(value, int) and not isinstance(value, bool)):
         return Dim.of(value)
     if isinstance(value, Node):
-        if value.op == "const" and value.dtype in ("i32", "i64") and value.ndim == 0:
-            return Dim.of(int(value.attr("value")))
-        if value.op == "sizevar":
-            return Dim.of(value.attr("name"))
-        if value.op in ("add", "sub", "mul", "floordiv") and value.weak:
-            a, b = (static_dim(x, loc, what) for x in value.inputs)
-            if value.op == "floordiv":
-                if b.const is None or b.const <= 0:
-                    raise TdslTypeError(f"{what} can only be floor-divided by a positive integer", loc)
-                return a // b
-            return {"add": a + b, "sub": a - b, "mul": a * b}[value.op]
-        if value.op == "neg" and value.weak:
-            return -static_dim(value.inputs[0], loc, what)
+        try:
+            return _node_dim(value, loc, what)
+        except DimTooComplex as err:
+            raise TdslTypeError(str(err), loc) from None
     raise TdslTypeError(f"{what} must be an integer literal or a size-variable expression", loc)
+
+
+_DIM_OPS = ("add", "sub", "mul", "floordiv", "neg")
+
+
+def _node_dim(root: Node, loc: Location | None, what: str) -> Dim:
+    """The Dim a weak integer expression of literals and size variables computes; a loop over
+    the nodes, so `axis=0 + 0 + ... + 0` of any length does not recurse."""
+    dims: dict[int, Dim] = {}
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in dims:
+            stack.pop()
+            continue
+        if node.op in _DIM_OPS and node.weak:
+            pending = [i for i in node.inputs if id(i) not in dims]
+            if pending:
+                stack.extend(pending)
+                continue
+            dims[id(node)] = _combine_dims(node.op, [dims[id(i)] for i in node.inputs], loc, what)
+        elif node.op == "const" and node.dtype in ("i32", "i64") and node.ndim == 0:
+            dims[id(node)] = Dim.of(int(node.attr("value")))
+        elif node.op == "sizevar":
+            dims[id(node)] = Dim.of(node.attr("name"))
+        else:
+            raise TdslTypeError(f"{what} must be an integer literal or a size-variable expression", loc)
+        stack.pop()
+    return dims[id(root)]
+
+
+def _combine_dims(op: str, dims: list[Dim], loc: Location | None, what: str) -> Dim:
+    if op == "neg":
+        return -dims[0]
+    a, b = dims
+    if op == "floordiv":
+        if b.const is None or b.const <= 0:
+            raise TdslTypeError(f"{what} can only be floor-divided by a positive integer", loc)
+        return a // b
+    return {"add": a + b, "sub": a - b, "mul": a * b}[op]
 
 
 def static_shape(value: Any, loc: Location | None) -> tuple[Dim, ...]:

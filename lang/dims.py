@@ -41,6 +41,7 @@ class Dim:
         # Dims are compared and hashed on every node built; keep the answers at hand.
         object.__setattr__(self, "_is_const", all(mono == () for mono, _ in self.terms))
         object.__setattr__(self, "_hash", None)
+        object.__setattr__(self, "_str", None)   # printing sorts by the printed atoms: keep it
 
     def __reduce__(self):
         # the cached hash comes from str's hash, which differs between processes
@@ -130,6 +131,15 @@ class Dim:
             return Dim.of(self.const // div)
         if all(coef % div == 0 for _, coef in self.terms):
             return _normal({mono: coef // div for mono, coef in self.terms})
+        if len(self.terms) == 1 and self.terms[0][1] == 1 and len(self.terms[0][0]) == 1 and isinstance(
+                self.terms[0][0][0], FloorDivAtom):
+            inner = self.terms[0][0][0]   # (x // a) // b is x // (a * b) for positive a, b
+            return inner.expr // (inner.divisor * div)
+        if div >= 2**63:   # no size reaches it; a literal that long would not even compile in C
+            raise DimTooComplex("a size expression divides by 2**63 or more")
+        if _floor_depth(self) >= MAX_FLOOR_DEPTH:
+            raise DimTooComplex(f"a size expression is too complex (floor divisions nested more than "
+                                f"{MAX_FLOOR_DEPTH} deep)")
         return _normal({(FloorDivAtom(self, div),): 1})
 
     # -- comparison and printing ----------------------------------------------
@@ -153,6 +163,11 @@ class Dim:
         return str(self) < str(other)
 
     def __str__(self) -> str:
+        if self._str is None:
+            object.__setattr__(self, "_str", self._text())
+        return self._str
+
+    def _text(self) -> str:
         if not self.terms:
             return "0"
         out = ""
@@ -174,8 +189,30 @@ class Dim:
 DimLike = Union[Dim, int, str]
 
 
+MAX_TERMS = 256    # monomials in one dim
+MAX_FACTORS = 64   # atoms in one monomial: a product of more sizes than any array can have
+
+
+MAX_FLOOR_DEPTH = 16   # `((n // 2 + 1) // 2 + 1) // 2 ...`: each level prints and compares the one inside
+
+
+def _floor_depth(dim: "Dim") -> int:
+    """How deeply floor divisions nest in `dim` (bounded by MAX_FLOOR_DEPTH, so this recursion is)."""
+    return max((1 + _floor_depth(atom.expr) for mono, _ in dim.terms for atom in mono
+                if isinstance(atom, FloorDivAtom)), default=0)
+
+
+class DimTooComplex(ValueError):
+    """A size expression past MAX_TERMS or MAX_FACTORS: the front end reports it, located."""
+
+
 def _normal(acc: dict) -> Dim:
     items = [(tuple(mono), coef) for mono, coef in acc.items() if coef != 0]
+    # Products of sums multiply out: (a + b + c) ** 20 alone has 231 terms. Stop before the
+    # arithmetic (quadratic in the size of the operands) takes seconds.
+    if len(items) > MAX_TERMS or any(len(mono) > MAX_FACTORS for mono, _ in items):
+        raise DimTooComplex(f"a size expression is too complex (more than {MAX_TERMS} terms "
+                            f"or {MAX_FACTORS} factors in a product)")
     items.sort(key=lambda t: [_atom_key(a) for a in t[0]])
     return Dim(tuple(items))
 

@@ -11,7 +11,7 @@ import difflib
 from lark import Token, Tree
 
 from . import builtins, infer
-from .dims import Dim, shape_str
+from .dims import Dim, DimTooComplex, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
 from .graph import MAX_DIMS, FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
@@ -82,6 +82,9 @@ class Program:
             self.in_progress.clear()
             raise TdslSyntaxError(f"{name} is nested too deeply to check (nested calls of nested "
                                   f"expressions)", self.loc(fn.children[0])) from None
+        except DimTooComplex as err:   # raised by dim arithmetic, which knows no place
+            self.in_progress.clear()
+            raise TdslTypeError(f"in {name}: {err}", self.loc(fn.children[0])) from None
         infer.check_literals(list(outputs) + [node for _, node in scope.named])
         return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), tuple(scope.named),
                              tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename)
@@ -128,11 +131,12 @@ class Program:
             return self.dim_literal(d)
         a, op, b = d.children
         a, b = self.dim_of(a, sizes), self.dim_of(b, sizes)
-        if op == "//":
-            if b.const is None or b.const <= 0:
-                raise TdslTypeError("a dim can only be floor-divided by a positive integer", self.loc(d))
-            return a // b
-        return {"+": a + b, "-": a - b, "*": a * b}[str(op)]
+        if op == "//" and (b.const is None or b.const <= 0):
+            raise TdslTypeError("a dim can only be floor-divided by a positive integer", self.loc(d))
+        try:
+            return {"+": a.__add__, "-": a.__sub__, "*": a.__mul__, "//": a.__floordiv__}[str(op)](b)
+        except DimTooComplex as err:
+            raise TdslTypeError(str(err), self.loc(d)) from None
 
     def elaborate(self, fn: Tree, scope: "Scope") -> tuple[list[Node], bool]:
         """Run the body of `fn` in `scope`; check the results against the return annotation."""

@@ -477,3 +477,34 @@ def test_values_past_64_dimensions_are_located_errors(src):
 def test_a_value_of_64_dimensions(target):
     src = "fn f(x: f64) { return x" + "[None]" * 64 + " }"
     assert_same(run_both(src, "f", target, 2.5), np.full((1,) * 64, 2.5))
+
+
+# -- size expressions: long, deep or exploding -------------------------------------------------
+
+def test_a_long_flat_size_expression_is_read_in_a_loop():
+    """`axis=0 + 0 + ... + 0` recursed once per term (static_dim) into a RecursionError."""
+    m = tdsl.compile("fn f(x: f64[n]) { return softmax(x, axis=0" + " + 0" * 10000 + ") }\n"
+                     "fn g(x: f64[n]) { return zeros(n" + " + n" * 10000 + ") }", target="numpy")
+    assert_same(m.f(np.ones(2)), np.full(2, 0.5))
+    assert m.g(np.ones(2)).shape == (20002,)
+
+
+@pytest.mark.parametrize("expr", [
+    "n" + " * n" * 1000,                                  # 37 s at 10,000 factors
+    "(a + b + c)" + " * (a + b + c)" * 100,                # 24 s: 5,151 terms
+    "(" * 17 + "n" + " // 2 + 1)" * 17 + " // 2",          # exponential printing
+    "n" + " // 2" * 10000,                                # a divisor of 3,011 digits
+])
+def test_exploding_size_expressions_are_located_errors(expr):
+    src = f"fn f(x: f64[n], y: f64[a], z: f64[b], w: f64[c]) {{\n    return zeros({expr})\n}}"
+    start = time.perf_counter()
+    err = located_error(src, tdsl.TdslTypeError, "size expression")
+    assert err.loc.line == 2 and time.perf_counter() - start < 3.0
+
+
+def test_size_expressions_within_the_limits(target):
+    nested, chained = "(" * 10 + "n" + " // 2 + 1)" * 10, "n // 2 // 2 // 2"
+    src = f"fn f(x: f64[n]) {{ return zeros({nested}) }}\nfn g(x: f64[n]) {{ return zeros({chained}) }}"
+    n = 100   # Python's // floors as tdsl's does: its value of the same text is the oracle
+    assert run_both(src, "f", target, np.ones(n)).shape == (eval(nested),)
+    assert run_both(src, "g", target, np.ones(n)).shape == (eval(chained),)
