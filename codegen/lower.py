@@ -26,6 +26,10 @@ from .loops import expression_children, simplify
 
 ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat")
 EMPTY_REDUCE = ("max", "min")
+# Ops whose operand values can make a call fail, and the operand whose every element the check
+# reads (None: the result's, broadcast included). NumPy computes every value of a program, so the
+# check covers that whole domain even where fusion computes only the elements a later op uses.
+VALUE_CHECKED = {"pow": None, "take": 1}
 
 
 class ErrorTable:
@@ -80,13 +84,15 @@ class Lowering:
         self.temps: list[Buffer] = []
         self.temp_nodes: dict[str, Node] = {}   # temporary buffer name -> the value it holds
         self.consts: list[Buffer] = []
+        self.checked: dict[int, list] = {}   # id(failing node) -> [(check-domain index, its expression)]
 
     def run(self) -> FunctionIR:
         g = self.graph
         params = tuple(Buffer(p.name, p.dtype, p.shape, "param", source_name=p.name) for p in g.params)
         outputs = tuple(Buffer(f"out{i}", o.dtype, o.shape, "output") for i, o in enumerate(g.outputs))
         jobs = self.assign_buffers(params, outputs, self.plan())
-        kernels = tuple(simplify(k) for node, target in jobs for k in self.kernels_for(node, target))
+        raw = [k for node, target in jobs for k in self.kernels_for(node, target)]
+        kernels = tuple(simplify(k) for k in raw + self.check_kernels(raw))   # checks read raw's buffers
         return FunctionIR(g.name, g.signature, g.size_vars, params, outputs, tuple(self.temps),
                           tuple(self.consts), self.size_checks(), kernels, g.loc,
                           self.size_limits(kernels), self.alloc_errors(outputs))
@@ -279,26 +285,88 @@ class Lowering:
             raise AssertionError(f"{op} must have a buffer")
         args = tuple(self.value(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs)
         expr = self.intern(Apply, op, node.dtype, args, node.name)
-        if op == "pow" and kind(node.dtype) == "int":
-            negative = self.intern(Apply, "lt", "bool", (args[1], self.const(0, node.dtype)))
-            error = self.errors.code(ErrorInfo("an integer raised to a negative integer power", node.loc))
-            expr = self.intern(Check, negative, error, expr)
+        if _value_checked(node):
+            cond, error = self.negative_power(node, idx)
+            expr = self.intern(Check, cond, error, expr)
+            self.checked.setdefault(id(node), []).append((idx, expr))
         return expr
+
+    def negative_power(self, node: Node, idx: tuple, gate=None) -> tuple:
+        """The condition of an integer `pow` failing at `idx` (and `gate`, if given), and its error."""
+        y = node.inputs[1]
+        cond = self.intern(Apply, "lt", "bool", (self.value(y, broadcast_index(idx, node.shape, y.shape)),
+                                                  self.const(0, node.dtype)), None)
+        if gate is not None:
+            cond = self.intern(Apply, "and", "bool", (gate, cond), None)
+        error = self.errors.code(ErrorInfo("an integer raised to a negative integer power", node.loc))
+        return cond, error
+
+    def gathered(self, node: Node, at: tuple, gate=None) -> Gather:
+        """The checked index of `take` at the position `at` of its indices (0 unless `gate`, if given)."""
+        x, indices = node.inputs
+        extent = x.shape[node.attr("axis")]
+        error = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
+        index = self.value(indices, at)
+        if gate is not None:
+            index = self.intern(Apply, "where", index.dtype, (gate, index, self.const(0, index.dtype)), None)
+        return self.intern(Gather, index, extent, error)
 
     def take(self, node: Node, idx: tuple) -> object:
         x, indices = node.inputs
         axis, rank = node.attr("axis"), indices.ndim
-        extent = x.shape[axis]
-        error = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
-        gathered = self.intern(Gather, self.value(indices, idx[axis:axis + rank]), extent, error)
+        gathered = self.gathered(node, idx[axis:axis + rank])
         value = self.value(x, idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + rank:])
-        if _mentions(value, gathered):
-            return value
-        # `x` does not vary along the axis (a broadcast, a constant): its value never reads the
-        # index, so a check that the gathered position is negative (never) keeps the range check
+        if not _mentions(value, gathered):
+            # `x` does not vary along the axis (a broadcast, a constant): its value never reads the
+            # index, so a check that the gathered position is negative (never) keeps the range check
+            value = self.intern(Check, self.never(gathered), gathered.error, value)
+        self.checked.setdefault(id(node), []).append((idx[axis:axis + rank], value))
+        return value
+
+    def never(self, gathered: Gather) -> Apply:
+        """A condition that never holds but reads (and so range-checks) a gathered index."""
         position = self.intern(Position, Affine(((gathered, ONE),)))
-        never = self.intern(Apply, "lt", "bool", (position, self.const(0, "i64")), None)
-        return self.intern(Check, never, error, value)
+        return self.intern(Apply, "lt", "bool", (position, self.const(0, "i64")), None)
+
+    # -- checks of values that fusion would not compute in full ---------------------------
+    def check_kernels(self, kernels: list) -> list:
+        """A pass over the check domain of each failing value that `kernels` do not check in full
+        (a value sliced, left unread by its user, or computed under loops that may run zero times).
+        Only the points no kernel reached are in doubt, so the pass is gated on that."""
+        failing = [n for n in self.nodes if _value_checked(n)]
+        doubt = {id(n): [] for n in failing}
+        for k in kernels if failing else ():
+            live = _live_expressions(k)
+            loops = {l.var: l.extent for l in _work_loops(k)}
+            for node in failing:
+                for at, expr in self.checked.get(id(node), ()) if id(node) in doubt else ():
+                    missed = _missed_points(at, _check_domain(node), loops) if id(expr) in live else None
+                    if missed is not None and missed.is_const and missed.const > 0:
+                        doubt.pop(id(node))
+                        break
+                    if missed is not None:
+                        doubt[id(node)].append(missed)
+        return [self.check_kernel(n, doubt[id(n)]) for n in failing if id(n) in doubt]
+
+    def check_kernel(self, node: Node, missed: list) -> ReduceKernel:
+        """`any` over the check domain of `node`, where each point records the node's error; gated on
+        the points some kernel skipped (`missed`: their counts), if a kernel reached its whole domain."""
+        loops, idx = self.index_space(_check_domain(node), "c")
+        gate = None
+        if missed:   # a kernel checked every point unless another of its loops ran zero times
+            count = self.intern(Position, Affine((), min(missed, key=lambda d: len(d.terms))))
+            gate = self.intern(Apply, "eq", "bool", (count, self.const(0, "i64")), None)
+        if node.op == "take":
+            gathered = self.gathered(node, idx, gate)
+            cond, error = self.never(gathered), gathered.error
+        else:
+            cond, error = self.negative_power(node, idx, gate)
+        flag = Buffer(f"t{len(self.temps)}_check", "bool", (ONE,), "temp")
+        self.temps.append(flag)          # a one-element array: a scalar set and never read warns in C
+        self.temp_nodes[flag.name] = node
+        value = self.intern(Check, cond, error, self.const(False, "bool"))
+        return ReduceKernel(self.origin(node, f"check of {node.op}"), flag, Affine(), (), tuple(loops),
+                            "any", value)
 
     def load(self, buf: Buffer, idx: tuple) -> Load:
         return self.intern(Load, buf, row_major(idx, buf.shape), buf.dtype)
@@ -381,6 +449,57 @@ class Lowering:
             code = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
         return []
+
+
+def _value_checked(node: Node) -> bool:
+    """Whether the values of `node`'s operands can make it fail (an integer power, a take)."""
+    return node.op in VALUE_CHECKED and (node.op != "pow" or kind(node.dtype) == "int")
+
+
+def _check_domain(node: Node) -> tuple[Dim, ...]:
+    """The shape every point of which a failing node's check must read."""
+    operand = VALUE_CHECKED[node.op]
+    return node.shape if operand is None else node.inputs[operand].shape
+
+
+def _missed_points(at: tuple, domain: tuple, loops: dict):
+    """None unless the index `at` walks all of `domain` in a kernel with `loops` (var -> extent):
+    then the number of points of the kernel's other loops (when 0, the kernel checked nothing)."""
+    used = set()
+    for aff, dim in zip(at, domain):
+        if dim == 1 and aff.is_zero:
+            continue
+        if len(aff.terms) != 1 or aff.offset != 0 or aff.terms[0][1] != 1:
+            return None
+        var = aff.terms[0][0]
+        if not isinstance(var, str) or var in used or loops.get(var) != dim:
+            return None
+        used.add(var)
+    return shape_size(tuple(extent for var, extent in loops.items() if var not in used))
+
+
+def _live_expressions(kernel) -> set[int]:
+    """The ids of the expressions a kernel evaluates: operands an op's expression does not read
+    (isnan of an integer is 0 in C and OpenCL) are never computed."""
+    stack = [kernel.value] if hasattr(kernel, "value") else [kernel.lhs, kernel.rhs]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Apply):
+            stack.extend(a for i, a in enumerate(item.args) if _reads(item, i))
+        else:
+            stack.extend(expression_children(item))
+    return seen
+
+
+def _reads(item: Apply, i: int) -> bool:
+    """Whether the C and OpenCL expressions of `item` read its operand `i`."""
+    operand = item.args[1] if item.op == "where" else item.args[0]
+    return all("{%d}" % i in (OPS[item.op].c_template(kind(operand.dtype), dialect) or "{%d}" % i)
+               for dialect in ("c", "opencl"))
 
 
 def _work_loops(k) -> list:

@@ -63,7 +63,9 @@ def _quiet(fn: Callable) -> Callable:
 
 
 def _int_pow(a, b):
-    if np.issubdtype(np.asarray(a).dtype, np.integer) and np.any(np.asarray(b) < 0):
+    a, b = np.asarray(a), np.asarray(b)
+    # as NumPy, which checks each element it computes: an empty (broadcast) result never fails
+    if np.issubdtype(a.dtype, np.integer) and np.any(b < 0) and np.broadcast(a, b).size:
         raise RuntimeCheckFailed("an integer raised to a negative integer power")
     return np.power(a, b)
 
