@@ -153,6 +153,8 @@ class _DepthTree(Tree):
     parse at the first reduction past MAX_NESTING instead of after the whole text."""
 
     def __init__(self, data, children, meta=None):
+        if data == "sub_expr" and _is_none(children[0]):   # `None` is lexed as a name
+            data, children = "sub_none", []
         super().__init__(data, children, meta)
         self.depth = 0
         if data.startswith("_"):
@@ -169,14 +171,12 @@ class _DepthTree(Tree):
             raise _TooDeep(children[0].meta if isinstance(children[0], Tree) else children[0])
 
 
+def _is_none(node) -> bool:
+    return isinstance(node, Tree) and node.data == "name" and node.children[0] == "None"
+
+
 def _finish(tree: Tree) -> None:
-    """Turn sub_expr(name(None)) into sub_none(); give an empty module a position."""
-    for node in tree.iter_subtrees():
-        if node.data == "sub_expr":
-            inner = node.children[0]
-            if isinstance(inner, Tree) and inner.data == "name" and inner.children[0] == "None":
-                node.data = "sub_none"
-                node.children = []
+    """Give an empty module a position (sub_expr(name(None)) became sub_none() while parsing)."""
     if tree.meta.empty:
         tree.meta.line = tree.meta.end_line = tree.meta.column = tree.meta.end_column = 1
         tree.meta.start_pos = tree.meta.end_pos = 0
