@@ -239,8 +239,10 @@ def std(loc, x, axis=None, keepdims=False):
 
 
 def _stable_max(x: Node, axes, loc) -> Node:
-    """max over axes (kept), replaced by 0 where it is not finite, as SciPy does."""
-    m = infer.reduce("max", x, axes, True, loc)
+    """max over axes (kept), replaced by 0 where it is not finite, as SciPy does. Over no elements it
+    is -inf, then 0: softmax of an empty axis is empty and logsumexp of one is log(0) = -inf, as
+    NumPy's `np.log(np.sum(np.exp(x)))` (and SciPy) give, instead of max's error."""
+    m = infer.reduce("max", x, axes, True, loc, empty_ok=True)
     zero = infer.const(0, "i64", (), True, loc)
     return infer.elementwise("where", [infer.elementwise("isfinite", [m], loc), m, zero], loc)
 

@@ -176,8 +176,10 @@ def _reduced_shape(shape, axes, keepdims):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def reduce(op_name: str, x: Node, axes, keepdims: bool, loc: Location | None) -> Node:
-    """A reduction over `axes` (None: all)."""
+def reduce(op_name: str, x: Node, axes, keepdims: bool, loc: Location | None,
+           empty_ok: bool = False) -> Node:
+    """A reduction over `axes` (None: all); `empty_ok`: a max/min over no elements gives its identity
+    (-inf/+inf, as NumPy's `initial=`) instead of failing."""
     op = OPS[op_name]
     axes = normalize_axes(axes, x.ndim, loc)
     if op.rule == "sum":
@@ -186,7 +188,8 @@ def reduce(op_name: str, x: Node, axes, keepdims: bool, loc: Location | None) ->
     elif op.rule == "bool":
         x = cast(x, "bool", loc)
     shape = _reduced_shape(x.shape, axes, keepdims)
-    return Node(op_name, x.dtype, shape, (x,), make_attrs(axes=axes, keepdims=bool(keepdims)), False, loc)
+    attrs = make_attrs(axes=axes, keepdims=bool(keepdims), **({"empty_ok": True} if empty_ok else {}))
+    return Node(op_name, x.dtype, shape, (x,), attrs, False, loc)
 
 
 def argreduce(op_name: str, x: Node, axis, keepdims: bool, loc: Location | None) -> Node:

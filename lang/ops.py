@@ -235,12 +235,15 @@ ELEMENTWISE = [
 
 
 def _reduce(np_fn: Callable, empty_error: bool) -> Callable:
-    def run(x, axes, keepdims, dtype):
+    def run(x, axes, keepdims, dtype, empty_ok=False):
         x = np.asarray(x)
         axis = tuple(axes)
         # as NumPy: only reducing over zero elements fails; an empty kept axis gives an empty result
         if empty_error and any(x.shape[a] == 0 for a in axis):
-            raise RuntimeCheckFailed("reduction over an empty axis has no identity")
+            if not empty_ok:
+                raise RuntimeCheckFailed("reduction over an empty axis has no identity")
+            identity = -np.inf if np_fn is np.max else np.inf   # NumPy's initial=
+            return np_fn(x, axis=axis, keepdims=keepdims, initial=identity).astype(dtype, copy=False)
         if np_fn in (np.sum, np.prod):
             return np_fn(x, axis=axis, keepdims=keepdims, dtype=dtype)
         return np_fn(x, axis=axis, keepdims=keepdims).astype(dtype, copy=False)

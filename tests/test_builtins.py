@@ -462,6 +462,18 @@ def test_softmax_and_log_softmax(target, mat):
     check(REDUCE_SRC, "smax_int", target, (xi,), _softmax(xi.astype(F64)))
 
 
+def test_softmax_and_logsumexp_over_an_empty_axis(target):
+    """No elements to shift by: softmax is empty and logsumexp is log(0) = -inf, as NumPy's
+    `np.log(np.sum(np.exp(x)))` and SciPy give; a max over the same axis still fails."""
+    empty = np.zeros((0, 3))
+    check(REDUCE_SRC, "smax", target, (empty,), (empty, empty, empty, empty))
+    check(REDUCE_SRC, "lse", target, (empty,),
+          (np.float64(-np.inf), np.zeros(0), np.full((1, 3), -np.inf)))
+    check(REDUCE_SRC, "smax32", target, (np.zeros(0, F32),), (np.zeros(0, F32), np.zeros(0, F32)))
+    with pytest.raises(tdsl.TdslRuntimeError, match="empty axis"):
+        compiled(REDUCE_SRC, target).max_all(np.zeros((0, 3)))
+
+
 def test_long_f32_sum_stays_accurate(target):
     """Pairwise or blocked summation: 2,000,000 f32 values within 1e-5 of NumPy's sum."""
     rng = np.random.default_rng(0)
