@@ -433,7 +433,7 @@ class Lowering:
 
     def _empty_checks(self, node: Node) -> list[SizeCheck]:
         x = node.inputs[0] if node.inputs else None
-        if node.op in EMPTY_REDUCE:   # as NumPy: reducing over no elements has no identity
+        if node.op in EMPTY_REDUCE and not node.attr("empty_ok"):   # as NumPy: no elements, no identity
             reduced = shape_size(tuple(x.shape[a] for a in node.attr("axes")))
             return [SizeCheck(((reduced, "==0"),), self.errors.code(ErrorInfo(
                 "reduction over an empty axis has no identity", node.loc)))]

@@ -109,7 +109,7 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
         with np.errstate(all="ignore"):
             return np.asarray(values[0]).astype(dtype)
     if op.kind == "reduce":
-        return op.impl(values[0], attrs["axes"], attrs["keepdims"], dtype)
+        return op.impl(values[0], attrs["axes"], attrs["keepdims"], dtype, attrs.get("empty_ok", False))
     if op.kind == "argreduce":
         return op.impl(values[0], attrs["axis"], attrs["keepdims"])
     if node.op == "slice":
