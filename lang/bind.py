@@ -87,7 +87,8 @@ class Binder:
             if from_numpy(src) == target:
                 arr = value
             elif np.can_cast(src, to_numpy(target), "safe"):
-                arr = _converted(value, to_numpy(target), where)
+                device = isinstance(value, self.device_types)   # a device array is cast on its device
+                arr = value.astype(to_numpy(target)) if device else _converted(value, to_numpy(target), where)
             else:
                 raise TdslArgumentError(f"{where} is {src}, which cannot be cast safely to {target}",
                                         hint=f"convert it with .astype(numpy.{to_numpy(target)})")
