@@ -15,7 +15,7 @@ from tdsl.bind import collect_checks
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
-from tdsl.interp import covered, no_memory_message, size_key, too_big_message, value_sizes
+from tdsl.interp import computed_roots, covered, no_memory_message, size_key, too_big_message, value_sizes
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -77,7 +77,8 @@ class Lowering:
     def __init__(self, graph: FunctionGraph, errors: ErrorTable):
         self.graph = graph
         self.errors = errors
-        self.nodes = toposort(graph.outputs)
+        self.nodes = toposort(computed_roots(graph))   # the results, and named values that can fail unread
+        self.computed = _computed_nodes(graph, self.nodes)
         self.buffer_of: dict[int, Buffer] = {}
         self.memo: dict = {}
         self.interned: dict = {}
@@ -101,8 +102,8 @@ class Lowering:
     def plan(self) -> set[int]:
         """The ids of the nodes that get a buffer of their own."""
         keep = {id(o) for o in self.graph.outputs}
-        keep.update(id(n) for n in self.nodes if _kind(n) in ALWAYS_BUFFERED)
-        for node in self.nodes:
+        keep.update(id(n) for n in self.computed if _kind(n) in ALWAYS_BUFFERED)
+        for node in self.computed:
             if node.op == "matmul":
                 for operand in map(_through_layout, node.inputs):
                     if not (operand.op in ("param", "const", "sizevar", "iota")
@@ -132,7 +133,7 @@ class Lowering:
         for i, out in enumerate(self.graph.outputs):
             first_output.setdefault(id(out), i)
         jobs = []
-        for node in self.nodes:
+        for node in self.computed:
             if node.op == "param":
                 self.buffer_of[id(node)] = by_name[node.attr("name")]
             elif node.op == "const" and node.ndim:
@@ -424,7 +425,7 @@ class Lowering:
         for var in self.graph.size_vars:
             code = self.errors.code(ErrorInfo(f"the size {var} is negative", self.graph.loc))
             checks.append(SizeCheck(((Dim.of(var), "<0"),), code))
-        for op, dim, message, loc in collect_checks(self.graph):
+        for op, dim, message, loc in collect_checks(self.graph):   # named values no result reads too
             relation = "<0" if op == ">=" else "!=0"
             checks.append(SizeCheck(((dim, relation),), self.errors.code(ErrorInfo(message, loc))))
         for node in self.nodes:
@@ -449,6 +450,15 @@ class Lowering:
             code = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
         return []
+
+
+def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
+    """The nodes kernels compute: what the results need, and the operand that the check of a
+    failing value no result reads needs (the exponent, the indices). Any other unread value
+    only has size checks, which need no kernel."""
+    reached = set(toposort(graph.outputs))
+    operands = [n.inputs[1] for n in nodes if _value_checked(n) and n not in reached]
+    return toposort(list(graph.outputs) + operands)
 
 
 def _value_checked(node: Node) -> bool:

@@ -18,8 +18,9 @@ from .graph import FunctionGraph, toposort
 
 def collect_checks(graph: FunctionGraph) -> list[tuple[str, Dim, str, object]]:
     """The size conditions the graph's slices and reshapes need, as (op, dim, message, loc)."""
+    from .interp import computed_roots   # named values no result reads are checked too
     found, seen = [], set()
-    for node in toposort(graph.outputs):
+    for node in toposort(computed_roots(graph)):
         for op, dim, message in node.attr("checks", ()):
             key = (op, dim, message)
             if key not in seen:

@@ -83,6 +83,31 @@ def check_sizes(limits: list, sizes: Mapping[str, int]) -> None:
             raise TdslRuntimeError(too_big_message(node), node.loc)
 
 
+# Ops that can fail at call time: on an empty reduction, or on their operands' values (an
+# integer power fails only for integers: `can_fail` reads the dtype).
+FAILING_OPS = ("max", "min", "argmax", "argmin", "take", "pow")
+
+
+def can_fail(node: Node) -> bool:
+    """Whether computing `node` itself may raise a call-time error (a size check included)."""
+    if node.attr("checks"):
+        return True
+    return node.op in FAILING_OPS and (node.op != "pow" or to_numpy(node.dtype).kind in "iu")
+
+
+def computed_roots(graph: FunctionGraph) -> list[Node]:
+    """The values a call computes: the results, and each named value that no result needs but
+    whose computation can fail (NumPy runs every statement, so its error is raised too)."""
+    reached = set(toposort(graph.outputs))
+    dead = [node for _, node in graph.named if node not in reached]
+    if not dead:
+        return list(graph.outputs)
+    fails: dict[Node, bool] = {}
+    for node in toposort(dead):
+        fails[node] = can_fail(node) or any(fails.get(i, False) for i in node.inputs)
+    return list(graph.outputs) + [node for node in dead if fails[node]]
+
+
 def _concrete(value, sizes: Mapping[str, int]):
     """Attribute values with every Dim replaced by its integer value."""
     if isinstance(value, Dim):
@@ -119,11 +144,13 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
 
 
 def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int],
-              keep: list[Node] | None = None, limits: list | None = None) -> tuple[list, dict]:
+              keep: list[Node] | None = None, limits: list | None = None,
+              roots: list[Node] | None = None) -> tuple[list, dict]:
     """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node).
 
-    Every value's size is checked first (`limits`: the graph's `value_sizes`, if known)."""
-    roots = list(graph.outputs) + list(keep or [])
+    Every value's size is checked first (`limits`: the graph's `value_sizes`, if known); `roots`
+    are the graph's `computed_roots`, if known."""
+    roots = (computed_roots(graph) if roots is None else list(roots)) + list(keep or [])
     values: dict[Node, object] = {}
     check_sizes(value_sizes(graph) if limits is None else limits, sizes)
     for node in toposort(roots):
@@ -148,10 +175,10 @@ def out_of_memory(node: Node, sizes: Mapping[str, int]) -> TdslRuntimeError:
 
 
 def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int],
-        limits: list | None = None) -> list[np.ndarray]:
+        limits: list | None = None, roots: list[Node] | None = None) -> list[np.ndarray]:
     """The numpy target's entry point: arrays in parameter order, results as new arrays."""
     args = {p.name: a for p, a in zip(graph.params, arrays)}
-    outputs, _ = run_graph(graph, args, sizes, limits=limits)
+    outputs, _ = run_graph(graph, args, sizes, limits=limits, roots=roots)
     results = []
     for o, node in zip(outputs, graph.outputs):
         try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 from functools import partial
 
 from .graph import FunctionGraph
-from .interp import run, value_sizes
+from .interp import computed_roots, run, value_sizes
 from .printer import graph_text, to_tdsl
 
 
 def load(graphs: list[FunctionGraph], module_name: str) -> dict:
-    return {g.name: (partial(run, g, limits=value_sizes(g)), _source(g)) for g in graphs}
+    return {g.name: (partial(run, g, limits=value_sizes(g), roots=computed_roots(g)), _source(g)) for g in graphs}
 
 
 def _source(graph: FunctionGraph) -> str:

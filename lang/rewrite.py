@@ -111,11 +111,8 @@ def _zeros(node: Node) -> Node:
 
 def _may_fail(node: Node) -> bool:
     """Whether computing `node` involves a call-time check or error, which must not be dropped."""
-    for n in toposort([node]):
-        if n.attr("checks") or n.op in ("max", "min", "argmax", "argmin", "take") or (
-                n.op == "pow" and kind(n.dtype) == "int"):
-            return True
-    return False
+    from .interp import can_fail
+    return any(can_fail(n) for n in toposort([node]))
 
 
 # -- constant folding ------------------------------------------------------------------------

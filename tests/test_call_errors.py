@@ -59,14 +59,15 @@ def numpy_outcome(fn):
             return None, err
 
 
-def check(source: str, variant: str, name: str, args: tuple, oracle, contract_error: bool = False):
+def check(source: str, variant: str, name: str, args: tuple, oracle, contract_error: bool = False,
+          error=tdsl.TdslRuntimeError):
     """The variant raises a located TdslRuntimeError exactly when NumPy does (or, with
     `contract_error`, where the contract asks for one that NumPy skips); otherwise it gives
     NumPy's value and the reference's."""
     expected, numpy_error = numpy_outcome(lambda: oracle(*args))
     fn = build(source, variant)[name]
     if numpy_error is not None or contract_error:
-        with pytest.raises(tdsl.TdslRuntimeError, match=r"<string>:\d+:\d+: error: "):
+        with pytest.raises(error, match=r"<string>:\d+:\d+: error: "):
             fn(*args)
         return
     got = fn(*args)
@@ -193,3 +194,60 @@ def test_check_passes_only_where_values_go_unchecked():
     for name in ("unread", "flags", "emptied", "columns", "rows", "sliced", "pow_sliced", "pow_unread",
                  "pow_summed"):
         assert passes[name] == 1, name
+
+
+# -- statements no result reads: NumPy runs them, so their errors are raised -------------------------
+
+UNREAD = """
+fn power(x: i64[n]) {
+    t = x ** x
+    return x
+}
+fn index(x: i64[n]) {
+    t = take(x, x)
+    return x + 1
+}
+fn short(x: i64[n]) {
+    t = x[3:]
+    return x
+}
+fn extreme(x: i64[n]) {
+    t = max(x[:0])
+    u = argmin(x)
+    return x
+}
+fn chained(x: i64[n], y: i64[n]) {
+    t = take(x, y) ** x
+    return sum(x)
+}
+"""
+
+UNREAD_CASES = [
+    ("power", (i64(3, -4),), lambda x: (np.power(x, x), x)[1]),
+    ("power", (i64(3, 4),), lambda x: (np.power(x, x), x)[1]),
+    ("index", (i64(1, 2),), lambda x: (np.take(x, x), x + 1)[1]),
+    ("index", (i64(1, 0),), lambda x: (np.take(x, x), x + 1)[1]),
+    ("short", (i64(1, 2),), None),   # the contract: a slice past the axis is an error (section 5)
+    ("short", (i64(1, 2, 3),), lambda x: x),
+    ("extreme", (i64(1, 2),), lambda x: (np.max(x[:0]), x)[1]),
+    ("chained", (i64(0, 1), i64(1, 2)), lambda x, y: (np.power(np.take(x, y), x), np.sum(x))[1]),
+    ("chained", (i64(2, 1), i64(1, -1)), lambda x, y: (np.power(np.take(x, y), x), np.sum(x))[1]),
+    ("chained", (i64(2, 1), i64(1, 1)), lambda x, y: (np.power(np.take(x, y), x), np.sum(x))[1]),
+]
+
+
+@pytest.mark.parametrize("name, args, oracle", UNREAD_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(UNREAD_CASES)])
+def test_unread_statements_still_fail(variant, name, args, oracle):
+    if oracle is None:
+        check(UNREAD, variant, name, args, lambda *a: None, contract_error=True, error=tdsl.TdslArgumentError)
+    else:
+        check(UNREAD, variant, name, args, oracle)
+
+
+def test_unread_values_add_no_kernels_but_their_checks():
+    """An unread statement that cannot fail costs nothing; one that can adds its check only."""
+    source = UNREAD + "fn quiet(x: f64[n]) {\n    t = exp(x) @ x\n    return x\n}\n"
+    module = lower_module([simplify_graph(g) for g in check_source(source)], "m")
+    kernels = {fn.name: [k.origin.label for k in fn.kernels] for fn in module.functions}
+    assert kernels["quiet"] == kernels["short"] == kernels["extreme"] == ["x = copy of param"]
+    assert kernels["power"] == ["x = copy of param", "t = check of pow"]
