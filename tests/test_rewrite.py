@@ -35,9 +35,12 @@ def reference(source: str, *args, name: str = "f"):
     return tuple(out) if graph.tuple_result else out[0]
 
 
-def assert_identical(got, expected):
-    """Same dtype, shape and values, NaN for NaN and the sign of zero included (a NaN's sign is noise)."""
-    assert_same(got, expected, rtol=0, atol=0)
+def assert_identical(got, expected, rtol=0.0):
+    """Same dtype, shape and values, NaN for NaN and the sign of zero included (a NaN's sign is noise).
+
+    `rtol` admits the few ulps a vector math library may differ from NumPy's in a transcendental
+    function (the contract's floating-point tolerance); signs still count exactly."""
+    assert_same(got, expected, rtol=rtol, atol=0)
     for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
         g, e = np.asarray(g), np.asarray(e)
         if g.dtype.kind == "f":
@@ -87,7 +90,8 @@ def test_integer_rules(target, body):
 def test_float_rules_that_must_not_fire(target, body):
     """inf - inf and inf * 0 are NaN; -0.0 + 0.0 is +0.0 (atan2 tells them apart)."""
     source = f"fn f(x: f64[n]) {{ return {body} }}"
-    assert_identical(compiled(source, target).f(SPECIAL), reference(source, SPECIAL))
+    ulps = 4e-16 if "atan2" in body else 0.0   # atan2 of +0.0 and -0.0 differ by pi, far past this
+    assert_identical(compiled(source, target).f(SPECIAL), reference(source, SPECIAL), rtol=ulps)
 
 
 def test_simplifying_keeps_shape_and_dtype_by_broadcasting(target):
