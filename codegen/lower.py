@@ -15,7 +15,7 @@ from tdsl.bind import collect_checks
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
-from tdsl.interp import computed_roots, covered, no_memory_message, size_key, too_big_message, value_sizes
+from tdsl.interp import can_fail, computed_roots, covered, no_memory_message, size_key, too_big_message, value_sizes
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -266,8 +266,24 @@ class Lowering:
             return self.load(buf, idx)
         key = (id(node), idx)
         if key not in self.memo:
-            self.memo[key] = self.compute(node, idx)
+            self.fill_memo(node, idx)
         return self.memo[key]
+
+    def fill_memo(self, node: Node, idx: tuple) -> None:
+        """Compute `node` at `idx` after its fused operands, in the order recursion would, but
+        with an explicit stack: a chain of 10,000 statements is 10,000 operands deep."""
+        stack = [(node, idx, False)]
+        while stack:
+            item, at, ready = stack.pop()
+            if (id(item), at) in self.memo:
+                continue
+            if ready:   # its operands are in the memo (or buffers): compute() reads them directly
+                self.memo[(id(item), at)] = self.compute(item, at)
+                continue
+            stack.append((item, at, True))
+            for operand, where in reversed(_fused_operands(item, at)):
+                if id(operand) not in self.buffer_of:
+                    stack.append((operand, where, False))
 
     def compute(self, node: Node, idx: tuple) -> object:
         """The expression computing `node` itself at `idx` from the values of its inputs."""
@@ -461,9 +477,19 @@ def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
     return toposort(list(graph.outputs) + operands)
 
 
+def _fused_operands(node: Node, idx: tuple) -> list[tuple[Node, tuple]]:
+    """The (operand, index) pairs `compute` reads through `value` before anything else; a take's
+    are left to it (the gathered index is an expression, and take nests shallowly)."""
+    if node.op in LAYOUT:
+        return [(node.inputs[0], input_index(node, idx))]
+    if node.op != "take" and _kind(node) in ("elementwise", "cast"):
+        return [(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs]
+    return []
+
+
 def _value_checked(node: Node) -> bool:
     """Whether the values of `node`'s operands can make it fail (an integer power, a take)."""
-    return node.op in VALUE_CHECKED and (node.op != "pow" or kind(node.dtype) == "int")
+    return node.op in VALUE_CHECKED and can_fail(node)
 
 
 def _check_domain(node: Node) -> tuple[Dim, ...]:

@@ -92,7 +92,21 @@ def can_fail(node: Node) -> bool:
     """Whether computing `node` itself may raise a call-time error (a size check included)."""
     if node.attr("checks"):
         return True
-    return node.op in FAILING_OPS and (node.op != "pow" or to_numpy(node.dtype).kind in "iu")
+    if node.op == "pow":   # only integers, and a literal exponent fails only when negative
+        exponent = _literal(node.inputs[1])
+        return to_numpy(node.dtype).kind in "iu" and (exponent is None or bool(np.any(exponent < 0)))
+    if node.op == "take":   # literal indices on an axis of known length fail only out of range
+        indices, extent = _literal(node.inputs[1]), node.inputs[0].shape[node.attr("axis")]
+        return indices is None or not extent.is_const or bool(np.any((indices < -extent.const) |
+                                                                      (indices >= extent.const)))
+    return node.op in FAILING_OPS
+
+
+def _literal(node: Node) -> np.ndarray | None:
+    """The values of a literal (broadcast or not), or None when `node` is not one."""
+    while node.op in ("broadcast", "reshape") and not node.attr("checks"):
+        node = node.inputs[0]
+    return const_value(node) if node.op == "const" else None
 
 
 def computed_roots(graph: FunctionGraph) -> list[Node]:
