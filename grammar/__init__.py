@@ -63,14 +63,19 @@ _EXAMPLES = {
 }
 
 MAX_NESTING = 200   # levels; Python's own parser stops at 200 nested parentheses
+# Operators in one left-associative chain (`a + b - c ...`, `and`, `or`): each is a level of
+# the graph, so a chain is bounded too, far above what a person writes (use sum() for more)
+MAX_CHAIN = 5000
 
 
 class _TooDeep(Exception):
-    """Raised by the post-lexer at the first bracket nested more than MAX_NESTING deep."""
+    """Raised at the first bracket nested more than MAX_NESTING deep, or the first operator
+    past MAX_CHAIN in one chain."""
 
-    def __init__(self, where):
+    def __init__(self, where, limit: str = f"more than {MAX_NESTING} levels"):
         super().__init__("nested too deeply")
         self.where = where
+        self.limit = limit
 
 
 class BracketNewlines:
@@ -135,7 +140,7 @@ def parse(text: str, filename: str = "<string>") -> Tree:
         except UnexpectedInput as err:
             raise _syntax_error(err, text, filename) from None
     except _TooDeep as err:
-        raise TdslSyntaxError(f"the program is nested too deeply (more than {MAX_NESTING} levels)",
+        raise TdslSyntaxError(f"the program is nested too deeply ({err.limit})",
                               location_of(err.where, filename, text),
                               hint="split the expression into several statements") from None
     _finish(tree)
@@ -156,7 +161,7 @@ class _DepthTree(Tree):
         if data == "sub_expr" and _is_none(children[0]):   # `None` is lexed as a name
             data, children = "sub_none", []
         super().__init__(data, children, meta)
-        self.depth = 0
+        self.depth = self.chain = 0
         if data.startswith("_"):
             # Lark's helper for a repetition: rebuilt with every new item and inlined into its
             # parent afterwards, which counts the items once (counting here would be quadratic)
@@ -169,6 +174,13 @@ class _DepthTree(Tree):
         self.depth = depth
         if depth > MAX_NESTING:
             raise _TooDeep(children[0].meta if isinstance(children[0], Tree) else children[0])
+        if data in _CHAINS:
+            first = children[0]
+            self.chain = (first.chain if isinstance(first, Tree) and first.data in _CHAINS else 0) + 1
+            if self.chain >= MAX_CHAIN:
+                last = children[-1]   # the operand past the limit
+                raise _TooDeep(last.meta if isinstance(last, Tree) else last,
+                               f"more than {MAX_CHAIN} operands in one operator chain")
 
 
 def _is_none(node) -> bool:
