@@ -147,6 +147,15 @@ def _unit(node, x, c):
     return _same_type(x, node) if _is(c, 1) else None
 
 
+def _square_root(node, x, c):
+    """NumPy computes a float power with a scalar exponent of 0.5 as sqrt (its power loop's fast
+    path), which differs from pow at -inf (NaN, not inf) and -0.0 (-0.0, not +0.0)."""
+    scalar = c.inputs[0] if c.op == "broadcast" else c
+    if scalar.ndim or kind(node.dtype) != "float" or not _is(c, 0.5):
+        return None
+    return _same_type(infer.elementwise("sqrt", [x], node.loc), node)
+
+
 def _minus_one(node, x, c):
     return _same_type(infer.elementwise("neg", [x], node.loc), node) if _is(c, -1) else None
 
@@ -195,6 +204,7 @@ ALGEBRAIC = [
     Rule("x * 1", P("mul", X("x"), C("c"), commute=True), _unit),
     Rule("x / 1", P("div", X("x"), C("c")), _unit),
     Rule("x ** 1", P("pow", X("x"), C("c")), _unit),
+    Rule("x ** 0.5 -> sqrt(x)", P("pow", X("x"), C("c")), _square_root),
     Rule("x + 0", P("add", X("x"), C("c"), commute=True), _add_zero),
     Rule("x - 0", P("sub", X("x"), C("c")), _sub_zero),
     Rule("x * -1", P("mul", X("x"), C("c"), commute=True), _minus_one),

@@ -86,6 +86,19 @@ def test_integer_rules(target, body):
     assert_identical(compiled(source, target).f(INTS), reference(source, INTS))
 
 
+def test_a_scalar_power_of_one_half_is_numpys_square_root(target):
+    """NumPy's float power with a scalar exponent 0.5 is sqrt: NaN at -inf, -0.0 at -0.0 (pow gives
+    inf and +0.0); an array of exponents goes through pow, there as in NumPy."""
+    source = "fn f(x: f64[n]) { return x ** 0.5, f32(x) ** 0.5 }\nfn g(x: f64[n], p: f64[n]) { return x ** p }"
+    x = np.array([-np.inf, -0.0, 0.0, 4.0, 2.0, np.nan, -1.0])
+    with np.errstate(invalid="ignore"):
+        expected = (x ** 0.5, x.astype(np.float32) ** 0.5)
+        array_exponents = np.power(x, np.full_like(x, 0.5))
+    assert_identical(compiled(source, target).f(x), expected)
+    got = compiled(source, target).g(x, np.full_like(x, 0.5))
+    np.testing.assert_array_equal(got[:2], array_exponents[:2])   # inf and +0.0 by pow
+
+
 @pytest.mark.parametrize("body", ["x - x", "x * 0.0", "x + 0.0", "atan2(x + 0.0, -1.0)"])
 def test_float_rules_that_must_not_fire(target, body):
     """inf - inf and inf * 0 are NaN; -0.0 + 0.0 is +0.0 (atan2 tells them apart)."""
@@ -243,6 +256,7 @@ FIRES = {
     "x * 1": "fn f(x: f64) -> f64 { return x * 1.0 }",
     "x / 1": "fn f(x: f64) -> f64 { return x / 1.0 }",
     "x ** 1": "fn f(x: f64) -> f64 { return x ** 1.0 }",
+    "x ** 0.5 -> sqrt(x)": "fn f(x: f64) -> f64 { return x ** 0.5 }",
     "x + 0": "fn f(x: i64) -> i64 { return x + 0 }",
     "x - 0": "fn f(x: f64) -> f64 { return x - 0.0 }",
     "x * -1": "fn f(x: f64) -> f64 { return x * -1.0 }",
