@@ -18,7 +18,8 @@ from tdsl.dtypes import kind
 
 from .kernels import (Affine, Apply, Buffer, Const, FunctionIR, FusedKernel, Load, Loop, ModuleIR, Origin, SizeVar,
                       row_strides)
-from .loops import kernel_affines, kernel_loads, map_affines, rename_loop, replace_nodes
+from .loops import MAX_KERNEL_OPS, kernel_affines, kernel_expressions, kernel_loads, map_affines, rename_loop, \
+    replace_nodes
 
 SHARED = "i0r"   # the shared loop's variable (an internal name: user names like it get a prefix)
 
@@ -72,6 +73,7 @@ class _Group:
         self.originals: list = []
         self.sums: list[int] = []
         self.written: dict[str, bool] = {}   # buffer name -> written by a sum part
+        self.ops = 0   # operations in the parts' bodies
 
     @staticmethod
     def start(k, writers: dict) -> "_Group | None":
@@ -87,6 +89,9 @@ class _Group:
     def add(self, k, writers: dict, role: str | None = None) -> bool:
         role = role or _role(k, self.loop, writers)
         if role is None:
+            return False
+        ops = sum(isinstance(e, Apply) for e in kernel_expressions(k))
+        if self.parts and self.ops + ops > MAX_KERNEL_OPS:   # lowering cut a long chain: keep it cut
             return False
         own = k.loops[0] if role == "point" else k.reduce_loops[0]
         part = rename_loop(k, own.var, SHARED)
@@ -104,6 +109,7 @@ class _Group:
         self.parts.append(part)
         self.originals.append(k)
         self.written[k.out.name] = role == "sum"
+        self.ops += ops
         return True
 
     def _same_row(self, buf: Buffer, offset: Affine, writing: bool = False) -> bool:

@@ -12,6 +12,9 @@ from typing import Callable
 from .kernels import Affine, Apply, Check, DivMod, Gather, Load, Loop, Position
 
 AffineFn = Callable[[Affine], Affine]
+# The most operations one loop body holds (lowering cuts longer fused chains, fusion stops a pass
+# there): GCC's time grows with the square of a body's length, and no ordinary program comes near.
+MAX_KERNEL_OPS = 1000
 
 
 def simplify(kernel):

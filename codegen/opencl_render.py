@@ -71,7 +71,8 @@ def prune_prelude(prelude: str, program: str) -> str:
     chunks = _helper_chunks(prelude)
     used, text = set(), program
     while True:   # the helpers the kernels call, then those that these call, ...
-        found = {name for name, _ in chunks if name and name not in used and re.search(rf"\b{name}\b", text)}
+        words = set(re.findall(r"\btdsl_\w+", text))   # one pass: a search per helper is slow on long programs
+        found = {name for name, _ in chunks if name and name not in used and name in words}
         if not found:
             break
         used |= found

@@ -160,7 +160,37 @@ class Program:
 def _build(context, source: str, options: list[str], cache_dir: str | None):
     """A built program. pyopencl keeps binaries in `cache_dir`, except for drivers that cache
     builds themselves (PoCL, in its kcache folder; Nvidia), where fetching a binary costs more."""
-    return cl.Program(context, source).build(options=options, cache_dir=cache_dir)
+    return _on_big_stack(lambda: cl.Program(context, source).build(options=options, cache_dir=cache_dir))
+
+
+BUILD_STACK = 1 << 29   # bytes; address space only, pages are committed as the compiler uses them
+_stack_lock = threading.Lock()
+
+
+def _on_big_stack(work):
+    """`work()` on a thread with a large stack: PoCL's compiler recurses along a long dependency
+    chain (the gradient of 2,000 nested sin overflowed the 8 MB main stack: a segfault)."""
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = work()
+        except BaseException as err:   # re-raised on the caller's thread
+            result["error"] = err
+    with _stack_lock:
+        try:
+            old = threading.stack_size(BUILD_STACK)
+        except (ValueError, RuntimeError):   # no settable stack size here: build where we are
+            return work()
+        try:
+            thread = threading.Thread(target=run, name="tdsl-opencl-build")
+            thread.start()
+        finally:
+            threading.stack_size(old)
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def _pow2_floor(n: int) -> int:
