@@ -103,3 +103,73 @@ def test_shrinking_keeps_the_failure_and_makes_the_program_smaller(monkeypatch):
     assert calls
     assert "log_softmax" in fuzz.render_program(small.prog)
     assert len(fuzz.render_program(small.prog)) < len(fuzz.render_program(prog))
+
+
+def _program_of(result, *params) -> fuzz.Program:
+    return fuzz.Program("g", list(params), result)
+
+
+def test_oracle_softmax_of_tied_int64_maxima_is_one_half_each():
+    """softmax of int64 with two int64-max ties: 0.5 each, as NumPy on an f64 copy (not 1.0 through logsumexp)."""
+    x = fuzz.Node("param", attrs={"name": "x0"}, dtype="i64", shape=("n",))
+    top = np.iinfo(np.int64).max
+    args = {"x0": np.array([top, 3, top, -5], np.int64)}
+    for fn, want in (("softmax", [0.5, 0.0, 0.5, 0.0]), ("log_softmax", [-np.log(2), -top, -np.log(2), -top])):
+        prog = _program_of(fuzz.Node("softmax", (x,), {"fn": fn, "axis": -1}, "f64", ("n",)),
+                           fuzz.Param("x0", "i64", ("n",)))
+        got = fuzz.oracle(prog, args, {"n": 4})
+        shifted = args["x0"].astype(np.float64) - float(top)
+        numpy = np.exp(shifted) / np.exp(shifted).sum() if fn == "softmax" else shifted - np.log(np.exp(shifted).sum())
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(got, numpy, rtol=1e-12)
+
+
+def test_oracle_does_not_judge_ill_conditioned_calls():
+    """A float % next to a step after rounding, and a mean cancelling int64 max and min, are unspecified."""
+    x = fuzz.Node("param", attrs={"name": "x0"}, dtype="i64", shape=("n",))
+    soft = fuzz.Node("softmax", (x,), {"fn": "log_softmax", "axis": -1}, "f64", ("n",))
+    mod = fuzz.make_elementwise("bin", "%", [soft, x], np.mod)
+    top = np.iinfo(np.int64).max
+    inputs = fuzz.Inputs({"x0": np.array([top, top, 1], np.int64)}, {"n": 3}, {})
+    assert fuzz.expected_outcome(_program_of(mod, fuzz.Param("x0", "i64", ("n",))), inputs)[0] == "unspecified"
+    mean = fuzz.Node("reduce", (x,), {"fn": "mean", "axis": None, "keepdims": False}, "f64", ())
+    prog = _program_of(mean, fuzz.Param("x0", "i64", ("n",)))
+    extremes = fuzz.Inputs({"x0": np.array([top, -top - 1, 3, -4], np.int64)}, {"n": 4}, {})
+    assert fuzz.expected_outcome(prog, extremes)[0] == "unspecified"
+    # well-conditioned ones are still judged: an exact operand of %, and an ordinary mean
+    exact_mod = fuzz.make_elementwise("bin", "%", [fuzz.lit(1.0), x], np.mod)
+    plain = fuzz.Inputs({"x0": np.array([2, 3, 1], np.int64)}, {"n": 3}, {})
+    assert fuzz.expected_outcome(_program_of(exact_mod, fuzz.Param("x0", "i64", ("n",))), plain)[0] == "ok"
+    assert fuzz.expected_outcome(prog, plain)[0] == "ok"
+
+
+def test_tolerance_follows_the_least_precise_dtype_computed_in():
+    """f64 @ sin(f32) is judged with f32's tolerance; an f32 value only cast to f64 keeps f64's."""
+    a = fuzz.Node("param", attrs={"name": "x0"}, dtype="f64", shape=("n", "n"))
+    b = fuzz.Node("param", attrs={"name": "x1"}, dtype="f32", shape=("n", "n"))
+    sin = fuzz.make_elementwise("un", "sin", [b], np.sin)
+    assert fuzz.precision(fuzz.Node("matmul", (a, sin), dtype="f64", shape=("n", "n"))) == "f32"
+    assert fuzz.precision(fuzz.Node("cast", (b,), {"to": "f64"}, "f64", ("n",))) == "f64"
+    assert fuzz.precision(fuzz.make_elementwise("bin", "+", [a, b], np.add)) == "f64"
+    expected, got = np.array([0.050210557725784005]), np.array([0.05021029406367014])
+    assert fuzz.compare(got, expected, precision="f32") is None
+    assert fuzz.compare(got, expected, precision="f64") is not None
+    assert fuzz.compare(got, expected) is not None
+
+
+def test_inputs_for_a_gather_into_an_axis_of_negative_length():
+    """A size variable below a take's minimum (axis m - 2 with m = 1) gives indices, not a crash of the fuzzer."""
+    out = fuzz.index_values(fuzz.Param("x2", "i32", ("2", "m"), "m - 2"), (2, 1), -1, np.random.default_rng(0))
+    assert out.shape == (2, 1) and out.dtype == np.int32
+
+
+def test_locals_never_take_the_name_of_a_function_of_the_module():
+    """tdsl rejects `main = ...` in a module with a function main: the generator never writes it."""
+    cfg = fuzz.Config([], hostile=1.0)
+    for first in range(0, 400, 40):
+        names = set()
+        progs = [fuzz.program(CI_SEED, i, cfg, names) for i in range(first, first + 40)]
+        functions = {p.shown for p in progs}
+        for p in progs:
+            shown_locals = {v for k, v in p.rename.items() if k != p.name and not k.startswith("x")}
+            assert not shown_locals & functions, (p.shown, shown_locals & functions)
