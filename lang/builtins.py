@@ -16,7 +16,7 @@ from .dims import Dim, DimTooComplex, shape_size
 from .dtypes import DTYPES, from_numpy, promote
 from .errors import Location, TdslTypeError
 from .graph import Node
-from .ops import OPS
+from .ops import OPS, empty_value
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,23 @@ def _reduction(name: str) -> Callable:
     return build
 
 
+def _extreme(name: str) -> Callable:
+    """max/min with NumPy's `initial=`: the value over no elements, and a bound on the result."""
+    def build(loc, x, axis=None, keepdims=False, initial=None):
+        x = as_node(x, loc)
+        axes, keep = static_axes(axis, loc), static_bool(keepdims, loc, "keepdims")
+        if initial is None:
+            return infer.reduce(name, x, axes, keep, loc)
+        bound = as_node(initial, loc)
+        if bound.op != "const" or bound.ndim:
+            raise TdslTypeError(f"{name}'s initial= must be a number literal", loc)
+        out = infer.reduce(name, x, axes, keep, loc, empty_ok=True)
+        if bound.attr("value") == empty_value(name, out.dtype):
+            return out   # the identity: the reduction over no elements gives it already
+        return infer.elementwise("maximum" if name == "max" else "minimum", [out, bound], loc)
+    return build
+
+
 def _argreduction(name: str) -> Callable:
     def build(loc, x, axis=None, keepdims=False):
         return infer.argreduce(name, as_node(x, loc), static_axes(axis, loc), static_bool(keepdims, loc, "keepdims"), loc)
@@ -240,8 +257,8 @@ def std(loc, x, axis=None, keepdims=False):
 
 def _stable_max(x: Node, axes, loc) -> Node:
     """max over axes (kept), replaced by 0 where it is not finite, as SciPy does. Over no elements it
-    is -inf, then 0: softmax of an empty axis is empty and logsumexp of one is log(0) = -inf, as
-    NumPy's `np.log(np.sum(np.exp(x)))` (and SciPy) give, instead of max's error."""
+    is -inf (`max(x, initial=-inf)`), then 0: softmax of an empty axis is empty and logsumexp of
+    one is log(0) = -inf, as NumPy's `np.log(np.sum(np.exp(x)))` (and SciPy) give."""
     m = infer.reduce("max", x, axes, True, loc, empty_ok=True)
     zero = infer.const(0, "i64", (), True, loc)
     return infer.elementwise("where", [infer.elementwise("isfinite", [m], loc), m, zero], loc)
@@ -476,7 +493,8 @@ BUILDERS: dict[str, Callable] = {
     **{name: _elementwise(name) for name, op in OPS.items() if op.kind == "elementwise"
        and name not in ("add", "sub", "mul", "div", "floordiv", "mod", "neg", "eq", "ne", "lt", "le", "gt",
                         "ge", "and", "or", "not")},
-    **{name: _reduction(name) for name in ("sum", "prod", "max", "min", "any", "all")},
+    **{name: _reduction(name) for name in ("sum", "prod", "any", "all")},
+    "max": _extreme("max"), "min": _extreme("min"),
     "argmax": _argreduction("argmax"), "argmin": _argreduction("argmin"),
     **{name: cast_to(name) for name in DTYPES},
     "mean": mean, "var": var, "std": std, "logsumexp": logsumexp, "softmax": softmax,

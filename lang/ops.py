@@ -242,12 +242,24 @@ def _reduce(np_fn: Callable, empty_error: bool) -> Callable:
         if empty_error and any(x.shape[a] == 0 for a in axis):
             if not empty_ok:
                 raise RuntimeCheckFailed("reduction over an empty axis has no identity")
-            identity = -np.inf if np_fn is np.max else np.inf   # NumPy's initial=
+            identity = empty_value("max" if np_fn is np.max else "min", x.dtype)   # NumPy's initial=
             return np_fn(x, axis=axis, keepdims=keepdims, initial=identity).astype(dtype, copy=False)
         if np_fn in (np.sum, np.prod):
             return np_fn(x, axis=axis, keepdims=keepdims, dtype=dtype)
         return np_fn(x, axis=axis, keepdims=keepdims).astype(dtype, copy=False)
     return _quiet(run)
+
+
+def empty_value(op: str, dtype: str):
+    """What max/min over no elements gives where allowed (NumPy's initial=; the C initial values)."""
+    np_dtype = np.dtype({"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64",
+                         "bool": "bool"}.get(dtype, dtype))
+    if np_dtype.kind == "f":
+        return -np.inf if op == "max" else np.inf
+    if np_dtype.kind == "b":
+        return op == "min"
+    info = np.iinfo(np_dtype)
+    return int(info.min if op == "max" else info.max)
 
 
 def _argreduce(np_fn: Callable) -> Callable:

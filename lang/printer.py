@@ -4,7 +4,7 @@ from __future__ import annotations
 from .dims import Dim
 from .dtypes import DTYPES
 from .graph import FunctionGraph, Node, toposort
-from .ops import OPS
+from .ops import OPS, empty_value
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "pow": "**",
            "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and": "and", "or": "or"}
@@ -95,7 +95,10 @@ def expression(node: Node, names: dict) -> str:
         return f"{op}({', '.join(a)})"
     if OPS[op].kind == "reduce":
         keep = "true" if node.attr("keepdims") else "false"
-        return f"{op}({a[0]}, axis={_axes(node.attr('axes'))}, keepdims={keep})"
+        initial = ""
+        if node.attr("empty_ok"):   # built by max/min with NumPy's initial= at their identity
+            initial = f", initial={_literal(empty_value(op, node.dtype), node.dtype)}"
+        return f"{op}({a[0]}, axis={_axes(node.attr('axes'))}, keepdims={keep}{initial})"
     if OPS[op].kind == "argreduce":
         axis = node.attr("axis")
         keep = "true" if node.attr("keepdims") else "false"

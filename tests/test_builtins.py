@@ -474,6 +474,29 @@ def test_softmax_and_logsumexp_over_an_empty_axis(target):
         compiled(REDUCE_SRC, target).max_all(np.zeros((0, 3)))
 
 
+INITIAL_SRC = """
+fn f(x: f64[n, m]) { return max(x, axis=1, initial=-1e400), min(x, initial=2.5), max(x, 0, initial=0.5) }
+fn g(x: i32[n]) { return max(x, initial=-2147483648), max(x, initial=3), min(x, initial=-1) }
+"""
+
+
+@pytest.mark.parametrize("x", [np.zeros((2, 0)), np.array([[1.0, 5.0], [-3.0, np.nan]]), np.zeros((0, 3))])
+def test_max_and_min_take_numpys_initial(target, x):
+    expected = (np.max(x, axis=1, initial=-np.inf), np.min(x, initial=2.5), np.max(x, 0, initial=0.5))
+    check(INITIAL_SRC, "f", target, (x,), expected)
+
+
+@pytest.mark.parametrize("x", [np.zeros(0, I32), np.array([1, 7, -4], I32)])
+def test_max_and_min_of_integers_take_numpys_initial(target, x):
+    expected = (np.max(x, initial=-2**31), np.max(x, initial=3), np.min(x, initial=-1))
+    check(INITIAL_SRC, "g", target, (x,), tuple(np.asarray(e, I32) for e in expected))
+
+
+def test_initial_must_be_a_number_literal():
+    with pytest.raises(tdsl.TdslTypeError, match="initial= must be a number literal"):
+        tdsl.compile("fn f(x: f64[n], b: f64) { return max(x, initial=b) }", target="numpy")
+
+
 def test_long_f32_sum_stays_accurate(target):
     """Pairwise or blocked summation: 2,000,000 f32 values within 1e-5 of NumPy's sum."""
     rng = np.random.default_rng(0)
