@@ -1,4 +1,4 @@
-"""The differential fuzzer of tests/fuzz.py in CI: a fixed seed, a bounded number of programs.
+"""The differential fuzzer of tests/fuzz/ in CI: a fixed seed, a bounded number of programs.
 
 Each test's failure message holds the shrunk programs with their inputs, ready to paste.
 More programs: `python -m tests.fuzz --count 1000` (docs/testing.md).
@@ -97,7 +97,7 @@ def test_shrinking_keeps_the_failure_and_makes_the_program_smaller(monkeypatch):
     finding = fuzz.Finding("planted", "numpy", prog, inputs, "")
     calls = []
     # a stand-in for "still fails": the program still holds the log_softmax
-    monkeypatch.setattr(fuzz, "reproduces",
+    monkeypatch.setattr(fuzz.shrinking, "reproduces",
                         lambda f, p, i, label=None: calls.append(p) or "log_softmax" in fuzz.render_program(p))
     small = fuzz.shrink(finding)
     assert calls

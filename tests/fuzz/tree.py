@@ -1,0 +1,361 @@
+"""The fuzzer's programs: dtypes, symbolic dims, the expression tree, the op tables, rendering as .tdsl."""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+NP = {"bool": np.dtype(np.bool_), "i32": np.dtype(np.int32), "i64": np.dtype(np.int64),
+      "f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
+
+
+TDSL_NAME = {v: k for k, v in NP.items()}
+
+
+SIZE_VARS = ("n", "m", "k")
+
+
+SMALL_SIZES = (0, 1, 1, 2, 2, 3, 3, 4, 5, 7, 8, 9, 13)   # 8 and up: vector bodies and their tails
+
+
+# Past TDSL_BLOCK (128, blocked float sums), the 16x16 / 32-row matmul tiles and strips,
+# and, for the product of two dims, TDSL_PARALLEL_MIN (65536 points: OpenMP threads).
+LARGE_SIZES = (17, 33, 129, 257, 300)
+
+
+MAX_ELEMENTS = 200_000
+
+
+class Expected(Exception):
+    """The program must fail on this input (NumPy raises, or tdsl's contract requires an error)."""
+
+
+class Unspecified(Exception):
+    """The contract leaves this input's result unspecified (a float-to-int cast of NaN, ...)."""
+
+
+# A dim is a string in tdsl's dim syntax, which is also Python: "3", "n", "n - 1", "2 * n".
+# Two dims are the same when their strings are; the generator only combines those.
+
+def is_lit(d: str) -> bool:
+    """An integer literal dim."""
+    return d.isdigit()
+
+
+def is_simple(d: str) -> bool:
+    """A literal or a size variable: safe to write anywhere tdsl takes a dim."""
+    return is_lit(d) or d in SIZE_VARS or re.fullmatch(r"p\d+", d) is not None
+
+
+def dim_value(d: str, sizes: dict) -> int:
+    """The length a dim has for these size-variable values."""
+    return int(eval(d, {}, dict(sizes)))  # noqa: S307 -- our own dim strings
+
+
+def dim_add(a: str, b: str) -> str:
+    """The dim of two dims end to end (concat)."""
+    if is_lit(a) and is_lit(b):
+        return str(int(a) + int(b))
+    return f"2 * {a}" if a == b and is_simple(a) else f"({a}) + ({b})"
+
+
+def dim_mul(dims) -> str:
+    """The dim of a product of dims (reshape merging axes)."""
+    lits = math.prod(int(d) for d in dims if is_lit(d))
+    names = [d if is_simple(d) else f"({d})" for d in dims if not is_lit(d)]
+    if not names:
+        return str(lits)
+    return " * ".join(([str(lits)] if lits != 1 else []) + names)
+
+
+def broadcast(*shapes):
+    """The broadcast of symbolic shapes, or None when they do not broadcast in tdsl's rules."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0} - {"1"}
+        if len(dims) > 1:
+            return None
+        out.append(dims.pop() if dims else "1")
+    return tuple(out)
+
+
+@dataclass(eq=False)
+class Node:
+    """One value: an op applied to kids, with its dtype and symbolic shape."""
+
+    op: str
+    kids: tuple = ()
+    attrs: dict = field(default_factory=dict)
+    dtype: str = "f64"
+    shape: tuple = ()
+    weak: bool = False
+    name: str | None = None     # bound to a statement `name = ...` when set
+
+
+@dataclass
+class Param:
+    name: str
+    dtype: str
+    shape: tuple
+    index_for: str | None = None    # a gather index into an axis of this length
+
+
+@dataclass
+class Program:
+    """A function: parameters, a result tree (named nodes become statements), size minima."""
+
+    name: str
+    params: list
+    result: Node
+    min_size: dict = field(default_factory=dict)
+    grad_of: Node | None = None     # when set: the function returns grad(grad_of, params[0])
+    smooth: bool = True             # grad: finite differences are a valid oracle
+    seed: int = 0
+    rename: dict = field(default_factory=dict)   # internal name -> the name the source shows
+    by_keyword: bool = False        # call with keyword arguments (the shown parameter names)
+
+    @property
+    def shown(self) -> str:
+        """The function's name in the source."""
+        return self.rename.get(self.name, self.name)
+
+
+UNARY_FLOAT = ("sqrt", "rsqrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos",
+               "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "sigmoid", "softplus", "erf")
+
+
+UNARY_ARITH = ("abs", "sign", "square", "reciprocal", "relu", "floor", "ceil", "round")
+
+
+PREDICATES = ("isnan", "isinf", "isfinite")
+
+
+ARITH = ("+", "-", "*", "/", "//", "%", "**", "maximum", "minimum", "atan2")
+
+
+COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+
+
+REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "any", "all", "var", "std",
+              "logsumexp")
+
+
+def _erf(x):
+    x = np.asarray(x)
+    flat = np.array([math.erf(v) for v in x.astype(np.float64).ravel()]).reshape(x.shape)
+    return flat.astype(x.dtype)
+
+
+def _sigmoid(x):
+    x = np.asarray(x)
+    return (1 / (1 + np.exp(-x.astype(np.float64)))).astype(x.dtype) if x.dtype == np.float32 \
+        else 1 / (1 + np.exp(-x))
+
+
+def _softplus(x):
+    return np.logaddexp(np.zeros((), np.asarray(x).dtype), x)
+
+
+def _relu(x):
+    x = np.asarray(x)
+    keep = (x > 0) | np.isnan(x) if x.dtype.kind == "f" else x > 0
+    return np.where(keep, x, np.zeros((), x.dtype))
+
+
+def _as_float(x):
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+NP_UNARY = {
+    "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(_as_float(x)), "exp": np.exp, "exp2": np.exp2,
+    "expm1": np.expm1, "log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "sin": np.sin,
+    "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
+    "cosh": np.cosh, "tanh": np.tanh, "sigmoid": lambda x: _sigmoid(_as_float(x)),
+    "softplus": lambda x: _softplus(_as_float(x)), "erf": lambda x: _erf(_as_float(x)),
+    "abs": np.abs, "sign": np.sign, "square": np.square, "reciprocal": np.reciprocal,
+    "relu": lambda x: _relu(x),
+    "floor": np.floor, "ceil": np.ceil, "round": np.round, "isnan": np.isnan, "isinf": np.isinf,
+    "isfinite": np.isfinite, "neg": np.negative, "not": np.logical_not,
+}
+
+
+NP_BINARY = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide, "//": np.floor_divide,
+    "%": np.mod, "**": np.power, "maximum": np.maximum, "minimum": np.minimum, "atan2": np.arctan2,
+    "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
+    ">=": np.greater_equal, "and": np.logical_and, "or": np.logical_or,
+}
+
+
+CALL_FORM = {"maximum", "minimum", "atan2"}
+
+
+def lit(value) -> Node:
+    """A weak literal."""
+    dtype = "bool" if isinstance(value, bool) else "i64" if isinstance(value, int) else "f64"
+    return Node("lit", attrs={"value": value}, dtype=dtype, weak=True)
+
+
+def dummy(node: Node):
+    """A stand-in of `node`'s dtype for asking NumPy a result dtype: a weak value stays a Python scalar."""
+    if node.op == "lit":
+        return node.attrs["value"]
+    if node.weak:
+        return 1
+    return np.ones((1,) * len(node.shape), NP[node.dtype])
+
+
+def numpy_dtype(fn, *kids):
+    """The dtype NumPy gives `fn` of these operands, (dtype, weak); None when NumPy refuses."""
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = fn(*[dummy(k) for k in kids])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if isinstance(out, (bool, int, float)):
+        return ("bool" if isinstance(out, bool) else "i64" if isinstance(out, int) else "f64"), True
+    name = TDSL_NAME.get(np.asarray(out).dtype)
+    return (name, False) if name else None
+
+
+def tup(items) -> str:
+    """A tdsl tuple: (a, b) or (a,)."""
+    items = [str(i) for i in items]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def lit_text(value) -> str:
+    """A weak literal as .tdsl text (negative values as a unary minus in parentheses)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value >= 0 else f"(-{-value})"
+    text = repr(abs(value))
+    if "e" not in text and "." not in text:
+        text += ".0"
+    return text if math.copysign(1, value) > 0 else f"(-{text})"
+
+
+def sub_text(sub) -> str:
+    """One subscript as .tdsl text."""
+    kind = sub[0]
+    if kind == "i":
+        return str(sub[1])
+    if kind == "none":
+        return "None"
+    if kind == "ell":
+        return "..."
+    start, stop, step = (("" if v is None else str(v)) for v in sub[1:4])
+    return f"{start}:{stop}" + (f":{step}" if step else "")
+
+
+def _kw(node: Node, key: str, name: str) -> str:
+    value = node.attrs.get(key)
+    return "" if value is None else f", {name}={value}"
+
+
+RENDER = {
+    "lit": lambda n, k: lit_text(n.attrs["value"]),
+    "param": lambda n, k: n.attrs["name"],
+    "size": lambda n, k: n.attrs["name"],
+    "un": lambda n, k: f"{n.attrs['fn']}({k[0]})",
+    "neg": lambda n, k: f"(-{k[0]})",
+    "not": lambda n, k: f"(not {k[0]})",
+    "bin": lambda n, k: (f"{n.attrs['fn']}({k[0]}, {k[1]})" if n.attrs["fn"] in CALL_FORM
+                         else f"({k[0]} {n.attrs['fn']} {k[1]})"),
+    "where": lambda n, k: f"where({k[0]}, {k[1]}, {k[2]})",
+    "clip": lambda n, k: f"clip({k[0]}, {k[1]}, {k[2]})",
+    "cast": lambda n, k: f"{n.attrs['to']}({k[0]})",
+    "reduce": lambda n, k: (f"{n.attrs['fn']}({k[0]}{_kw(n, 'axis', 'axis')}"
+                            f"{', keepdims=true' if n.attrs.get('keepdims') else ''})"),
+    "softmax": lambda n, k: f"{n.attrs['fn']}({k[0]}{_kw(n, 'axis', 'axis')})",
+    "matmul": lambda n, k: (f"({k[0]} @ {k[1]})" if n.attrs["form"] == "@" else f"{n.attrs['form']}({k[0]}, {k[1]})"),
+    "index": lambda n, k: f"{k[0]}[{', '.join(sub_text(s) for s in n.attrs['subs'])}]",
+    "T": lambda n, k: f"{k[0]}.T",
+    "transpose": lambda n, k: f"transpose({k[0]}, {tup(n.attrs['perm'])})",
+    "reshape": lambda n, k: f"reshape({k[0]}, {tup(n.attrs['dims'])})",
+    "expand_dims": lambda n, k: f"expand_dims({k[0]}, {n.attrs['axis']})",
+    "squeeze": lambda n, k: f"squeeze({k[0]}{'' if n.attrs['axis'] is None else ', ' + str(n.attrs['axis'])})",
+    "flip": lambda n, k: f"flip({k[0]}{'' if n.attrs['axis'] is None else ', ' + str(n.attrs['axis'])})",
+    "broadcast_to": lambda n, k: f"broadcast_to({k[0]}, {tup(n.shape)})",
+    "concat": lambda n, k: f"concat({tup(k)}, axis={n.attrs['axis']})",
+    "stack": lambda n, k: f"stack({tup(k)}, axis={n.attrs['axis']})",
+    "take": lambda n, k: f"take({k[0]}, {k[1]}, axis={n.attrs['axis']})",
+    "zeros": lambda n, k: f"{n.attrs['fn']}({tup(n.shape)}{_kw(n, 'dt', 'dtype')})",
+    "full": lambda n, k: f"full({tup(n.shape)}, {k[0]}{_kw(n, 'dt', 'dtype')})",
+    "arange": lambda n, k: f"arange({n.shape[0]})",
+    "eye": lambda n, k: f"eye({n.shape[0]}{_kw(n, 'dt', 'dtype')})",
+    "one_hot": lambda n, k: f"one_hot({k[0]}, {n.shape[-1]}{_kw(n, 'dt', 'dtype')})",
+    "like": lambda n, k: f"{n.attrs['fn']}({k[0]})",
+}
+
+
+def render_program(prog: Program) -> str:
+    """The program as one .tdsl function."""
+    lines, seen = [], set()
+
+    def expr(node: Node, top: bool = False) -> str:
+        if node.name and not top:
+            if id(node) not in seen:
+                seen.add(id(node))
+                lines.append(f"    {node.name} = {expr(node, True)}")
+            return node.name
+        return RENDER[node.op](node, [expr(k) for k in node.kids])
+
+    params = ", ".join(f"{p.name}: {p.dtype}" + (f"[{', '.join(p.shape)}]" if p.shape else "")
+                       for p in prog.params)
+    if prog.grad_of is not None:
+        y = prog.grad_of
+        lines.append(f"    {y.name} = {expr(y, True)}")
+        seen.add(id(y))
+        out = f"grad({y.name}, {prog.params[0].name})"
+    else:
+        out = expr(prog.result)
+    body = "\n".join(lines + [f"    return {out}"])
+    text = f"fn {prog.name}({params}) {{\n{body}\n}}\n"
+    if prog.rename:
+        text = re.sub(r"\b(x\d+|t\d+|g\d+|n|m|k|y)\b", lambda m: prog.rename.get(m.group(), m.group()), text)
+    return text
+
+
+def numeric(v: Node) -> bool:
+    """Not bool: arithmetic takes it."""
+    return v.dtype != "bool"
+
+
+def make_elementwise(op: str, fn: str, kids: list, np_fn) -> Node | None:
+    """An elementwise node of broadcast shape and NumPy's result dtype, or None when NumPy refuses."""
+    shape = broadcast(*[k.shape for k in kids])
+    typed = numpy_dtype(np_fn, *kids) if shape is not None else None
+    if typed is None:
+        return None
+    return Node(op, tuple(kids), {"fn": fn}, typed[0], shape, typed[1])
+
+
+def transposed(a: Node) -> Node:
+    """The value with its last two axes swapped."""
+    rank = len(a.shape)
+    if rank == 2:
+        return Node("T", (a,), dtype=a.dtype, shape=a.shape[::-1])
+    perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    return Node("transpose", (a,), {"perm": perm}, a.dtype, tuple(a.shape[p] for p in perm))
+
+
+def matmul_shape(a: tuple, b: tuple):
+    """NumPy's matmul result shape of two symbolic shapes, or None."""
+    a2 = a if len(a) > 1 else ("1",) + a
+    b2 = b if len(b) > 1 else b + ("1",)
+    if a2[-1] != b2[-2]:
+        return None
+    batch = broadcast(a2[:-2], b2[:-2]) if a2[:-2] or b2[:-2] else ()
+    if batch is None:
+        return None
+    out = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
+    return out
