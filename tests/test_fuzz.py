@@ -141,6 +141,8 @@ def test_oracle_does_not_judge_ill_conditioned_calls():
     plain = fuzz.Inputs({"x0": np.array([2, 3, 1], np.int64)}, {"n": 3}, {})
     assert fuzz.expected_outcome(_program_of(exact_mod, fuzz.Param("x0", "i64", ("n",))), plain)[0] == "ok"
     assert fuzz.expected_outcome(prog, plain)[0] == "ok"
+    same = fuzz.make_elementwise("bin", "%", [soft, soft], np.mod)   # log_softmax(x) % itself: 0.0 exactly
+    assert fuzz.expected_outcome(_program_of(same, fuzz.Param("x0", "i64", ("n",))), inputs)[0] == "ok"
 
 
 def test_tolerance_follows_the_least_precise_dtype_computed_in():

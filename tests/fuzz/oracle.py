@@ -125,9 +125,12 @@ ROUNDING_ULPS = 8   # a few roundings' worth of error, relative to the largest m
 
 
 def exact(node: Node) -> bool:
-    """Whether `node` is computed without any rounding (a parameter, a literal, moved or selected values)."""
-    selects = node.op == "bin" and node.attrs["fn"] in ("maximum", "minimum") or \
-        node.op == "un" and node.attrs["fn"] == "abs"
+    """Whether `node` is computed without rounding: parameters, literals, values moved, selected or made integral."""
+    fn = node.attrs.get("fn")
+    if node.op == "bin" and fn in ("-", "/", "%", "//") and node.kids[0] is node.kids[1]:
+        return True   # x - x, x / x, x % x, x // x: whatever x's rounding, 0, 1 (or NaN) exactly
+    selects = node.op == "bin" and fn in ("maximum", "minimum") or \
+        node.op == "un" and fn in ("abs", "relu", "sign", "floor", "ceil", "round")
     return (node.op in EXACT_OPS or selects) and all(exact(k) for k in node.kids)
 
 
@@ -162,7 +165,7 @@ def _binary(node: Node, a, b):
     """An operator; a float % or // next to one of its steps after rounding is unspecified."""
     fn = node.attrs["fn"]
     out = NP_BINARY[fn](a, b)
-    if fn in ("%", "//") and node.dtype in ("f32", "f64"):
+    if fn in ("%", "//") and node.dtype in ("f32", "f64") and not exact(node):
         x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
         # x % y jumps from ~0 to ~|y| where x / y crosses an integer: a value within the operands' rounding
         # error of that step (log_softmax(x) % 9.2e18: -1e-17 or 0.0) may land on either side
