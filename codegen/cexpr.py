@@ -76,7 +76,7 @@ RESERVED = set(_KEYWORDS) | _called_names()
 # PoCL renames builtins to `_cl_*`), loop variables, locals and buffers (`v3`, `i0r`, `t2_y`,
 # `out0`, `tdsl_*`), macros (upper case, and OpenCL's extension macros `cl_khr_fp64`) and type
 # names (`*_t`).
-_INTERNAL = re.compile(r"^_|^((v|i|r|t|g|out)\d|tdsl_|cl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
+_INTERNAL = re.compile(r"^_|^((v|i|r|t|g|c|out)\d|tdsl_|cl_)|^[A-Z][A-Z0-9_]+$|^\w*_t$")
 
 _JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|(\{\{.*?\}\})", re.S)   # a printed value becomes `_`: no word
 # what a template prints that declares nothing: comments, strings, member lists, directives but for

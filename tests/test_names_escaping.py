@@ -58,6 +58,10 @@ fn gathers(base: f64[lid], point: i64[flat]) -> f64[flat] {
     return take(base, point)
 }
 
+fn consts(c0: f64[3], c1: f64) -> f64[3] {
+    return c0 * [1.5, 2.5, 3.5] + c1 * [0.5, -1.0, 2.0]
+}
+
 fn words(asm: f64, typeof: f64, this: f64, delete: f64, restrict: f64, inline: f64, main: f64, struct: f64,
          linux: f64, unix: f64, cl_khr_fp64: f64) -> f64 {
     return asm + typeof * this - delete + restrict * inline + main * struct + linux - unix * cl_khr_fp64
@@ -80,6 +84,7 @@ def hostile_args(rng):
     return {"maps": maps, "product": ((a, h), a @ h), "strips": ((f, g), f @ g),
             "reductions": ((r, lanes), (r.sum(axis=1), r.sum(axis=0), r.argmax(axis=1), lanes.sum())),
             "vectors": ((v, w, np.float32(1.5)), v * np.float32(1.5) + w), "gathers": ((base, idx), base[idx]),
+            "consts": ((base[:3], s[0]), base[:3] * np.array([1.5, 2.5, 3.5]) + s[0] * np.array([0.5, -1.0, 2.0])),
             "words": (tuple(s[:11]), s[0] + s[1] * s[2] - s[3] + s[4] * s[5] + s[6] * s[7] + s[8] - s[9] * s[10])}
 
 
