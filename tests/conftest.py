@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -102,3 +103,30 @@ def run_both(source: str, fn: str, target: str, *args, **kwargs):
         ref = getattr(compiled(source, "numpy"), fn)(*args, **kwargs)
         assert_same(got, ref)
     return got
+
+
+@contextmanager
+def opencl_layout(layout: str | None):
+    """TDSL_OPENCL_LAYOUT set to `layout` (None: left as it is) while a module is built."""
+    old = os.environ.get("TDSL_OPENCL_LAYOUT")
+    if layout:
+        os.environ["TDSL_OPENCL_LAYOUT"] = layout
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TDSL_OPENCL_LAYOUT", None)
+        else:
+            os.environ["TDSL_OPENCL_LAYOUT"] = old
+
+
+def compiled_variant(source: str, variant: str):
+    """`source` compiled for a variant: a target, or `opencl-cpu`/`opencl-gpu` (the launch layout
+    is fixed when the program is built), memoized per test session like `compiled`."""
+    target, _, layout = variant.partition("-")
+    require_target(target)
+    key = (source, variant)
+    if key not in _modules:
+        with opencl_layout(layout or None):
+            _modules[key] = tdsl.compile(source, target=target)
+    return _modules[key]

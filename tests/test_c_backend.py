@@ -258,14 +258,7 @@ def test_repeated_calls_and_noncontiguous_inputs():
 
 # -- sanitizers ------------------------------------------------------------------------------
 
-def _libasan() -> str | None:
-    cc = os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"
-    try:
-        found = subprocess.run(cc.split() + ["-print-file-name=libasan.so"], capture_output=True, text=True,
-                               timeout=60).stdout.strip()
-    except OSError:
-        return None
-    return found if found and os.path.isabs(found) and os.path.exists(found) else None
+from fuzz.runner import libasan as _libasan   # the C compiler's ASan runtime, for LD_PRELOAD
 
 
 @pytest.mark.skipif(os.environ.get("TDSL_SANITIZE") not in (None, "", "0"), reason="already sanitizing")

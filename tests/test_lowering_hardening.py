@@ -7,42 +7,18 @@ reference interpreter and against NumPy itself, OpenCL in both launch layouts.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, require_target
+from conftest import assert_same, compiled, compiled_variant, require_target
 
 # c, and opencl in its CPU layout (runs and strips) and its GPU one (work-group trees, tiles)
 VARIANTS = ["c", "opencl-cpu", "opencl-gpu"]
-_built: dict = {}
 
 
-@contextmanager
-def _layout(layout: str | None):
-    old = os.environ.get("TDSL_OPENCL_LAYOUT")
-    if layout:
-        os.environ["TDSL_OPENCL_LAYOUT"] = layout
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TDSL_OPENCL_LAYOUT", None)
-        else:
-            os.environ["TDSL_OPENCL_LAYOUT"] = old
-
-
-def build(source: str, variant: str):
-    """The module of `source` for a variant (the layout is fixed when the program is built)."""
-    target, _, layout = variant.partition("-")
-    require_target(target)
-    key = (source, variant)
-    if key not in _built:
-        with _layout(layout or None):
-            _built[key] = tdsl.compile(source, target=target)
-    return _built[key]
+build = compiled_variant
 
 
 @pytest.fixture(params=VARIANTS)

@@ -243,7 +243,7 @@ def _repo_root() -> str:
 
 
 def libasan() -> str | None:
-    """The C compiler's AddressSanitizer runtime, for LD_PRELOAD (as tests/test_c_backend.py does)."""
+    """The C compiler's AddressSanitizer runtime, for LD_PRELOAD (tests/test_c_backend.py uses it too)."""
     cc = os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"
     try:
         found = subprocess.run(cc.split() + ["-print-file-name=libasan.so"], capture_output=True, text=True,
