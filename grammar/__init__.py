@@ -68,6 +68,7 @@ MAX_NESTING = 200   # levels; Python's own parser stops at 200 nested parenthese
 # Operators in one left-associative chain (`a + b - c ...`, `and`, `or`): each is a level of
 # the graph, so a chain is bounded too, far above what a person writes (use sum() for more)
 MAX_CHAIN = 5000
+_STACK_PER_LEVEL = 8   # parser states a nesting level can hold at most (a bound, not an exact count)
 
 
 class _TooDeep(Exception):
@@ -210,6 +211,11 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> TdslSyntaxE
         return TdslSyntaxError(f"'{opener}' is never closed", location_of(opener, filename, text),
                                hint=f"add '{_CLOSERS[opener.value]}'")
     loc = _end_of_file(text, filename) if token.type == "$END" else location_of(token, filename, text)
+    if len(err.state.state_stack) > _STACK_PER_LEVEL * MAX_NESTING:
+        # prefix operators shifted without a reduction (`- - - ... =`): the nesting is the error,
+        # and working out what the parser would accept there costs a copy of the stack per token
+        return TdslSyntaxError(f"the program is nested too deeply (more than {MAX_NESTING} levels)", loc,
+                               hint="split the expression into several statements")
     accepts = set(err.accepts or err.expected)
     message, hint = _explain_by_rule(token, accepts, text)
     if message is None:
