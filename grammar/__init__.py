@@ -68,6 +68,7 @@ MAX_NESTING = 200   # levels; Python's own parser stops at 200 nested parenthese
 # Operators in one left-associative chain (`a + b - c ...`, `and`, `or`): each is a level of
 # the graph, so a chain is bounded too, far above what a person writes (use sum() for more)
 MAX_CHAIN = 5000
+MAX_SOURCE = 10_000_000   # characters; far past any program, it bounds the time to a first error
 _STACK_PER_LEVEL = 8   # parser states a nesting level can hold at most (a bound, not an exact count)
 
 
@@ -136,6 +137,9 @@ def _get_parser() -> Lark:
 
 def parse(text: str, filename: str = "<string>") -> Tree:
     """Parse tdsl source `text` into the tree described in this module's docstring."""
+    if len(text) > MAX_SOURCE:
+        raise TdslSyntaxError(f"the source is too large ({len(text):,} characters; at most {MAX_SOURCE:,})",
+                              Location(filename, 1, 1))
     try:
         try:
             with paused_gc():

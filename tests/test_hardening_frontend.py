@@ -209,6 +209,15 @@ def test_a_syntax_error_after_deep_prefix_operators_is_quick(prefix):
     assert info.value.loc.line == 2 and time.perf_counter() - start < 3.0
 
 
+def test_a_source_past_the_size_limit_is_refused_at_once():
+    from tdsl.grammar import MAX_SOURCE
+    src = "fn f(x: f64[2, " + "1" * MAX_SOURCE + "]) { return x }"
+    start = time.perf_counter()
+    with pytest.raises(tdsl.TdslSyntaxError, match="source is too large") as info:
+        check_source(src)
+    assert (info.value.loc.line, info.value.loc.col) == (1, 1) and time.perf_counter() - start < 1.0
+
+
 NESTED_OK_SRC = "\n".join([
     "fn neg(x: f64[k]) { return " + "-" * 150 + "x }",
     "fn nots(b: bool) { return " + "not " * 151 + "b }",
