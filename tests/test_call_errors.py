@@ -1,4 +1,4 @@
-"""Call-time errors of values that fusion does not compute in full (issue 11, found by tests/fuzz.py).
+"""Call-time errors of values that fusion does not compute in full (issue 11, found by the fuzzer, tests/fuzz/).
 
 An integer raised to a negative integer power and an out-of-range `take` index are call-time
 errors (LANGUAGE.md sections 6 and 7). NumPy computes every value of a program, so the error
