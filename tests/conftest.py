@@ -130,3 +130,17 @@ def compiled_variant(source: str, variant: str):
         with opencl_layout(layout or None):
             _modules[key] = tdsl.compile(source, target=target)
     return _modules[key]
+
+
+def require_asan() -> str:
+    """The C compiler's AddressSanitizer runtime (for LD_PRELOAD). Missing, it skips the test with
+    a reason, except in CI, where the sanitizer runs are part of what must pass."""
+    require_target("c")
+    from fuzz.runner import libasan
+    found = libasan()
+    if found is None:
+        reason = "the C compiler has no AddressSanitizer runtime"
+        if IN_CI:
+            pytest.fail(f"the sanitizer tests must run in CI: {reason}")
+        pytest.skip(reason)
+    return found

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, require_target, run_both
+from conftest import assert_same, compiled, require_asan, require_target, run_both
 from tdsl.dims import Dim
 from tdsl.pipeline import check_source
 
@@ -258,16 +258,12 @@ def test_repeated_calls_and_noncontiguous_inputs():
 
 # -- sanitizers ------------------------------------------------------------------------------
 
-from fuzz.runner import libasan as _libasan   # the C compiler's ASan runtime, for LD_PRELOAD
 
 
 @pytest.mark.skipif(os.environ.get("TDSL_SANITIZE") not in (None, "", "0"), reason="already sanitizing")
 def test_programs_under_sanitizers(tmp_path):
     """The representative programs, built with ASan and UBSan, in a process that preloads ASan."""
-    require_target("c")
-    libasan = _libasan()
-    if libasan is None:
-        pytest.skip("the C compiler has no AddressSanitizer runtime")
+    libasan = require_asan()
     env = dict(os.environ, TDSL_SANITIZE="1", LD_PRELOAD=libasan, TDSL_CACHE_DIR=str(tmp_path / "cache"),
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     # not opencl: with ASan preloaded, a C++ exception in pyopencl's extension aborts the process

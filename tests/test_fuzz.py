@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fuzz
-from conftest import require_target
+from conftest import require_asan
 
 CI_SEED = 20261206
 CI_PROGRAMS = 64        # with 2 calls each: about 75 s on 2 cores for numpy, c and both OpenCL layouts
@@ -41,9 +41,7 @@ def test_random_programs_agree_with_numpy(target):
 @pytest.mark.skipif(os.environ.get("TDSL_SANITIZE") not in (None, "", "0"), reason="already sanitizing")
 def test_random_programs_under_sanitizers():
     """The c target built with ASan and UBSan, in a process that preloads the ASan runtime."""
-    require_target("c")
-    if fuzz.libasan() is None:
-        pytest.skip("the C compiler has no AddressSanitizer runtime")
+    require_asan()
     lines = []
     status = fuzz.sanitized_run(["--count", str(CI_SANITIZED), "--seed", str(CI_SEED + 1), "--max-shrink", "2"],
                                 log=lines.append)
