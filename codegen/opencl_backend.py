@@ -22,8 +22,8 @@ from . import opencl_runtime as runtime
 from .c_backend import symbol_prefix
 from .kernels import ErrorInfo
 from .lower import lower_module
-from .opencl_plan import module_plan
-from .opencl_render import environment, render_program
+from .opencl_plan import program_and_plan
+from .opencl_render import environment
 
 NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-opencl-icd`) and pyopencl, "
                   "pick a device with TDSL_OPENCL_DEVICE, or use target=\"c\"")
@@ -32,8 +32,7 @@ NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-open
 def load(graphs: list[FunctionGraph], module_name: str) -> dict:
     """Build a module's kernels as one OpenCL program: {name: (runner, OpenCL source)}."""
     module = lower_module(graphs, symbol_prefix(module_name))
-    source, kernel_args = render_program(module)
-    plan = module_plan(module, source, kernel_args)
+    source, plan = program_and_plan(module)
     program = build(source, plan["uses_f64"], module.prefix)
     return {fn.name: (Runner(runtime.FunctionRunner(program, plan["functions"][fn.name]), module.errors), source)
             for fn in module.functions}
@@ -99,8 +98,7 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
     """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
     from tdsl import __version__
     module = lower_module(graphs, symbol_prefix(prefix))
-    source, kernel_args = render_program(module)
-    plan = module_plan(module, source, kernel_args)
+    source, plan = program_and_plan(module)
     functions = [{"name": fn.name, "signature": fn.signature, "params": [p.name for p in fn.params],
                   "attribute": _attribute(fn.name),
                   "plain": _attribute(fn.name) and all(_plain(n) for n in [fn.name] + [p.name for p in fn.params])}

@@ -12,6 +12,13 @@ from .kernels import FunctionIR, ModuleIR
 from .opencl_render import KIND_OF, kernel_name, kernel_nodes, strip_reduction, vector_width
 
 
+def program_and_plan(module: ModuleIR) -> tuple[str, dict]:
+    """The OpenCL program text of a lowered module and the host plan that runs it."""
+    from .opencl_render import render_program
+    source, kernel_args = render_program(module)
+    return source, module_plan(module, source, kernel_args)
+
+
 def module_plan(module: ModuleIR, source: str, kernel_args: dict[str, list[list]]) -> dict:
     """Every function's plan, the module's error messages and whether it needs f64.
 

@@ -167,12 +167,12 @@ def test_f64_needs_a_device_with_fp64(opencl, monkeypatch):
 
 def test_a_failed_build_keeps_the_source(opencl, monkeypatch):
     backend, _ = opencl
-    render = backend.render_program
+    render = backend.program_and_plan
 
     def broken(module):
-        source, kernel_args = render(module)
-        return source + "\nnot OpenCL;\n", kernel_args
-    monkeypatch.setattr(backend, "render_program", broken)
+        source, plan = render(module)
+        return source + "\nnot OpenCL;\n", plan
+    monkeypatch.setattr(backend, "program_and_plan", broken)
     with pytest.raises(tdsl.TdslBuildError, match="(?s)OpenCL build failed.*kept at") as info:
         tdsl.compile(fresh("fn f(x: f32[n]) -> f32[n] { return x }"), target="opencl")
     kept = str(info.value).rsplit("kept at ", 1)[1].strip()
