@@ -177,7 +177,7 @@ def load_built(library: Path) -> ctypes.CDLL | None:
 
 def library_path(source: str, name: str) -> Path:
     """Where the library built from `source` lives in the cache."""
-    from tdsl import __version__
+    from tdsl.version import __version__
     cc = compiler()
     build_flags = flags(cc)
     identity = cpu_identity() if "-march=native" in build_flags else ""

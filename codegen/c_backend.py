@@ -2,63 +2,95 @@
 
     graphs --lower--> kernel IR --fuse--> fused kernel IR --render--> C text --build--> library --load--> runners
 
-A module loaded before from the same text skips to the library (codegen/warm.py).
+The pipeline (tdsl/pipeline.py) calls the stages of `TARGET`. A module loaded before
+from the same text skips to the library (codegen/warm.py).
 """
 from __future__ import annotations
 
 import ctypes
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tdsl.dtypes import to_numpy
 from tdsl.errors import TdslRuntimeError
 from tdsl.graph import FunctionGraph
+from tdsl.runner import ErrorTable
+from tdsl.runner import Runner as BaseRunner
 
 from . import build, warm
 from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
+from .kernels import ModuleIR
 
 
-def load(graphs: list[FunctionGraph], module_name: str, text: str | None = None,
-         path: str | None = None) -> dict:
-    """Compile a module's functions to one shared library: {name: (runner, C source)}.
+class CTarget:
+    """The `c` target: lower -> fuse -> render -> build -> load, and OUT.c/OUT.h for `tdslc build`.
 
-    Given the module's source `text` and `path`, a warm entry is kept so that the
-    next process loading the same text skips everything up to the library (`load_warm`).
+    A module built before from the same text loads its library without any stage (warm.py).
     """
-    from .fuse import fuse_module
-    from .lower import lower_module
-    from .render import render_module
-    prefix = symbol_prefix(module_name)
-    module = fuse_module(lower_module(graphs, prefix))
-    source, _ = render_module(module)
-    library_path = build.library_path(source, prefix)
-    library = build.load_library(source, prefix, library_path)
-    attach_blas(library, prefix)
-    symbols = function_symbols([fn.name for fn in module.functions], prefix)
-    specs = [CallSpec.of(fn, module.errors, symbols[fn.name]) for fn in module.functions]
-    if text is not None:
-        warm.remember(text, path, graphs, specs, library_path, prefix)
-    return {spec.name: (Runner(library, spec), source) for spec in specs}
+
+    name = "c"
+    standalone_suffixes = (".c", ".h")
+
+    def lower(self, graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
+        from .fuse import fuse_module
+        from .lower import lower_module
+        return fuse_module(lower_module(graphs, symbol_prefix(prefix)))
+
+    def render(self, module: ModuleIR) -> str:
+        from .render import render_module
+        return render_module(module)[0]
+
+    def build(self, module: ModuleIR, source: str) -> Built:
+        path = build.library_path(source, module.prefix)
+        return Built(build.load_library(source, module.prefix, path), path, source)
+
+    def load(self, module: ModuleIR, built: Built) -> dict[str, Runner]:
+        attach_blas(built.library, module.prefix)
+        return {spec.name: Runner(built.library, spec, built.source) for spec in call_specs(module)}
+
+    def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
+        warm.remember(text, path, graphs, call_specs(module), built.path, module.prefix)
+
+    def recall(self, text: str, path: str) -> list | None:
+        """[(graph, runner)] of a module this cache has built from `text` before, or None."""
+        found = warm.recall(text, path)
+        if found is None:
+            return None
+        graphs, specs, library_path, prefix = found
+        library = build.load_built(library_path)
+        if library is None:
+            return None
+        try:
+            source = library_path.with_suffix(".c").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        attach_blas(library, prefix)
+        return [(g, Runner(library, spec, source)) for g, spec in zip(graphs, specs)]
+
+    def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
+        """OUT.c and OUT.h: plain C99 (libm, OpenMP when compiled with it) with no Python."""
+        from .render import render_module
+        c_text, h_text = render_module(self.lower(graphs, prefix), standalone_header=True)
+        return {".c": c_text, ".h": h_text}
 
 
-def load_warm(text: str, path: str) -> list | None:
-    """[(graph, runner, C source)] of a module this cache has built from `text` before, or None."""
-    found = warm.recall(text, path)
-    if found is None:
-        return None
-    graphs, specs, library_path, prefix = found
-    library = build.load_built(library_path)
-    if library is None:
-        return None
-    try:
-        source = library_path.with_suffix(".c").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    attach_blas(library, prefix)
-    return [(g, Runner(library, spec), source) for g, spec in zip(graphs, specs)]
+@dataclass(frozen=True)
+class Built:
+    """A built module: the loaded library, its file and the C it was built from."""
+
+    library: ctypes.CDLL
+    path: Path
+    source: str
+
+
+def call_specs(module: ModuleIR) -> list["CallSpec"]:
+    """What calling each function of a lowered module needs."""
+    symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
+    return [CallSpec.of(fn, module.errors, symbols[fn.name]) for fn in module.functions]
 
 
 def attach_blas(library: ctypes.CDLL, prefix: str) -> None:
@@ -73,12 +105,9 @@ def attach_blas(library: ctypes.CDLL, prefix: str) -> None:
 
 
 def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> tuple[str, str]:
-    """OUT.c and OUT.h: plain C99 (libm, OpenMP when compiled with it) with no Python."""
-    from .fuse import fuse_module
-    from .lower import lower_module
-    from .render import render_module
-    module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
-    return render_module(module, standalone_header=True)
+    """OUT.c and OUT.h as a pair (what `TARGET.emit` writes)."""
+    files = TARGET.emit(graphs, prefix)
+    return files[".c"], files[".h"]
 
 
 def symbol_prefix(name: str) -> str:
@@ -98,23 +127,24 @@ class CallSpec:
     size_vars: tuple[str, ...]
     params: tuple[tuple[str, bool], ...]          # (dtype, is scalar)
     outputs: tuple[tuple[tuple, str], ...]        # (shape: ints and Dims, dtype)
-    errors: tuple[tuple, ...]                     # (message, location, extent) of error code k + 1
+    errors: ErrorTable                            # what error code k + 1 means
 
     @staticmethod
     def of(fn, errors: tuple, symbol: str) -> "CallSpec":
         outputs = tuple((tuple(d.const if d.is_const else d for d in o.shape), o.dtype) for o in fn.outputs)
         return CallSpec(fn.name, symbol, tuple(fn.size_vars),
                         tuple((p.dtype, p.is_scalar) for p in fn.params), outputs,
-                        tuple((e.message, e.loc, e.extent) for e in errors))
+                        ErrorTable(errors))
 
 
-class Runner:
+class Runner(BaseRunner):
     """Calls one compiled function: arrays in parameter order and sizes in, result arrays out."""
 
     writes_into = True   # __call__ takes `outs`, caller-checked buffers for the results
 
-    def __init__(self, library: ctypes.CDLL, spec: CallSpec):
+    def __init__(self, library: ctypes.CDLL, spec: CallSpec, source: str):
         self.library = library            # keeps the library loaded
+        self.source = source
         self.cfunc = getattr(library, spec.symbol)
         self.cfunc.restype = ctypes.c_int
         self.cfunc.argtypes = ([ctypes.c_int64] * len(spec.size_vars)
@@ -149,9 +179,7 @@ class Runner:
         return make_fast_call(self, binder, tuple_result, checked, takes_out)
 
     def error(self, code: int, sizes: dict) -> TdslRuntimeError:
-        if not 0 < code <= len(self.errors):
-            return TdslRuntimeError(f"the compiled function failed with error code {code}")
-        message, loc, extent = self.errors[code - 1]
-        if extent is not None:
-            message = message.replace("{extent}", str(extent.evaluate(sizes)))
-        return TdslRuntimeError(message, loc)
+        return self.errors.error(code, sizes)
+
+
+TARGET = CTarget()

@@ -13,6 +13,7 @@ from typing import Union
 
 from tdsl.dims import Dim
 from tdsl.errors import Location
+from tdsl.runner import ErrorEntry
 
 ZERO = Dim.of(0)
 ONE = Dim.of(1)
@@ -346,13 +347,9 @@ class SizeLimit:
     error: int
 
 
-@dataclass(frozen=True)
-class ErrorInfo:
-    """A runtime error a function can report: its message and the .tdsl location."""
-
-    message: str
-    loc: Location | None = None
-    extent: Dim | None = None   # take: the axis length, shown with its value when known
+# A runtime error a function can report (code k + 1 of a module is its errors[k]):
+# one type for every target's host side (tdsl/runner.py).
+ErrorInfo = ErrorEntry
 
 
 @dataclass(frozen=True)

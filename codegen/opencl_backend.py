@@ -11,16 +11,19 @@ from __future__ import annotations
 import keyword
 import os
 import pprint
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from tdsl.errors import TdslBuildError, TdslRuntimeError
+from tdsl.errors import TdslBuildError
 from tdsl.graph import FunctionGraph
+from tdsl.runner import ErrorTable
+from tdsl.runner import Runner as BaseRunner
 
 from . import cache
 from . import opencl_runtime as runtime
 from .c_backend import symbol_prefix
-from .kernels import ErrorInfo
+from .kernels import ModuleIR
 from .lower import lower_module
 from .opencl_plan import program_and_plan
 from .opencl_render import environment
@@ -29,13 +32,46 @@ NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-open
                   "pick a device with TDSL_OPENCL_DEVICE, or use target=\"c\"")
 
 
-def load(graphs: list[FunctionGraph], module_name: str) -> dict:
-    """Build a module's kernels as one OpenCL program: {name: (runner, OpenCL source)}."""
-    module = lower_module(graphs, symbol_prefix(module_name))
-    source, plan = program_and_plan(module)
-    program = build(source, plan["uses_f64"], module.prefix)
-    return {fn.name: (Runner(runtime.FunctionRunner(program, plan["functions"][fn.name]), module.errors), source)
-            for fn in module.functions}
+class OpenCLTarget:
+    """The `opencl` target: lower (with the launch schedule) -> render -> build -> load; and OUT.py."""
+
+    name = "opencl"
+    standalone_suffixes = (".py",)
+
+    def recall(self, text: str, path: str) -> None:
+        return None   # pyopencl keeps built binaries (see `build`); no warm start of its own
+
+    def remember(self, text: str, path: str, graphs: list, lowered, built) -> None:
+        return None
+
+    def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
+        module = lower_module(graphs, symbol_prefix(prefix))
+        source, plan = program_and_plan(module)
+        return Lowered(module, source, plan)
+
+    def render(self, lowered: Lowered) -> str:
+        return lowered.source
+
+    def build(self, lowered: Lowered, source: str) -> runtime.Program:
+        return build(source, lowered.plan["uses_f64"], lowered.module.prefix)
+
+    def load(self, lowered: Lowered, program: runtime.Program) -> dict:
+        errors = ErrorTable(lowered.module.errors)
+        return {name: Runner(runtime.FunctionRunner(program, plan), errors, lowered.source)
+                for name, plan in lowered.plan["functions"].items()}
+
+    def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
+        """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
+        return {".py": emit_standalone(graphs, prefix)}
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A lowered module with its OpenCL text and host plan (both made from the kernel IR at once)."""
+
+    module: ModuleIR
+    source: str
+    plan: dict
 
 
 def default_queue():
@@ -67,36 +103,28 @@ def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
     return runtime.Program(source, uses_f64, str(folder), queue)
 
 
-class Runner:
+class Runner(BaseRunner):
     """Calls one function: NumPy arrays (or pyopencl arrays, used in place) in, results out."""
 
     device_types = runtime.DEVICE_ARRAYS   # let through by the binder, see tdsl/bind.py
 
-    def __init__(self, function: runtime.FunctionRunner, errors: tuple[ErrorInfo, ...]):
+    def __init__(self, function: runtime.FunctionRunner, errors: ErrorTable, source: str):
         self.function = function
         self.errors = errors
+        self.source = source
 
-    def __call__(self, arrays: list, sizes: dict) -> list:
+    def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
         try:
             return self.function(arrays, sizes)
         except runtime.CheckFailed as failed:
-            raise self.error(failed.code, sizes) from None
-
-    def error(self, code: int, sizes: dict) -> TdslRuntimeError:
-        if not 0 < code <= len(self.errors):
-            return TdslRuntimeError(f"the OpenCL function failed with error code {code}")
-        info = self.errors[code - 1]
-        message = info.message
-        if info.extent is not None:
-            message = message.replace("{extent}", str(info.extent.evaluate(sizes)))
-        return TdslRuntimeError(message, info.loc)
+            raise self.errors.error(failed.code, sizes, "OpenCL function") from None
 
 
 # -- the standalone module -----------------------------------------------------------------
 
 def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
     """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
-    from tdsl import __version__
+    from tdsl.version import __version__
     module = lower_module(graphs, symbol_prefix(prefix))
     source, plan = program_and_plan(module)
     functions = [{"name": fn.name, "signature": fn.signature, "params": [p.name for p in fn.params],
@@ -127,3 +155,6 @@ def _python_text(text: str) -> str:
     if printable and "'''" not in text and "\\" not in text and not text.endswith("'"):
         return "r'''" + text + "'''"
     return repr(text)
+
+
+TARGET = OpenCLTarget()

@@ -18,7 +18,7 @@ from . import build, cache
 def warm_key(text: str, path: str | None) -> str:
     """The text and everything that shapes what tdsl makes of it; not the compiler's version:
     a library an older compiler built still computes the same thing."""
-    from tdsl import __version__
+    from tdsl.version import __version__
     return cache.key("warm", text, str(path), __version__, code_stamp(), " ".join(build.compiler()),
                      "sanitize" if build.sanitizing() else "", build.cpu_identity())
 

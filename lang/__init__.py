@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .api import Var, function, grad, scalar, tensor
+from importlib import import_module
+from importlib.util import find_spec
+
 from .errors import (TdslArgumentError, TdslBuildError, TdslError, TdslRuntimeError, TdslSyntaxError,
                      TdslTypeError)
-from .compiled import Function, Module
-from .gradcheck import check_grad
+from .version import __version__
 
-__version__ = "0.1.0"
+# Loaded on first use, so that importing one part (`tdsl.codegen.cache`, `tdsl.errors`) does not
+# load the front end, autodiff and the builder API with it.
+_LAZY = {"Var": "api", "function": "api", "grad": "api", "scalar": "api", "tensor": "api",
+         "Function": "compiled", "Module": "compiled", "check_grad": "gradcheck"}
 __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
            "TdslBuildError", "__version__"]
@@ -43,11 +47,19 @@ def opencl_queue():
 
 
 def __getattr__(name: str):
-    """`tdsl.exp`, `tdsl.sum`, ...: every builtin of the language."""
-    from . import builtins as _builtins
-    from .api import make_builtin
-    if name in _builtins.BUILDERS:
-        fn = make_builtin(name)
-        globals()[name] = fn
-        return fn
+    """The API's names on first use; `tdsl.exp`, `tdsl.sum`, ...: every builtin of the language."""
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if find_spec(f"{__name__}.{name}") is None:   # a submodule is imported, never looked up here
+        builtins = import_module(".builtins", __name__)
+        if name in builtins.BUILDERS:
+            fn = import_module(".api", __name__).make_builtin(name)
+            globals()[name] = fn
+            return fn
     raise AttributeError(f"module 'tdsl' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import targets
 from .errors import TdslError
+from .pipeline import GRAPH_STAGES
 
 
 def _read(path: str) -> str:
@@ -18,13 +20,15 @@ def _read(path: str) -> str:
         raise TdslError(f"cannot read {path}: {err.strerror}") from None
 
 
-def _graphs(path: str, stage: str = "parsed"):
-    from .pipeline import check_source
-    graphs = check_source(_read(path), path)
-    if stage == "rewritten":
-        from .rewrite import simplify_graph
-        graphs = [simplify_graph(g) for g in graphs]
-    return graphs
+# `--stage` of `tdslc graph`: the pipeline's graph stages, and the names they had before
+STAGE_ALIASES = {"parsed": "check", "rewritten": "rewrite"}
+
+
+def _graphs(path: str, stage: str = "check"):
+    """The graphs of a file after the pipeline stage `stage` ("check" or "rewrite")."""
+    from .pipeline import compile_module
+    from .targets import REFERENCE
+    return compile_module(REFERENCE, _read(path), path, until=STAGE_ALIASES.get(stage, stage))
 
 
 def cmd_check(args) -> int:
@@ -52,8 +56,8 @@ def _parse_arg(text: str):
 
 
 def cmd_run(args) -> int:
-    from .pipeline import compile_source
-    module = compile_source(_read(args.file), args.file, args.target)
+    from .pipeline import compile_module
+    module = compile_module(args.target, _read(args.file), args.file)
     if args.fn not in module:   # by name, never an attribute: a function may be called `functions`
         raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(f.name for f in module)})")
     kwargs = dict(_parse_arg(a) for a in args.arg)
@@ -82,25 +86,19 @@ def cmd_graph(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .rewrite import simplify_graph
-    graphs = [simplify_graph(g) for g in _graphs(args.file)]
+    from .targets import get
+    graphs = _graphs(args.file, "rewrite")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     prefix = args.prefix or out.stem
-    from tdsl.codegen.c_backend import symbol_prefix
-    if not (prefix.isascii() and prefix.isidentifier()) or symbol_prefix(prefix) != prefix:
+    if not (prefix.isascii() and prefix.isidentifier()) or prefix.startswith("_") or \
+            prefix.lower() == "tdsl" or prefix.lower().startswith("tdsl_"):
         raise TdslError(f"'{prefix}' cannot start the C names of the module (a C identifier, not starting "
                         f"with '_' or 'tdsl_'); pass --prefix NAME")
-    if args.target == "c":
-        from tdsl.codegen.c_backend import emit_standalone
-        c_text, h_text = emit_standalone(graphs, prefix)
-        out.with_suffix(".c").write_text(c_text, encoding="utf-8")
-        out.with_suffix(".h").write_text(h_text, encoding="utf-8")
-        print(f"wrote {out.with_suffix('.c')} and {out.with_suffix('.h')}")
-    else:
-        from tdsl.codegen.opencl_backend import emit_standalone
-        out.with_suffix(".py").write_text(emit_standalone(graphs, prefix), encoding="utf-8")
-        print(f"wrote {out.with_suffix('.py')}")
+    files = get(args.target).emit(graphs, prefix)
+    for suffix, text in files.items():
+        out.with_suffix(suffix).write_text(text, encoding="utf-8")
+    print("wrote " + " and ".join(str(out.with_suffix(suffix)) for suffix in files))
     return 0
 
 
@@ -123,18 +121,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("file")
     run.add_argument("fn")
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE")
-    run.add_argument("-t", "--target", default="c", choices=["c", "numpy", "opencl"])
+    run.add_argument("-t", "--target", default="c", choices=targets.names())
     run.add_argument("-o", "--output", help="write the results to an .npz file")
     run.set_defaults(run=cmd_run)
     graph = sub.add_parser("graph", help="print the typed graph of each function")
     graph.add_argument("file")
     graph.add_argument("--fn")
     graph.add_argument("--format", choices=["text", "dot"], default="text")
-    graph.add_argument("--stage", choices=["parsed", "rewritten"], default="parsed")
+    graph.add_argument("--stage", choices=[*GRAPH_STAGES, *STAGE_ALIASES], default="check",
+                       help="the pipeline stage to print the graphs after")
     graph.set_defaults(run=cmd_graph)
     build = sub.add_parser("build", help="write standalone C (OUT.c, OUT.h) or OpenCL (OUT.py)")
     build.add_argument("file")
-    build.add_argument("-t", "--target", default="c", choices=["c", "opencl"])
+    build.add_argument("-t", "--target", default="c", choices=targets.standalone())
     build.add_argument("-o", "--output", required=True)
     build.add_argument("--prefix")
     build.set_defaults(run=cmd_build)

@@ -3,37 +3,32 @@ from __future__ import annotations
 
 from operator import attrgetter
 from types import SimpleNamespace
-from typing import Callable
-
 import numpy as np
 
 from .bind import Binder
 from .dtypes import to_numpy
 from .graph import FunctionGraph
 from .interp import check_sizes, out_of_memory, run_graph, value_sizes
-
-# A runner takes arrays in parameter order and the size variables, and returns the results.
-Runner = Callable[[list, dict], list]
+from .runner import Runner
+from .targets import REFERENCE
 
 
 class Function:
     """One compiled tdsl function: call it with NumPy arrays, inspect it without running it."""
 
-    def __init__(self, graph: FunctionGraph, target: str, runner: Runner, source: str):
+    def __init__(self, graph: FunctionGraph, target: str, runner: Runner):
         self.graph = graph
         self.target = target
-        self.source = source
+        self.source = runner.source
         self._runner = runner
-        self._binder = Binder(graph, getattr(runner, "device_types", ()))
+        self._binder = Binder(graph, runner.device_types)
         self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
         # shapes that must fit in memory, checked before a compiled target allocates its results
         # (the reference checks them as it runs)
-        self._limits = value_sizes(graph) if target != "numpy" else []
+        self._limits = value_sizes(graph) if target != REFERENCE else []
         # A target may offer a fast path (arguments that need no converting), which hands
         # everything else to the checked path `_checked_call`.
-        fast_call = getattr(runner, "fast_call", None)
-        fast = fast_call(self._binder, graph.tuple_result, self._checked_call, self._takes_out) \
-            if fast_call else None
+        fast = runner.fast_call(self._binder, graph.tuple_result, self._checked_call, self._takes_out)
         self._call = fast or self._checked_call
         self.__name__ = graph.name
         self.__doc__ = graph.signature
@@ -59,7 +54,7 @@ class Function:
             check_sizes(self._limits, sizes)
         if out is not None:
             return self._call_into(out, arrays, sizes)
-        if getattr(self._runner, "writes_into", False):
+        if self._runner.writes_into:
             results = self._runner(arrays, sizes, self._fresh_results(sizes))
         else:
             results = self._runner(arrays, sizes)
@@ -83,7 +78,7 @@ class Function:
         outs = self._binder.check_out(out, shapes, [o.dtype for o in self.graph.outputs])
         overlap = any(np.may_share_memory(o, a) for o in outs for a in arrays) or \
             any(np.may_share_memory(o, p) for i, o in enumerate(outs) for p in outs[:i])
-        if getattr(self._runner, "writes_into", False) and not overlap:
+        if self._runner.writes_into and not overlap:
             self._runner(arrays, sizes, outs)
         else:
             for o, r in zip(outs, self._runner(arrays, sizes)):

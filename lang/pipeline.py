@@ -1,63 +1,77 @@
-"""The compiler, stage by stage: source text to callable functions.
+"""The compiler in one screen: every stage from .tdsl text to loaded functions, in order.
 
-    parse -> check -> rewrite -> (lower -> render -> build, in the backend) -> load
+`compile_module` is the only place the stages are strung together; `tdsl.load`,
+`tdsl.compile`, `tdsl.function`, `check_grad`, `tdslc` and the tests all come through it.
+The target (tdsl/targets.py) supplies the stages after the rewrites.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import TdslError
+from . import targets
 from .compiled import Function, Module
 from .graph import FunctionGraph
 
-TARGETS = ("numpy", "c", "opencl")
+# The stages, in order: `tdslc graph --stage` and `compile_module(until=...)` name them.
+STAGES = ("parse", "check", "rewrite", "lower", "render", "build", "load")
+GRAPH_STAGES = ("check", "rewrite")   # the stages whose result is a list of function graphs
+
+
+def compile_module(target: str, text: str | None = None, path: str = "<string>",
+                   graphs: list[FunctionGraph] | None = None, until: str = "load"):
+    """Compile `text` (or already checked `graphs`) for `target`, up to and including stage `until`.
+
+    Returns what that stage makes: the parse tree, a list of graphs, the target's lowered
+    module, the rendered source text, the built artefact, or (after "load") a Module.
+    """
+    target_ = targets.get(target)
+    if graphs is None:
+        if until == "load":   # text this cache has compiled before skips every stage
+            found = target_.recall(text, path)
+            if found is not None:
+                return Module([Function(g, target, runner) for g, runner in found], path, target)
+        from tdsl.grammar import parse
+        from .frontend import check
+        tree = parse(text, path)                                        # parse
+        if until == "parse":
+            return tree
+        graphs = check(tree, text, path)                                # check: types, shapes, grad
+        if until == "check":
+            return graphs
+    from .rewrite import simplify_graph
+    graphs = [simplify_graph(g) for g in graphs]                        # rewrite
+    if until == "rewrite":
+        return graphs
+    lowered = target_.lower(graphs, module_name(path))                  # lower: the target's passes
+    if until == "lower":
+        return lowered
+    source = target_.render(lowered)                                    # render
+    if until == "render":
+        return source
+    built = target_.build(lowered, source)                              # build
+    if until == "build":
+        return built
+    runners = target_.load(lowered, built)                              # load
+    if text is not None:
+        target_.remember(text, path, graphs, lowered, built)
+    return Module([Function(g, target, runners[g.name]) for g in graphs], path, target)
+
+
+def module_name(path: str) -> str:
+    """The name a module's generated symbols start from: its file's stem."""
+    return Path(path).stem or "module"
 
 
 def compile_source(text: str, filename: str = "<string>", target: str = "c") -> Module:
-    """Compile the text of a .tdsl file for `target` and load its functions.
+    """Compile the text of a .tdsl file for `target` and load its functions."""
+    return compile_module(target, text, filename)
 
-    A backend with `load_warm` recognizes text it has compiled before and loads it
-    without parsing (see codegen/warm.py); otherwise every stage runs.
-    """
-    load_warm = getattr(backend(target), "load_warm", None)
-    found = load_warm(text, filename) if load_warm else None
-    if found is not None:
-        return Module([Function(g, target, runner, source) for g, runner, source in found], filename, target)
-    graphs = check_source(text, filename)
-    return load_graphs(graphs, target, filename, text)
+
+def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>") -> Module:
+    """Compile checked graphs (the Python builder API, `check_grad`) for `target` and load them."""
+    return compile_module(target, graphs=graphs, path=path)
 
 
 def check_source(text: str, filename: str = "<string>") -> list[FunctionGraph]:
     """Parse and type-check: every function as a checked graph."""
-    from tdsl.grammar import parse
-    from .frontend import check
-    tree = parse(text, filename)
-    return check(tree, text, filename)
-
-
-def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>",
-                text: str | None = None) -> Module:
-    """Rewrite the graphs and hand them to the target's backend (with the source text, if it keeps warm entries)."""
-    from .rewrite import simplify_graph
-    graphs = [simplify_graph(g) for g in graphs]
-    back = backend(target)
-    if text is not None and hasattr(back, "load_warm"):
-        runners = back.load(graphs, Path(path).stem or "module", text=text, path=path)
-    else:
-        runners = back.load(graphs, Path(path).stem or "module")
-    functions = [Function(g, target, *runners[g.name]) for g in graphs]
-    return Module(functions, path, target)
-
-
-def backend(target: str):
-    """The module implementing `target`: `load(graphs, name) -> {fn name: (runner, source)}`."""
-    if target == "numpy":
-        from . import numpy_backend
-        return numpy_backend
-    if target == "c":
-        from tdsl.codegen import c_backend
-        return c_backend
-    if target == "opencl":
-        from tdsl.codegen import opencl_backend
-        return opencl_backend
-    raise TdslError(f"unknown target '{target}' (choose one of {', '.join(TARGETS)})")
+    return compile_module(targets.REFERENCE, text, filename, until="check")

@@ -27,6 +27,12 @@ class Target(Protocol):
     # what `tdslc build -t NAME` writes: file suffixes, e.g. (".c", ".h"); empty: no standalone form
     standalone_suffixes: tuple[str, ...]
 
+    def recall(self, text: str, path: str) -> list | None:
+        """[(graph, runner)] of text this target has compiled before (a warm start), or None."""
+
+    def remember(self, text: str, path: str, graphs: list, lowered, built) -> None:
+        """Keep what `recall` needs for `text` (a target without warm starts does nothing)."""
+
     def lower(self, graphs: list, prefix: str):
         """The target's passes after the rewrites: checked graphs to what `render` reads."""
 
@@ -37,7 +43,7 @@ class Target(Protocol):
         """Whatever `load` needs from the source: a loaded library, a built program."""
 
     def load(self, lowered, built) -> dict:
-        """{function name: runner}, a runner being `runner(arrays, sizes) -> results`."""
+        """{function name: Runner} (tdsl/runner.py): `runner(arrays, sizes) -> results`."""
 
     def emit(self, graphs: list, prefix: str) -> dict[str, str]:
         """The standalone files: {suffix: text}, one per entry of `standalone_suffixes`."""

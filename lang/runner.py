@@ -1,0 +1,55 @@
+"""What every target's loaded function looks like to `tdsl.Function`: the Runner, and its error table.
+
+A target's `load` gives one Runner per function. `Function` calls it with the bound
+arguments (arrays in parameter order, the size-variable values) and reads the few
+attributes below, which a target overrides where it can do more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dims import Dim
+from .errors import Location, TdslRuntimeError
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """What error code k + 1 of a compiled module means: the message (with `{extent}` where a
+    size is named) and the .tdsl place it comes from."""
+
+    message: str
+    loc: Location | None = None
+    extent: Dim | None = None
+
+    def text(self) -> str:
+        """The message with its place, as the generated code and the standalone files print it."""
+        return f"{self.loc}: {self.message}" if self.loc else self.message
+
+
+class ErrorTable(tuple):
+    """A module's error codes, the one table every target's host side reads (code k + 1 is entry k)."""
+
+    def error(self, code: int, sizes: dict, what: str = "compiled function") -> TdslRuntimeError:
+        """The TdslRuntimeError for a code a compiled function returned (0 is success)."""
+        if not 0 < code <= len(self):
+            return TdslRuntimeError(f"the {what} failed with error code {code}")
+        entry = self[code - 1]
+        message = entry.message
+        if entry.extent is not None:
+            message = message.replace("{extent}", str(entry.extent.evaluate(sizes)))
+        return TdslRuntimeError(message, entry.loc)
+
+
+class Runner:
+    """Runs one function on a target: `runner(arrays, sizes)` -> list of result arrays."""
+
+    source = ""            # the code it runs, as `Function.source` shows it
+    device_types: tuple = ()   # array types the binder lets through unconverted (device arrays)
+    writes_into = False    # whether __call__ takes `outs`: result buffers the caller has checked
+
+    def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
+        raise NotImplementedError
+
+    def fast_call(self, binder, tuple_result: bool, checked, takes_out: bool):
+        """A call path for arguments that need no conversion, or None (every call is checked)."""
+        return None
