@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 import tdsl
+import tdsl.targets
 
 try:
     import numexpr
@@ -149,6 +150,7 @@ LOAD_SCRIPT = """
 import time, sys
 t0 = time.perf_counter()
 import tdsl
+import tdsl.targets
 t1 = time.perf_counter()
 m = tdsl.load(sys.argv[1], target=sys.argv[2])
 t2 = time.perf_counter()
@@ -227,7 +229,7 @@ def _fmt(t: float) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", default="c")
+    p.add_argument("--target", default="c", choices=tdsl.targets.compiled())
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     p.add_argument("--only", help="comma-separated substrings of workload names")
     args = p.parse_args()
