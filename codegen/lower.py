@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tdsl.bind import collect_checks
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
-from tdsl.interp import can_fail, computed_roots, covered, no_memory_message, size_key, too_big_message, value_sizes
+from tdsl.limits import (collect_checks, computed_roots, const_value, covered, no_memory_message, size_key,
+                         too_big_message, value_checked, value_sizes)
 from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -25,11 +25,6 @@ from .layout import LAYOUT, broadcast_index, input_index
 from .loops import MAX_KERNEL_OPS, expression_children, simplify
 
 ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat")
-EMPTY_REDUCE = ("max", "min")
-# Ops whose operand values can make a call fail, and the operand whose every element the check
-# reads (None: the result's, broadcast included). NumPy computes every value of a program, so the
-# check covers that whole domain even where fusion computes only the elements a later op uses.
-VALUE_CHECKED = {"pow": None, "take": 1}
 
 
 class ErrorTable:
@@ -174,7 +169,6 @@ class Lowering:
         return buf
 
     def const_buffer(self, node: Node) -> Buffer:
-        from tdsl.infer import const_value
         data = tuple(const_value(node).ravel().tolist())
         buf = Buffer(f"c{len(self.consts)}", node.dtype, node.shape, "const", data)
         self.consts.append(buf)
@@ -320,7 +314,7 @@ class Lowering:
             raise AssertionError(f"{op} must have a buffer")
         args = tuple(self.value(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs)
         expr = self.intern(Apply, op, node.dtype, args, node.name)
-        if _value_checked(node):
+        if value_checked(node):
             cond, error = self.negative_power(node, idx)
             expr = self.intern(Check, cond, error, expr)
             self.checked.setdefault(id(node), []).append((idx, expr))
@@ -368,7 +362,7 @@ class Lowering:
         """A pass over the check domain of each failing value that `kernels` do not check in full
         (a value sliced, left unread by its user, or computed under loops that may run zero times).
         Only the points no kernel reached are in doubt, so the pass is gated on that."""
-        failing = [n for n in self.nodes if _value_checked(n)]
+        failing = [n for n in self.nodes if value_checked(n)]
         doubt = {id(n): [] for n in failing}
         for k in kernels if failing else ():
             live = _live_expressions(k)
@@ -468,7 +462,9 @@ class Lowering:
 
     def _empty_checks(self, node: Node) -> list[SizeCheck]:
         x = node.inputs[0] if node.inputs else None
-        if node.op in EMPTY_REDUCE and not node.attr("empty_ok"):   # as NumPy: no elements, no identity
+        fails = OPS[node.op].fails
+        if _kind(node) == "reduce" and fails and fails.on == "empty" and not node.attr("empty_ok"):
+            # as NumPy: max/min over no elements have no identity
             reduced = shape_size(tuple(x.shape[a] for a in node.attr("axes")))
             return [SizeCheck(((reduced, "==0"),), self.errors.code(ErrorInfo(
                 "reduction over an empty axis has no identity", node.loc)))]
@@ -491,7 +487,7 @@ def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
     failing value no result reads needs (the exponent, the indices). Any other unread value
     only has size checks, which need no kernel."""
     reached = set(toposort(graph.outputs))
-    operands = [n.inputs[1] for n in nodes if _value_checked(n) and n not in reached]
+    operands = [n.inputs[OPS[n.op].fails.operand] for n in nodes if value_checked(n) and n not in reached]
     return toposort(list(graph.outputs) + operands)
 
 
@@ -505,14 +501,11 @@ def _fused_operands(node: Node, idx: tuple) -> list[tuple[Node, tuple]]:
     return []
 
 
-def _value_checked(node: Node) -> bool:
-    """Whether the values of `node`'s operands can make it fail (an integer power, a take)."""
-    return node.op in VALUE_CHECKED and can_fail(node)
-
-
 def _check_domain(node: Node) -> tuple[Dim, ...]:
-    """The shape every point of which a failing node's check must read."""
-    operand = VALUE_CHECKED[node.op]
+    """The shape every point of which a failing node's check must read (`Op.fails.domain`: the
+    result's, broadcast included, or an operand's). NumPy computes every value of a program, so
+    the check covers that whole domain even where fusion computes only the elements a later op uses."""
+    operand = OPS[node.op].fails.domain
     return node.shape if operand is None else node.inputs[operand].shape
 
 

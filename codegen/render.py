@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from tdsl.dims import shape_size
 from tdsl.dtypes import kind
-from tdsl.ops import OPS
+from tdsl.ops import OPS, helpers, libmvec_functions, math_ops
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, c_comment, c_string, function_symbols, literal, paren, py_string, py_text
@@ -37,9 +37,17 @@ def environment(target: str = "c"):
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, bytecode_cache=bytecode_cache)
     env.globals["pad"] = lambda depth: "    " * depth
+    # from the op table: the math calls with SIMD forms (C prelude) and the helpers ops carry
+    env.globals["libmvec"] = libmvec_functions()
+    env.globals["op_helpers"] = op_helpers
     # user text (file names, signatures, source lines, messages) is printed through these only
     env.filters.update(c_comment=c_comment, c_string=c_string, py_text=py_text, py_string=py_string)
     return env
+
+
+def op_helpers(T: str, C: str, f: str) -> str:
+    """The helper functions of the op table (`Op.helper`) for one float dtype, as the preludes print them."""
+    return "".join(op.helper_source(T, C, f) for op in helpers())
 
 
 def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[str, str | None]:
@@ -73,7 +81,7 @@ def error_views(errors) -> list:
 # Ops that call a math function: vectorized (libmvec), one costs about what loading and
 # storing an element does, so each counts as one more point when deciding on threads
 # (measured: bench/threshold.py, docs/performance.md).
-MATH_OPS = frozenset(name for name, op in OPS.items() if op.vector_math)
+MATH_OPS = math_ops()
 MATH_COST = 1
 
 

@@ -490,9 +490,7 @@ def _param_names(fn: Callable) -> list[str]:
 
 
 BUILDERS: dict[str, Callable] = {
-    **{name: _elementwise(name) for name, op in OPS.items() if op.kind == "elementwise"
-       and name not in ("add", "sub", "mul", "div", "floordiv", "mod", "neg", "eq", "ne", "lt", "le", "gt",
-                        "ge", "and", "or", "not")},
+    **{name: _elementwise(name) for name, op in OPS.items() if op.kind == "elementwise" and op.builtin},
     **{name: _reduction(name) for name in ("sum", "prod", "any", "all")},
     "max": _extreme("max"), "min": _extreme("min"),
     "argmax": _argreduction("argmax"), "argmin": _argreduction("argmin"),

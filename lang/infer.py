@@ -12,12 +12,12 @@ from .dims import Dim, is_nonnegative, shape_size, shape_str
 from .dtypes import can_cast_safe, float_result, kind, promote, to_numpy
 from .errors import Location, TdslTypeError
 from .graph import Node, make_attrs
+from .limits import const_value  # noqa: F401  (the front end reads literals through infer)
 from .ops import OPS
 
 # Operators written with symbols keep weak operands weak (Python scalar arithmetic);
 # named builtins return NumPy scalars, which are strong.
-OPERATOR_OPS = {"add", "sub", "mul", "div", "floordiv", "mod", "pow", "neg",
-                "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not"}
+OPERATOR_OPS = frozenset(name for name, op in OPS.items() if op.symbol)
 
 BOOL_HINT = "cast first, e.g. i64(x) or f32(x)"
 
@@ -56,10 +56,6 @@ def _as_python_kind(value, py_type):
     if isinstance(value, tuple):
         return tuple(_as_python_kind(v, py_type) for v in value)
     return py_type(value)
-
-
-def const_value(node: Node) -> np.ndarray:
-    return np.array(node.attr("value"), dtype=to_numpy(node.dtype))
 
 
 def _to_python(arr: np.ndarray):

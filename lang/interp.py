@@ -4,122 +4,19 @@ It is the `numpy` target and the oracle every other target is tested against.
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Mapping
 
 import numpy as np
 
-from .dims import Dim, shape_str
+from .dims import Dim
 from .dtypes import to_numpy
 from .errors import TdslRuntimeError
 from .graph import FunctionGraph, Node, toposort
-from .infer import const_value
+# the analyses of what a call can fail on live in the core module limits.py; these names
+# stay importable from here for the runtimes that take them from the interpreter
+from .limits import (can_fail, check_sizes, computed_roots, const_value, covered, describe,  # noqa: F401
+                     fits, no_memory_message, size_key, too_big_message, value_sizes)
 from .ops import OPS, RuntimeCheckFailed
-
-
-MAX_BYTES = 2**63 - 1   # NumPy's limit (intp): an array's nonzero dims times its item size
-
-
-def fits(dims, itemsize: int) -> bool:
-    """Whether an array of these dims can exist (NumPy's rule: its nonzero dims times its item
-    size are at most MAX_BYTES, even when another dim is 0); exact, on Python ints."""
-    total = itemsize
-    for d in dims:
-        if d > 0:
-            total *= d
-    return total <= MAX_BYTES
-
-
-def describe(node: Node) -> str:
-    """A value as error messages name it."""
-    return f"the {node.op} `{node.name}`" if node.name else f"the {node.op} value"
-
-
-def too_big_message(node: Node) -> str:
-    return (f"{describe(node)} of shape {shape_str(node.shape)} ({node.dtype}) is too large for an array "
-            f"(more than 2**63 - 1 bytes)")
-
-
-def no_memory_message(node: Node) -> str:
-    """The message of a failed allocation; `{extent}` stands for the number of bytes."""
-    return f"cannot allocate {{extent}} bytes for {describe(node)}"
-
-
-def size_key(shape: tuple) -> tuple:
-    """Shapes with the same key hold the same number of elements (the order of dims and 1s aside)."""
-    return tuple(sorted((d for d in shape if d != 1), key=str))
-
-
-def covered(shape: tuple, itemsize: int, arrays: list[tuple[Counter, int]]) -> bool:
-    """Whether an array of `shape` is no larger than one of `arrays` ((dims counted, item size)):
-    its dims are among that one's, its item size no larger."""
-    dims = Counter(size_key(shape))
-    return any(size >= itemsize and not dims - other for other, size in arrays)
-
-
-def value_sizes(graph: FunctionGraph) -> list[tuple[tuple, int, Node]]:
-    """(shape, item size, value) of the values whose shapes every target checks with `fits`
-    before it allocates anything: each (shape, item size) once, first value first."""
-    found, seen = [], set()
-    given = [(Counter(size_key(p.shape)), to_numpy(p.dtype).itemsize) for p in graph.params]
-    for node in toposort(graph.outputs):
-        if node.op == "param" or not node.shape:
-            continue
-        itemsize = to_numpy(node.dtype).itemsize
-        key = (size_key(node.shape), itemsize)
-        if key in seen or all(d.is_const for d in node.shape) and fits([d.const for d in node.shape], itemsize):
-            continue
-        if covered(node.shape, itemsize, given):
-            continue   # no larger than a parameter, which exists
-        seen.add(key)
-        found.append((node.shape, itemsize, node))
-    return found
-
-
-def check_sizes(limits: list, sizes: Mapping[str, int]) -> None:
-    """Raise the error of the first value of `limits` (from `value_sizes`) whose shape cannot fit."""
-    for shape, itemsize, node in limits:
-        if not fits([d.evaluate(sizes) for d in shape], itemsize):
-            raise TdslRuntimeError(too_big_message(node), node.loc)
-
-
-# Ops that can fail at call time: on an empty reduction, or on their operands' values (an
-# integer power fails only for integers: `can_fail` reads the dtype).
-FAILING_OPS = ("max", "min", "argmax", "argmin", "take", "pow")
-
-
-def can_fail(node: Node) -> bool:
-    """Whether computing `node` itself may raise a call-time error (a size check included)."""
-    if node.attr("checks"):
-        return True
-    if node.op == "pow":   # only integers, and a literal exponent fails only when negative
-        exponent = _literal(node.inputs[1])
-        return to_numpy(node.dtype).kind in "iu" and (exponent is None or bool(np.any(exponent < 0)))
-    if node.op == "take":   # literal indices on an axis of known length fail only out of range
-        indices, extent = _literal(node.inputs[1]), node.inputs[0].shape[node.attr("axis")]
-        return indices is None or not extent.is_const or bool(np.any((indices < -extent.const) |
-                                                                      (indices >= extent.const)))
-    return node.op in FAILING_OPS and not node.attr("empty_ok")   # a max given an identity (softmax's shift)
-
-
-def _literal(node: Node) -> np.ndarray | None:
-    """The values of a literal (broadcast or not), or None when `node` is not one."""
-    while node.op in ("broadcast", "reshape") and not node.attr("checks"):
-        node = node.inputs[0]
-    return const_value(node) if node.op == "const" else None
-
-
-def computed_roots(graph: FunctionGraph) -> list[Node]:
-    """The values a call computes: the results, and each named value that no result needs but
-    whose computation can fail (NumPy runs every statement, so its error is raised too)."""
-    reached = set(toposort(graph.outputs))
-    dead = [node for _, node in graph.named if node not in reached]
-    if not dead:
-        return list(graph.outputs)
-    fails: dict[Node, bool] = {}
-    for node in toposort(dead):
-        fails[node] = can_fail(node) or any(fails.get(i, False) for i in node.inputs)
-    return list(graph.outputs) + [node for node in dead if fails[node]]
 
 
 def _concrete(value, sizes: Mapping[str, int]):

@@ -14,11 +14,18 @@ suffix (`f` for f32, empty for f64), all of the operand dtype; `{R}` and `{RT}` 
 the result's C type and dtype (they differ for casts). A dict maps the operand's
 dtype kind ('float', 'int', 'bool') to the template for that kind. Operands of an elementwise op always share
 one dtype: the type checker inserts explicit casts first.
+
+Every property of an op lives in its row: the math-library call and its libmvec level,
+whether it applies lane by lane to vectors, its operator symbol, how it can fail at call
+time, and the source of a prelude helper it calls. Every other list of op names (the
+C prelude's SIMD declarations, the printer's symbols, the can-fail checks) is derived
+from `OPS`; adding an op is adding a row (docs/decisions.md, "Where op properties live").
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from string import Template
 from typing import Callable, Union
 
 import numpy as np
@@ -28,6 +35,17 @@ CExpr = Union[str, dict, None]
 
 class RuntimeCheckFailed(Exception):
     """Raised by an implementation when the data breaks a rule (an empty max, an index out of range)."""
+
+
+@dataclass(frozen=True)
+class Fails:
+    """How an op can fail at call time (NumPy raises; every target reports the same error)."""
+
+    on: str                        # "empty": over no elements; "values": on the values of an operand
+    kinds: tuple = ("float", "int", "bool")   # the dtype kinds of its result that can fail
+    operand: int | None = None     # "values": the operand whose values decide
+    domain: int | None = None      # "values": the operand every element of which a check reads (None: the result)
+    safe: Callable | None = None   # "values": (the operand's literal values, node) -> True when they never fail
 
 
 @dataclass(frozen=True)
@@ -41,16 +59,33 @@ class Op:
     opencl: CExpr = None
     grad: Callable | None = None  # GradContext -> one adjoint per input (None: none); see autodiff.py
     doc: str = ""
-    # A math-library call whose vector forms (libmvec in C SIMD loops, floatN builtins in
-    # OpenCL) round differently from the scalar call: the renderers keep one form per value.
+    # A math-library call (or a helper that makes one) whose vector forms (libmvec in C SIMD
+    # loops, floatN builtins in OpenCL) round differently from the scalar call: the renderers
+    # keep one form per value. It also costs about a load and a store (codegen/render.py MATH_OPS).
     vector_math: bool = False
+    libm: str | None = None        # the C math-library function its float expression calls (f32: NAME + "f")
+    libmvec: int | None = None     # glibc's libmvec has SIMD forms of `libm` from this level (1: glibc 2.22,
+                                   # 2: 2.35) and the C prelude declares them; None: the call stays scalar
+    lanewise: bool = False         # its OpenCL float expression applies to vector types, lane by lane
+    symbol: str | None = None      # the operator that writes it in source (`+`, `**`, `not`), if any
+    builtin: bool = True           # callable by name (`exp(x)`, `tdsl.exp`); operators are not, but pow
+    fails: Fails | None = None     # how it can fail at call time, None: never
+    helper: str | None = None      # the prelude function its expression calls (see `helper_source`)
+    opencl_outlined: CExpr = None  # the OpenCL expression in kernels that call it out of line (many sines)
 
-    def c_template(self, dtype_kind: str, dialect: str = "c") -> str | None:
+    def c_template(self, dtype_kind: str, dialect: str = "c", outlined: bool = False) -> str | None:
         """The expression template for operands of the given kind, in the given dialect."""
         expr = self.opencl if dialect == "opencl" and self.opencl is not None else self.c
+        if outlined and dialect == "opencl" and self.opencl_outlined is not None:
+            expr = self.opencl_outlined
         if isinstance(expr, dict):
             return expr.get(dtype_kind, expr.get("any"))
         return expr
+
+    def helper_source(self, T: str, C: str, f: str) -> str:
+        """The prelude helper's C or OpenCL text for one float dtype: `$T` the tdsl dtype, `$C`
+        its C type, `$f` the dialect's math suffix (`expf` in C, overloaded `exp` in OpenCL)."""
+        return Template(self.helper).substitute(T=T, C=C, f=f) if self.helper else ""
 
 
 def _quiet(fn: Callable) -> Callable:
@@ -107,12 +142,16 @@ def _round(x):
     return x.copy() if x.dtype.kind in "iu" else np.round(x)
 
 
-def _unary(name, rule, impl, c, opencl=None, doc="", grad=None, vector_math=False):
-    return Op(name, "elementwise", 1, rule, _quiet(impl), c, opencl, grad, doc, vector_math)
+def _unary(name, rule, impl, c=None, opencl=None, grad=None, **props):
+    return Op(name, "elementwise", 1, rule, _quiet(impl), c, opencl, grad, **props)
 
 
-def _binary(name, rule, impl, c, opencl=None, doc="", grad=None, vector_math=False):
-    return Op(name, "elementwise", 2, rule, _quiet(impl), c, opencl, grad, doc, vector_math)
+def _binary(name, rule, impl, c=None, opencl=None, grad=None, **props):
+    return Op(name, "elementwise", 2, rule, _quiet(impl), c, opencl, grad, **props)
+
+
+def _operator(symbol: str, builtin: bool = False) -> dict:
+    return dict(symbol=symbol, builtin=builtin)
 
 
 _ARITH = {"float": "({0} {op} {1})", "int": "tdsl_{name}_{T}({0}, {1})"}
@@ -123,108 +162,150 @@ def _wrapping(name: str, op: str) -> dict:
     return {kind: tpl.replace("{op}", op).replace("{name}", name) for kind, tpl in _ARITH.items()}
 
 
-def _math(fn: str) -> dict:
-    return {"float": fn + "{f}({0})"}
+def _math(fn: str, arity: int = 1, libmvec: int | None = None, vector: bool = True) -> dict:
+    """A call of the math library on floats: the row's `c`, `libm`, `libmvec`, `vector_math`, `lanewise`."""
+    operands = ", ".join("{%d}" % i for i in range(arity))
+    return dict(c={"float": f"{fn}{{f}}({operands})"}, libm=fn, libmvec=libmvec, vector_math=vector,
+                lanewise=True)
 
+
+def _take_in_range(indices: np.ndarray, node) -> bool:
+    """Literal indices fail only out of range of an axis of known length."""
+    extent = node.inputs[0].shape[node.attr("axis")]
+    return extent.is_const and not bool(np.any((indices < -extent.const) | (indices >= extent.const)))
+
+
+# logaddexp as NumPy's npy_logaddexp: x == y (infinities of one sign too) gives x + log(2), NaN
+# propagates through x - y; a helper in both preludes (C and OpenCL), per float dtype.
+_LOGADDEXP = """
+/* log(exp(x) + exp(y)) as NumPy computes it: x == y (equal infinities too) gives x + log(2). */
+static inline $C tdsl_logaddexp_$T($C x, $C y)
+{
+    const $C d = x - y;
+    if (x == y) return x + ($C)0.693147180559945309417232121458176568;
+    if (d > 0) return x + log1p$f(exp$f(-d));
+    if (d <= 0) return y + log1p$f(exp$f(d));
+    return d;
+}
+"""
+
+_NEGATIVE_POWER = Fails("values", kinds=("int",), operand=1, domain=None,
+                        safe=lambda exponent, node: not bool(np.any(exponent < 0)))
 
 ELEMENTWISE = [
     # arithmetic: operands share the result dtype; bool is refused
     _binary("add", "arith", np.add, _wrapping("add", "+"),
-            grad=lambda d: [d.g, d.g]),
+            grad=lambda d: [d.g, d.g], **_operator("+"), lanewise=True),
     _binary("sub", "arith", np.subtract, _wrapping("sub", "-"),
-            grad=lambda d: [d.g, -d.g]),
+            grad=lambda d: [d.g, -d.g], **_operator("-"), lanewise=True),
     _binary("mul", "arith", np.multiply, _wrapping("mul", "*"),
-            grad=lambda d: [d.g * d.y, d.g * d.x]),
+            grad=lambda d: [d.g * d.y, d.g * d.x], **_operator("*"), lanewise=True),
     _binary("div", "float", np.true_divide, "({0} / {1})",
-            grad=lambda d: [d.g / d.y, -d.g * d.out / d.y]),
+            grad=lambda d: [d.g / d.y, -d.g * d.out / d.y], **_operator("/"), lanewise=True),
     _binary("floordiv", "arith", np.floor_divide, "tdsl_floordiv_{T}({0}, {1})",
-            grad=lambda d: [None, None]),
+            grad=lambda d: [None, None], **_operator("//")),
     _binary("mod", "arith", np.mod, "tdsl_mod_{T}({0}, {1})",
-            grad=lambda d: [d.g, -d.g * (d.x // d.y)]),
+            grad=lambda d: [d.g, -d.g * (d.x // d.y)], **_operator("%")),
     _binary("pow", "arith", _int_pow, {"float": "pow{f}({0}, {1})", "int": "tdsl_pow_{T}({0}, {1})"},
             grad=lambda d: [d.where(d.y.eq(0), 0, d.g * d.y * d.x ** (d.y - 1)),
                             d.g * d.out * d.log(d.where(d.x.eq(0), 1, d.x))],
-            vector_math=True),
+            **_operator("**", builtin=True), libm="pow", libmvec=1, vector_math=True, lanewise=True,
+            fails=_NEGATIVE_POWER),
     _binary("maximum", "arith", np.maximum, "tdsl_maximum_{T}({0}, {1})",
             grad=lambda d: [d.split(d.x > d.y, d.x.eq(d.y)), d.split(d.y > d.x, d.x.eq(d.y))]),
     _binary("minimum", "arith", np.minimum, "tdsl_minimum_{T}({0}, {1})",
             grad=lambda d: [d.split(d.x < d.y, d.x.eq(d.y)), d.split(d.y < d.x, d.x.eq(d.y))]),
-    _binary("atan2", "float", np.arctan2, {"float": "atan2{f}({0}, {1})"},
+    # atan2 stays scalar in C SIMD loops: its sign rules are tested bit for bit
+    _binary("atan2", "float", np.arctan2,
             grad=lambda d: [d.g * d.y / (d.x * d.x + d.y * d.y), -d.g * d.x / (d.x * d.x + d.y * d.y)],
-            vector_math=True),
+            **_math("atan2", 2)),
+    _binary("hypot", "float", np.hypot,
+            grad=lambda d: [d.g * d.x / d.out, d.g * d.y / d.out], **_math("hypot", 2, libmvec=2)),
+    _binary("logaddexp", "float", np.logaddexp, "tdsl_logaddexp_{T}({0}, {1})",
+            grad=lambda d: [d.g * d.exp(d.x - d.out), d.g * d.exp(d.y - d.out)],
+            vector_math=True, helper=_LOGADDEXP),
+    # copysign only moves a sign bit: every form gives the same bits (no vector_math)
+    _binary("copysign", "float", np.copysign,
+            grad=lambda d: [d.g * d.sign(d.x) * d.copysign(1, d.y), None], **_math("copysign", 2, vector=False)),
     # comparisons and logic give bool
-    _binary("eq", "compare", np.equal, "({0} == {1})"),
-    _binary("ne", "compare", np.not_equal, "({0} != {1})"),
-    _binary("lt", "compare", np.less, "({0} < {1})"),
-    _binary("le", "compare", np.less_equal, "({0} <= {1})"),
-    _binary("gt", "compare", np.greater, "({0} > {1})"),
-    _binary("ge", "compare", np.greater_equal, "({0} >= {1})"),
-    _binary("and", "logical", np.logical_and, "({0} && {1})"),
-    _binary("or", "logical", np.logical_or, "({0} || {1})"),
-    _unary("not", "logical", np.logical_not, "(!{0})"),
+    _binary("eq", "compare", np.equal, "({0} == {1})", **_operator("==")),
+    _binary("ne", "compare", np.not_equal, "({0} != {1})", **_operator("!=")),
+    _binary("lt", "compare", np.less, "({0} < {1})", **_operator("<")),
+    _binary("le", "compare", np.less_equal, "({0} <= {1})", **_operator("<=")),
+    _binary("gt", "compare", np.greater, "({0} > {1})", **_operator(">")),
+    _binary("ge", "compare", np.greater_equal, "({0} >= {1})", **_operator(">=")),
+    _binary("and", "logical", np.logical_and, "({0} && {1})", **_operator("and")),
+    _binary("or", "logical", np.logical_or, "({0} || {1})", **_operator("or")),
+    _unary("not", "logical", np.logical_not, "(!{0})", **_operator("not")),
     # unary arithmetic keeps the dtype
     _unary("neg", "arith", np.negative, {"float": "(-{0})", "int": "tdsl_neg_{T}({0})"},
-           grad=lambda d: [-d.g]),
+           grad=lambda d: [-d.g], **_operator("-"), lanewise=True),
     _unary("abs", "arith", np.abs, {"float": "fabs{f}({0})", "int": "tdsl_abs_{T}({0})"},
-           grad=lambda d: [d.g * d.sign(d.x)]),
+           grad=lambda d: [d.g * d.sign(d.x)], libm="fabs", lanewise=True),
     _unary("sign", "arith", np.sign, "tdsl_sign_{T}({0})",
            grad=lambda d: [None]),
     _unary("square", "arith", np.square, {"float": "({0} * {0})", "int": "tdsl_mul_{T}({0}, {0})"},
-           grad=lambda d: [d.g * 2 * d.x]),
+           grad=lambda d: [d.g * 2 * d.x], lanewise=True),
     _unary("reciprocal", "arith", _int_reciprocal, {"float": "((({C})1) / {0})", "int": "tdsl_reciprocal_{T}({0})"},
-           grad=lambda d: [-d.g * d.out * d.out]),
+           grad=lambda d: [-d.g * d.out * d.out], lanewise=True),
     _unary("relu", "arith", _relu, "tdsl_relu_{T}({0})",
            grad=lambda d: [d.where(d.x > 0, d.g, 0)]),
     _unary("floor", "arith", np.floor, {"float": "floor{f}({0})", "int": "{0}"},
-           grad=lambda d: [None]),
+           grad=lambda d: [None], libm="floor", lanewise=True),
     _unary("ceil", "arith", np.ceil, {"float": "ceil{f}({0})", "int": "{0}"},
-           grad=lambda d: [None]),
+           grad=lambda d: [None], libm="ceil", lanewise=True),
     _unary("round", "arith", _round, {"float": "rint{f}({0})", "int": "{0}"},
-           grad=lambda d: [None]),
+           grad=lambda d: [None], libm="rint", lanewise=True),
     # transcendental: integer operands are cast to f64 first
-    _unary("sqrt", "float", np.sqrt, _math("sqrt"),
-           grad=lambda d: [d.g * 0.5 / d.out]),
+    _unary("sqrt", "float", np.sqrt,
+           grad=lambda d: [d.g * 0.5 / d.out], **_math("sqrt", vector=False)),
     _unary("rsqrt", "float", lambda x: 1 / np.sqrt(x), {"float": "((({C})1) / sqrt{f}({0}))"},
            opencl={"float": "rsqrt({0})"},
-           grad=lambda d: [d.g * -0.5 * d.out / d.x]),
-    _unary("exp", "float", np.exp, _math("exp"),
-           grad=lambda d: [d.g * d.out], vector_math=True),
-    _unary("exp2", "float", np.exp2, _math("exp2"),
-           grad=lambda d: [d.g * d.out * math.log(2)], vector_math=True),
-    _unary("expm1", "float", np.expm1, _math("expm1"),
-           grad=lambda d: [d.g * (d.out + 1)], vector_math=True),
-    _unary("log", "float", np.log, _math("log"),
-           grad=lambda d: [d.g / d.x], vector_math=True),
-    _unary("log2", "float", np.log2, _math("log2"),
-           grad=lambda d: [d.g / (d.x * math.log(2))], vector_math=True),
-    _unary("log10", "float", np.log10, _math("log10"),
-           grad=lambda d: [d.g / (d.x * math.log(10))], vector_math=True),
-    _unary("log1p", "float", np.log1p, _math("log1p"),
-           grad=lambda d: [d.g / (d.x + 1)], vector_math=True),
-    _unary("sin", "float", np.sin, _math("sin"), opencl={"float": "tdsl_sin_{T}({0})"},
-           grad=lambda d: [d.g * d.cos(d.x)], vector_math=True),
-    _unary("cos", "float", np.cos, _math("cos"), opencl={"float": "tdsl_cos_{T}({0})"},
-           grad=lambda d: [-d.g * d.sin(d.x)], vector_math=True),
-    _unary("tan", "float", np.tan, _math("tan"),
-           grad=lambda d: [d.g * (1 + d.out * d.out)], vector_math=True),
-    _unary("asin", "float", np.arcsin, _math("asin"),
-           grad=lambda d: [d.g * d.rsqrt(1 - d.x * d.x)], vector_math=True),
-    _unary("acos", "float", np.arccos, _math("acos"),
-           grad=lambda d: [-d.g * d.rsqrt(1 - d.x * d.x)], vector_math=True),
-    _unary("atan", "float", np.arctan, _math("atan"),
-           grad=lambda d: [d.g / (1 + d.x * d.x)], vector_math=True),
-    _unary("sinh", "float", np.sinh, _math("sinh"),
-           grad=lambda d: [d.g * d.cosh(d.x)], vector_math=True),
-    _unary("cosh", "float", np.cosh, _math("cosh"),
-           grad=lambda d: [d.g * d.sinh(d.x)], vector_math=True),
-    _unary("tanh", "float", np.tanh, _math("tanh"),
-           grad=lambda d: [d.g * (1 - d.out * d.out)], vector_math=True),
+           grad=lambda d: [d.g * -0.5 * d.out / d.x], libm="sqrt", lanewise=True),
+    _unary("exp", "float", np.exp,
+           grad=lambda d: [d.g * d.out], **_math("exp", libmvec=1)),
+    _unary("exp2", "float", np.exp2,
+           grad=lambda d: [d.g * d.out * math.log(2)], **_math("exp2", libmvec=2)),
+    _unary("expm1", "float", np.expm1,
+           grad=lambda d: [d.g * (d.out + 1)], **_math("expm1", libmvec=2)),
+    _unary("log", "float", np.log,
+           grad=lambda d: [d.g / d.x], **_math("log", libmvec=1)),
+    _unary("log2", "float", np.log2,
+           grad=lambda d: [d.g / (d.x * math.log(2))], **_math("log2", libmvec=2)),
+    _unary("log10", "float", np.log10,
+           grad=lambda d: [d.g / (d.x * math.log(10))], **_math("log10", libmvec=2)),
+    _unary("log1p", "float", np.log1p,
+           grad=lambda d: [d.g / (d.x + 1)], **_math("log1p", libmvec=2)),
+    # OpenCL: sin and cos are prelude helpers with vector versions (tdsl_sin_f64x4, ...), and
+    # out-of-line versions for kernels with many of them (opencl_render.INLINE_TRIG)
+    _unary("sin", "float", np.sin, opencl={"float": "tdsl_sin_{T}({0})"},
+           grad=lambda d: [d.g * d.cos(d.x)], **_math("sin", libmvec=1),
+           opencl_outlined={"float": "tdsl_sin_outlined_{T}({0})"}),
+    _unary("cos", "float", np.cos, opencl={"float": "tdsl_cos_{T}({0})"},
+           grad=lambda d: [-d.g * d.sin(d.x)], **_math("cos", libmvec=1),
+           opencl_outlined={"float": "tdsl_cos_outlined_{T}({0})"}),
+    _unary("tan", "float", np.tan,
+           grad=lambda d: [d.g * (1 + d.out * d.out)], **_math("tan", libmvec=2)),
+    _unary("asin", "float", np.arcsin,
+           grad=lambda d: [d.g * d.rsqrt(1 - d.x * d.x)], **_math("asin", libmvec=2)),
+    _unary("acos", "float", np.arccos,
+           grad=lambda d: [-d.g * d.rsqrt(1 - d.x * d.x)], **_math("acos", libmvec=2)),
+    _unary("atan", "float", np.arctan,
+           grad=lambda d: [d.g / (1 + d.x * d.x)], **_math("atan", libmvec=2)),
+    _unary("sinh", "float", np.sinh,
+           grad=lambda d: [d.g * d.cosh(d.x)], **_math("sinh", libmvec=2)),
+    _unary("cosh", "float", np.cosh,
+           grad=lambda d: [d.g * d.sinh(d.x)], **_math("cosh", libmvec=2)),
+    _unary("tanh", "float", np.tanh,
+           grad=lambda d: [d.g * (1 - d.out * d.out)], **_math("tanh", libmvec=2)),
+    _unary("cbrt", "float", np.cbrt,
+           grad=lambda d: [d.g / (3 * d.out * d.out)], **_math("cbrt", libmvec=2)),
     _unary("sigmoid", "float", _sigmoid, "tdsl_sigmoid_{T}({0})",
            grad=lambda d: [d.g * d.out * (1 - d.out)], vector_math=True),
     _unary("softplus", "float", _softplus, "tdsl_softplus_{T}({0})",
            grad=lambda d: [d.g * d.sigmoid(d.x)], vector_math=True),
-    _unary("erf", "float", _erf, _math("erf"),
-           grad=lambda d: [d.g * (2 / math.sqrt(math.pi)) * d.exp(-d.x * d.x)], vector_math=True),
+    _unary("erf", "float", _erf,
+           grad=lambda d: [d.g * (2 / math.sqrt(math.pi)) * d.exp(-d.x * d.x)], **_math("erf", libmvec=2)),
     # predicates give bool
     _unary("isnan", "predicate", np.isnan, {"float": "isnan({0})", "int": "0", "bool": "0"}),
     _unary("isinf", "predicate", np.isinf, {"float": "isinf({0})", "int": "0", "bool": "0"}),
@@ -279,13 +360,13 @@ REDUCTIONS = [
     Op("prod", "reduce", 1, "sum", _reduce(np.prod, False), ("1", {"float": "{acc} * {x}", "int": "tdsl_mul_{T}({acc}, {x})"}),
        grad=lambda d: d.prod_rule()),
     Op("max", "reduce", 1, "same", _reduce(np.max, True), ({"float": "-INFINITY", "int": "tdsl_lowest_{T}", "bool": "false"}, "tdsl_maximum_{T}({acc}, {x})"),
-       grad=lambda d: d.extreme_rule()),
+       grad=lambda d: d.extreme_rule(), fails=Fails("empty")),
     Op("min", "reduce", 1, "same", _reduce(np.min, True), ({"float": "INFINITY", "int": "tdsl_highest_{T}", "bool": "true"}, "tdsl_minimum_{T}({acc}, {x})"),
-       grad=lambda d: d.extreme_rule()),
+       grad=lambda d: d.extreme_rule(), fails=Fails("empty")),
     Op("any", "reduce", 1, "bool", _reduce(np.any, False), ("0", "{acc} || {x}")),
     Op("all", "reduce", 1, "bool", _reduce(np.all, False), ("1", "{acc} && {x}")),
-    Op("argmax", "argreduce", 1, "index", _argreduce(np.argmax), ">"),
-    Op("argmin", "argreduce", 1, "index", _argreduce(np.argmin), "<"),
+    Op("argmax", "argreduce", 1, "index", _argreduce(np.argmax), ">", fails=Fails("empty")),
+    Op("argmin", "argreduce", 1, "index", _argreduce(np.argmin), "<", fails=Fails("empty")),
 ]
 
 
@@ -323,9 +404,36 @@ STRUCTURAL = [
     Op("concat", "concat", None, "given", lambda *xs, axis: np.concatenate(xs, axis=axis),
        grad=lambda d: d.concat_rule()),
     Op("take", "gather", 2, "given", _take,
-       grad=lambda d: d.take_rule()),
+       grad=lambda d: d.take_rule(), fails=Fails("values", operand=1, domain=1, safe=_take_in_range)),
     Op("matmul", "matmul", 2, "matmul", _quiet(np.matmul),
        grad=lambda d: d.matmul_rule()),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURAL}
+
+
+# -- properties read across the table -----------------------------------------------------
+
+def math_ops() -> frozenset[str]:
+    """The ops that call a math function with vector forms (codegen/render.py MATH_OPS: their cost)."""
+    return frozenset(name for name, op in OPS.items() if op.vector_math)
+
+
+def libmvec_functions() -> list[tuple[int, str, int]]:
+    """(libmvec level, libm name, arity) of each math call whose SIMD forms the C prelude declares."""
+    return sorted({(op.libmvec, op.libm, op.arity) for op in OPS.values() if op.libmvec})
+
+
+def lanewise_ops() -> frozenset[str]:
+    """The elementwise ops whose OpenCL float expression applies to vector types lane by lane."""
+    return frozenset(name for name, op in OPS.items() if op.lanewise)
+
+
+def operator_symbols(arity: int) -> dict[str, str]:
+    """Op name -> its operator symbol, for the operators of one arity (`add` -> `+`)."""
+    return {name: op.symbol for name, op in OPS.items() if op.symbol and op.arity == arity}
+
+
+def helpers() -> list[Op]:
+    """The ops whose expression calls a prelude helper they carry (`Op.helper`), in table order."""
+    return [op for op in OPS.values() if op.helper]

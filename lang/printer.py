@@ -4,10 +4,10 @@ from __future__ import annotations
 from .dims import Dim
 from .dtypes import DTYPES
 from .graph import FunctionGraph, Node, toposort
-from .ops import OPS, empty_value
+from .ops import OPS, empty_value, operator_symbols
 
-SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "pow": "**",
-           "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and": "and", "or": "or"}
+SYMBOLS = operator_symbols(2)          # add -> +, ...: binary operators, from the op table
+PREFIX_SYMBOLS = operator_symbols(1)   # neg -> -, not -> not
 
 
 def _literal(value, dtype: str) -> str:
@@ -83,10 +83,9 @@ def expression(node: Node, names: dict) -> str:
         return node.attr("name")
     if op in SYMBOLS:
         return f"{a[0]} {SYMBOLS[op]} {a[1]}"
-    if op == "neg":
-        return f"-{a[0]}"
-    if op == "not":
-        return f"not {a[0]}"
+    if op in PREFIX_SYMBOLS:
+        symbol = PREFIX_SYMBOLS[op]
+        return f"{symbol} {a[0]}" if symbol.isalpha() else f"{symbol}{a[0]}"
     if op == "cast":
         return f"{node.dtype}({a[0]})"
     if op == "iota":

@@ -111,7 +111,7 @@ def _zeros(node: Node) -> Node:
 
 def _may_fail(node: Node) -> bool:
     """Whether computing `node` involves a call-time check or error, which must not be dropped."""
-    from .interp import can_fail
+    from .limits import can_fail
     return any(can_fail(n) for n in toposort([node]))
 
 
