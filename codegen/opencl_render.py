@@ -7,6 +7,8 @@ flat range of work-items (a vector of elements each when every access is contigu
 float arithmetic), a reduction gives each output point `lanes` work-items that meet
 in a local-memory tree, and a matmul runs in 2-D tiles staged through local memory.
 Every buffer is a `__global` pointer, scalars too, so device results chain.
+How each kernel runs (its vector width, runs, strips, arguments) is decided before, in
+opencl_schedule.py: this module writes the text those decisions call for.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
 from .cexpr import Body, Dialect, Names, literal
-from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR
+from .kernels import Apply, FunctionIR, Load, ModuleIR
+from .opencl_schedule import Launch, ModuleSchedule, module_schedule
 from .render import environment as render_environment
 from .render import kernel_comment, scalar_math
 
@@ -36,10 +39,6 @@ _TYPES = {"bool": "bool", "i32": "int", "i64": "long", "f32": "float", "f64": "d
 
 OPENCL = Dialect("opencl", types=_TYPES, math_suffix={}, reserved=frozenset(_OPENCL_WORDS + _VECTOR_NAMES))
 STORAGE = {**_TYPES, "bool": "uchar"}      # bool is not a buffer element type in OpenCL
-VECTOR_WIDTH = {"f32": 16, "f64": 8}        # two 256-bit vectors: AVX2 CPUs (PoCL) overlap their work
-VECTOR_MAX_NODES = 200   # PoCL keeps a kernel's values per work-item on a worker's stack: long
-                         # chains of vectors (a thousand statements) would overflow it
-KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul"}
 
 
 def environment():
@@ -47,20 +46,17 @@ def environment():
     return render_environment("opencl")
 
 
-def render_program(module: ModuleIR) -> tuple[str, dict[str, list[list]]]:
-    """The OpenCL C source of a module, and for each function the argument list of each kernel.
-
-    An argument is ["size", name], ["param" | "output" | "temp", index] or ["err"] (the flag).
-    """
+def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> tuple[str, ModuleSchedule]:
+    """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
     from tdsl import __version__
-    functions = [FunctionKernels(fn).view() for fn in module.functions]
+    schedule = schedule or module_schedule(module)
+    functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in module.functions]
     marker = "/* tdsl prelude */"
     program = environment().get_template("program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=marker,
         consts=[c for fn in functions for c in fn.consts])
     prelude = prune_prelude(environment().get_template("prelude.cl.j2").render(), program)
-    return (program.replace(marker, prelude.rstrip("\n"), 1),
-            {fn.name: [k.args for k in view.kernels] for fn, view in zip(module.functions, functions)})
+    return program.replace(marker, prelude.rstrip("\n"), 1), schedule
 
 
 _HELPER = re.compile(r"^static [\w ()]*?\b(tdsl_\w+)\(")   # static inline T tdsl_name(...
@@ -117,15 +113,14 @@ def _comment_above(chunks: list) -> list[str]:
     return comment
 
 
-def kernel_name(fn: FunctionIR, index: int) -> str:
-    return f"k{index}_{fn.name}"
-
-
 # Vector builtins that are wrong for some lanes when another lane is extreme (PoCL 3.1:
 # double8 pow of a lane next to a subnormal one): vector maps call the scalar one per lane.
 SCALAR_LANES = frozenset({("pow", "f64")})
 # Vector forms that are prelude helpers (f32 tan: guarded like sin and cos, see prelude.cl.j2).
 VECTOR_HELPERS = {("tan", "f32"): "tdsl_tan_{T}({0})"}
+# The out-of-line forms of a kernel with many sines and cosines (Launch.outline): the
+# prelude's noinline wrappers, so the compiler does not inline dozens of polynomials.
+OUTLINED = {"sin": "tdsl_sin_outlined_{T}({0})", "cos": "tdsl_cos_outlined_{T}({0})"}
 
 
 class CLBody(Body):
@@ -150,14 +145,17 @@ class CLBody(Body):
                 return self.lanes(item)
             if (item.op, item.dtype) in VECTOR_HELPERS:
                 return VECTOR_HELPERS[item.op, item.dtype]
-        tpl = super().template(item)
-        return _OUTLINED.sub(r"\1_outlined_", tpl) if self.outline else tpl
+        return self.scalar_template(item)
+
+    def scalar_template(self, item: Apply) -> str:
+        """The op table's template of `item`, out of line where the kernel's launch says so."""
+        if self.outline and item.op in OUTLINED:
+            return OUTLINED[item.op]
+        return Body.template(self, item)
 
     def lanes(self, item: Apply) -> str:
         """A template: a vector of `item`'s scalar expression, lane by lane (operands still `{0}`...)."""
-        scalar = Body.template(self, item)
-        if self.outline:
-            scalar = _OUTLINED.sub(r"\1_outlined_", scalar)
+        scalar = self.scalar_template(item)
         fields = Body(self.names, [0], OPENCL).type_fields(item.args[0].dtype, item.dtype)
         parts = [scalar.format(*[f"{{{i}}}.s{lane:x}" if self.is_vector(a) else f"{{{i}}}"
                                  for i, a in enumerate(item.args)], **fields)
@@ -184,103 +182,31 @@ class CLBody(Body):
         return name
 
 
-# What a template must not hold to apply to vectors lane by lane: helpers other than those
-# with vector versions (tdsl_sin_f64x4, ...), conditionals, comparisons and logic.
-_OUTLINED = re.compile(r"\b(tdsl_(?:sin|cos))_")
-INLINE_TRIG = 16   # a kernel with more sines and cosines calls them out of line
-
-_NOT_LANEWISE = re.compile(r"tdsl_(?!sin_|cos_)|\?|isnan|isinf|isfinite|[<>!=]=?|&&|\|\|")
-
-
-def kernel_nodes(k) -> list:
-    """The distinct operations and loads of a kernel's expressions."""
-    stack = [getattr(k, f) for f in ("value", "lhs", "rhs") if hasattr(k, f)]
-    seen: dict[int, object] = {}
-    while stack:
-        item = stack.pop()
-        if id(item) not in seen:
-            seen[id(item)] = item
-            stack.extend(getattr(item, "args", ()))
-            if isinstance(item, Check):
-                stack.extend((item.cond, item.value))
-    return list(seen.values())
-
-
-def trig_count(k) -> int:
-    """How many sines and cosines a kernel computes."""
-    return sum(1 for item in kernel_nodes(k) if isinstance(item, Apply) and item.op in ("sin", "cos"))
-
-
-def vector_width(k) -> int:
-    """Elements per work-item of a map: a vector when all of it is contiguous float arithmetic."""
-    dtype = k.out.dtype
-    if k.kind != "map" or len(k.loops) != 1 or dtype not in VECTOR_WIDTH:
-        return 1
-    var = k.loops[0].var
-    moving = lambda aff: all(a == var and c == 1 for a, c in aff.terms)  # noqa: E731
-    if not moving(k.out_index) or not k.out_index.terms:
-        return 1
-    stack, seen = [k.value], set()
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if getattr(item, "dtype", None) != dtype or len(seen) > VECTOR_MAX_NODES:
-            return 1
-        if isinstance(item, Load) and moving(item.offset):
-            continue
-        if isinstance(item, Apply) and not _NOT_LANEWISE.search(OPS[item.op].c_template("float", "opencl") or "?"):
-            stack.extend(item.args)
-        elif not isinstance(item, Const):
-            return 1
-    return VECTOR_WIDTH[dtype]
-
-
-def strip_reduction(k) -> bool:
-    """Whether a reduction reads along its results, across the reduced axis (a column sum).
-
-    On a CPU such a reduction runs in strips: a work-item takes TDSL_REDUCE_STRIP
-    neighbouring results and walks the reduced axis once for all of them, reading a
-    stretch of memory per step, where a work-item per result would read a cache line
-    for one element.
-    """
-    if k.kind != "reduce" or not k.loops or not k.reduce_loops:
-        return False
-    out, red = k.loops[-1].var, k.reduce_loops[-1].var
-    for item in kernel_nodes(k):
-        if isinstance(item, Load):
-            coef = dict(item.offset.terms)
-            if coef.get(out) == 1 and coef.get(red, 0) not in (0, 1):
-                return True
-    return False
-
-
 class FunctionKernels:
     """What the program template needs for the kernels of one function."""
 
-    def __init__(self, fn: FunctionIR):
-        self.fn = fn
+    def __init__(self, fn: FunctionIR, launches: tuple[Launch, ...]):
+        self.fn, self.launches = fn, launches
         self.names = Names(fn.size_vars, fn.params, fn.name, OPENCL)
         self.counter = [0]
         self.scalar_ids = frozenset(scalar_math(fn.kernels))
 
     def view(self) -> SimpleNamespace:
         fn = self.fn
-        kernels = [self.kernel(k, kernel_name(fn, i)) for i, k in enumerate(fn.kernels)]
+        kernels = [self.kernel(k, launch) for k, launch in zip(fn.kernels, self.launches)]
         return SimpleNamespace(signature=fn.signature, where=str(fn.loc) if fn.loc else "",
                                kernels=kernels, consts=[self.const(c) for c in fn.consts])
 
-    def params(self) -> list[tuple[str, list]]:
-        """Every possible kernel argument: (declaration, reference for the host)."""
-        fn, names = self.fn, self.names
-        out = [(f"const long {names.size(v)}", ["size", v]) for v in fn.size_vars]
-        out += [(f"__global const {STORAGE[p.dtype]} *restrict {names.buffer(p)}", ["param", i])
-                for i, p in enumerate(fn.params)]
-        for role, buffers in (("output", fn.outputs), ("temp", fn.temps)):
-            out += [(f"__global {STORAGE[b.dtype]} *restrict {names.buffer(b)}", [role, i])
-                    for i, b in enumerate(buffers)]
-        return out
+    def param(self, arg: tuple) -> str:
+        """The declaration of a kernel argument of the schedule (see opencl_schedule.Launch)."""
+        role, names = arg[0], self.names
+        if role == "size":
+            return f"const long {names.size(arg[1])}"
+        if role == "err":
+            return "__global int *restrict tdsl_err"
+        buf = {"param": self.fn.params, "output": self.fn.outputs, "temp": self.fn.temps}[role][arg[1]]
+        qualifier = "const " if role == "param" else ""
+        return f"__global {qualifier}{STORAGE[buf.dtype]} *restrict {names.buffer(buf)}"
 
     def const(self, buf) -> SimpleNamespace:
         values = [literal(v, buf.dtype) for v in buf.data] or [literal(0, buf.dtype)]
@@ -291,17 +217,12 @@ class FunctionKernels:
     def body(self, width: int = 1, var: str | None = None) -> CLBody:
         return CLBody(self.names, self.counter, width, var, self.outline, self.scalar_ids)
 
-    def kernel(self, k, name: str) -> SimpleNamespace:
-        view = SimpleNamespace(kind=k.kind, name=name, comment=kernel_comment(k.origin))
-        self.outline = trig_count(k) > INLINE_TRIG
-        body = getattr(self, f"_{k.kind}")(k, view)
-        view.fails = body.fails or getattr(view, "fails", False)
-        used = " ".join(str(v) for f, v in vars(view).items() if f != "comment")   # what its text names
-        chosen = [(d, ref) for d, ref in self.params() if re.search(rf"\b{re.escape(d.split()[-1])}\b", used)]
-        if view.fails:
-            chosen.append(("__global int *restrict tdsl_err", ["err"]))
-        view.params = [d for d, _ in chosen] + (["const long lanes"] if KIND_OF[k.kind] == "reduce" else [])
-        view.args = [ref for _, ref in chosen]
+    def kernel(self, k, launch: Launch) -> SimpleNamespace:
+        view = SimpleNamespace(kind=k.kind, name=launch.name, comment=kernel_comment(k.origin),
+                               fails=launch.fails)
+        self.outline = launch.outline
+        getattr(self, f"_{k.kind}")(k, view, launch)
+        view.params = [self.param(arg) for arg in launch.args] + (["const long lanes"] if launch.takes_lanes else [])
         return view
 
     def decompose(self, loops, flat: str) -> list[str]:
@@ -321,13 +242,13 @@ class FunctionKernels:
     def store(self, k, body: Body, value: str) -> str:
         return f"{self.names.buffer(k.out)}[{body.index(k.out_index)}] = {value};"
 
-    def _map(self, k, view) -> Body:
+    def _map(self, k, view, launch: Launch) -> Body:
         body = self.body()
         value = body.value(k.value)
         view.total, view.decl = self.count(k.loops), self.decompose(k.loops, "point")
-        view.body, view.store, view.width = body.lines, self.store(k, body, value), vector_width(k)
+        view.body, view.store, view.width = body.lines, self.store(k, body, value), launch.width
         view.inner_var = None
-        if view.width == 1 and k.loops:   # runs along the last axis (kernels.cl.j2)
+        if launch.runs:   # runs along the last axis (kernels.cl.j2)
             view.inner_var, view.inner_extent = k.loops[-1].var, self.names.dim(k.loops[-1].extent)
             view.outer_total, view.decl = self.count(k.loops[:-1]), self.decompose(k.loops[:-1], "outer")
         if view.width > 1:
@@ -347,7 +268,7 @@ class FunctionKernels:
         view.decl, view.rdecl = self.decompose(k.loops, "point"), self.decompose(k.reduce_loops, "flat")
         return body
 
-    def _reduce(self, k, view) -> Body:
+    def _reduce(self, k, view, launch: Launch) -> Body:
         body = self._reduction(k, view)
         dtype = k.value.dtype
         init, combine = OPS[k.op].c
@@ -361,13 +282,13 @@ class FunctionKernels:
         view.tree = pick(combine).format(acc="scratch[lid]", x="scratch[lid + stride]", **fields)
         cast = f"({STORAGE[dtype]})" if view.acc_type != STORAGE[dtype] else ""
         view.store = self.store(k, body, f"{cast}scratch[lid]")
-        view.strip = strip_reduction(k)
+        view.strip = launch.strip
         if view.strip:
             view.strip_combine = pick(combine).format(acc="acc[j]", x=view.result, **fields)
             view.strip_store = self.store(k, body, f"{cast}acc[j]")
         return body
 
-    def _argreduce(self, k, view) -> Body:
+    def _argreduce(self, k, view, launch: Launch) -> Body:
         body = self._reduction(k, view)
         dtype, op = k.value.dtype, OPS[k.op].c
         view.position = body.index(k.position) if k.reduce_loops else "0"
@@ -383,12 +304,11 @@ class FunctionKernels:
         text = f"{value} {op} {best}"
         return text + (f" || (isnan({value}) && !isnan({best}))" if kind(dtype) == "float" else "")
 
-    def _matmul(self, k, view) -> Body:
+    def _matmul(self, k, view, launch: Launch) -> Body:
         dtype = k.out.dtype
         lhs_body, rhs_body = self.body(), self.body()
         view.lhs, view.rhs = lhs_body.value(k.lhs), rhs_body.value(k.rhs)
         view.lhs_body, view.rhs_body = lhs_body.lines, rhs_body.lines
-        view.fails = lhs_body.fails or rhs_body.fails
         row = k.loops[-1]
         view.row, view.col, view.inner = row.var, k.col.var, k.inner.var
         view.rows, view.cols = self.names.dim(row.extent), self.names.dim(k.col.extent)

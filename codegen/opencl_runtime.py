@@ -361,8 +361,10 @@ class FunctionRunner:
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)
-            items = -(-counts[0] // prog.map_chunk) if launch.get("chunked") else \
-                counts[0] * -(-counts[1] // prog.map_run) if launch.get("runs") else counts[0]
+            if launch.get("chunked"):   # counts[0] elements, TDSL_MAP_CHUNK vectors of `width` per work-item
+                items = -(-counts[0] // (launch["width"] * prog.map_chunk))
+            else:   # runs: outer points times runs of the last axis; else a work-item per point
+                items = counts[0] * -(-counts[1] // prog.map_run) if launch.get("runs") else counts[0]
             shape, group = (_round_up(items, local),), (local,)
         elif launch["kind"] == "reduce" and launch.get("strip") and prog.reduce_strip > 1:
             local = min(local, MAP_WG)
