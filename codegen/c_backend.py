@@ -17,13 +17,13 @@ import numpy as np
 from tdsl.dtypes import to_numpy
 from tdsl.errors import TdslRuntimeError
 from tdsl.graph import FunctionGraph
-from tdsl.runner import ErrorTable
+from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
 from . import build, warm
 from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
-from .kernels import ModuleIR
+from .kernels import ModuleIR, with_calls
 
 
 class CTarget:
@@ -38,7 +38,8 @@ class CTarget:
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
         from .fuse import fuse_module
         from .lower import lower_module
-        return fuse_module(lower_module(graphs, symbol_prefix(prefix)))
+        module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
+        return with_calls(module, graphs, function_symbols([g.name for g in graphs], module.prefix))
 
     def render(self, module: ModuleIR) -> str:
         from .render import render_module
@@ -50,17 +51,17 @@ class CTarget:
 
     def load(self, module: ModuleIR, built: Built) -> dict[str, Runner]:
         attach_blas(built.library, module.prefix)
-        return {spec.name: Runner(built.library, spec, built.source) for spec in call_specs(module)}
+        return {call.name: Runner(built.library, call, built.source) for call in module.calls}
 
     def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
-        warm.remember(text, path, graphs, call_specs(module), built.path, module.prefix)
+        warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
 
     def recall(self, text: str, path: str) -> list | None:
         """[(graph, runner)] of a module this cache has built from `text` before, or None."""
         found = warm.recall(text, path)
         if found is None:
             return None
-        graphs, specs, library_path, prefix = found
+        graphs, calls, library_path, prefix = found
         library = build.load_built(library_path)
         if library is None:
             return None
@@ -69,7 +70,7 @@ class CTarget:
         except OSError:
             return None
         attach_blas(library, prefix)
-        return [(g, Runner(library, spec, source)) for g, spec in zip(graphs, specs)]
+        return [(g, Runner(library, call, source)) for g, call in zip(graphs, calls)]
 
     def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
         """OUT.c and OUT.h: plain C99 (libm, OpenMP when compiled with it) with no Python."""
@@ -85,12 +86,6 @@ class Built:
     library: ctypes.CDLL
     path: Path
     source: str
-
-
-def call_specs(module: ModuleIR) -> list["CallSpec"]:
-    """What calling each function of a lowered module needs."""
-    symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
-    return [CallSpec.of(fn, module.errors, symbols[fn.name]) for fn in module.functions]
 
 
 def attach_blas(library: ctypes.CDLL, prefix: str) -> None:
@@ -118,44 +113,28 @@ def symbol_prefix(name: str) -> str:
     return "m_" + prefix if own else prefix
 
 
-@dataclass(frozen=True)
-class CallSpec:
-    """What calling one compiled function needs (picklable, for warm loads)."""
-
-    name: str
-    symbol: str
-    size_vars: tuple[str, ...]
-    params: tuple[tuple[str, bool], ...]          # (dtype, is scalar)
-    outputs: tuple[tuple[tuple, str], ...]        # (shape: ints and Dims, dtype)
-    errors: ErrorTable                            # what error code k + 1 means
-
-    @staticmethod
-    def of(fn, errors: tuple, symbol: str) -> "CallSpec":
-        outputs = tuple((tuple(d.const if d.is_const else d for d in o.shape), o.dtype) for o in fn.outputs)
-        return CallSpec(fn.name, symbol, tuple(fn.size_vars),
-                        tuple((p.dtype, p.is_scalar) for p in fn.params), outputs,
-                        ErrorTable(errors))
-
-
 class Runner(BaseRunner):
     """Calls one compiled function: arrays in parameter order and sizes in, result arrays out."""
 
     writes_into = True   # __call__ takes `outs`, caller-checked buffers for the results
 
-    def __init__(self, library: ctypes.CDLL, spec: CallSpec, source: str):
+    def __init__(self, library: ctypes.CDLL, call: CallSpec, source: str):
         self.library = library            # keeps the library loaded
+        self.call = call
         self.source = source
-        self.cfunc = getattr(library, spec.symbol)
+        self.cfunc = getattr(library, call.symbol)
         self.cfunc.restype = ctypes.c_int
-        self.cfunc.argtypes = ([ctypes.c_int64] * len(spec.size_vars)
-                               + [SCALAR_TYPES[dtype] if scalar else ctypes.c_void_p for dtype, scalar in spec.params]
-                               + [ctypes.c_void_p] * len(spec.outputs))
-        self.size_vars = spec.size_vars
-        self.scalar = [scalar for _, scalar in spec.params]
-        self.outputs = [(shape, to_numpy(dtype)) for shape, dtype in spec.outputs]
-        self.output_dtypes = [dtype for _, dtype in spec.outputs]
-        self.errors = spec.errors
-        packed = getattr(library, spec.symbol + "_packed", None)   # absent from libraries of older tdsl builds
+        self.cfunc.argtypes = ([ctypes.c_int64] * len(call.size_vars)
+                               + [ctypes.c_void_p if p.shape else SCALAR_TYPES[p.dtype] for p in call.params]
+                               + [ctypes.c_void_p] * len(call.outputs))
+        self.size_vars = call.size_vars
+        self.scalar = [not p.shape for p in call.params]
+        # result shapes with literal sizes as ints: the fast paths test `type(d) is int`
+        self.outputs = [(tuple(d.const if d.is_const else d for d in shape), to_numpy(dtype))
+                        for shape, dtype in call.outputs]
+        self.output_dtypes = [dtype for _, dtype in call.outputs]
+        self.errors = call.errors
+        packed = getattr(library, call.symbol + "_packed", None)   # absent from libraries of older tdsl builds
         self.packed_entry = ctypes.cast(packed, ctypes.c_void_p).value if packed is not None else None
 
     def output_shapes(self, sizes: dict) -> list[tuple[int, ...]]:

@@ -167,7 +167,7 @@ def make_fast_call(runner, binder, tuple_result: bool, checked: Callable, takes_
     source, env = FastCallSource(params, runner, binder, tuple_result).source(takes_out)
     env["checked"] = checked
     namespace: dict = {}
-    exec(compile(source, f"<tdsl fast call of {binder.graph.name}>", "exec"), env, namespace)  # noqa: S102
+    exec(compile(source, f"<tdsl fast call of {binder.call.name}>", "exec"), env, namespace)  # noqa: S102
     call = namespace["call"]
     call.source = source
     return native_fast_call(runner, binder, params, tuple_result, call) or call

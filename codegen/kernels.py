@@ -8,11 +8,12 @@ source, reading the op table for the expression of each op.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from tdsl.dims import Dim
 from tdsl.errors import Location
+from tdsl.callspec import CallSpec
 from tdsl.runner import ErrorEntry
 
 ZERO = Dim.of(0)
@@ -374,6 +375,13 @@ class ModuleIR:
     functions: tuple[FunctionIR, ...]
     errors: tuple[ErrorInfo, ...]   # error code k + 1 is errors[k]
     file: str = "<string>"
+    calls: tuple[CallSpec, ...] = ()   # how to call each function, with the module's error table
+
+
+def with_calls(module: ModuleIR, graphs: list, symbols: dict[str, str] | None = None) -> ModuleIR:
+    """The module with the CallSpec of each function (its C entry point from `symbols`)."""
+    calls = tuple(CallSpec.of(g).compiled(module.errors, (symbols or {}).get(g.name, "")) for g in graphs)
+    return replace(module, calls=calls)
 
 
 OUT_OF_MEMORY = ErrorInfo("out of memory")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from tdsl.errors import TdslBuildError
 from tdsl.graph import FunctionGraph
-from tdsl.runner import ErrorTable
+from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
 from . import cache
 from . import opencl_runtime as runtime
 from .c_backend import symbol_prefix
-from .kernels import ModuleIR
+from .kernels import ModuleIR, with_calls
 from .lower import lower_module
 from .opencl_plan import program_and_plan
 from .opencl_render import environment
@@ -45,7 +45,7 @@ class OpenCLTarget:
         return None
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
-        module = lower_module(graphs, symbol_prefix(prefix))
+        module = with_calls(lower_module(graphs, symbol_prefix(prefix)), graphs)
         source, plan = program_and_plan(module)
         return Lowered(module, source, plan)
 
@@ -56,9 +56,9 @@ class OpenCLTarget:
         return build(source, lowered.plan["uses_f64"], lowered.module.prefix)
 
     def load(self, lowered: Lowered, program: runtime.Program) -> dict:
-        errors = ErrorTable(lowered.module.errors)
-        return {name: Runner(runtime.FunctionRunner(program, plan), errors, lowered.source)
-                for name, plan in lowered.plan["functions"].items()}
+        functions = lowered.plan["functions"]
+        return {call.name: Runner(runtime.FunctionRunner(program, functions[call.name]), call, lowered.source)
+                for call in lowered.module.calls}
 
     def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
         """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
@@ -108,16 +108,16 @@ class Runner(BaseRunner):
 
     device_types = runtime.DEVICE_ARRAYS   # let through by the binder, see tdsl/bind.py
 
-    def __init__(self, function: runtime.FunctionRunner, errors: ErrorTable, source: str):
+    def __init__(self, function: runtime.FunctionRunner, call: CallSpec, source: str):
         self.function = function
-        self.errors = errors
+        self.call = call
         self.source = source
 
     def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
         try:
             return self.function(arrays, sizes)
         except runtime.CheckFailed as failed:
-            raise self.errors.error(failed.code, sizes, "OpenCL function") from None
+            raise self.call.errors.error(failed.code, sizes, "OpenCL function") from None
 
 
 # -- the standalone module -----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Call-time argument binding and checks, shared by every target.
 
-`Binder(graph)` precomputes what it can once per function; `Binder.bind(args,
-kwargs)` turns the caller's values into C-contiguous arrays of the declared dtypes
+`Binder(call)` reads the function's description (tdsl/callspec.py) once;
+`Binder.bind(args, kwargs)` turns the caller's values into C-contiguous arrays of the declared dtypes
 and finds the size variables, raising `TdslArgumentError` that names the parameter.
 """
 from __future__ import annotations
@@ -13,20 +13,8 @@ import numpy as np
 from .dims import Dim
 from .dtypes import from_numpy, kind, to_numpy
 from .errors import TdslArgumentError
-from .graph import FunctionGraph, toposort
-
-
-def collect_checks(graph: FunctionGraph) -> list[tuple[str, Dim, str, object]]:
-    """The size conditions the graph's slices and reshapes need, as (op, dim, message, loc)."""
-    from .interp import computed_roots   # named values no result reads are checked too
-    found, seen = [], set()
-    for node in toposort(computed_roots(graph)):
-        for op, dim, message in node.attr("checks", ()):
-            key = (op, dim, message)
-            if key not in seen:
-                seen.add(key)
-                found.append((op, dim, message, node.loc))
-    return found
+from .callspec import CallSpec
+from .graph import FunctionGraph
 
 
 def _python_kind(value) -> str | None:
@@ -44,18 +32,15 @@ _KIND_RANK = {"bool": 0, "int": 1, "float": 2}
 
 
 class Binder:
-    def __init__(self, graph: FunctionGraph, device_types: tuple = ()):
-        self.graph = graph
+    """The checked call path: converts and checks a call's arguments as its CallSpec says."""
+
+    def __init__(self, call: CallSpec | FunctionGraph, device_types: tuple = ()):
+        self.call = call = CallSpec.of(call) if isinstance(call, FunctionGraph) else call
         self.device_types = device_types   # a target's device arrays (pyopencl's): used in place
-        self.params = graph.params
-        self.names = [p.name for p in graph.params]
-        self.checks = collect_checks(graph)
-        # where each size variable is first seen: (param index, axis)
-        self.first_seen: dict[str, tuple[int, int]] = {}
-        for i, p in enumerate(graph.params):
-            for axis, d in enumerate(p.shape):
-                if not d.is_const and len(d.terms) == 1 and d.terms[0] == ((str(d),), 1):
-                    self.first_seen.setdefault(str(d), (i, axis))
+        self.params = call.params
+        self.names = [p.name for p in call.params]
+        self.checks = call.checks
+        self.first_seen = call.first_seen_at()   # size variable -> (param index, axis)
 
     def bind(self, args: tuple, kwargs: dict) -> tuple[list[np.ndarray], dict[str, int]]:
         values = self._order(args, kwargs)
@@ -66,23 +51,23 @@ class Binder:
 
     def _order(self, args: tuple, kwargs: dict) -> list:
         if len(args) > len(self.params):
-            raise TdslArgumentError(f"{self.graph.name}() takes {len(self.params)} argument(s), "
-                                    f"got {len(args)}; the signature is {self.graph.signature}")
+            raise TdslArgumentError(f"{self.call.name}() takes {len(self.params)} argument(s), "
+                                    f"got {len(args)}; the signature is {self.call.signature}")
         values = list(args)
         for name in self.names[len(args):]:
             if name not in kwargs:
-                raise TdslArgumentError(f"{self.graph.name}() is missing argument '{name}'; "
-                                        f"the signature is {self.graph.signature}")
+                raise TdslArgumentError(f"{self.call.name}() is missing argument '{name}'; "
+                                        f"the signature is {self.call.signature}")
             values.append(kwargs[name])
         extra = [k for k in kwargs if k not in self.names[len(args):]]
         if extra:
-            raise TdslArgumentError(f"{self.graph.name}() got an unexpected or repeated argument "
-                                    f"'{extra[0]}'; the signature is {self.graph.signature}")
+            raise TdslArgumentError(f"{self.call.name}() got an unexpected or repeated argument "
+                                    f"'{extra[0]}'; the signature is {self.call.signature}")
         return values
 
     def _convert(self, param, value) -> np.ndarray:
         target = param.dtype
-        where = f"argument '{param.name}' of {self.graph.name}()"
+        where = f"argument '{param.name}' of {self.call.name}()"
         if isinstance(value, (np.ndarray, np.generic) + self.device_types):
             src = value.dtype
             if from_numpy(src) == target:
@@ -144,7 +129,7 @@ class Binder:
 
     def _size_error(self, p, axis, d, expected, got):
         if d.is_const:
-            raise TdslArgumentError(f"argument '{p.name}' of {self.graph.name}() must have size {expected} "
+            raise TdslArgumentError(f"argument '{p.name}' of {self.call.name}() must have size {expected} "
                                     f"on axis {axis} ({p.type_str}), got {got}")
         j, first_axis = self.first_seen[str(d)]
         first = self.params[j]
@@ -168,7 +153,7 @@ class Binder:
         axes are literal sizes or size variables; a scalar, a Python (or exact NumPy) scalar of
         its kind within range. Anything else takes `bind`, which converts it or raises.
         """
-        var_index = {v: k for k, v in enumerate(self.graph.size_vars)}
+        var_index = {v: k for k, v in enumerate(self.call.size_vars)}
         if set(var_index) != set(self.first_seen):
             return None
         spec = []
@@ -190,7 +175,7 @@ class Binder:
 
     def check_out(self, out, shapes: list[tuple[int, ...]], dtypes: list[str]) -> list[np.ndarray]:
         """The `out=` buffers of a call: exact dtype and shape, C-contiguous, aligned, writable."""
-        name = self.graph.name
+        name = self.call.name
         buffers = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(buffers) != len(shapes):
             raise TdslArgumentError(f"out= of {name}() must hold {len(shapes)} array(s), got {len(buffers)}")

@@ -21,7 +21,7 @@ class Function:
         self.target = target
         self.source = runner.source
         self._runner = runner
-        self._binder = Binder(graph, runner.device_types)
+        self._binder = Binder(runner.call, runner.device_types)
         self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
         # shapes that must fit in memory, checked before a compiled target allocates its results
         # (the reference checks them as it runs)

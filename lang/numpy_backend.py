@@ -5,6 +5,7 @@ It has no passes and builds nothing: each function runs its checked graph on Num
 """
 from __future__ import annotations
 
+from .callspec import CallSpec
 from .graph import FunctionGraph
 from .interp import computed_roots, run, value_sizes
 from .printer import graph_text, to_tdsl
@@ -16,6 +17,7 @@ class ReferenceRunner(Runner):
 
     def __init__(self, graph: FunctionGraph):
         self.graph = graph
+        self.call = CallSpec.of(graph)
         self.limits = value_sizes(graph)
         self.roots = computed_roots(graph)
         self.source = _source(graph)

@@ -7,9 +7,13 @@ attributes below, which a target overrides where it can do more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .dims import Dim
 from .errors import Location, TdslRuntimeError
+
+if TYPE_CHECKING:
+    from .callspec import CallSpec
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ErrorTable(tuple):
 class Runner:
     """Runs one function on a target: `runner(arrays, sizes)` -> list of result arrays."""
 
+    call: "CallSpec"        # how to call the function (tdsl/callspec.py): what the binders read
     source = ""            # the code it runs, as `Function.source` shows it
     device_types: tuple = ()   # array types the binder lets through unconverted (device arrays)
     writes_into = False    # whether __call__ takes `outs`: result buffers the caller has checked
