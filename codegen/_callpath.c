@@ -50,7 +50,6 @@ static PyObject *numpy_empty;        /* numpy.empty */
 
 #define MAX_SLOTS 64            /* more arguments: the Python call path is used */
 #define MAX_RANK 32             /* NPY_MAXDIMS of NumPy 1.x */
-#define REUSE_MIN_BYTES (1 << 20)
 #define GIL_FREE_MIN 16384      /* elements of results from which the call lets other threads run */
 
 enum { SCALAR_BOOL, SCALAR_I32, SCALAR_I64, SCALAR_F32, SCALAR_F64 };
@@ -83,7 +82,8 @@ typedef struct {
     PyObject *library;          /* keeps the shared library loaded */
     PyObject *fallback;
     PyObject *raise_error;      /* raise_error(code, sizes): raises the function's error */
-    int nsizes, nparams, noutputs, tuple_result, reuse;
+    int nsizes, nparams, noutputs, tuple_result;
+    Py_ssize_t reuse;           /* bytes from which a dropped result is reused; 0: never */
     Param *params;
     Output *outputs;
 } FastCall;
@@ -345,7 +345,7 @@ fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
                         Py_XDECREF(results[j]);
                 return NULL;
             }
-        } else if (self->reuse && o->spare == NULL && counts[k] * o->itemsize >= REUSE_MIN_BYTES) {
+        } else if (self->reuse > 0 && o->spare == NULL && counts[k] * o->itemsize >= self->reuse) {
             Py_INCREF(results[k]);
             o->spare = results[k];
         }
@@ -453,18 +453,20 @@ parse_output(PyObject *spec, Output *o)
     return 0;
 }
 
-/* FastCall(entry, library, nsizes, params, outputs, tuple_result, reuse, fallback, raise_error) */
+/* FastCall(entry, library, nsizes, params, outputs, tuple_result, reuse, fallback, raise_error):
+   `reuse` is the size in bytes from which a dropped result is reused (codegen/host.py), 0 never. */
 static PyObject *
 fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     unsigned long long entry;
     PyObject *library, *params, *outputs, *fallback, *raise_error;
-    int nsizes, tuple_result, reuse;
+    int nsizes, tuple_result;
+    Py_ssize_t reuse;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
         PyErr_SetString(PyExc_TypeError, "FastCall takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "KOiO!O!ppOO", &entry, &library, &nsizes, &PyTuple_Type, &params, &PyTuple_Type,
+    if (!PyArg_ParseTuple(args, "KOiO!O!pnOO", &entry, &library, &nsizes, &PyTuple_Type, &params, &PyTuple_Type,
                           &outputs, &tuple_result, &reuse, &fallback, &raise_error))
         return NULL;
     Py_ssize_t nparams = PyTuple_GET_SIZE(params), noutputs = PyTuple_GET_SIZE(outputs);

@@ -17,13 +17,14 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from sys import getrefcount
 from typing import Callable
 
 import numpy as np
 
 from tdsl.dims import Dim
 from tdsl.dtypes import to_numpy
+
+from .host import REUSE_MIN_BYTES, Spare
 
 SCALAR_TYPES = {"bool": ctypes.c_bool, "i32": ctypes.c_int32, "i64": ctypes.c_int64,
                 "f32": ctypes.c_float, "f64": ctypes.c_double}
@@ -51,42 +52,6 @@ def _address_reader() -> Callable[[np.ndarray], int]:
 
 
 data_address = _address_reader()
-
-
-REUSE_MIN_BYTES = 1 << 20
-
-
-class Spare:
-    """One result array of a function kept after a call, to be the next call's result if dropped.
-
-    A large new array costs its pages: the kernel zeroes each on first touch (measured: 15-25%
-    of a memory-bound kernel). When the caller has dropped the previous result (only this
-    slot refers to it), the next call writes into it instead; a result still in use is never
-    touched. `TDSL_REUSE_RESULTS=0` turns this off.
-    """
-
-    enabled = os.environ.get("TDSL_REUSE_RESULTS", "") != "0"
-
-    def __init__(self, dtype: np.dtype):
-        self.dtype = dtype
-        self.slot: list = []
-
-    def take(self, shape: tuple) -> np.ndarray:
-        if self.slot:
-            try:
-                old = self.slot.pop()   # atomic: two threads never take the same array
-            except IndexError:
-                old = None
-            if old is not None and getrefcount(old) == 2 and old.shape == shape:   # `old` and the argument
-                return old
-        try:
-            return np.empty(shape, self.dtype)
-        except (ValueError, MemoryError):   # too large: the checked path raises the error naming it
-            return None
-
-    def keep(self, arr: np.ndarray) -> None:
-        if self.enabled and arr.nbytes >= REUSE_MIN_BYTES and not self.slot:
-            self.slot.append(arr)
 
 
 def _native_call_path():
@@ -148,7 +113,7 @@ def native_fast_call(runner, binder, params, tuple_result: bool, fallback: Calla
     def raise_error(code: int, sizes: tuple) -> None:
         raise runner.error(code, dict(zip(size_vars, sizes)))
     return native.FastCall(entry, runner.library, len(size_vars), tuple(specs), tuple(outputs),
-                           tuple_result, Spare.enabled, fallback, raise_error)
+                           tuple_result, REUSE_MIN_BYTES if Spare.enabled else 0, fallback, raise_error)
 
 
 def make_fast_call(runner, binder, tuple_result: bool, checked: Callable, takes_out: bool) -> Callable | None:
@@ -247,9 +212,10 @@ class FastCallSource:
         lines = []
         for k, ((shape, dtype), name) in enumerate(zip(self.runner.outputs, self.runner.output_dtypes)):
             if shape:
-                self.env[f"O{k}"], self.env[f"spare{k}"] = dtype, Spare(dtype)
-                lines += [f"        o{k} = spare{k}.take({self.shape(k, shape)})",
-                          f"        if o{k} is None:", "            return None", f"        q{k} = address(o{k})"]
+                self.env[f"O{k}"], self.env[f"spare{k}"] = dtype, Spare()
+                lines += ["        try:", f"            o{k} = spare{k}.take({self.shape(k, shape)}, O{k})",
+                          "        except (ValueError, MemoryError):",   # the checked path names the value
+                          "            return None", f"        q{k} = address(o{k})"]
             else:
                 self.env[f"C{k}"], self.env[f"R{k}"] = SCALAR_TYPES[name], to_numpy(name).type
                 lines += [f"        o{k} = C{k}()", f"        q{k} = addressof(o{k})"]

@@ -20,7 +20,7 @@ from tdsl.graph import FunctionGraph
 from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
-from . import cache
+from . import cache, host
 from . import opencl_runtime as runtime
 from .c_backend import symbol_prefix
 from .kernels import ModuleIR, with_calls
@@ -134,6 +134,7 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
     return environment().get_template("module.py.j2").render(
         version=__version__, file=module.file, functions=functions,
         runtime=_python_text(Path(runtime.__file__).read_text(encoding="utf-8")),
+        host=_python_text(Path(host.__file__).read_text(encoding="utf-8")),
         program=_python_text(source), plan=pprint.pformat(plan, width=110, sort_dicts=False))
 
 

@@ -1,8 +1,8 @@
 """Host code of the opencl target: choose a device, build a program, launch a function's kernels.
 
-It needs only NumPy and pyopencl, never tdsl: tdsl's opencl backend uses it as is,
-and `tdslc build -t opencl` copies its text into OUT.py, so both run the same host
-code. A function is described by a plan (codegen/opencl_plan.py): plain data
+It needs only NumPy, pyopencl and codegen/host.py, never the rest of tdsl: tdsl's
+opencl backend uses it as is, and `tdslc build -t opencl` copies its text (and
+host.py's) into OUT.py, so both run the same host code. A function is described by a plan (codegen/opencl_plan.py): plain data
 naming its buffers, size checks and kernel launches.
 
 NumPy arguments give NumPy results: inputs and results of 64 KiB or more are wrapped
@@ -14,11 +14,15 @@ call returns without waiting (unless a kernel can fail, when it reads the flag).
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import warnings
 
 import numpy as np
+
+try:   # result recycling and size checks, shared with the c target's call path
+    from .host import Spare, too_big
+except ImportError:   # in OUT.py, which hands in codegen/host.py as `_tdsl_host` (templates/opencl/module.py.j2)
+    Spare, too_big = _tdsl_host.Spare, _tdsl_host.too_big  # noqa: F821
 
 try:
     import pyopencl as cl
@@ -204,19 +208,6 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-MAX_BYTES = 2**63 - 1
-
-
-def too_big(dims: list, itemsize: int) -> bool:
-    """Whether an array of these dims cannot exist: NumPy's rule, its nonzero dims times its
-    item size over MAX_BYTES (a dim of 0 does not excuse the others); exact on Python ints."""
-    total = itemsize
-    for d in dims:
-        if d > 0:
-            total *= d
-    return total > MAX_BYTES
-
-
 def allocating(code: int, sizes: dict, allocate, *args):
     """`allocate(*args)`, or CheckFailed(code) when the memory cannot be had (NumPy's MemoryError,
     pyopencl's errors for a buffer the device cannot hold)."""
@@ -384,36 +375,6 @@ class FunctionRunner:
                 shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
         kernel.set_args(*args, *extra)
         cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
-
-
-class Spare:
-    """A NumPy result of 1 MiB or more, kept after a call to be the next call's result if dropped.
-
-    Fresh pages cost a page fault each when the kernel first writes them. When the caller has
-    dropped the previous result (only this slot refers to it), the next call writes into it;
-    a result still in use is never touched. TDSL_REUSE_RESULTS=0 turns this off. (The `c`
-    target's codegen/fastcall.py keeps its own: this file must run without tdsl, in OUT.py.)
-    """
-
-    MIN_BYTES = 1 << 20
-    enabled = os.environ.get("TDSL_REUSE_RESULTS", "") != "0"
-
-    def __init__(self):
-        self.slot: list = []
-
-    def take(self, shape: tuple, dtype) -> np.ndarray:
-        if self.slot:
-            try:
-                old = self.slot.pop()   # atomic: two threads never take the same array
-            except IndexError:
-                old = None
-            if old is not None and sys.getrefcount(old) == 2 and old.shape == shape and old.dtype == dtype:
-                return old
-        return np.empty(shape, dtype)
-
-    def keep(self, arr) -> None:
-        if self.enabled and isinstance(arr, np.ndarray) and arr.nbytes >= self.MIN_BYTES and not self.slot:
-            self.slot.append(arr)
 
 
 def _pow2_ceil(n: int) -> int:
