@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class CTarget:
 
     name = "c"
     standalone_suffixes = (".c", ".h")
+
+    def unavailable(self) -> str | None:
+        cc = build.compiler()
+        return None if cc and shutil.which(cc[0]) else f"no C compiler ({' '.join(cc)}) on this machine"
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
         from .fuse import fuse_module

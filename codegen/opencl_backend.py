@@ -38,6 +38,13 @@ class OpenCLTarget:
     name = "opencl"
     standalone_suffixes = (".py",)
 
+    def unavailable(self) -> str | None:
+        try:
+            runtime.default_queue()
+        except runtime.Unavailable as err:
+            return str(err)
+        return None
+
     def recall(self, text: str, path: str) -> None:
         return None   # pyopencl keeps built binaries (see `build`); no warm start of its own
 

@@ -40,6 +40,9 @@ class NumpyTarget:
     name = "numpy"
     standalone_suffixes: tuple[str, ...] = ()
 
+    def unavailable(self) -> None:
+        return None   # NumPy is a dependency of tdsl
+
     def recall(self, text: str, path: str) -> None:
         return None
 

@@ -1,6 +1,6 @@
 """The targets tdsl compiles for, in one registry: the API, the CLI, the tests and bench/ read it.
 
-A target is one module that implements the `Target` protocol (see docs/targets.md for
+A target is one module that implements the `Target` protocol (docs/architecture.md says
 how to add one). The registry holds module paths, so naming a target imports nothing
 until it is used: `import tdsl` does not load a C compiler driver or pyopencl.
 """
@@ -26,6 +26,9 @@ class Target(Protocol):
     name: str
     # what `tdslc build -t NAME` writes: file suffixes, e.g. (".c", ".h"); empty: no standalone form
     standalone_suffixes: tuple[str, ...]
+
+    def unavailable(self) -> str | None:
+        """Why the target cannot run on this machine (no compiler, no device), or None."""
 
     def recall(self, text: str, path: str) -> list | None:
         """[(graph, runner)] of text this target has compiled before (a warm start), or None."""
