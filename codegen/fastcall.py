@@ -85,7 +85,7 @@ def native_fast_call(runner, binder, params, tuple_result: bool, fallback: Calla
     entry, the call needs no size checks beyond the parameters' own, and each result
     size is a literal or a size variable.
     """
-    entry = getattr(runner, "packed_entry", None)
+    entry = runner.packed_entry
     if native is None or not entry or binder.checks:
         return None
     size_vars = list(runner.size_vars)
