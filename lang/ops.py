@@ -176,10 +176,12 @@ def _take_in_range(indices: np.ndarray, node) -> bool:
 
 
 # logaddexp as NumPy's npy_logaddexp: x == y (infinities of one sign too) gives x + log(2), NaN
-# propagates through x - y; a helper in both preludes (C and OpenCL), per float dtype.
+# propagates through x - y; a helper in both preludes (C and OpenCL), per float dtype. Near
+# logaddexp = 0 the sum cancels, so one ulp of exp or log1p is many of the result: the helper
+# calls libm's scalar functions as NumPy does (TDSL_SCALAR_HELPER: never in a C SIMD loop).
 _LOGADDEXP = """
 /* log(exp(x) + exp(y)) as NumPy computes it: x == y (equal infinities too) gives x + log(2). */
-static inline $C tdsl_logaddexp_$T($C x, $C y)
+static TDSL_SCALAR_HELPER $C tdsl_logaddexp_$T($C x, $C y)
 {
     const $C d = x - y;
     if (x == y) return x + ($C)0.693147180559945309417232121458176568;
@@ -222,8 +224,7 @@ ELEMENTWISE = [
     _binary("hypot", "float", np.hypot,
             grad=lambda d: [d.g * d.x / d.out, d.g * d.y / d.out], **_math("hypot", 2, libmvec=2)),
     _binary("logaddexp", "float", np.logaddexp, "tdsl_logaddexp_{T}({0}, {1})",
-            grad=lambda d: [d.g * d.exp(d.x - d.out), d.g * d.exp(d.y - d.out)],
-            vector_math=True, helper=_LOGADDEXP),
+            grad=lambda d: [d.g * d.exp(d.x - d.out), d.g * d.exp(d.y - d.out)], helper=_LOGADDEXP),
     # copysign only moves a sign bit: every form gives the same bits (no vector_math)
     _binary("copysign", "float", np.copysign,
             grad=lambda d: [d.g * d.sign(d.x) * d.copysign(1, d.y), None], **_math("copysign", 2, vector=False)),
@@ -415,8 +416,9 @@ OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURA
 # -- properties read across the table -----------------------------------------------------
 
 def math_ops() -> frozenset[str]:
-    """The ops that call a math function with vector forms (codegen/render.py MATH_OPS: their cost)."""
-    return frozenset(name for name, op in OPS.items() if op.vector_math)
+    """The ops that call math functions (codegen/render.py MATH_OPS: their cost): a call with
+    vector forms, or a helper that makes such calls."""
+    return frozenset(name for name, op in OPS.items() if op.vector_math or op.helper)
 
 
 def libmvec_functions() -> list[tuple[int, str, int]]:
