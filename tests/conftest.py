@@ -1,5 +1,8 @@
-"""Shared test fixtures: the `target` fixture runs a test on every target against the reference.
+"""Shared test fixtures: `target` runs a test on every target, `compiled_target` on every compiled one.
 
+The targets come from the registry (tdsl.targets). The reference ("numpy") is the oracle of
+`run_both`, not one of its cases: a test comparing a target with the reference takes
+`compiled_target`; a test checking values of its own (NumPy's, the contract's) takes `target`.
 A target whose toolchain is missing is skipped with a reason; with CI=true every
 implemented target must run, so a missing compiler or OpenCL platform fails instead.
 """
@@ -15,34 +18,34 @@ import numpy as np
 import pytest
 
 import tdsl
+from tdsl import targets
 
-TARGETS = ["numpy", "c", "opencl"]
+TARGETS = list(targets.names())
+COMPILED = list(targets.compiled())
+REFERENCE = targets.REFERENCE
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @lru_cache(maxsize=None)
 def target_status(target: str) -> tuple[bool, bool, str]:
     """(implemented, available, reason) for a target on this machine."""
-    if target == "numpy":
-        return True, True, ""
+    if target not in targets.REGISTRY:
+        return False, False, f"unknown target {target}"
+    if importlib.util.find_spec(targets.REGISTRY[target]) is None:
+        return False, False, f"the {target} target is not implemented yet"
     if target == "c":
-        if importlib.util.find_spec("tdsl.codegen.c_backend") is None:
-            return False, False, "the c target is not implemented yet"
         cc = os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"
         if shutil.which(cc.split()[0]) is None:
             return True, False, f"no C compiler ({cc}) on this machine"
         return True, True, ""
     if target == "opencl":
-        if importlib.util.find_spec("tdsl.codegen.opencl_backend") is None:
-            return False, False, "the opencl target is not implemented yet"
         try:
             import pyopencl as cl
             if not cl.get_platforms():
                 return True, False, "no OpenCL platform"
         except Exception as err:  # ImportError, or a LogicError from a broken ICD
             return True, False, f"OpenCL is unavailable: {err}"
-        return True, True, ""
-    return False, False, f"unknown target {target}"
+    return True, True, ""
 
 
 def require_target(target: str) -> None:
@@ -58,6 +61,13 @@ def require_target(target: str) -> None:
 @pytest.fixture(params=TARGETS)
 def target(request) -> str:
     """Each test using this fixture runs once per target."""
+    require_target(request.param)
+    return request.param
+
+
+@pytest.fixture(params=COMPILED)
+def compiled_target(request) -> str:
+    """Each compiled target, for tests that compare it with the reference (`run_both`)."""
     require_target(request.param)
     return request.param
 
@@ -97,12 +107,22 @@ def compiled(source: str, target: str):
 
 
 def run_both(source: str, fn: str, target: str, *args, **kwargs):
-    """Run `fn` on `target` and on the reference; assert they agree and return the result."""
+    """Run `fn` on a compiled `target` and on the reference; assert they agree and return the result."""
+    if target == REFERENCE:  # the reference against itself would pass whatever it computes
+        raise ValueError(f"run_both compares a compiled target with the reference, not {target!r} "
+                         "with itself: take the compiled_target fixture, or `run` and check the result")
     got = getattr(compiled(source, target), fn)(*args, **kwargs)
-    if target != "numpy":
-        ref = getattr(compiled(source, "numpy"), fn)(*args, **kwargs)
-        assert_same(got, ref)
+    ref = getattr(compiled(source, REFERENCE), fn)(*args, **kwargs)
+    assert_same(got, ref)
     return got
+
+
+def run(source: str, fn: str, target: str, *args, **kwargs):
+    """Run `fn` on any target, a compiled one also checked against the reference; the caller then
+    checks the result against a value of its own (NumPy's), which makes the reference a case too."""
+    if target == REFERENCE:
+        return getattr(compiled(source, target), fn)(*args, **kwargs)
+    return run_both(source, fn, target, *args, **kwargs)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, run_both
+from conftest import assert_same, compiled, run
 
 SRC = """
 fn add(x: f32[n], y: f32[n]) -> f32[n] { return x + y }
@@ -76,15 +76,15 @@ def test_unsafe_dtype_is_refused_with_an_astype_hint(target, dtype):
 def test_safe_casts_are_accepted(target, dtype):
     y = np.array([1, 0, 1], dtype=dtype)
     x = np.array([0.5, 1.5, 2.5], dtype=F32)
-    assert_same(run_both(SRC, "add", target, x, y), x + y.astype(F32))
+    assert_same(run(SRC, "add", target, x, y), x + y.astype(F32))
 
 
 def test_safe_casts_to_integers_and_wider_floats(target):
-    assert_same(run_both(SRC, "ints", target, np.array([1, -2], dtype=np.int16)), np.array([1, -2], dtype=np.int32))
-    assert_same(run_both(SRC, "longs", target, np.array([1, 2], dtype=np.uint32)), np.array([2, 3]))
-    assert_same(run_both(SRC, "longs", target, np.array([True, False])), np.array([2, 1]))
-    assert_same(run_both(SRC, "mat", target, np.ones((1, 2), dtype=F32)), np.full((1, 2), 3.0))
-    assert_same(run_both(SRC, "mat", target, np.ones((1, 2), dtype=np.int32)), np.full((1, 2), 3.0))
+    assert_same(run(SRC, "ints", target, np.array([1, -2], dtype=np.int16)), np.array([1, -2], dtype=np.int32))
+    assert_same(run(SRC, "longs", target, np.array([1, 2], dtype=np.uint32)), np.array([2, 3]))
+    assert_same(run(SRC, "longs", target, np.array([True, False])), np.array([2, 1]))
+    assert_same(run(SRC, "mat", target, np.ones((1, 2), dtype=F32)), np.full((1, 2), 3.0))
+    assert_same(run(SRC, "mat", target, np.ones((1, 2), dtype=np.int32)), np.full((1, 2), 3.0))
     with pytest.raises(tdsl.TdslArgumentError, match="astype"):
         fn("ints", target)(np.array([1], dtype=np.int64))
     with pytest.raises(tdsl.TdslArgumentError, match="astype"):
@@ -106,18 +106,18 @@ def test_numpy_scalars_are_strong(target):
 # -- Python scalars and lists are weak --------------------------------------------------------
 
 def test_python_scalars_are_weak(target):
-    got = run_both(SRC, "scalars", target, 1.5, 2, 2.0, 3, True)
+    got = run(SRC, "scalars", target, 1.5, 2, 2.0, 3, True)
     assert_same(got, (np.float64(3.5), np.float64(6.0), np.bool_(True)))
-    got = run_both(SRC, "scalars", target, 1, 2, 2, 3, False)  # ints go to float parameters
+    got = run(SRC, "scalars", target, 1, 2, 2, 3, False)  # ints go to float parameters
     assert_same(got, (np.float64(3.0), np.float64(6.0), np.bool_(False)))
 
 
 def test_python_lists_are_weak(target):
-    assert_same(run_both(SRC, "add", target, [1.0, 2.0], [1, 2]), np.array([2.0, 4.0], dtype=F32))
-    assert_same(run_both(SRC, "mat", target, [[1, 2], [3, 4]]), np.array([[3.0, 5.0], [7.0, 9.0]]))
-    assert_same(run_both(SRC, "ints", target, [1, -2, 2**31 - 1]), np.array([1, -2, 2**31 - 1], dtype=np.int32))
-    assert_same(run_both(SRC, "flags", target, [True, False]), np.array([False, True]))
-    assert_same(run_both(SRC, "ints", target, []), np.zeros(0, dtype=np.int32))
+    assert_same(run(SRC, "add", target, [1.0, 2.0], [1, 2]), np.array([2.0, 4.0], dtype=F32))
+    assert_same(run(SRC, "mat", target, [[1, 2], [3, 4]]), np.array([[3.0, 5.0], [7.0, 9.0]]))
+    assert_same(run(SRC, "ints", target, [1, -2, 2**31 - 1]), np.array([1, -2, 2**31 - 1], dtype=np.int32))
+    assert_same(run(SRC, "flags", target, [True, False]), np.array([False, True]))
+    assert_same(run(SRC, "ints", target, []), np.zeros(0, dtype=np.int32))
 
 
 @pytest.mark.parametrize("name,args,param", [
@@ -173,8 +173,8 @@ def test_literal_sizes_are_checked(target):
 
 
 def test_zero_sizes_are_fine(target):
-    assert_same(run_both(SRC, "mat", target, np.zeros((0, 3))), np.zeros((0, 3)))
-    assert_same(run_both(SRC, "add", target, np.zeros(0, dtype=F32), np.zeros(0, dtype=F32)), np.zeros(0, dtype=F32))
+    assert_same(run(SRC, "mat", target, np.zeros((0, 3))), np.zeros((0, 3)))
+    assert_same(run(SRC, "add", target, np.zeros(0, dtype=F32), np.zeros(0, dtype=F32)), np.zeros(0, dtype=F32))
 
 
 def test_call_time_slice_check_names_the_parameter(target):
@@ -208,19 +208,19 @@ def test_non_contiguous_inputs_are_accepted(target):
     base = np.arange(24.0).reshape(4, 6)
     for x in (base.T, base[:, ::-1], base[::-1, ::2], base[1::2, 1:5], np.asfortranarray(base),
               np.broadcast_to(np.arange(3.0), (2, 3))):
-        assert_same(run_both(SRC, "mat", target, x), x * 2.0 + 1.0)
-        assert_same(run_both(SRC, "views", target, x),
+        assert_same(run(SRC, "mat", target, x), x * 2.0 + 1.0)
+        assert_same(run(SRC, "views", target, x),
                     (x.T, x.reshape(-1), np.broadcast_to(x[0], (3, x.shape[1])), x[:, ::-1]))
     strided = np.arange(10, dtype=F32)[::-3]
-    assert_same(run_both(SRC, "add", target, strided, strided), strided * 2)
+    assert_same(run(SRC, "add", target, strided, strided), strided * 2)
 
 
 def test_misaligned_and_big_endian_inputs(target):
     raw = np.zeros(8 * 6 + 1, dtype=np.uint8)[1:].view(np.float64).reshape(2, 3)
     raw[...] = np.arange(6.0).reshape(2, 3)
-    assert_same(run_both(SRC, "mat", target, raw), raw * 2.0 + 1.0)
+    assert_same(run(SRC, "mat", target, raw), raw * 2.0 + 1.0)
     big = np.arange(6.0).reshape(2, 3).astype(">f8")
-    assert_same(run_both(SRC, "mat", target, big), np.arange(6.0).reshape(2, 3) * 2.0 + 1.0)
+    assert_same(run(SRC, "mat", target, big), np.arange(6.0).reshape(2, 3) * 2.0 + 1.0)
 
 
 def test_inputs_are_never_modified(target):

@@ -1,8 +1,9 @@
 """The builtins of LANGUAGE.md section 7 and the semantics of section 6, against NumPy itself.
 
 Each topic is one program with several functions, compiled once per target; every
-call goes through `run_both` (the target against the reference interpreter) and the
-result is then compared with what NumPy computes, dtype and shape included.
+call goes through `run` (a compiled target also against the reference interpreter) and
+the result is then compared with what NumPy computes, dtype and shape included: the
+reference is a case of these tests too.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, run_both
+from conftest import assert_same, compiled, run
 
 F32, F64, I32, I64 = np.float32, np.float64, np.int32, np.int64
 
@@ -25,7 +26,7 @@ def quiet(fn, *args):
 
 
 def check(src: str, fn: str, target: str, args: tuple, expected, **tol):
-    got = run_both(src, fn, target, *args)
+    got = run(src, fn, target, *args)
     assert_same(got, expected, **tol)
     return got
 
@@ -80,7 +81,7 @@ def test_integer_reciprocal_of_zero_is_zero(target):
 
 
 def test_relu_of_nan_is_nan(target):
-    got = run_both(UNARY_SRC, "relu_f32", target, np.array([np.nan, -1.0, 2.0], dtype=F32))
+    got = run(UNARY_SRC, "relu_f32", target, np.array([np.nan, -1.0, 2.0], dtype=F32))
     assert np.isnan(got[0]) and got[1] == 0 and got[2] == 2
 
 
@@ -171,7 +172,7 @@ def test_signed_zeros_in_maximum_minimum_and_relu_follow_numpy(target):
     for fn, ref in (("maximum_fn", np.maximum), ("minimum_fn", np.minimum)):
         got = check(src, fn, target, (a, b), ref(a, b))
         np.testing.assert_array_equal(np.signbit(got), np.signbit(ref(a, b)))
-    got = run_both(UNARY_SRC, "relu_f32", target, np.array([-0.0, 0.0], dtype=F32))
+    got = run(UNARY_SRC, "relu_f32", target, np.array([-0.0, 0.0], dtype=F32))
     assert not np.signbit(got).any()
 
 
@@ -261,12 +262,12 @@ def test_casts(target):
 
 def test_float_to_int_of_nan_and_inf_does_not_trap(target):
     x = np.array([np.nan, np.inf, -np.inf, 1e30, 3.0])
-    a, b = run_both_unchecked(CAST_SRC, "nan_to_int", target, x)
+    a, b = run_unchecked(CAST_SRC, "nan_to_int", target, x)
     assert a.dtype == I32 and b.dtype == I64 and a.shape == b.shape == (5,)
     assert a[4] == 3 and b[4] == 3
 
 
-def run_both_unchecked(src, fn, target, *args):
+def run_unchecked(src, fn, target, *args):
     """The values are unspecified (section 6): only that it runs and gives the right types."""
     return getattr(compiled(src, target), fn)(*args)
 
@@ -408,7 +409,7 @@ def test_reductions_over_zero_elements(target):
     assert np.isnan(got)
     check(REDUCE_SRC, "mean_axis", target, (np.zeros((2, 0)),), np.full((2, 1), np.nan))
     check(REDUCE_SRC, "sum_i32", target, (np.zeros(0, dtype=I32),), np.int64(0))
-    assert np.isnan(run_both(REDUCE_SRC, "mean_int", target, np.zeros(0, dtype=I32)))
+    assert np.isnan(run(REDUCE_SRC, "mean_int", target, np.zeros(0, dtype=I32)))
     check(REDUCE_SRC, "any_all", target, (np.zeros((0, 2), dtype=bool),),
           (np.bool_(False), np.bool_(True), np.zeros(0, dtype=bool), np.ones(2, dtype=bool)))
 
@@ -501,7 +502,7 @@ def test_long_f32_sum_stays_accurate(target):
     """Pairwise or blocked summation: 2,000,000 f32 values within 1e-5 of NumPy's sum."""
     rng = np.random.default_rng(0)
     x = (rng.random((2_000_000, 1), dtype=F32) + F32(0.5))
-    got = run_both(REDUCE_SRC, "sum_all", target, x)
+    got = run(REDUCE_SRC, "sum_all", target, x)
     assert got.dtype == F32
     assert abs(float(got) - float(np.sum(x))) <= 1e-5 * abs(float(np.sum(x)))
 

@@ -1,6 +1,7 @@
 """The c target: lowering to fused kernels, the generated C, and programs run against the reference.
 
-The programs in PROGRAMS run on every target (the `target` fixture) and are also
+The programs in PROGRAMS run on every compiled target against the reference (the
+`compiled_target` fixture) and are also
 the representative set for the sanitizer run and the standalone build
 (tests/test_standalone_c.py). To run them under AddressSanitizer and UBSan by hand:
 
@@ -129,9 +130,9 @@ PROGRAMS = {
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
-def test_programs(target, name):
+def test_programs(compiled_target, name):
     source, fn, args = PROGRAMS[name]
-    run_both(source, fn, target, *args())
+    run_both(source, fn, compiled_target, *args())
 
 
 # -- runtime errors ------------------------------------------------------------------
@@ -175,23 +176,23 @@ def test_long_f32_sum_is_accurate(target):
     assert abs(float(got) - float(np.sum(x))) <= 1e-5 * abs(float(np.sum(x)))
 
 
-def test_large_arrays_match_the_reference(target):
+def test_large_arrays_match_the_reference(compiled_target):
     src = ("fn f(x: f32[n, k], y: f32[k]) { return softmax(x * y), sum(x, 0), max(x.T, 1), "
            "argmax(x, 1), x @ y }")
     # positive data: f32 sums with cancellation differ (within their rounding) from NumPy's order
     x = np.random.default_rng(6).random((700, 300), dtype=np.float32)
-    run_both(src, "f", target, x, x[0].copy())
+    run_both(src, "f", compiled_target, x, x[0].copy())
 
 
-def test_empty_arrays(target):
+def test_empty_arrays(compiled_target):
     src = "fn f(x: f64[n, k]) { return x * 2.0, sum(x, 1), x @ x.T, prod(x), concat((x, x), 0) }"
-    run_both(src, "f", target, np.zeros((3, 0)))
-    run_both(src, "f", target, np.zeros((0, 4)))
+    run_both(src, "f", compiled_target, np.zeros((3, 0)))
+    run_both(src, "f", compiled_target, np.zeros((0, 4)))
 
 
-def test_a_long_chain_of_operations(target):
+def test_a_long_chain_of_operations(compiled_target):
     body = "x" + "".join(f" * 1.001 + {i}.0" for i in range(250))
-    run_both(f"fn f(x: f64[n]) -> f64[n] {{ return {body} }}", "f", target, np.arange(4.0))
+    run_both(f"fn f(x: f64[n]) -> f64[n] {{ return {body} }}", "f", compiled_target, np.arange(4.0))
 
 
 # -- the kernel IR: fusion and index arithmetic ------------------------------------------
@@ -260,6 +261,7 @@ def test_repeated_calls_and_noncontiguous_inputs():
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TDSL_SANITIZE") not in (None, "", "0"), reason="already sanitizing")
 def test_programs_under_sanitizers(tmp_path):
     """The representative programs, built with ASan and UBSan, in a process that preloads ASan."""

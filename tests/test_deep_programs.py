@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_same, compiled, run_both
+from conftest import assert_same, compiled, run
 from tdsl.codegen import lower
 from tdsl.codegen.fuse import fuse_module
 from tdsl.codegen.kernels import Apply
@@ -73,7 +73,7 @@ def _numpy_dsin(x):
 @pytest.mark.parametrize("fn, oracle", [("chain", _numpy_chain), ("flat", _numpy_sum), ("dsin", _numpy_dsin)])
 def test_deep_programs_compute_like_numpy(target, fn, oracle):
     assert len(DEEP.splitlines()) > CHAIN + GRAD
-    got = run_both(DEEP, fn, target, X)
+    got = run(DEEP, fn, target, X)
     assert_same(got, oracle(X), rtol=1e-12, atol=1e-300)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, run_both
+from conftest import assert_same, run
 from tdsl.dims import Dim
 from tdsl.pipeline import check_source
 
@@ -104,7 +104,7 @@ def test_every_construct_runs(target):
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     y = np.array([1.0, -1.0, 0.5], dtype=np.float32)
     b, i, s = np.array([True, False]), np.array([1, 0, 1], dtype=np.int32), 1.5
-    got = run_both(EVERYTHING, "everything", target, x, y, s, b, i)
+    got = run(EVERYTHING, "everything", target, x, y, s, b, i)
     a = x @ y + np.float32(1e-7)
     c = a * np.float32(0.5)
     t = x + np.array([1.0, 2.0, 3.0], dtype=np.float32)
@@ -137,18 +137,18 @@ fn pow_negative_exponent(x: f64[n]) { return 2 ** -x }
 
 def test_operator_precedence(target):
     x = np.array([1.0, 2.0, 3.0])
-    assert_same(run_both(PRECEDENCE, "neg_pow", target, x), -(x ** 2))
-    assert_same(run_both(PRECEDENCE, "right_assoc", target, x), x ** (2 ** 0.5))
-    assert_same(run_both(PRECEDENCE, "mul_before_add", target, x), 1 + x * 2 - x / 4)
-    assert_same(run_both(PRECEDENCE, "left_assoc", target, x), x - 2)
+    assert_same(run(PRECEDENCE, "neg_pow", target, x), -(x ** 2))
+    assert_same(run(PRECEDENCE, "right_assoc", target, x), x ** (2 ** 0.5))
+    assert_same(run(PRECEDENCE, "mul_before_add", target, x), 1 + x * 2 - x / 4)
+    assert_same(run(PRECEDENCE, "left_assoc", target, x), x - 2)
     xi = np.array([-7, 7, 10])
-    assert_same(run_both(PRECEDENCE, "floordiv_mod", target, xi), xi // 3 % 2)
-    assert_same(run_both(PRECEDENCE, "compare_after_add", target, x), x + 1 > 2)
+    assert_same(run(PRECEDENCE, "floordiv_mod", target, xi), xi // 3 % 2)
+    assert_same(run(PRECEDENCE, "compare_after_add", target, x), x + 1 > 2)
     a, b = np.array([True, True, False, False]), np.array([True, False, True, False])
-    assert_same(run_both(PRECEDENCE, "not_and_or", target, a, b), (~a & b) | a)
+    assert_same(run(PRECEDENCE, "not_and_or", target, a, b), (~a & b) | a)
     sq = np.arange(4.0).reshape(2, 2)
-    assert_same(run_both(PRECEDENCE, "matmul_level", target, sq), (sq @ sq) * 2)
-    assert_same(run_both(PRECEDENCE, "pow_negative_exponent", target, x), 2 ** -x)
+    assert_same(run(PRECEDENCE, "matmul_level", target, sq), (sq @ sq) * 2)
+    assert_same(run(PRECEDENCE, "pow_negative_exponent", target, x), 2 ** -x)
 
 
 # -- dtype and symbolic shape inference ---------------------------------------------------------
@@ -277,7 +277,7 @@ def test_consts_are_weak():
 
 def test_consts_can_be_defined_after_use(target):
     src = "fn f(x: f64[n]) { return x * C }\nconst C = 3"
-    assert_same(run_both(src, "f", target, np.array([1.0, 2.0])), np.array([3.0, 6.0]))
+    assert_same(run(src, "f", target, np.array([1.0, 2.0])), np.array([3.0, 6.0]))
 
 
 def test_a_one_element_tuple_result(target):
@@ -286,8 +286,8 @@ def test_a_one_element_tuple_result(target):
     assert g["f"].signature == "f(x: f32[n]) -> (f32[n],)" and g["f"].tuple_result
     assert g["g"].signature == "g(x: f32[n]) -> f32[n]" and not g["g"].tuple_result
     x = np.ones(2, dtype=np.float32)
-    assert_same(run_both(src, "f", target, x), (x,))
-    assert_same(run_both(src, "g", target, x), x)
+    assert_same(run(src, "f", target, x), (x,))
+    assert_same(run(src, "g", target, x), x)
 
 
 def test_weak_result_takes_the_declared_dtype():
@@ -300,7 +300,7 @@ def test_weak_result_takes_the_declared_dtype():
 def test_comparison_with_an_out_of_range_literal(target):
     src = "fn f(x: i32[n]) { return x == 3000000000, x < 3000000000 }"
     x = np.array([1, -5], dtype=np.int32)
-    assert_same(run_both(src, "f", target, x), (x == 3000000000, x < 3000000000))
+    assert_same(run(src, "f", target, x), (x == 3000000000, x < 3000000000))
 
 
 # -- tuples, destructuring, inlined calls --------------------------------------------------------
@@ -331,14 +331,14 @@ def test_inlined_calls_and_destructuring(target):
     assert g["calls_later"].signature == "calls_later(x: f64[m]) -> f64[m - 2]"
     x, y = np.array([1, 2, 3], dtype=np.float32), np.array([4, 5, 6], dtype=np.float32)
     p, q = x[1:] * y[1:], np.sum(x)
-    assert_same(run_both(CALLS, "outer_fn", target, x, y), (p + p, q * q))
-    assert_same(run_both(CALLS, "passes_on", target, x), (x[1:] * x[1:], np.sum(x)))
-    assert_same(run_both(CALLS, "tuple_return", target, x), (x, -x))
+    assert_same(run(CALLS, "outer_fn", target, x, y), (p + p, q * q))
+    assert_same(run(CALLS, "passes_on", target, x), (x[1:] * x[1:], np.sum(x)))
+    assert_same(run(CALLS, "tuple_return", target, x), (x, -x))
     xd = x.astype(np.float64)
-    assert_same(run_both(CALLS, "literal_args", target, xd), (xd * 2, xd * 0.5))
-    assert_same(run_both(CALLS, "swap", target, xd, 2 * xd), xd)
-    assert_same(run_both(CALLS, "chained", target, xd), xd * 6)
-    assert_same(run_both(CALLS, "calls_later", target, xd), xd[2:])
+    assert_same(run(CALLS, "literal_args", target, xd), (xd * 2, xd * 0.5))
+    assert_same(run(CALLS, "swap", target, xd, 2 * xd), xd)
+    assert_same(run(CALLS, "chained", target, xd), xd * 6)
+    assert_same(run(CALLS, "calls_later", target, xd), xd[2:])
 
 
 # -- errors, each with its place ------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_a_part_reading_another_row_does_not_fuse():
 
 # -- against the reference, large enough for threads ---------------------------------------------
 
-def test_fused_programs_match_the_reference(target):
+def test_fused_programs_match_the_reference(compiled_target):
     src = """
 fn soft(x: f32[n, k]) -> f32[n, k] { return softmax(x, axis=1) }
 fn cols(x: f64[n, k], w: f64[k]) { return sum(x * w, 0), mean(x, 0), sum(x, 1), max(x, 1) }
@@ -73,17 +73,17 @@ fn picks(x: f32[n, k], i: i64[m]) { return sum(take(x, i), 1), argmax(x, 1) }
     x32 = rng().random((3000, 70), dtype=np.float32)
     x64 = rng().standard_normal((2500, 90))
     x32[5, 7] = np.nan
-    run_both(src, "soft", target, x32)
-    run_both(src, "cols", target, x64, rng().standard_normal(90))
-    run_both(src, "norm", target, x32)
-    run_both(src, "picks", target, x32, np.array([0, -1, 2999, 17]))
+    run_both(src, "soft", compiled_target, x32)
+    run_both(src, "cols", compiled_target, x64, rng().standard_normal(90))
+    run_both(src, "norm", compiled_target, x32)
+    run_both(src, "picks", compiled_target, x32, np.array([0, -1, 2999, 17]))
 
 
-def test_logistic_step_matches_the_reference(target):
+def test_logistic_step_matches_the_reference(compiled_target):
     x = rng().standard_normal((20000, 30)).astype(np.float32)
     y = (rng().random(20000) > 0.5).astype(np.float32)
     w = (rng().standard_normal(30) * 0.1).astype(np.float32)
-    run_both(LOGISTIC, "train_step", target, x, y, w, np.float32(0.1), np.float32(0.5))
+    run_both(LOGISTIC, "train_step", compiled_target, x, y, w, np.float32(0.1), np.float32(0.5))
 
 
 def test_an_error_inside_a_fused_pass_is_reported(target):
@@ -95,6 +95,7 @@ def test_an_error_inside_a_fused_pass_is_reported(target):
         compiled(src, target).f(np.ones((5000, 8)), i)
 
 
+@pytest.mark.slow
 def test_sums_do_not_depend_on_the_number_of_threads(tmp_path):
     require_target("c")
     code = textwrap.dedent("""
@@ -113,13 +114,13 @@ def test_sums_do_not_depend_on_the_number_of_threads(tmp_path):
 
 # -- SIMD reductions keep NumPy's NaN rules ------------------------------------------------------
 
-def test_extremes_propagate_nan_from_any_lane(target):
+def test_extremes_propagate_nan_from_any_lane(compiled_target):
     src = "fn f(x: f64[n]) { return max(x), min(x) }"
     for where in (0, 1, 6, 99_999):
         x = rng().standard_normal(100_000)
         x[where] = np.nan
-        run_both(src, "f", target, x)
-    run_both(src, "f", target, np.array([-np.inf, -np.inf]))
+        run_both(src, "f", compiled_target, x)
+    run_both(src, "f", compiled_target, np.array([-np.inf, -np.inf]))
 
 
 # -- BLAS ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, run_both
+from conftest import assert_same, compiled, run
 from tdsl.graph import Node
 from tdsl.pipeline import check_source
 from tdsl.rewrite import simplify_graph
@@ -78,7 +78,7 @@ def test_every_elementwise_builtin_on_a_rank0_value(target, dtype):
     """erf(x) of an f64 scalar raised AttributeError on numpy; every builtin now works at rank 0."""
     for name, (arity, oracle) in ELEMENTWISE.items():
         args = _rank0_args(name, arity, dtype)
-        got = run_both(RANK0_SRC, f"{name}_{dtype}", target, *args)
+        got = run(RANK0_SRC, f"{name}_{dtype}", target, *args)
         assert np.ndim(got) == 0, name
         if oracle is None:
             continue
@@ -105,15 +105,15 @@ fn twice(x: f64) { return x * - -99999999999999999999 }
 
 def test_negative_literals_at_the_int64_limit(target):
     """-9223372036854775808 is i64's minimum and -1e20 in a float context, as in NumPy."""
-    lowest = run_both(LIMIT_SRC, "lowest", target)
+    lowest = run(LIMIT_SRC, "lowest", target)
     assert lowest.dtype == np.int64 and lowest == np.int64(-9223372036854775808)
-    assert run_both(LIMIT_SRC, "lowest_const", target) == np.iinfo(np.int64).min
+    assert run(LIMIT_SRC, "lowest_const", target) == np.iinfo(np.int64).min
     x = np.float64(1.5)
-    assert_same(run_both(LIMIT_SRC, "big_negative", target, x), x * -99999999999999999999)
-    assert_same(run_both(LIMIT_SRC, "big_positive", target, x), x * 99999999999999999999)
-    assert_same(run_both(LIMIT_SRC, "twice", target, x), x * 99999999999999999999)
+    assert_same(run(LIMIT_SRC, "big_negative", target, x), x * -99999999999999999999)
+    assert_same(run(LIMIT_SRC, "big_positive", target, x), x * 99999999999999999999)
+    assert_same(run(LIMIT_SRC, "twice", target, x), x * 99999999999999999999)
     xs = np.array([0, 1, 5], dtype=np.int64)
-    assert_same(run_both(LIMIT_SRC, "shift", target, xs), xs + np.int64(-9223372036854775808))
+    assert_same(run(LIMIT_SRC, "shift", target, xs), xs + np.int64(-9223372036854775808))
 
 
 @pytest.mark.parametrize("src, fragment", [
@@ -151,11 +151,11 @@ def test_huge_literals_that_numpy_can_hold(target):
     """A float literal past f64's range is inf, as Python and NumPy read `1e400`; a 301-digit
     integer in a float context is a float, as `np.float64(x) * 10**300` is."""
     x = np.float64(2.0)
-    assert_same(run_both(HUGE_SRC, "big_int", target, x), x * 10**300)
-    assert_same(run_both(HUGE_SRC, "big_float", target, x), x * float("1e400"))
-    assert_same(run_both(HUGE_SRC, "tiny_float", target, x), x * float("1e-400"))
-    assert_same(run_both(HUGE_SRC, "long_float", target, x), x * 1.0)
-    assert run_both(HUGE_SRC, "zeros_first", target) == 42
+    assert_same(run(HUGE_SRC, "big_int", target, x), x * 10**300)
+    assert_same(run(HUGE_SRC, "big_float", target, x), x * float("1e400"))
+    assert_same(run(HUGE_SRC, "tiny_float", target, x), x * float("1e-400"))
+    assert_same(run(HUGE_SRC, "long_float", target, x), x * 1.0)
+    assert run(HUGE_SRC, "zeros_first", target) == 42
 
 
 # -- item 10: deep nesting -------------------------------------------------------------------
@@ -232,14 +232,14 @@ NESTED_OK_SRC = "\n".join([
 def test_nesting_below_the_limit_compiles(target):
     """150 levels of each form are well within the limit and give NumPy's values."""
     x = np.array([1.0, -2.0, 3.0])
-    assert_same(run_both(NESTED_OK_SRC, "neg", target, x), x)
-    assert run_both(NESTED_OK_SRC, "nots", target, True) == np.False_
-    assert_same(run_both(NESTED_OK_SRC, "pows", target, 1.5), np.float64(1.5) ** 1.5 ** 1.5 ** 1.5)
-    assert_same(run_both(NESTED_OK_SRC, "calls", target, x), np.abs(x))
+    assert_same(run(NESTED_OK_SRC, "neg", target, x), x)
+    assert run(NESTED_OK_SRC, "nots", target, True) == np.False_
+    assert_same(run(NESTED_OK_SRC, "pows", target, 1.5), np.float64(1.5) ** 1.5 ** 1.5 ** 1.5)
+    assert_same(run(NESTED_OK_SRC, "calls", target, x), np.abs(x))
     m = np.arange(6.0).reshape(2, 3)
-    assert_same(run_both(NESTED_OK_SRC, "transposes", target, m), m.T)
-    assert_same(run_both(NESTED_OK_SRC, "slices", target, x), x)
-    assert_same(run_both(NESTED_OK_SRC, "parens", target, x), x)
+    assert_same(run(NESTED_OK_SRC, "transposes", target, m), m.T)
+    assert_same(run(NESTED_OK_SRC, "slices", target, x), x)
+    assert_same(run(NESTED_OK_SRC, "parens", target, x), x)
 
 
 FLAT_SRC = "\n".join([
@@ -253,11 +253,11 @@ FLAT_SRC = "\n".join([
 def test_long_flat_chains_work(target):
     """`a + a + a ...` is flat in the parse tree: 1,000 terms on every target (up to MAX_CHAIN below)."""
     x = np.array([1.0, 2.0])
-    assert_same(run_both(FLAT_SRC, "sums", target, x), x * 1001)
+    assert_same(run(FLAT_SRC, "sums", target, x), x * 1001)
     # Python has the same precedence and left-associativity: its own value is the oracle
-    assert_same(run_both(FLAT_SRC, "mixed", target, x), eval("x" + " * 1.0001 - x" * 500))
-    assert run_both(FLAT_SRC, "ands", target, True) == np.True_
-    assert run_both(FLAT_SRC, "ors", target, False) == np.False_
+    assert_same(run(FLAT_SRC, "mixed", target, x), eval("x" + " * 1.0001 - x" * 500))
+    assert run(FLAT_SRC, "ands", target, True) == np.True_
+    assert run(FLAT_SRC, "ors", target, False) == np.False_
 
 
 def test_a_chain_just_below_the_limit_works():
@@ -316,7 +316,7 @@ def test_a_long_statement_chain_computes_like_numpy(target):
     expected = x
     for _ in range(1000):
         expected = expected * 1.0001
-    assert_same(run_both(src, "f", target, x), expected)
+    assert_same(run(src, "f", target, x), expected)
 
 
 # -- item 13: array literals of more than 64 dimensions ----------------------------------------
@@ -428,12 +428,12 @@ fn mixed() { return [true, 2] }
 def test_big_integers_in_array_literals(target):
     """A big int among floats is a float: NumPy makes an object array of the same values
     (np.array([10**20 - 1, 1.5])), which no tdsl dtype holds; f64 keeps the values."""
-    assert_same(run_both(BIG_ARRAY_SRC, "floats", target), np.array([float(99999999999999999999), 1.5]))
+    assert_same(run(BIG_ARRAY_SRC, "floats", target), np.array([float(99999999999999999999), 1.5]))
     x = np.float64(2.0)
-    assert_same(run_both(BIG_ARRAY_SRC, "scaled", target, x), x * np.array([99999999999999999999.0, -1.0]))
-    assert_same(run_both(BIG_ARRAY_SRC, "lowest", target), np.array([-9223372036854775808, -1]))
-    assert_same(run_both(BIG_ARRAY_SRC, "flags", target), np.array([True, False]))
-    assert_same(run_both(BIG_ARRAY_SRC, "mixed", target), np.array([True, 2]))
+    assert_same(run(BIG_ARRAY_SRC, "scaled", target, x), x * np.array([99999999999999999999.0, -1.0]))
+    assert_same(run(BIG_ARRAY_SRC, "lowest", target), np.array([-9223372036854775808, -1]))
+    assert_same(run(BIG_ARRAY_SRC, "flags", target), np.array([True, False]))
+    assert_same(run(BIG_ARRAY_SRC, "mixed", target), np.array([True, 2]))
 
 
 @pytest.mark.parametrize("src, fragment", [
@@ -503,7 +503,7 @@ def test_values_past_64_dimensions_are_located_errors(src):
 
 def test_a_value_of_64_dimensions(target):
     src = "fn f(x: f64) { return x" + "[None]" * 64 + " }"
-    assert_same(run_both(src, "f", target, 2.5), np.full((1,) * 64, 2.5))
+    assert_same(run(src, "f", target, 2.5), np.full((1,) * 64, 2.5))
 
 
 # -- size expressions: long, deep or exploding -------------------------------------------------
@@ -533,5 +533,5 @@ def test_size_expressions_within_the_limits(target):
     nested, chained = "(" * 10 + "n" + " // 2 + 1)" * 10, "n // 2 // 2 // 2"
     src = f"fn f(x: f64[n]) {{ return zeros({nested}) }}\nfn g(x: f64[n]) {{ return zeros({chained}) }}"
     n = 100   # Python's // floors as tdsl's does: its value of the same text is the oracle
-    assert run_both(src, "f", target, np.ones(n)).shape == (eval(nested),)
-    assert run_both(src, "g", target, np.ones(n)).shape == (eval(chained),)
+    assert run(src, "f", target, np.ones(n)).shape == (eval(nested),)
+    assert run(src, "g", target, np.ones(n)).shape == (eval(chained),)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tdsl
-from conftest import assert_same, run_both
+from conftest import assert_same, run
 from tdsl.pipeline import check_source
 
 DTYPES = ["bool", "i32", "i64", "f32", "f64"]
@@ -100,7 +100,7 @@ def test_broadcasting_runs_like_numpy(target, pattern, n, m, k, seed):
     shape_of = lambda spec: tuple(sizes[d.strip()] for d in spec.split(",") if d.strip())  # noqa: E731
     x = rng.standard_normal(shape_of(a))
     y = rng.integers(-5, 5, size=shape_of(b)).astype(np.int32)
-    got = run_both(BCAST_SRC, f"b{pattern}", target, x, y)
+    got = run(BCAST_SRC, f"b{pattern}", target, x, y)
     assert_same(got, (x * y - y, x > y))
 
 
@@ -181,7 +181,7 @@ def test_mixed_dtype_arithmetic_runs_like_numpy(target, a, b, op, seed):
         x = x + rng.random(6).astype(NP[a])
     with np.errstate(all="ignore"):
         expected = PAIR_OPS[op](x, y)
-    assert_same(run_both(PAIR_SRC, f"{op}_{a}_{b}", target, x, y), expected)
+    assert_same(run(PAIR_SRC, f"{op}_{a}_{b}", target, x, y), expected)
 
 
 # -- reductions over random axes ---------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_reductions_over_random_axes_match_numpy(target, axis_index, keep, shape
     x = rng.standard_normal(shape)
     y = rng.integers(-3, 4, size=shape).astype(np.int32)
     axis = AXES[axis_index]
-    got = run_both(REDUCE_SRC, f"r{axis_index}_{int(keep)}", target, x, y)
+    got = run(REDUCE_SRC, f"r{axis_index}_{int(keep)}", target, x, y)
     expected = (np.sum(x, axis=axis, keepdims=keep), np.prod(y, axis=axis, keepdims=keep),
                 np.max(x, axis=axis, keepdims=keep), np.mean(y, axis=axis, keepdims=keep))
     assert_same(got, expected)
