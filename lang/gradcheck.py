@@ -1,6 +1,8 @@
 """`check_grad`: a compiled gradient against central finite differences."""
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 import numpy as np
 
 from .autodiff import grad_nodes
@@ -11,8 +13,13 @@ from .errors import TdslTypeError
 from .graph import FunctionGraph, Node, make_attrs
 
 
-def gradient_function(fn: Function) -> Function:
-    """A function of the same parameters returning the gradient of `fn` for each float one."""
+# fn -> its gradient Function, built once: check_grad over many examples (hypothesis) reuses it,
+# and it goes when fn does (the gradient holds fn's graph, never fn itself)
+_GRADIENTS: WeakKeyDictionary[Function, Function] = WeakKeyDictionary()
+
+
+def _gradient_graph(fn: Function, name: str) -> FunctionGraph:
+    """The graph of fn's gradient with respect to each float parameter, called `name`."""
     graph = fn.graph
     loss = graph.outputs[0]
     if len(graph.outputs) != 1 or loss.ndim != 0 or not is_float(loss.dtype):
@@ -23,10 +30,32 @@ def gradient_function(fn: Function) -> Function:
     if not variables:
         raise TdslTypeError(f"{graph.name} has no float parameter to differentiate", graph.loc)
     grads = grad_nodes(loss, variables, graph.loc)
-    grad_graph = FunctionGraph(f"{graph.name}_grad", graph.params, graph.size_vars, tuple(grads),
-                               tuple_result=True, loc=graph.loc, file=graph.file)
-    from .pipeline import load_graphs
-    return load_graphs([grad_graph], fn.target, graph.file)[grad_graph.name]
+    return FunctionGraph(name, graph.params, graph.size_vars, tuple(grads),
+                         tuple_result=True, loc=graph.loc, file=graph.file)
+
+
+def gradient_functions(fns) -> list[Function]:
+    """The gradient Function of each of `fns` (see `gradient_function`); the ones not built yet
+    are compiled together, one module per target, so a family of functions costs one build."""
+    fns = list(fns)
+    todo = [fn for fn in dict.fromkeys(fns) if fn not in _GRADIENTS]
+    for target in dict.fromkeys(fn.target for fn in todo):
+        group = [fn for fn in todo if fn.target == target]
+        names = [f"{fn.graph.name}_grad" for fn in group]
+        if len(set(names)) < len(names):   # functions of several modules may share a name
+            names = [f"{name}{i}" for i, name in enumerate(names)]
+        graphs = [_gradient_graph(fn, name) for fn, name in zip(group, names)]
+        from .pipeline import load_graphs
+        module = load_graphs(graphs, target, group[0].graph.file)
+        for fn, name in zip(group, names):
+            _GRADIENTS[fn] = module[name]
+    return [_GRADIENTS[fn] for fn in fns]
+
+
+def gradient_function(fn: Function) -> Function:
+    """A function of the same parameters returning the gradient of `fn` for each float one,
+    compiled for fn's target on first use and then reused."""
+    return gradient_functions([fn])[0]
 
 
 def _numeric(fn: Function, arrays: list[np.ndarray], i: int, eps: float | None) -> np.ndarray:

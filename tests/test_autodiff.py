@@ -1,5 +1,11 @@
-"""Tests of autodiff: every op's gradient against finite differences, second order, errors."""
+"""Tests of autodiff: every op's gradient against finite differences, second order, errors.
+
+Each family of cases is one module (and its gradients, for check_grad, one more), built once
+per target: a case picks its function from the family by name.
+"""
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -7,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import tdsl
 from conftest import assert_same, compiled
-from tdsl.gradcheck import check_grad
+from tdsl.gradcheck import check_grad, gradient_functions
 from tdsl.graph import toposort
 
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -25,12 +31,14 @@ UNARY = {
     "log2": (0.5, 2), "log10": (0.5, 2), "log1p": (-0.5, 2), "sin": (-2, 2), "cos": (-2, 2),
     "tan": (-1, 1), "asin": (-0.8, 0.8), "acos": (-0.8, 0.8), "atan": (-2, 2), "sinh": (-2, 2),
     "cosh": (-2, 2), "tanh": (-2, 2), "sigmoid": (-3, 3), "softplus": (-3, 3), "erf": (-2, 2),
+    "cbrt": (0.5, 2),
 }
-SIGNED = {"abs", "sign", "relu", "floor", "ceil", "round", "reciprocal"}  # sample both signs
+SIGNED = {"abs", "sign", "relu", "floor", "ceil", "round", "reciprocal", "cbrt"}  # sample both signs
 BINARY = {
     "add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "floordiv": "a // b", "mod": "a % b",
     "pow": "a ** b", "maximum": "maximum(a, b)", "minimum": "minimum(a, b)", "atan2": "atan2(a, b)",
-    "where": "where(c > 0.0, a, b)", "clip": "clip(a, b, 0.5)",
+    "where": "where(c > 0.0, a, b)", "clip": "clip(a, b, 0.5)", "hypot": "hypot(a, b)",
+    "logaddexp": "logaddexp(a, b)", "copysign": "copysign(a, b)",
 }
 
 
@@ -109,8 +117,28 @@ def test_binary_gradient_matches_finite_differences(target, op, n, k, seed):
 
 # -- reductions, layout ops and matmul, through check_grad --------------------------------------
 
+@lru_cache(maxsize=None)
+def family(source: str, target: str):
+    """The module of a family for `target`, with the gradients of all its functions built (as one
+    module) before check_grad asks for them one at a time."""
+    module = compiled(source, target)
+    gradient_functions(list(module))
+    return module
+
+
 REDUCTIONS = ["sum", "prod", "max", "min", "mean", "var", "std", "logsumexp"]
 AXES = [("", ""), (", axis=0", ""), (", axis=1", ""), (", axis=1", ", keepdims=true"), (", axis=(0, 1)", ", keepdims=true")]
+# softmax and log_softmax take one axis and keep every dimension: no keepdims=, no tuple of axes
+REDUCTION_CASES = [(op, axis, keep) for op in REDUCTIONS + ["softmax", "log_softmax"] for axis, keep in AXES
+                   if op in REDUCTIONS or not (keep or "(" in axis)]
+
+
+def _reduction_call(op: str, axis: str, keep: str) -> str:
+    return f"{op}(x{axis or ', axis=0'})" if op in ("softmax", "log_softmax") else f"{op}(x{axis}{keep})"
+
+
+REDUCTION_SOURCE = "".join(f"fn case_{i}(x: f64[n, k]) -> f64 {{ return sum(sin(2.0 * {_reduction_call(*case)} + 0.5)) }}\n"
+                           for i, case in enumerate(REDUCTION_CASES))
 
 
 # check_grad's central differences step about 1e-5 (the cube root of f64's epsilon, times |x|):
@@ -138,24 +166,17 @@ def _kink_distance(x: np.ndarray, op: str, axis: str) -> float:
     return float(np.min(gaps))
 
 
-@pytest.mark.parametrize("op", REDUCTIONS + ["softmax", "log_softmax"])
-@pytest.mark.parametrize("axis,keep", AXES)
+@pytest.mark.parametrize("op,axis,keep", REDUCTION_CASES)
 @SETTINGS
 @given(n=SIZES, k=SIZES, seed=SEEDS)
 def test_reduction_gradient(target, op, axis, keep, n, k, seed):
-    if op in ("softmax", "log_softmax"):
-        if keep or "(" in axis:
-            return
-        call = f"{op}(x{axis or ', axis=0'})"
-    else:
-        call = f"{op}(x{axis}{keep})"
     if op == "std":
         assume(n > 1 and k > 1)  # std of one element is sqrt at 0, a kink
-    source = f"fn f(x: f64[n, k]) -> f64 {{ return sum(sin(2.0 * {call} + 0.5)) }}"
     x = np.random.default_rng(seed).uniform(0.5, 1.5, size=(n, k))
     assume(_kink_distance(x, op, axis) > KINK_MARGIN)
-    errors = check_grad(compiled(source, target).f, x)
-    assert errors["x"] < TOL, (source, errors)
+    fn = family(REDUCTION_SOURCE, target)[f"case_{REDUCTION_CASES.index((op, axis, keep))}"]
+    errors = check_grad(fn, x)
+    assert errors["x"] < TOL, (fn.signature, _reduction_call(op, axis, keep), errors)
 
 
 TIES = """
@@ -191,16 +212,18 @@ LAYOUT = [
     "take(x, reshape(arange(2), (1, 2)), axis=1)", "f64(f32(x))", "outer(x[0], x[1])",
     "dot(x[0], x[1])", "x @ x.T", "x.T @ x[:, 0]", "x[:, 0] @ x",
 ]
+LAYOUT_SOURCE = "".join(f"fn case_{i}(x: f64[n, k]) -> f64 {{ return sum(sin(1.5 * {expr} + 0.25)) }}\n"
+                        for i, expr in enumerate(LAYOUT))
 
 
 @pytest.mark.parametrize("expr", LAYOUT)
 @SETTINGS
 @given(n=st.integers(2, 4), k=st.integers(2, 4), seed=SEEDS)
 def test_layout_gradient(target, expr, n, k, seed):
-    source = f"fn f(x: f64[n, k]) -> f64 {{ return sum(sin(1.5 * {expr} + 0.25)) }}"
     x = np.random.default_rng(seed).uniform(-1, 1, size=(n, k))
     rounds = "f32" in expr  # the f32 step quantizes x: finite differences need a wide step
-    errors = check_grad(compiled(source, target).f, x, eps=1e-3 if rounds else None)
+    fn = family(LAYOUT_SOURCE, target)[f"case_{LAYOUT.index(expr)}"]
+    errors = check_grad(fn, x, eps=1e-3 if rounds else None)
     tol = 1e-3 if rounds else TOL
     assert errors["x"] < tol, (expr, errors)
 
@@ -209,17 +232,18 @@ MATMUL = [
     ("f64[n, k]", "f64[k, m]"), ("f64[k]", "f64[k, m]"), ("f64[n, k]", "f64[k]"), ("f64[k]", "f64[k]"),
     ("f64[2, n, k]", "f64[k, m]"), ("f64[2, n, k]", "f64[1, k, m]"), ("f64[k]", "f64[3, k, m]"),
 ]
+MATMUL_SOURCE = "".join(f"fn case_{i}(a: {ta}, b: {tb}) -> f64 {{ return sum(sin(a @ b)) }}\n"
+                        for i, (ta, tb) in enumerate(MATMUL))
 
 
 @pytest.mark.parametrize("ta,tb", MATMUL)
 @SETTINGS
 @given(n=SIZES, k=SIZES, m=SIZES, seed=SEEDS)
 def test_matmul_gradient(target, ta, tb, n, k, m, seed):
-    source = f"fn f(a: {ta}, b: {tb}) -> f64 {{ return sum(sin(a @ b)) }}"
     rng = np.random.default_rng(seed)
     shape = lambda t: tuple({"n": n, "k": k, "m": m}.get(d.strip(), None) or int(d) for d in t[4:-1].split(","))
     a, b = rng.normal(size=shape(ta)), rng.normal(size=shape(tb))
-    errors = check_grad(compiled(source, target).f, a, b)
+    errors = check_grad(family(MATMUL_SOURCE, target)[f"case_{MATMUL.index((ta, tb))}"], a, b)
     assert max(errors.values()) < TOL, errors
 
 
@@ -232,6 +256,7 @@ fn g_max(x: f64[n]) -> f64[n] { return grad(max(x), x) }
 fn g_min(x: f64[n]) -> f64[n] { return grad(2.0 * min(x), x) }
 fn g_max_rows(x: f64[n, k]) -> f64[n, k] { return grad(sum(max(x, axis=1)), x) }
 fn g_maximum(a: f64[n], b: f64[n]) -> (f64[n], f64[n]) { return grad(sum(maximum(a, b)), a, b) }
+fn g_prod(x: f64[n]) -> f64[n] { return grad(prod(x), x) }
 """
 
 
@@ -247,10 +272,10 @@ def test_subgradient_conventions(target):
 
 
 def test_prod_gradient_with_zeros(target):
-    m = compiled("fn g(x: f64[n]) -> f64[n] { return grad(prod(x), x) }", target)
-    assert_same(m.g(np.array([2.0, 3.0, 4.0])), np.array([12.0, 8.0, 6.0]))
-    assert_same(m.g(np.array([2.0, 0.0, 4.0])), np.array([0.0, 8.0, 0.0]))
-    assert_same(m.g(np.array([0.0, 0.0, 4.0])), np.array([0.0, 0.0, 0.0]))
+    g = compiled(KINKS, target).g_prod
+    assert_same(g(np.array([2.0, 3.0, 4.0])), np.array([12.0, 8.0, 6.0]))
+    assert_same(g(np.array([2.0, 0.0, 4.0])), np.array([0.0, 8.0, 0.0]))
+    assert_same(g(np.array([0.0, 0.0, 4.0])), np.array([0.0, 0.0, 0.0]))
 
 
 # -- second order ---------------------------------------------------------------------------------
