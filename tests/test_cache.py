@@ -80,6 +80,7 @@ def test_a_truncated_library_is_rebuilt(fresh_cache):
     assert libraries(fresh_cache) == [library] and library.stat().st_size == size
 
 
+@pytest.mark.slow
 def test_eight_processes_building_the_same_module_at_once(fresh_cache):
     source = SOURCE.format(scale=5.0)
     start = time.time() + 4   # every process starts compiling at this moment, after its imports

@@ -102,6 +102,7 @@ def test_results_are_fresh_unless_the_caller_dropped_them(layer):
     assert f(np.arange(3.0)) is not small
 
 
+@pytest.mark.slow
 def test_calls_from_threads_agree(layer):
     from concurrent.futures import ThreadPoolExecutor
     f = c_module(layer, "fn w(x: f64[n], s: f64) -> f64[n] { return exp(-x) * s }").w

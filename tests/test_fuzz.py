@@ -31,6 +31,7 @@ def findings_text(report: fuzz.Report) -> str:
                      for i, (f, labels) in enumerate(report.distinct.values()))
 
 
+@pytest.mark.slow
 def test_random_programs_agree_with_numpy(target):
     """Random programs on `target` (numpy: the reference interpreter itself) against the NumPy oracle."""
     stats, report = run_programs(LABELS[target], CI_PROGRAMS)
@@ -38,6 +39,7 @@ def test_random_programs_agree_with_numpy(target):
     assert not report.distinct, findings_text(report)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TDSL_SANITIZE") not in (None, "", "0"), reason="already sanitizing")
 def test_random_programs_under_sanitizers():
     """The c target built with ASan and UBSan, in a process that preloads the ASan runtime."""
