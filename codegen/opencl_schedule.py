@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tdsl.dims import Dim, shape_size
 
 from .kernels import Affine, Apply, Check, Const, DivMod, FunctionIR, Gather, Load, ModuleIR, SizeVar
-from .loops import kernel_affines, kernel_expressions, kernel_loads
+from .loops import kernel_affines, kernel_expressions
 
 KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul"}
 VECTOR_WIDTH = {"f32": 16, "f64": 8}        # two 256-bit vectors: AVX2 CPUs (PoCL) overlap their work
@@ -53,6 +53,7 @@ class Launch:
     strip: bool = False       # reduce: on a CPU, a work-item takes a strip of neighbouring results
     local_max: int | None = None   # the largest work-group (None: the device's, for matmul)
     outline: bool = False     # sines and cosines called out of line (too many to inline)
+    f64: bool = False         # the kernel holds f64 values
 
     @property
     def takes_lanes(self) -> bool:
@@ -74,7 +75,8 @@ def module_schedule(module: ModuleIR) -> ModuleSchedule:
     """The launch of every kernel of every function, and whether the program computes in f64."""
     functions = {fn.name: tuple(kernel_launch(fn, k, kernel_name(fn, i)) for i, k in enumerate(fn.kernels))
                  for fn in module.functions}
-    return ModuleSchedule(functions, uses_f64(module))
+    consts = any(c.dtype == "f64" for fn in module.functions for c in fn.consts)   # program-scope arrays
+    return ModuleSchedule(functions, consts or any(l.f64 for launches in functions.values() for l in launches))
 
 
 def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
@@ -84,12 +86,12 @@ def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
     width = vector_width(k)
     runs = kind == "map" and width == 1 and bool(k.loops)
     local_max = None if kind == "matmul" else local_limit(len(nodes) * 8 * (width if kind == "map" else 1))
-    return Launch(name=name, kind=kind, counts=launch_counts(k, width, runs), args=kernel_args(fn, k, nodes),
-                  fails=fails(nodes), width=width, runs=runs, strip=strip_reduction(k), local_max=local_max,
-                  outline=trig_count(nodes) > INLINE_TRIG)
+    return Launch(name=name, kind=kind, counts=launch_counts(k, runs), args=kernel_args(fn, k, nodes),
+                  fails=fails(nodes), width=width, runs=runs, strip=strip_reduction(k, nodes), local_max=local_max,
+                  outline=trig_count(nodes) > INLINE_TRIG, f64=holds_f64(k, nodes))
 
 
-def launch_counts(k, width: int, runs: bool) -> tuple[Dim, ...]:
+def launch_counts(k, runs: bool) -> tuple[Dim, ...]:
     """The counts that size the kernel's NDRange (see Launch)."""
     count = lambda loops: shape_size(tuple(l.extent for l in loops))  # noqa: E731
     if k.kind == "map":
@@ -123,7 +125,8 @@ def kernel_args(fn: FunctionIR, k, nodes) -> tuple[tuple, ...]:
     """What the kernel reads and writes, in argument order: its size variables, then its
     parameters, results and temporaries (constant arrays are program scope), then the flag."""
     sizes = kernel_sizes(k, nodes)
-    buffers = {(k.out.role, k.out.name)} | {(load.buffer.role, load.buffer.name) for load in kernel_loads(k)}
+    loads = [item for item in nodes if isinstance(item, Load)]
+    buffers = {(k.out.role, k.out.name)} | {(load.buffer.role, load.buffer.name) for load in loads}
     args = [("size", v) for v in fn.size_vars if v in sizes]
     for role, group in (("param", fn.params), ("output", fn.outputs), ("temp", fn.temps)):
         args += [(role, i) for i, b in enumerate(group) if (role, b.name) in buffers]
@@ -162,15 +165,9 @@ def affine_dims(aff: Affine) -> list[Dim]:
     return dims
 
 
-def uses_f64(module: ModuleIR) -> bool:
-    """Whether the program holds f64 values: constant arrays, or any kernel's values and buffers."""
-    if any(c.dtype == "f64" for fn in module.functions for c in fn.consts):
-        return True
-    for fn in module.functions:
-        for k in fn.kernels:
-            if k.out.dtype == "f64" or any(getattr(item, "dtype", None) == "f64" for item in kernel_expressions(k)):
-                return True
-    return False
+def holds_f64(k, nodes) -> bool:
+    """Whether a kernel computes, reads or writes f64 values (its nodes' and buffers' dtypes)."""
+    return k.out.dtype == "f64" or any(getattr(item, "dtype", None) == "f64" for item in nodes)
 
 
 # -- vectors and strips -----------------------------------------------------------------
@@ -206,7 +203,7 @@ def vector_width(k) -> int:
     return VECTOR_WIDTH[dtype]
 
 
-def strip_reduction(k) -> bool:
+def strip_reduction(k, nodes) -> bool:
     """Whether a reduction reads along its results, across the reduced axis (a column sum).
 
     On a CPU such a reduction runs in strips: a work-item takes TDSL_REDUCE_STRIP
@@ -217,8 +214,6 @@ def strip_reduction(k) -> bool:
     if k.kind != "reduce" or not k.loops or not k.reduce_loops:
         return False
     out, red = k.loops[-1].var, k.reduce_loops[-1].var
-    for item in kernel_loads(k):
-        coef = dict(item.offset.terms)
-        if coef.get(out) == 1 and coef.get(red, 0) not in (0, 1):
-            return True
-    return False
+    loads = [item for item in nodes if isinstance(item, Load)]
+    return any(dict(load.offset.terms).get(out) == 1 and dict(load.offset.terms).get(red, 0) not in (0, 1)
+               for load in loads)
