@@ -242,3 +242,14 @@ def test_helpers_are_in_both_preludes_once_per_float_dtype():
     for T, C in (("f32", "float"), ("f64", "double")):
         assert f"static TDSL_SCALAR_HELPER {C} tdsl_logaddexp_{T}({C} x, {C} y)" in op_helpers(T, C, "")
     assert "log1pf(expf(-d))" in op_helpers("f32", "float", "f")
+
+
+def test_new_ops_print_back_to_source_that_computes_the_same():
+    """The printer writes an op by its name (or its operator symbol, from the table)."""
+    from tdsl.printer import to_tdsl
+    m = compiled(VALUES_SRC, "numpy")
+    text = to_tdsl(m.ints.graph)
+    assert all(f"{name}(" in text for name in ("hypot", "logaddexp", "copysign", "cbrt"))
+    again = tdsl.compile(text, target="numpy")
+    i, j = np.array([-8, 3, 0], dtype=I32), np.array([2, -5, 0], dtype=I64)
+    assert_same(again.ints(i, j), m.ints(i, j))
