@@ -118,9 +118,6 @@ def _comment_above(chunks: list) -> list[str]:
 SCALAR_LANES = frozenset({("pow", "f64")})
 # Vector forms that are prelude helpers (f32 tan: guarded like sin and cos, see prelude.cl.j2).
 VECTOR_HELPERS = {("tan", "f32"): "tdsl_tan_{T}({0})"}
-# The out-of-line forms of a kernel with many sines and cosines (Launch.outline): the
-# prelude's noinline wrappers, so the compiler does not inline dozens of polynomials.
-OUTLINED = {"sin": "tdsl_sin_outlined_{T}({0})", "cos": "tdsl_cos_outlined_{T}({0})"}
 
 
 class CLBody(Body):
@@ -148,9 +145,10 @@ class CLBody(Body):
         return self.scalar_template(item)
 
     def scalar_template(self, item: Apply) -> str:
-        """The op table's template of `item`, out of line where the kernel's launch says so."""
-        if self.outline and item.op in OUTLINED:
-            return OUTLINED[item.op]
+        """The op table's template of `item`; in a kernel with many sines and cosines (Launch.outline),
+        their out-of-line form (the prelude's noinline wrappers: dozens of inlined polynomials cost)."""
+        if self.outline and OPS[item.op].opencl_outlined is not None:
+            return OPS[item.op].c_template(kind(item.args[0].dtype), "opencl", outlined=True)
         return Body.template(self, item)
 
     def lanes(self, item: Apply) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tdsl.dims import Dim, shape_size
+from tdsl.ops import OPS
 
 from .kernels import Affine, Apply, Check, Const, DivMod, FunctionIR, Gather, Load, ModuleIR, SizeVar
 from .loops import kernel_affines, kernel_expressions
@@ -24,14 +25,6 @@ VECTOR_MAX_NODES = 200   # PoCL keeps a kernel's values per work-item on a worke
                          # chains of vectors (a thousand statements) would overflow it
 INLINE_TRIG = 16         # a kernel with more sines and cosines calls them out of line
 STACK_BUDGET = 1 << 20   # bytes of per-work-item values one work-group may hold (PoCL: on a thread's stack)
-
-# Ops whose OpenCL expression on float operands applies to a vector lane by lane: arithmetic and
-# the math builtins (overloaded for floatN/doubleN), tdsl's own sin and cos (they have vector
-# versions in the prelude). Not: other prelude helpers, selects, comparisons, predicates, logic.
-# (Until lang/ops.py has a lane-wise attribute per op, this table is the one list.)
-LANEWISE = frozenset("""add sub mul div pow atan2 neg abs square reciprocal floor ceil round sqrt rsqrt
-exp exp2 expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh tanh erf""".split())
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -173,8 +166,9 @@ def holds_f64(k, nodes) -> bool:
 # -- vectors and strips -----------------------------------------------------------------
 
 def lanewise(item: Apply) -> bool:
-    """Whether an op node computes a vector lane by lane: float operands, an op of LANEWISE."""
-    return item.op in LANEWISE and all(getattr(a, "dtype", None) in VECTOR_WIDTH for a in item.args)
+    """Whether an op node computes a vector lane by lane: float operands, a lane-wise op (the op table's
+    `lanewise`: arithmetic, math builtins overloaded for floatN/doubleN, tdsl's vector sin and cos)."""
+    return OPS[item.op].lanewise and all(getattr(a, "dtype", None) in VECTOR_WIDTH for a in item.args)
 
 
 def vector_width(k) -> int:

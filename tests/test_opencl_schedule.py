@@ -17,6 +17,7 @@ from conftest import assert_same, compiled, compiled_variant, require_target
 SOURCE = """
 fn vec32(x: f32[n], y: f32[n]) -> f32[n] { return x * y + 1.0 }
 fn vec64(x: f64[n], a: f64) -> f64[n] { return a * exp(-x) + sin(x) }
+fn lanes(x: f32[n], y: f32[n]) -> f32[n] { return hypot(x, y) + copysign(cbrt(x), y) }
 fn runs(x: f64[n, k], y: i32[k]) -> f64[n, k] { return x * f64(y) - x.T.T }
 fn rows(x: f32[n, k]) -> (f32[n], i64[n]) { return sum(x, axis=1), argmax(x, axis=1) }
 fn cols(x: f32[n, k]) -> f32[k] { return sum(x, axis=0) }
@@ -100,6 +101,7 @@ def test_the_schedule_of_each_kind(made):
     _, schedule, _, plan, _ = made
     fns = schedule.functions
     assert [l.width for l in fns["vec32"]] == [16] and [l.width for l in fns["vec64"]] == [8]
+    assert [l.width for l in fns["lanes"]] == [16]   # the op table's lane-wise ops
     assert [(l.kind, l.runs, l.width) for l in fns["runs"]] == [("map", True, 1)]
     assert [(l.kind, l.strip, l.takes_lanes) for l in fns["rows"]] == [("reduce", False, True)] * 2
     assert [(l.kind, l.strip) for l in fns["cols"]] == [("reduce", True)]
@@ -135,6 +137,7 @@ def test_a_parameter_named_double_runs_without_fp64(monkeypatch):
 CASES = [
     ("vec32", lambda r: (r.random(2053, dtype=np.float32), r.random(2053, dtype=np.float32))),
     ("vec64", lambda r: (np.linspace(-3, 3, 1001), 1.5)),
+    ("lanes", lambda r: (r.standard_normal(1003).astype(np.float32), r.standard_normal(1003).astype(np.float32))),
     ("runs", lambda r: (r.random((5, 130)), r.integers(-3, 3, 130).astype(np.int32))),
     ("rows", lambda r: (r.standard_normal((37, 300)).astype(np.float32),)),
     ("cols", lambda r: (r.random((300, 45), dtype=np.float32),)),
