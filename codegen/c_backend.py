@@ -24,7 +24,7 @@ from tdsl.runner import Runner as BaseRunner
 from . import build, warm
 from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
-from .kernels import ModuleIR, with_calls
+from .kernels import ModuleIR, with_symbols
 
 
 class CTarget:
@@ -44,7 +44,7 @@ class CTarget:
         from .fuse import fuse_module
         from .lower import lower_module
         module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
-        return with_calls(module, graphs, function_symbols([g.name for g in graphs], module.prefix))
+        return with_symbols(module, function_symbols([g.name for g in graphs], module.prefix))
 
     def render(self, module: ModuleIR) -> str:
         from .render import render_module

@@ -384,4 +384,9 @@ def with_calls(module: ModuleIR, graphs: list, symbols: dict[str, str] | None = 
     return replace(module, calls=calls)
 
 
+def with_symbols(module: ModuleIR, symbols: dict[str, str]) -> ModuleIR:
+    """The module with each function's C entry point in its CallSpec."""
+    return replace(module, calls=tuple(replace(c, symbol=symbols[c.name]) for c in module.calls))
+
+
 OUT_OF_MEMORY = ErrorInfo("out of memory")

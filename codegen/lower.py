@@ -20,7 +20,8 @@ from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
-                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeLimit, SizeVar, row_major)
+                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeLimit, SizeVar, row_major,
+                      with_calls)
 from .layout import LAYOUT, broadcast_index, input_index
 from .loops import MAX_KERNEL_OPS, expression_children, simplify
 
@@ -40,12 +41,12 @@ class ErrorTable:
 
 
 def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
-    """Every function of a module, sharing one table of error codes."""
+    """Every function of a module, sharing one table of error codes, with how to call each."""
     errors = ErrorTable()
     with deep_recursion():
         functions = tuple(Lowering(g, errors).run() for g in graphs)
     file = graphs[0].file if graphs else "<string>"
-    return ModuleIR(prefix, functions, tuple(errors.entries), file)
+    return with_calls(ModuleIR(prefix, functions, tuple(errors.entries), file), graphs)
 
 
 

@@ -23,7 +23,7 @@ from tdsl.runner import Runner as BaseRunner
 from . import cache, host
 from . import opencl_runtime as runtime
 from .c_backend import symbol_prefix
-from .kernels import ModuleIR, with_calls
+from .kernels import ModuleIR
 from .lower import lower_module
 from .opencl_plan import program_and_plan
 from .opencl_render import environment
@@ -52,7 +52,7 @@ class OpenCLTarget:
         return None
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
-        module = with_calls(lower_module(graphs, symbol_prefix(prefix)), graphs)
+        module = lower_module(graphs, symbol_prefix(prefix))
         source, plan = program_and_plan(module)
         return Lowered(module, source, plan)
 

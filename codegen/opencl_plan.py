@@ -8,6 +8,7 @@ plan decides nothing the schedule has not.
 """
 from __future__ import annotations
 
+from tdsl.callspec import CallSpec
 from tdsl.dims import Dim, FloorDivAtom, shape_size
 
 from .kernels import FunctionIR, ModuleIR
@@ -24,34 +25,25 @@ def program_and_plan(module: ModuleIR) -> tuple[str, dict]:
 def module_plan(module: ModuleIR, schedule: ModuleSchedule) -> dict:
     """Every function's plan, the module's error messages and whether it needs f64."""
     return {
-        "functions": {fn.name: function_plan(fn, schedule.functions[fn.name]) for fn in module.functions},
-        "errors": [error_plan(e) for e in module.errors],
+        "functions": {fn.name: function_plan(fn, call, schedule.functions[fn.name])
+                      for fn, call in zip(module.functions, module.calls)},
+        "errors": [[e.text(), py_dim(e.extent) if e.extent is not None else None] for e in module.errors],
         "uses_f64": schedule.uses_f64,
     }
 
 
-def error_plan(info) -> list:
-    """[message, extent]: the message with its .tdsl place; `{extent}` is filled in when raised."""
-    message = f"{info.loc}: {info.message}" if info.loc else info.message
-    return [message, py_dim(info.extent) if info.extent is not None else None]
-
-
-def function_plan(fn: FunctionIR, launches: tuple[Launch, ...]) -> dict:
+def function_plan(fn: FunctionIR, call: CallSpec, launches: tuple[Launch, ...]) -> dict:
+    """The function's call (its CallSpec as data: what OUT.py binds with) and its buffers and launches."""
     alloc = dict(fn.alloc_errors)   # buffer name -> error code of a failed allocation
-    first_seen: dict[str, list[int]] = {}
-    for i, p in enumerate(fn.params):
-        for axis, d in enumerate(p.shape):
-            if not d.is_const and d.terms == (((str(d),), 1),):
-                first_seen.setdefault(str(d), [i, axis])
     return {
-        "name": fn.name,
-        "signature": fn.signature,
-        "size_vars": list(fn.size_vars),
-        "first_seen": first_seen,
+        "name": call.name,
+        "signature": call.signature,
+        "size_vars": list(call.size_vars),
+        "first_seen": {v: [i, axis] for v, i, axis in call.first_seen},
         "params": [{"name": p.name, "dtype": p.dtype, "shape": [py_dim(d) for d in p.shape],
-                    "alloc": alloc.get(f"param {p.name}", 1)} for p in fn.params],
-        "outputs": [{"dtype": o.dtype, "shape": [py_dim(d) for d in o.shape], "alloc": alloc.get(o.name, 1)}
-                    for o in fn.outputs],
+                    "alloc": alloc.get(f"param {p.name}", 1)} for p in call.params],
+        "outputs": [{"dtype": dtype, "shape": [py_dim(d) for d in shape], "alloc": alloc.get(o.name, 1)}
+                    for o, (shape, dtype) in zip(fn.outputs, call.outputs)],
         "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}
                   for t in fn.temps],
         "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
