@@ -35,8 +35,7 @@ def _gradient_graph(fn: Function, name: str) -> FunctionGraph:
 
 
 def gradient_functions(fns) -> list[Function]:
-    """The gradient Function of each of `fns` (see `gradient_function`); the ones not built yet
-    are compiled together, one module per target, so a family of functions costs one build."""
+    """Each of `fns`' gradient Function; those not built yet are built together, one module per target."""
     fns = list(fns)
     todo = [fn for fn in dict.fromkeys(fns) if fn not in _GRADIENTS]
     for target in dict.fromkeys(fn.target for fn in todo):
@@ -53,8 +52,7 @@ def gradient_functions(fns) -> list[Function]:
 
 
 def gradient_function(fn: Function) -> Function:
-    """A function of the same parameters returning the gradient of `fn` for each float one,
-    compiled for fn's target on first use and then reused."""
+    """A function of fn's parameters giving its gradient for each float one; built once, then reused."""
     return gradient_functions([fn])[0]
 
 

@@ -118,8 +118,8 @@ def run_both(source: str, fn: str, target: str, *args, **kwargs):
 
 
 def run(source: str, fn: str, target: str, *args, **kwargs):
-    """Run `fn` on any target, a compiled one also checked against the reference; the caller then
-    checks the result against a value of its own (NumPy's), which makes the reference a case too."""
+    """Run `fn` on any target (a compiled one also against the reference), for a test that checks
+    the result against a value of its own (NumPy's): then the reference is a case too."""
     if target == REFERENCE:
         return getattr(compiled(source, target), fn)(*args, **kwargs)
     return run_both(source, fn, target, *args, **kwargs)
