@@ -26,7 +26,7 @@ from .c_backend import symbol_prefix
 from .kernels import ModuleIR
 from .lower import lower_module
 from .opencl_plan import program_and_plan
-from .opencl_render import environment
+from .templating import environment
 
 NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-opencl-icd`) and pyopencl, "
                   "pick a device with TDSL_OPENCL_DEVICE, or use target=\"c\"")
@@ -138,7 +138,7 @@ def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
                   "attribute": _attribute(fn.name),
                   "plain": _attribute(fn.name) and all(_plain(n) for n in [fn.name] + [p.name for p in fn.params])}
                  for fn in module.functions]
-    return environment().get_template("module.py.j2").render(
+    return environment().get_template("opencl/module.py.j2").render(
         version=__version__, file=module.file, functions=functions,
         runtime=_python_text(Path(runtime.__file__).read_text(encoding="utf-8")),
         host=_python_text(Path(host.__file__).read_text(encoding="utf-8")),

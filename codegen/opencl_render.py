@@ -22,8 +22,8 @@ from tdsl.ops import OPS
 from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, FunctionIR, Load, ModuleIR
 from .opencl_schedule import Launch, ModuleSchedule, module_schedule
-from .render import environment as render_environment
 from .render import kernel_comment, scalar_math
+from .templating import environment
 
 # OpenCL C's words beyond C's (keywords, types, builtins the kernels call, vloadN/vstoreN among
 # them): a parameter with one of them gets a `u_` prefix. The kernels' own locals are read from
@@ -41,21 +41,16 @@ OPENCL = Dialect("opencl", types=_TYPES, math_suffix={}, reserved=frozenset(_OPE
 STORAGE = {**_TYPES, "bool": "uchar"}      # bool is not a buffer element type in OpenCL
 
 
-def environment():
-    """The Jinja environment of templates/opencl/ (shared settings and bytecode cache: codegen/render.py)."""
-    return render_environment("opencl")
-
-
 def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> tuple[str, ModuleSchedule]:
     """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
     from tdsl import __version__
     schedule = schedule or module_schedule(module)
     functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in module.functions]
     marker = "/* tdsl prelude */"
-    program = environment().get_template("program.cl.j2").render(
+    program = environment().get_template("opencl/program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=marker,
         consts=[c for fn in functions for c in fn.consts])
-    prelude = prune_prelude(environment().get_template("prelude.cl.j2").render(), program)
+    prelude = prune_prelude(environment().get_template("opencl/prelude.cl.j2").render(), program)
     return program.replace(marker, prelude.rstrip("\n"), 1), schedule
 
 

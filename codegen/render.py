@@ -7,47 +7,17 @@ prepares for each kernel its loops and the statements of its expressions
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from types import SimpleNamespace
 
 from tdsl.dims import shape_size
 from tdsl.dtypes import kind
-from tdsl.ops import OPS, helpers, libmvec_functions, math_ops
+from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
-from .cexpr import C, Body, Dialect, Names, c_comment, c_string, function_symbols, literal, paren, py_string, py_text
+from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
 from .kernels import Apply, Check, Const, ErrorInfo, FunctionIR, Gather, Load, ModuleIR, SizeVar
 from .loops import kernel_expressions
-
-
-@lru_cache(maxsize=None)
-def environment(target: str = "c"):
-    """The Jinja environment of a target's templates, templates/TARGET/ (Jinja is imported
-    here: warm loads never render).
-
-    Compiled templates are kept in Jinja's bytecode cache in the temporary folder (keyed
-    by each template's checksum), which saves a fresh process ~0.1 s of template compiling.
-    """
-    import jinja2
-    try:
-        bytecode_cache = jinja2.FileSystemBytecodeCache()
-    except (OSError, RuntimeError):   # no usable temporary folder: compile every time
-        bytecode_cache = None
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tdsl.templates", target),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, bytecode_cache=bytecode_cache)
-    env.globals["pad"] = lambda depth: "    " * depth
-    # from the op table: the math calls with SIMD forms (C prelude) and the helpers ops carry
-    env.globals["libmvec"] = libmvec_functions()
-    env.globals["op_helpers"] = op_helpers
-    # user text (file names, signatures, source lines, messages) is printed through these only
-    env.filters.update(c_comment=c_comment, c_string=c_string, py_text=py_text, py_string=py_string)
-    return env
-
-
-def op_helpers(T: str, C: str, f: str) -> str:
-    """The helper functions of the op table (`Op.helper`) for one float dtype, as the preludes print them."""
-    return "".join(op.helper_source(T, C, f) for op in helpers())
+from .templating import environment
 
 
 def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[str, str | None]:
@@ -60,11 +30,11 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions for c in fn.consts], scalar_math=scalar_functions(calls))
-    source = environment().get_template("module.c.j2").render(**context)
+    source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
         guard = re.sub(r"\W", "_", module.prefix).upper() + "_H"
-        header = environment().get_template("header.h.j2").render(guard=guard, **context)
+        header = environment().get_template("c/header.h.j2").render(guard=guard, **context)
     return source, header
 
 
