@@ -88,7 +88,8 @@ _NESTED = (re.compile(r"\{[^{}]*\}"), re.compile(r"\([^()]*\)"))
 
 @lru_cache(maxsize=None)
 def template_words(target: str) -> frozenset[str]:
-    """Every identifier the templates of `target` print as they are (templates/TARGET/*.j2).
+    """Every identifier the templates of `target` print as they are (templates/TARGET/*.j2 and
+    the shared templates/common/*.j2).
 
     These are the locals, labels and calls of the generated code, so a user's name that
     is one of them is renamed: the templates are the one list, never kept twice. Of a
@@ -99,6 +100,9 @@ def template_words(target: str) -> frozenset[str]:
     for path in (files("tdsl.templates") / target).iterdir():
         if path.name.endswith((".c.j2", ".cl.j2")):   # (the header declares, it has no locals)
             words |= _printed_words(path.read_text(encoding="utf-8"), "prelude" in path.name)
+    for path in (files("tdsl.templates") / "common").iterdir():   # the preludes' shared helpers
+        if path.name.endswith(".j2"):
+            words |= _printed_words(path.read_text(encoding="utf-8"), True)
     return frozenset(words)
 
 

@@ -67,8 +67,6 @@ def test_codegen_modules_load_no_front_end_module():
     assert {name: mods for name, mods in loaded.items() if mods} == {}
 
 
-@pytest.mark.xfail(strict=False, reason="the package root (lang/__init__.py) still imports the API eagerly; "
-                                        "another change makes it lazy")
 def test_importing_codegen_through_the_package_loads_no_front_end_module():
     code = ("import sys, tdsl.codegen.lower, tdsl.codegen.render, tdsl.codegen.cexpr; "
             f"print([m for m in {list(FORBIDDEN)!r} if m in sys.modules])")

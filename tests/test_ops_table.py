@@ -238,7 +238,7 @@ def test_ops_that_can_fail_at_call_time():
 
 
 def test_helpers_are_in_both_preludes_once_per_float_dtype():
-    from tdsl.codegen.render import op_helpers
+    from tdsl.codegen.templating import op_helpers
     for T, C in (("f32", "float"), ("f64", "double")):
         assert f"static TDSL_SCALAR_HELPER {C} tdsl_logaddexp_{T}({C} x, {C} y)" in op_helpers(T, C, "")
     assert "log1pf(expf(-d))" in op_helpers("f32", "float", "f")
