@@ -16,7 +16,7 @@ from tdsl.ops import OPS, math_ops
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
 from .kernels import Apply, Check, Const, ErrorInfo, FunctionIR, Gather, Load, ModuleIR, SizeVar
-from .loops import kernel_expressions
+from .loops import kernel_expressions, kernel_loads
 from .templating import environment
 
 
@@ -179,6 +179,21 @@ def scalar_functions(calls: dict, dialect: Dialect = C) -> list[SimpleNamespace]
     return out
 
 
+def surely_read(fn: FunctionIR) -> set[str]:
+    """The parameters and size variables a function's C surely names, from its kernel IR: the
+    buffers its kernels load and the sizes of their loops. Every other one gets a `(void)`, which
+    silences -Wunused-parameter and is harmless where the C names it after all."""
+    found: set[str] = set()
+    for k in fn.kernels:
+        found.update(load.buffer.name for load in kernel_loads(k))
+        for part in (k, *k.parts) if k.kind == "fused" else (k,):
+            loops = list(part.loops) + list(getattr(part, "reduce_loops", ())) + (
+                [part.col, part.inner] if part.kind == "matmul" else [])
+            for loop in loops:
+                found.update(loop.extent.variables())
+    return found
+
+
 class FunctionView:
     """What the module template needs to write one function."""
 
@@ -202,10 +217,10 @@ class FunctionView:
         arrays = [self.temp(t) for t in fn.temps if not t.is_scalar]
         checks = [SimpleNamespace(cond=self.limit(c), code=c.error) for c in fn.limits] + \
             [SimpleNamespace(cond=self.condition(c), code=c.error) for c in fn.checks]
-        used_text = " ".join([str({f: v for f, v in vars(k).items() if f != "comment"}) for k in kernels]
-                             + [c.cond for c in checks] + [a.count for a in arrays])
         user = [names.size(v) for v in fn.size_vars] + [names.buffer(p) for p in fn.params]
-        unused = [u for u in user if not re.search(rf"\b{re.escape(u)}\b", used_text)]
+        read = surely_read(fn)
+        unused = [names.size(v) for v in fn.size_vars if v not in read] + \
+            [names.buffer(p) for p in fn.params if p.name not in read]
         return SimpleNamespace(
             symbol=self.symbol, signature=fn.signature, args=user + [o.name for o in fn.outputs],
             where=str(fn.loc) if fn.loc else "", params=self.params(True), decl_params=self.params(False),
