@@ -12,7 +12,6 @@ opencl_schedule.py: this module writes the text those decisions call for.
 """
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 
 from tdsl.dims import shape_size
@@ -20,7 +19,8 @@ from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
 from .cexpr import Body, Dialect, Names, literal
-from .kernels import Apply, FunctionIR, Load, ModuleIR
+from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
+from .loops import kernel_expressions
 from .opencl_schedule import Launch, ModuleSchedule, module_schedule
 from .render import kernel_comment, scalar_math
 from .templating import environment
@@ -46,66 +46,32 @@ def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> 
     from tdsl import __version__
     schedule = schedule or module_schedule(module)
     functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in module.functions]
-    marker = "/* tdsl prelude */"
+    prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))
     program = environment().get_template("opencl/program.cl.j2").render(
-        version=__version__, file=module.file, functions=functions, prelude=marker,
+        version=__version__, file=module.file, functions=functions, prelude=prelude.rstrip("\n"),
         consts=[c for fn in functions for c in fn.consts])
-    prelude = prune_prelude(environment().get_template("opencl/prelude.cl.j2").render(), program)
-    return program.replace(marker, prelude.rstrip("\n"), 1), schedule
+    return program, schedule
 
 
-_HELPER = re.compile(r"^static [\w ()]*?\b(tdsl_\w+)\(")   # static inline T tdsl_name(...
+TRIG = ("sin", "cos", "tan")
 
 
-def prune_prelude(prelude: str, program: str) -> str:
-    """The prelude without the helper functions the program never calls (they cost build time)."""
-    chunks = _helper_chunks(prelude)
-    used, text = set(), program
-    while True:   # the helpers the kernels call, then those that these call, ...
-        words = set(re.findall(r"\btdsl_\w+", text))   # one pass: a search per helper is slow on long programs
-        found = {name for name, _ in chunks if name and name not in used and name in words}
-        if not found:
-            break
-        used |= found
-        text = "".join(line for name, lines in chunks if name in found for line in lines)
-    kept = "".join(line for name, lines in chunks if name is None or name in used for line in lines)
-    kept = re.sub(r"#ifdef cl_khr_fp64\n\s*#endif\n", "", kept)
-    return re.sub(r"\n{3,}", "\n\n", kept)
-
-
-def _helper_chunks(prelude: str) -> list[tuple[str | None, list[str]]]:
-    """The prelude as (helper name, lines): a helper with the comment right above it, or (None, [line])."""
-    chunks: list = []
-    lines = prelude.splitlines(keepends=True)
-    i = 0
-    while i < len(lines):
-        match = _HELPER.match(lines[i])
-        if not match:
-            chunks.append((None, [lines[i]]))
-            i += 1
-            continue
-        end = i
-        one_liner = "{" in lines[i] and lines[i].count("{") == lines[i].count("}")
-        if not one_liner:   # up to the closing brace at the start of a line
-            end = lines.index("}\n", i)
-        chunks.append((match.group(1), _comment_above(chunks) + lines[i:end + 1]))
-        i = end + 1
-    return chunks
-
-
-def _comment_above(chunks: list) -> list[str]:
-    """Take the comment that ends on the line before a helper (no blank line between) out of `chunks`."""
-    k = len(chunks) - 1
-    if k < 0 or chunks[k][0] is not None or not chunks[k][1][0].rstrip().endswith("*/"):
-        return []
-    while k >= 0 and chunks[k][0] is None and chunks[k][1][0].strip() and \
-            not chunks[k][1][0].startswith("/*"):
-        k -= 1
-    if k < 0 or chunks[k][0] is not None or not chunks[k][1][0].startswith("/*"):
-        return []
-    comment = [lines[0] for _, lines in chunks[k:]]
-    del chunks[k:]
-    return comment
+def prelude_needs(module: ModuleIR) -> SimpleNamespace:
+    """Which groups of prelude helpers the module's kernels can call, from their IR: the helpers
+    of each dtype its values have, the gathered index, and the trigonometry of f32 and f64."""
+    dtypes, trig, gather = {"bool"}, set(), False
+    for fn in module.functions:
+        dtypes.update(b.dtype for b in fn.params + fn.outputs + fn.temps + fn.consts)
+        for k in fn.kernels:
+            for item in kernel_expressions(k):
+                if getattr(item, "dtype", None):   # an operation's, a constant's, a check's
+                    dtypes.add(item.dtype)
+                if isinstance(item, Load):
+                    dtypes.add(item.buffer.dtype)
+                elif isinstance(item, Apply) and item.op in TRIG:
+                    trig.update(a.dtype for a in item.args)
+                gather = gather or isinstance(item, Gather)
+    return SimpleNamespace(dtypes=dtypes, trig=trig, gather=gather)
 
 
 # Vector builtins that are wrong for some lanes when another lane is extreme (PoCL 3.1:
