@@ -43,6 +43,8 @@ class OpenCLTarget:
             runtime.default_queue()
         except runtime.Unavailable as err:
             return str(err)
+        except Exception as err:  # noqa: BLE001  (a broken ICD fails in pyopencl's own ways)
+            return f"OpenCL is unavailable: {err}"
         return None
 
     def recall(self, text: str, path: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -28,24 +27,13 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 @lru_cache(maxsize=None)
 def target_status(target: str) -> tuple[bool, bool, str]:
-    """(implemented, available, reason) for a target on this machine."""
+    """(implemented, available, reason) for a target on this machine: the target says (Target.unavailable)."""
     if target not in targets.REGISTRY:
         return False, False, f"unknown target {target}"
     if importlib.util.find_spec(targets.REGISTRY[target]) is None:
         return False, False, f"the {target} target is not implemented yet"
-    if target == "c":
-        cc = os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"
-        if shutil.which(cc.split()[0]) is None:
-            return True, False, f"no C compiler ({cc}) on this machine"
-        return True, True, ""
-    if target == "opencl":
-        try:
-            import pyopencl as cl
-            if not cl.get_platforms():
-                return True, False, "no OpenCL platform"
-        except Exception as err:  # ImportError, or a LogicError from a broken ICD
-            return True, False, f"OpenCL is unavailable: {err}"
-    return True, True, ""
+    reason = targets.get(target).unavailable()
+    return True, reason is None, reason or ""
 
 
 def require_target(target: str) -> None:
