@@ -18,6 +18,7 @@ from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
 from .kernels import Affine, Apply, Buffer, Check, Const, DivMod, Gather, Load, Position, SizeVar
+from .loops import affine_gathers
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ class Body:
         if isinstance(item, Gather):
             return [item.value]
         if isinstance(item, (Load, Position)):
-            return _gathers(item.offset if isinstance(item, Load) else item.index)
+            return affine_gathers(item.offset if isinstance(item, Load) else item.index)
         return []
 
     def _emit(self, item) -> str:
@@ -421,13 +422,3 @@ class Body:
         if atom.modulus is not None:
             text = f"{text} % {paren(self.names.dim(atom.modulus))}"
         return f"({text})"
-
-
-def _gathers(aff: Affine) -> list:
-    found = []
-    for atom, _ in aff.terms:
-        if isinstance(atom, Gather):
-            found.append(atom)
-        elif isinstance(atom, DivMod):
-            found.extend(_gathers(atom.index))
-    return found

@@ -92,6 +92,17 @@ def affine_gathers(aff: Affine) -> list[Gather]:
     return found
 
 
+def value_children(item) -> list:
+    """The values an operation, a check or a gather computes from (a load's index aside)."""
+    if isinstance(item, Apply):
+        return list(item.args)
+    if isinstance(item, Check):
+        return [item.cond, item.value]
+    if isinstance(item, Gather):
+        return [item.value]
+    return []
+
+
 def expression_children(item) -> list:
     """The expressions `item` reads: operands, and the gathered indices of its index."""
     return _Rewriter._children(item)
@@ -191,14 +202,8 @@ class _Rewriter:
 
     @staticmethod
     def _children(item) -> list:
-        if isinstance(item, Apply):
-            return list(item.args)
-        if isinstance(item, Check):
-            return [item.cond, item.value]
-        if isinstance(item, Gather):
-            return [item.value]
         aff = item.offset if isinstance(item, Load) else item.index if isinstance(item, Position) else None
-        return affine_gathers(aff) if aff is not None else []
+        return affine_gathers(aff) if aff is not None else value_children(item)
 
     def _rebuild(self, item):
         get = lambda x: self.done[id(x)]  # noqa: E731

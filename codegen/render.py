@@ -16,7 +16,7 @@ from tdsl.ops import OPS, math_ops
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
 from .kernels import Apply, Check, Const, ErrorInfo, FunctionIR, Gather, Load, ModuleIR, SizeVar
-from .loops import kernel_expressions, kernel_loads
+from .loops import kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
@@ -116,24 +116,14 @@ class _ValueKeys:
             item, ready = stack.pop()
             if id(item) in self.memo:
                 continue
-            children = [c for c in _value_children(item) if id(c) not in self.memo]
+            children = [c for c in value_children(item) if id(c) not in self.memo]
             if children and not ready:
                 stack.append((item, True))
                 stack.extend((c, False) for c in children)
                 continue
-            shape = _value_shape(item, [self.memo[id(c)] for c in _value_children(item)])
+            shape = _value_shape(item, [self.memo[id(c)] for c in value_children(item)])
             self.memo[id(item)] = self.numbers.setdefault(shape, len(self.numbers))
         return self.memo[id(root)]
-
-
-def _value_children(item) -> list:
-    if isinstance(item, Apply):
-        return list(item.args)
-    if isinstance(item, Check):
-        return [item.cond, item.value]
-    if isinstance(item, Gather):
-        return [item.value]
-    return []
 
 
 def _value_shape(item, children: list[int]) -> tuple:

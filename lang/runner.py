@@ -6,6 +6,7 @@ attributes below, which a target overrides where it can do more.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,7 @@ class ErrorTable(tuple):
         return TdslRuntimeError(message, entry.loc)
 
 
-class Runner:
+class Runner(ABC):
     """Runs one function on a target: `runner(arrays, sizes)` -> list of result arrays."""
 
     call: "CallSpec"        # how to call the function (tdsl/callspec.py): what the binders read
@@ -52,8 +53,9 @@ class Runner:
     device_types: tuple = ()   # array types the binder lets through unconverted (device arrays)
     writes_into = False    # whether __call__ takes `outs`: result buffers the caller has checked
 
+    @abstractmethod
     def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
-        raise NotImplementedError
+        """The results for bound arguments (into `outs` where the target `writes_into`)."""
 
     def fast_call(self, binder, tuple_result: bool, checked, takes_out: bool):
         """A call path for arguments that need no conversion, or None (every call is checked)."""
