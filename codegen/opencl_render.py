@@ -43,7 +43,7 @@ STORAGE = {**_TYPES, "bool": "uchar"}      # bool is not a buffer element type i
 
 def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> tuple[str, ModuleSchedule]:
     """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
-    from tdsl import __version__
+    from tdsl.version import __version__
     schedule = schedule or module_schedule(module)
     functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in module.functions]
     prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))

@@ -15,14 +15,14 @@ from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
-from .kernels import Apply, Check, Const, ErrorInfo, FunctionIR, Gather, Load, ModuleIR, SizeVar
+from .kernels import Apply, Check, Const, FunctionIR, Gather, Load, ModuleIR, SizeVar
 from .loops import kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
 def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[str, str | None]:
     """The C source of a module, and its header when asked for."""
-    from tdsl import __version__
+    from tdsl.version import __version__
     calls: dict = {}
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
     functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name]).view()
@@ -38,14 +38,10 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     return source, header
 
 
-def error_message(info: ErrorInfo) -> str:
-    """The message of an error as the C code reports it (sizes shown symbolically)."""
-    message = info.message.replace("{extent}", str(info.extent)) if info.extent is not None else info.message
-    return f"{info.loc}: {message}" if info.loc else message
-
-
 def error_views(errors) -> list:
-    return [SimpleNamespace(code=i + 1, message=error_message(e)) for i, e in enumerate(errors)]
+    """The module's error table as the C code reports it (sizes shown symbolically)."""
+    return [SimpleNamespace(code=i + 1, message=e.text(str(e.extent) if e.extent is not None else None))
+            for i, e in enumerate(errors)]
 
 
 # Ops that call a math function: vectorized (libmvec), one costs about what loading and

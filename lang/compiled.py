@@ -8,7 +8,8 @@ import numpy as np
 from .bind import Binder
 from .dtypes import to_numpy
 from .graph import FunctionGraph
-from .interp import check_sizes, out_of_memory, run_graph, value_sizes
+from .interp import out_of_memory, run_graph
+from .limits import check_sizes, value_sizes
 from .runner import Runner
 from .targets import REFERENCE
 

@@ -12,10 +12,7 @@ from .dims import Dim
 from .dtypes import to_numpy
 from .errors import TdslRuntimeError
 from .graph import FunctionGraph, Node, toposort
-# the analyses of what a call can fail on live in the core module limits.py; these names
-# stay importable from here for the runtimes that take them from the interpreter
-from .limits import (can_fail, check_sizes, computed_roots, const_value, covered, describe,  # noqa: F401
-                     fits, no_memory_message, size_key, too_big_message, value_sizes)
+from .limits import check_sizes, computed_roots, const_value, no_memory_message, value_sizes
 from .ops import OPS, RuntimeCheckFailed
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .callspec import CallSpec
 from .graph import FunctionGraph
-from .interp import computed_roots, run, value_sizes
+from .interp import run
+from .limits import computed_roots, value_sizes
 from .printer import graph_text, to_tdsl
 from .runner import Runner
 

@@ -26,9 +26,11 @@ class ErrorEntry:
     loc: Location | None = None
     extent: Dim | None = None
 
-    def text(self) -> str:
-        """The message with its place, as the generated code and the standalone files print it."""
-        return f"{self.loc}: {self.message}" if self.loc else self.message
+    def text(self, extent: str | None = None) -> str:
+        """The message with its place, as generated code prints it: `{extent}` stays for the
+        standalone OpenCL host to fill in, or is `extent` (the C code's symbolic size)."""
+        message = self.message if extent is None else self.message.replace("{extent}", extent)
+        return f"{self.loc}: {message}" if self.loc else message
 
 
 class ErrorTable(tuple):
