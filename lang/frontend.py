@@ -16,12 +16,13 @@ from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
 from .graph import MAX_DIMS, FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
 from .indexing import Sub, index
+from .ops import operator_symbols
 
-BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+# operator symbol -> op name, from the op table (`+` -> add, `<=` -> le): the grammar says where each goes
+OPERATORS = {symbol: name for name, symbol in operator_symbols(2).items()}
 _KIND_ORDER = ["bool", "int", "float"]
 MAX_CALL_DEPTH = 100  # fns inlined into one another; each level elaborates a whole body again
 _CHAINS = ("binop", "and_op", "or_op")  # left-associative: `a + b + c` nests on the left
-COMPARES = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
 class Program:
@@ -379,11 +380,11 @@ class Scope:
         op = str(t.children[1])
         if op == "@":
             return infer.matmul(left, right, self.loc(t))
-        return infer.elementwise(BINOPS[op], [left, right], self.loc(t))
+        return infer.elementwise(OPERATORS[op], [left, right], self.loc(t))
 
     def e_compare(self, t):
         a, op, b = t.children
-        return infer.elementwise(COMPARES[str(op)], [self.value(a), self.value(b)], self.loc(t))
+        return infer.elementwise(OPERATORS[str(op)], [self.value(a), self.value(b)], self.loc(t))
 
     def e_not_op(self, t):
         return infer.elementwise("not", [self.value(t.children[0])], self.loc(t))
