@@ -23,6 +23,10 @@ TARGETS = list(targets.names())
 COMPILED = list(targets.compiled())
 REFERENCE = targets.REFERENCE
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# OpenCL fixes its launch layout when it builds a program: tests that depend on the layout run
+# each compiled target once, and OpenCL once per layout (`compiled_variant` builds them)
+LAYOUTS = {"opencl": ("cpu", "gpu")}
+VARIANTS = [f"{t}-{layout}" if layout else t for t in COMPILED for layout in LAYOUTS.get(t, (None,))]
 
 
 @lru_cache(maxsize=None)

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 import tdsl
+import conftest
 from conftest import REFERENCE, assert_same, compiled, compiled_variant, require_target
 from tdsl.codegen.lower import lower_module
 from tdsl.pipeline import check_source
 from tdsl.rewrite import simplify_graph
 
-VARIANTS = ["numpy", "c", "opencl-cpu", "opencl-gpu"]
+VARIANTS = [REFERENCE, *conftest.VARIANTS]
 
 
 build = compiled_variant

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import tdsl
+import conftest
 from conftest import assert_same, compiled, require_target
 from tdsl.ops import OPS
 
-PLACES = ["c", "opencl-cpu", "opencl-gpu"]
+PLACES = conftest.VARIANTS
 LENGTHS = (1, 7, 8, 9, 17, 33, 1001, 4099)
 DTYPES = {"f32": np.float32, "f64": np.float64}
 

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 import fuzz
-from conftest import require_asan
+from conftest import COMPILED, LAYOUTS, REFERENCE, require_asan
 
 CI_SEED = 20261206
 CI_PROGRAMS = 64        # with 2 calls each: about 75 s on 2 cores for numpy, c and both OpenCL layouts
 CI_SANITIZED = 24
 CI_MUTATIONS = 200
-LABELS = {"numpy": [], "c": ["c"], "opencl": ["opencl:cpu", "opencl:gpu"]}
+# the fuzzer's labels: each compiled target, OpenCL in each launch layout (the reference is the oracle)
+LABELS = {REFERENCE: [], **{t: [f"{t}:{layout}" if layout else t for layout in LAYOUTS.get(t, (None,))]
+                            for t in COMPILED}}
 
 
 def run_programs(labels: list, count: int) -> tuple[dict, fuzz.Report]:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import tdsl
+import conftest
 from conftest import assert_same, compiled, compiled_variant, require_target
 
 # c, and opencl in its CPU layout (runs and strips) and its GPU one (work-group trees, tiles)
-VARIANTS = ["c", "opencl-cpu", "opencl-gpu"]
+VARIANTS = conftest.VARIANTS
 
 
 build = compiled_variant

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, require_target
+from conftest import REFERENCE, VARIANTS, assert_same, require_target
 from tdsl.cli import main as tdslc
 from tdsl.codegen.cexpr import c_comment, c_string, py_string, py_text
 
@@ -88,13 +88,13 @@ def hostile_args(rng):
             "words": (tuple(s[:11]), s[0] + s[1] * s[2] - s[3] + s[4] * s[5] + s[6] * s[7] + s[8] - s[9] * s[10])}
 
 
-@pytest.fixture(params=["numpy", "c", "opencl", "opencl-gpu"])
+@pytest.fixture(params=[REFERENCE, *VARIANTS])
 def layout_target(request, monkeypatch):
-    """Each target, and the opencl target in the launch layout GPUs get too."""
-    target = request.param.split("-")[0]
+    """Each target, and the opencl target in each of its launch layouts."""
+    target, _, layout = request.param.partition("-")
     require_target(target)
-    if request.param == "opencl-gpu":
-        monkeypatch.setenv("TDSL_OPENCL_LAYOUT", "gpu")
+    if layout:
+        monkeypatch.setenv("TDSL_OPENCL_LAYOUT", layout)
     return target
 
 
