@@ -199,6 +199,22 @@ def test_sin_of_f32_next_to_a_huge_lane(place):
             np.testing.assert_allclose(got, fn(x.astype(np.float64)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("T", ["f32", "f64"])
+def test_maximum_and_minimum_of_a_signed_zero_literal(place, T):
+    """NumPy gives b on ties: maximum(-0.0, 0.0) is 0.0. PoCL compiled a tie with a constant -0.0
+    operand into the constant (found by test_rewrite's random programs); every side, every zero."""
+    cases = [(fn, a, b) for fn in ("maximum", "minimum") for z in ("-0.0", "0.0") for a, b in ((z, "y"), ("y", z))]
+    src = "\n".join(f"fn c{k}(y: {T}[n]) -> {T}[n] {{ return {fn}({a}, {b}) }}" for k, (fn, a, b) in enumerate(cases))
+    y = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf], dtype=T.replace("f", "float"))
+    m = module(place, src)
+    for k, (fn, a, b) in enumerate(cases):
+        zero = y.dtype.type(float(a if a != "y" else b))
+        want = getattr(np, fn)(zero, y) if a != "y" else getattr(np, fn)(y, zero)
+        got = getattr(m, f"c{k}")(y)
+        assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want)), \
+            f"{fn}({a}, {b}): {got} != {want}"
+
+
 # -- the C rendering: only values computed twice leave the vector path ----------------------------
 
 def test_c_keeps_vector_math_for_values_computed_once():
