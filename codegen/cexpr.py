@@ -17,7 +17,7 @@ from tdsl.dims import Dim, FloorDivAtom
 from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
-from .kernels import Affine, Apply, Buffer, Check, Const, DivMod, Gather, Load, Position, SizeVar
+from .kernels import Affine, Apply, Buffer, Check, Const, Gather, Load, Position, SizeVar
 from .loops import affine_gathers
 
 

@@ -15,7 +15,7 @@ from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
-from .kernels import Apply, Check, Const, FunctionIR, Gather, Load, ModuleIR, SizeVar
+from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR, SizeVar
 from .loops import kernel_expressions, kernel_loads, value_children
 from .templating import environment
 

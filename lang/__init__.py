@@ -5,10 +5,14 @@ from pathlib import Path
 
 from importlib import import_module
 from importlib.util import find_spec
+from typing import TYPE_CHECKING
 
 from .errors import (TdslArgumentError, TdslBuildError, TdslError, TdslRuntimeError, TdslSyntaxError,
                      TdslTypeError)
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .compiled import Module
 
 # Loaded on first use, so that importing one part (`tdsl.codegen.cache`, `tdsl.errors`) does not
 # load the front end, autodiff and the builder API with it.
