@@ -95,7 +95,10 @@ def cmd_build(args) -> int:
             prefix.lower() == "tdsl" or prefix.lower().startswith("tdsl_"):
         raise TdslError(f"'{prefix}' cannot start the C names of the module (a C identifier, not starting "
                         f"with '_' or 'tdsl_'); pass --prefix NAME")
-    files = get(args.target).emit(graphs, prefix)
+    target = get(args.target)
+    if not target.standalone_suffixes:
+        raise TdslError(f"the {args.target} target writes no standalone files")
+    files = target.emit(graphs, prefix)
     for suffix, text in files.items():
         out.with_suffix(suffix).write_text(text, encoding="utf-8")
     print("wrote " + " and ".join(str(out.with_suffix(suffix)) for suffix in files))
@@ -133,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
     graph.set_defaults(run=cmd_graph)
     build = sub.add_parser("build", help="write standalone C (OUT.c, OUT.h) or OpenCL (OUT.py)")
     build.add_argument("file")
-    build.add_argument("-t", "--target", default="c", choices=targets.standalone())
+    build.add_argument("-t", "--target", default="c", choices=targets.compiled())   # (importing none)
     build.add_argument("-o", "--output", required=True)
     build.add_argument("--prefix")
     build.set_defaults(run=cmd_build)
