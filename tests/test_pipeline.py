@@ -157,3 +157,13 @@ def test_importing_the_package_loads_no_compiler_stage():
     code = "import sys, tdsl; print(sorted(m for m in sys.modules if m.startswith('tdsl')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['tdsl', 'tdsl.errors', 'tdsl.version']"
+
+
+def test_build_refuses_a_target_without_standalone_files(echo_target, monkeypatch, tmp_path, capsys):
+    """A registered target that writes no standalone files is a clear error, not an empty build."""
+    monkeypatch.setattr(EchoTarget, "standalone_suffixes", ())
+    path = tmp_path / "prog.tdsl"
+    path.write_text(SOURCE)
+    assert cli.main(["build", str(path), "-t", "echo", "-o", str(tmp_path / "out")]) == 1
+    assert "the echo target writes no standalone files" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out*"))
