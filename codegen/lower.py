@@ -43,11 +43,24 @@ class ErrorTable:
 def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
     """Every function of a module, sharing one table of error codes, with how to call each."""
     errors = ErrorTable()
+    _refuse_control_flow(graphs)
     with deep_recursion():
         functions = tuple(Lowering(g, errors).run() for g in graphs)
     file = graphs[0].file if graphs else "<string>"
     return with_calls(ModuleIR(prefix, functions, tuple(errors.entries), file), graphs)
 
+
+
+def _refuse_control_flow(graphs: list[FunctionGraph]) -> None:
+    """Loops, branches and indexed updates run on the reference target only, for now."""
+    from tdsl.errors import TdslTypeError
+    for g in graphs:
+        for node in toposort(list(g.outputs) + [n for _, n in g.named]):
+            if _kind(node) in ("region", "update", "scatter"):
+                what = {"region": f"a {node.op} statement", "update": "an indexed update",
+                        "scatter": "an indexed update"}[_kind(node)]
+                raise TdslTypeError(f"{what} cannot be compiled for this target yet; "
+                                    f"use target='numpy'", node.loc)
 
 
 def _kind(node: Node) -> str:

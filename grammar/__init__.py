@@ -11,6 +11,12 @@ lark Tokens, so positions survive; every tree node carries `meta` positions.
                                one of + - * // (`f64[n - 1]`, `f32[n * k]`)
     ret                        None without `->`; ret_single(type) or ret_tuple(type, ...)
     body(stmt*)                assign(NAME, expr), destructure(NAME, NAME, ..., expr),
+                               aug_assign(NAME, AUGOP, expr) (AUGOP one of += -= *= /=
+                               //= %= **= @=), index_assign(NAME, subscripts, expr),
+                               index_aug_assign(NAME, subscripts, AUGOP, expr),
+                               for_stmt(NAME, NAME, args, body) (`for i in range(...)`),
+                               while_stmt(expr, body), if_stmt(expr, body, else) with
+                               else None, a body, or another if_stmt;
                                return_stmt(expr, ...)
     expr, loosest first        or_op(a, b), and_op(a, b), not_op(a), compare(a, OP, b)
                                (OP one of == != < <= > >=, no chaining),
@@ -41,8 +47,8 @@ from tdsl.graph import paused_gc
 
 __all__ = ["parse", "KEYWORDS", "RESERVED_WORDS"]
 
-KEYWORDS = ("fn", "const", "return", "true", "false", "and", "or", "not")
-RESERVED_WORDS = ("for", "in", "if", "else", "loop")
+KEYWORDS = ("fn", "const", "return", "true", "false", "and", "or", "not", "for", "in", "if", "else", "while")
+RESERVED_WORDS = ("loop",)
 
 _CLOSERS = {"(": ")", "[": "]"}
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "LPAR", "LSQB", "MINUS", "PLUS", "TRUE", "FALSE"}
@@ -242,6 +248,10 @@ def _explain_by_rule(token: Token, accepts: set[str], text: str) -> tuple[str | 
         return f"'{word}' is a reserved word, not part of tdsl yet", None
     if word in KEYWORDS and kind == word.upper() and "NAME" in accepts:
         return f"'{word}' is a keyword and cannot be used as a name", None
+    if kind in ("EQUAL", "AUGOP") and "NAME" in accepts:
+        before = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t]*$", text[:token.start_pos])
+        if before and before.group(1) in KEYWORDS:
+            return f"'{before.group(1)}' is a keyword and cannot be used as a name", None
     if kind == "EQUAL" and "EQ" in accepts:
         return "'=' cannot appear inside an expression", "use '==' to compare"
     if kind in _COMPARISONS and not accepts & _COMPARISONS and {"PLUS", "AND"} <= accepts:

@@ -213,6 +213,32 @@ class GradContext:
         scattered = infer.matmul(infer.transpose(hot.node, (1, 0), self.loc), g3.node, self.loc)
         return [self.reshape(self.sym(scattered), x.shape), None]
 
+    def update_rule(self) -> list:
+        """The overwritten region of x gets no gradient; v gets the adjoint of its region."""
+        from .updates import _write_region
+        x, v = self.node.inputs
+        starts, steps, shape = (self.node.attr(k) for k in ("starts", "steps", "shape"))
+        cleared = _write_region(self.g.node, starts, steps, shape, (), _zeros(v.shape, self.g.dtype, self.loc),
+                                self.loc)
+        part = infer.slice_node(self.g.node, starts, steps, shape, (), self.loc)
+        return [self.sym(cleared), self.sym(part)]
+
+    def scatter_rule(self) -> list:
+        """x keeps the adjoint where nothing was written; each written position's adjoint goes to
+        the write that won it (the last, as in NumPy's assignment), the others get none."""
+        from .updates import scatter
+        x, idx, v = self.node.inputs
+        axis = self.node.attr("axis")
+        cleared = scatter(self.g.node, idx, _zeros(v.shape, self.g.dtype, self.loc), axis, self.loc)
+        count = shape_size(idx.shape)
+        order = infer.reshape(infer.iota(count, self.loc), idx.shape, self.loc)
+        base = _zeros((x.shape[axis],), "i64", self.loc)
+        winner = infer.take(scatter(base, idx, order, 0, self.loc), idx, 0, self.loc)
+        won = infer.cast(infer.elementwise("eq", [winner, order], self.loc), self.g.dtype, self.loc)
+        won = infer.reshape(won, (Dim.of(1),) * axis + idx.shape + (Dim.of(1),) * (x.ndim - axis - 1), self.loc)
+        part = infer.elementwise("mul", [infer.take(self.g.node, idx, axis, self.loc), won], self.loc)
+        return [self.sym(cleared), None, self.sym(part)]
+
     def matmul_rule(self) -> list:
         a, b = self.node.inputs
         return [self.sym(infer.matmul(self.g.node, _swap(b, self.loc), self.loc)),

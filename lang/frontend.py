@@ -11,7 +11,7 @@ import difflib
 from lark import Token, Tree
 
 from . import builtins, infer
-from .dims import Dim, DimTooComplex, shape_str
+from .dims import Dim, DimTooComplex, is_nonnegative, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
 from .graph import MAX_DIMS, FunctionGraph, Node, Param, deep_recursion, make_attrs, paused_gc
@@ -33,6 +33,9 @@ class Program:
         self.consts: dict[str, Node] = {}
         self.fns: dict[str, Tree] = {}
         self.in_progress: list[str] = []
+        self.dims: list[str] = []        # the size variables visible here: the function's, then loop indices
+        self.loop_dims: set[str] = set()  # the size variables that are loop indices
+        self.blocks = 0                  # loop and branch bodies elaborated so far (their parameters' tag)
         for item in tree.children:
             name_tok = item.children[0]
             if name_tok in self.consts or name_tok in self.fns:
@@ -76,6 +79,7 @@ class Program:
                 raise TdslTypeError(f"{name} has two parameters named '{p.name}'", p.loc)
         args = [Node("param", p.dtype, p.shape, (), make_attrs(name=p.name), False, p.loc, p.name) for p in params]
         scope = Scope(self, {p.name: a for p, a in zip(params, args)}, sizes)
+        self.dims = list(size_vars)
         try:
             outputs, tuple_result = self.elaborate(fn, scope)
         except RecursionError:
@@ -232,6 +236,8 @@ class Scope:
     def __init__(self, program: Program, env: dict, sizes: dict):
         self.program, self.env, self.sizes = program, env, sizes
         self.named: list[tuple[str, Node]] = []
+        self.bound_at: dict[str, Location | None] = {}   # each name's latest binding in this body
+        self.gone: dict[str, Location | None] = {}       # names local to a loop or branch that ended
 
     def loc(self, tree) -> Location | None:
         return self.program.loc(tree)
@@ -239,6 +245,9 @@ class Scope:
     def body(self, body: Tree, fn_loc) -> list[Node]:
         stmts = body.children
         for i, stmt in enumerate(stmts):
+            if stmt.data != "return_stmt":
+                self.statement(stmt)
+                continue
             if stmt.data == "return_stmt":
                 if i != len(stmts) - 1:
                     raise TdslTypeError("return must be the last statement", self.loc(stmts[i + 1]))
@@ -251,18 +260,62 @@ class Scope:
                         return [self.as_value(v, stmt.children[0]) for v in values]
                     return [self.as_value(values, stmt.children[0])]
                 return [self.value(e) for e in stmt.children]
-            if stmt.data == "assign":
-                name, expr = stmt.children
-                self.bind(name, self.expr(expr))
-            else:
-                *names, expr = stmt.children
-                values = self.expr(expr)
-                if not isinstance(values, tuple) or len(values) != len(names):
-                    count = len(values) if isinstance(values, tuple) else 1
-                    raise TdslTypeError(f"cannot unpack {count} value(s) into {len(names)} names", self.loc(stmt))
-                for name, value in zip(names, values):
-                    self.bind(name, value)
         raise TdslTypeError("the function has no return statement", fn_loc)
+
+    def statement(self, stmt: Tree) -> None:
+        """One statement other than `return`."""
+        kind_ = stmt.data
+        if kind_ == "return_stmt":
+            raise TdslTypeError("return must be the last statement of the function, not inside a "
+                                "loop or branch", self.loc(stmt))
+        if kind_ == "assign":
+            name, expr = stmt.children
+            self.bind(name, self.expr(expr))
+        elif kind_ == "destructure":
+            *names, expr = stmt.children
+            values = self.expr(expr)
+            if not isinstance(values, tuple) or len(values) != len(names):
+                count = len(values) if isinstance(values, tuple) else 1
+                raise TdslTypeError(f"cannot unpack {count} value(s) into {len(names)} names", self.loc(stmt))
+            for name, value in zip(names, values):
+                self.bind(name, value)
+        elif kind_ == "aug_assign":
+            name, op, expr = stmt.children
+            self.bind(name, self.augmented(self.existing(name), op, self.value(expr), stmt))
+        elif kind_ in ("index_assign", "index_aug_assign"):
+            from .updates import set_item
+            name, subs_tree, *rest = stmt.children
+            x = self.existing(name)
+            subs = [self.subscript(s) for s in subs_tree.children]
+            v = self.value(rest[-1])
+            if kind_ == "index_aug_assign":
+                v = self.augmented(index(x, subs, self.loc(stmt)), rest[0], v, stmt)
+            self.bind(name, set_item(x, subs, v, self.loc(stmt)))
+        else:
+            from . import control
+            control.STATEMENTS[kind_](self, stmt)
+
+    def augmented(self, old: Node, op: Token, value: Node, stmt: Tree) -> Node:
+        """`old OP value` for the assignment `... OP= value`."""
+        symbol = str(op)[:-1]
+        if symbol == "@":
+            return infer.matmul(old, value, self.loc(stmt))
+        return infer.elementwise(OPERATORS[symbol], [old, value], self.loc(stmt))
+
+    def existing(self, name: Token) -> Node:
+        """The value of a name an update or augmented assignment rebinds."""
+        node = self.lookup(str(name))
+        if node is None:
+            self.undefined(str(name), self.loc(name))
+        return node
+
+    def lookup(self, name: str) -> Node | None:
+        """The value bound to `name` in this body (or an enclosing one), if any."""
+        return self.env.get(name)
+
+    def gone_at(self, name: str):
+        """Where `name` was bound in a loop or branch that has ended (it was local to it)."""
+        return self.gone.get(name)
 
     def bind(self, name: Token, value) -> None:
         if name in DTYPES or name in self.program.fns:
@@ -271,6 +324,7 @@ class Scope:
         node = node.with_name(str(name), self.loc(name))
         self.env[str(name)] = node
         self.named.append((str(name), node))
+        self.bound_at[str(name)] = self.loc(name)
 
     def value(self, tree) -> Node:
         return self.as_value(self.expr(tree), tree)
@@ -312,8 +366,9 @@ class Scope:
 
     def e_name(self, t):
         name = str(t.children[0])
-        if name in self.env:
-            return self.env[name]
+        node = self.lookup(name)
+        if node is not None:
+            return node
         if name in self.sizes:
             return builtins.dim_node(self.sizes[name], self.loc(t))
         if name in self.program.consts and self.program.consts[name] is not None:
@@ -322,9 +377,18 @@ class Scope:
             return builtins.DType(name)
         if name in self.program.fns or name in builtins.BUILDERS:
             raise TdslTypeError(f"'{name}' is a function; call it", self.loc(t))
+        self.undefined(name, self.loc(t))
+
+    def undefined(self, name: str, loc) -> None:
+        where = self.gone_at(name)
+        if where is not None or name in self.gone:
+            raise TdslTypeError(f"'{name}' is local to the loop or branch that binds it"
+                                f"{f' (at {where.line}:{where.col})' if where else ''}; it is not "
+                                f"defined after it", loc,
+                                hint=f"bind '{name}' before the loop or branch to carry it out")
         known = list(self.env) + list(self.sizes) + list(self.program.consts)
         near = difflib.get_close_matches(name, known, n=1)
-        raise TdslTypeError(f"undefined name '{name}'", self.loc(t),
+        raise TdslTypeError(f"undefined name '{name}'", loc,
                             hint=f"did you mean '{near[0]}'?" if near else None)
 
     def e_tuple_lit(self, t):
@@ -424,26 +488,65 @@ class Scope:
         subs = subs_tree.children
         if len(subs) == 1 and subs[0].data == "sub_expr":
             idx = self.expr(subs[0].children[0])
-            if isinstance(idx, Node) and not (idx.op == "const" and idx.ndim == 0):
+            if isinstance(idx, Node) and idx.ndim > 0:
                 return infer.take(x, idx, 0, self.loc(t))
         return index(x, [self.subscript(s) for s in subs], self.loc(t))
 
     def subscript(self, s) -> Sub:
+        """One subscript: an integer or dim expression (static), or a value known at run time."""
         if s.data == "sub_none":
             return Sub("none")
         if s.data == "sub_ellipsis":
             return Sub("ellipsis")
         if s.data == "sub_expr":
-            return Sub("int", start=self.static_int(s.children[0]))
-        start, stop, step = (None if c is None else self.static_int(c) for c in s.children)
-        return Sub("slice", start, stop, step)
+            v = self.expr(s.children[0])
+            if isinstance(v, Node) and v.ndim > 0:
+                if kind(v.dtype) != "int":
+                    raise TdslTypeError(f"an index array must hold integers, not {v.dtype}", self.loc(s))
+                return Sub("array", value=v)
+            bound = self.bound(v, s.children[0])
+            return Sub("dyn", value=bound) if isinstance(bound, Node) else Sub("int", start=bound)
+        start_t, stop_t, step_t = s.children
+        step = None if step_t is None else self.bound(self.expr(step_t), step_t)
+        if isinstance(step, Node):
+            raise TdslTypeError("a slice step must be a nonzero integer literal or const", self.loc(step_t or s))
+        start, stop = (None if c is None else self.bound(self.expr(c), c) for c in (start_t, stop_t))
+        if not isinstance(start, Node) and not isinstance(stop, Node):
+            return Sub("slice", start, stop, step)
+        from .updates import slice_length
+        if (step or 1) < 0:
+            raise TdslTypeError("a slice with a run-time bound needs a positive step", self.loc(s),
+                                hint="flip(...) the slice instead")
+        length = None
+        if start is not None and stop is not None:
+            as_node = [b if isinstance(b, Node) else builtins.as_node(b, self.loc(s)) for b in (start, stop)]
+            length = slice_length(*as_node)
+        if length is None:
+            raise TdslTypeError("the length of this slice is not a dim expression (stop - start must not "
+                                "depend on run-time values)", self.loc(s),
+                                hint="write it as x[j:j + k] with k a size, a const or a literal")
+        if step == 0:
+            raise TdslTypeError("a slice step cannot be zero", self.loc(s))
+        if step and step != 1:
+            length = (length + (step - 1)) // step
+        return Sub("dynslice", stop=length, step=step or 1, value=as_node[0])
 
-    def static_int(self, tree) -> int:
-        v = self.expr(tree)
+    def bound(self, v, tree):
+        """An index or slice bound: an int (a literal, negative from the end), a dim expression
+        that is never negative (static), or an integer scalar value (run time)."""
         if isinstance(v, Node) and v.op == "const" and v.ndim == 0 and v.dtype in ("i32", "i64"):
             return int(v.attr("value"))
-        raise TdslTypeError("an index or slice bound must be an integer literal", self.loc(tree),
-                            hint="index with an integer array to gather (take)")
+        if not (isinstance(v, Node) and v.ndim == 0 and kind(v.dtype) == "int"):
+            what = v.type_str if isinstance(v, Node) else "this"
+            raise TdslTypeError(f"an index or slice bound must be an integer scalar, not {what}",
+                                self.loc(tree), hint="index with an integer array to gather (take)")
+        try:
+            dim = builtins.static_dim(v, self.loc(tree))
+        except TdslTypeError:
+            return v
+        if set(dim.variables()) & self.program.loop_dims and not is_nonnegative(dim):
+            return v    # a loop index minus something may be negative: NumPy counts it from the end
+        return dim
 
     def e_call(self, t):
         name_tok, args_tree = t.children

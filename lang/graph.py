@@ -213,3 +213,61 @@ def paused_gc():
             _gc_pausers -= 1
             if _gc_pausers == 0 and _gc_was_enabled:
                 gc.enable()
+
+
+REGION_OPS = ("for", "while", "if")
+
+
+@dataclass(frozen=True)
+class Region:
+    """Control flow (section 11): the function graphs one `for`, `while` or `if` runs.
+
+    `graphs` are (body,) for `for`, (cond, body) for `while` and (then, else) for `if`; all of
+    one region take the same parameters: the carried values first (`carried` of them), then the
+    captured ones (values of the enclosing scope the bodies read). A region node's inputs are
+    (start, stop, carried..., captured...) for `for`, (carried..., captured...) for `while` and
+    (pred, captured...) for `if`; each result of the region is a node of its own, `result` k.
+
+    A `for` body sees its loop index as the size variable `index` when the range makes the
+    index non-negative (so `x[i]` is a strided view), else as a weak i64 first parameter
+    named `index` (`index_param`), read through a gather that counts negatives from the end.
+    """
+
+    kind: str
+    graphs: tuple[FunctionGraph, ...]
+    carried: int = 0
+    step: int = 1
+    index: str | None = None
+    index_param: bool = False
+    loc: Location | None = field(default=None, compare=False)
+
+    @property
+    def body(self) -> FunctionGraph:
+        return self.graphs[-1] if self.kind != "if" else self.graphs[0]
+
+    @property
+    def leading(self) -> int:
+        """How many inputs of a region node come before the carried values."""
+        return {"for": 2, "while": 0, "if": 1}[self.kind]
+
+
+def region_of(node: Node) -> Region | None:
+    return node.attr("region") if node.op in REGION_OPS else None
+
+
+def region_results(node: Node) -> tuple[Region, tuple]:
+    """The identity of a region node's computation: every result of one loop shares it."""
+    return node.attr("region"), node.inputs
+
+
+def subgraphs(graph: FunctionGraph) -> Iterator[FunctionGraph]:
+    """Every function graph nested in `graph`'s regions, depth first (not `graph` itself)."""
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in toposort(list(g.outputs) + [n for _, n in g.named]):
+            region = region_of(node)
+            if region is not None and node.attr("result") == 0:
+                for sub in region.graphs:
+                    yield sub
+                    stack.append(sub)

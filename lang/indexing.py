@@ -15,12 +15,22 @@ from .graph import Node
 
 @dataclass(frozen=True)
 class Sub:
-    """One subscript: kind 'int' (start), 'slice' (start, stop, step), 'none' or 'ellipsis'."""
+    """One subscript: kind 'int' (start), 'slice' (start, stop, step), 'none' or 'ellipsis';
+    the bounds are integers (negative: from the end) or non-negative dim expressions.
+
+    Dynamic subscripts (section 11) hold a graph value: 'dyn' (`value` an integer scalar),
+    'dynslice' (`value` the start, `stop` the length as a Dim, `step` > 0) and 'array'
+    (`value` an integer array: a gather, or a scatter on the left of `=`)."""
 
     kind: str
-    start: int | None = None
-    stop: int | None = None
+    start: int | Dim | None = None
+    stop: int | Dim | None = None
     step: int | None = None
+    value: Node | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        return self.kind in ("dyn", "dynslice", "array")
 
 
 def _require(dim: Dim, message: str, loc: Location | None, checks: list) -> None:
@@ -41,7 +51,7 @@ def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tu
     # The messages do not quote the subscript: `x[0]` and `x[0:1]` need the same, and say so alike.
     short = f"the index needs a longer axis {axis} of {x.type_str}"
     if sub.kind == "int":  # the checks of the slice `i:i+1`, so that both print alike
-        start = dim + sub.start if sub.start < 0 else Dim.of(sub.start)
+        start = dim + sub.start if _negative(sub.start) else Dim.of(sub.start)
         _require(start, short, loc, checks)
         _require(dim - start - 1, short, loc, checks)
         return start, 1, Dim.of(1)
@@ -52,7 +62,7 @@ def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tu
     def bound(value, default):
         if value is None:
             return default
-        return dim + value if value < 0 else Dim.of(value)
+        return dim + value if _negative(value) else Dim.of(value)
 
     if step > 0:
         start, stop = bound(sub.start, Dim.of(0)), bound(sub.stop, dim)
@@ -74,11 +84,15 @@ def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tu
     return start, step, (span + (abs(step) - 1)) // abs(step)
 
 
-def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
-    """x[subs]: integers drop an axis, slices keep it, None adds one, ... fills the rest."""
+def _negative(value) -> bool:
+    return isinstance(value, int) and value < 0
+
+
+def expand(x: Node, subs: list[Sub], loc: Location | None) -> list[Sub]:
+    """`subs` with the '...' (explicit or implied at the end) replaced by full slices."""
     if sum(s.kind == "ellipsis" for s in subs) > 1:
         raise TdslTypeError("an index can hold only one '...'", loc)
-    consuming = sum(s.kind in ("int", "slice") for s in subs)
+    consuming = sum(s.kind not in ("none", "ellipsis") for s in subs)
     if consuming > x.ndim:
         raise TdslTypeError(f"too many indices ({consuming}) for {x.type_str}", loc)
     if not any(s.kind == "ellipsis" for s in subs):
@@ -86,6 +100,11 @@ def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
     expanded: list[Sub] = []
     for s in subs:
         expanded.extend([Sub("slice")] * (x.ndim - consuming) if s.kind == "ellipsis" else [s])
+    return expanded
+
+
+def region(x: Node, expanded: list[Sub], loc: Location | None):
+    """(starts, steps, lengths, checks, final shape) of static subscripts on `x`."""
     starts, steps, lengths, checks, final = [], [], [], [], []
     axis = 0
     for s in expanded:
@@ -99,6 +118,16 @@ def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
         if s.kind == "slice":
             final.append(length)
         axis += 1
+    return starts, steps, lengths, checks, final
+
+
+def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
+    """x[subs]: integers drop an axis, slices keep it, None adds one, ... fills the rest."""
+    expanded = expand(x, subs, loc)
+    if any(s.dynamic for s in expanded):
+        from .updates import dynamic_index
+        return dynamic_index(x, expanded, loc)
+    starts, steps, lengths, checks, final = region(x, expanded, loc)
     out = x
     if any(not (st == 0 and sp == 1 and ln == d) for st, sp, ln, d in zip(starts, steps, lengths, x.shape)):
         out = infer.slice_node(x, starts, steps, lengths, checks, loc)

@@ -11,8 +11,8 @@ import numpy as np
 from .dims import Dim
 from .dtypes import to_numpy
 from .errors import TdslRuntimeError
-from .graph import FunctionGraph, Node, toposort
-from .limits import check_sizes, computed_roots, const_value, no_memory_message, value_sizes
+from .graph import REGION_OPS, FunctionGraph, Node, toposort
+from .limits import check_sizes, collect_checks, computed_roots, const_value, no_memory_message, value_sizes
 from .ops import OPS, RuntimeCheckFailed
 
 
@@ -53,24 +53,112 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
 
 def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int],
               keep: list[Node] | None = None, limits: list | None = None,
-              roots: list[Node] | None = None) -> tuple[list, dict]:
+              roots: list[Node] | None = None, record: dict | None = None) -> tuple[list, dict]:
     """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node).
 
     Every value's size is checked first (`limits`: the graph's `value_sizes`, if known); `roots`
-    are the graph's `computed_roots`, if known."""
+    are the graph's `computed_roots`, if known. `record`, when given, receives what each loop
+    and branch bound by name (see `run_region`), keyed by the region's identity."""
     roots = (computed_roots(graph) if roots is None else list(roots)) + list(keep or [])
     values: dict[Node, object] = {}
+    regions: dict = {}
     check_sizes(value_sizes(graph) if limits is None else limits, sizes)
     for node in toposort(roots):
         if node in values:
             continue
         try:
+            if node.op in REGION_OPS:
+                key = (node.attr("region"), node.inputs)
+                if key not in regions:
+                    inner = None if record is None else record.setdefault(key, {})
+                    regions[key] = run_region(node, [values[i] for i in node.inputs], sizes, inner)
+                values[node] = regions[key][node.attr("result")]
+                continue
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args)
         except RuntimeCheckFailed as err:
             raise TdslRuntimeError(str(err), node.loc) from None
         except MemoryError:
             raise out_of_memory(node, sizes) from None
     return [values[o] for o in graph.outputs], values
+
+
+class _Prepared:
+    """What running one body needs, worked out once per body."""
+
+    def __init__(self, graph: FunctionGraph):
+        self.graph = graph
+        self.checks = collect_checks(graph)
+        self.limits = value_sizes(graph)
+        self.roots = computed_roots(graph)
+        self.names = [p.name for p in graph.params]
+        self.named = [n for _, n in graph.named]
+
+
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(graph: FunctionGraph) -> _Prepared:
+    found = _PREPARED.get(id(graph))
+    if found is None or found.graph is not graph:
+        found = _PREPARED[id(graph)] = _Prepared(graph)
+    return found
+
+
+def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], record: dict | None = None) -> list:
+    """One run of a loop or branch body: its call-time checks (an index out of range names
+    the loop index's value), then its results."""
+    p = _prepared(graph)
+    for op, dim, message, loc in p.checks:
+        value = dim.evaluate(sizes)
+        if (op == ">=" and value < 0) or (op == "==" and value != 0):
+            bound = ", ".join(f"{v} = {sizes[v]}" for v in dim.variables())
+            raise TdslRuntimeError(f"{message}, but {bound}", loc)
+    keep = p.named if record is not None else None
+    inner = {} if record is not None else None
+    outputs, values = run_graph(graph, dict(zip(p.names, arrays)), sizes, keep=keep, limits=p.limits,
+                                roots=p.roots, record=inner)
+    if record is not None:
+        record["values"] = {name: values[node] for name, node in graph.named}
+        record["regions"] = inner
+    return outputs
+
+
+def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict | None = None) -> list:
+    """All results of the loop or branch `node` is a result of. With `record`, what its body
+    bound by name: per iteration of a loop (a list of records), or the taken branch's."""
+    region = node.attr("region")
+    if region.kind == "if":
+        pred, *captured = inputs
+        graph = region.graphs[0] if bool(pred) else region.graphs[1]
+        if record is not None:
+            record["kind"], record["taken"] = "if", {}
+        return run_body(graph, captured, sizes, None if record is None else record["taken"])
+    lead = region.leading
+    carried = list(inputs[lead:lead + region.carried])
+    captured = list(inputs[lead + region.carried:])
+    steps = [] if record is not None else None
+    if record is not None:
+        record["kind"], record["steps"] = "loop", steps
+    if region.kind == "while":
+        cond, body = region.graphs
+        while bool(run_body(cond, carried + captured, sizes)[0]):
+            carried = run_body(body, carried + captured, sizes, _step(steps))
+        return carried
+    body = region.graphs[0]
+    start, stop = int(inputs[0]), int(inputs[1])
+    for i in range(start, stop, region.step):
+        if region.index_param:
+            carried = run_body(body, [np.int64(i)] + carried + captured, sizes, _step(steps))
+        else:
+            carried = run_body(body, carried + captured, {**sizes, region.index: i}, _step(steps))
+    return carried
+
+
+def _step(steps: list | None) -> dict | None:
+    if steps is None:
+        return None
+    steps.append({})
+    return steps[-1]
 
 
 def out_of_memory(node: Node, sizes: Mapping[str, int]) -> TdslRuntimeError:

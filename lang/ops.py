@@ -385,6 +385,29 @@ def _slice(x, starts, steps, shape):
     return np.asarray(x)[index]
 
 
+def _update(x, v, starts, steps, shape):
+    out = np.array(x, copy=True)
+    index = tuple(slice(s, None if s + st * n < 0 else s + st * n, st) if n else slice(0, 0)
+                  for s, st, n in zip(starts, steps, shape))
+    out[index] = v
+    return out
+
+
+def _scatter(x, idx, v, axis):
+    x, idx = np.asarray(x), np.asarray(idx)
+    n = x.shape[axis]
+    if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
+        raise RuntimeCheckFailed(f"an index is out of range for an axis of length {n}")
+    out = np.array(x, copy=True)
+    out[(slice(None),) * axis + (idx,)] = v     # NumPy's assignment: the last write wins
+    return out
+
+
+def _scatter_in_range(indices: np.ndarray, node) -> bool:
+    extent = node.shape[node.attr("axis")]
+    return extent.is_const and bool(np.all((indices >= -extent.const) & (indices < extent.const)))
+
+
 STRUCTURAL = [
     Op("param", "source", 0, "given", None, doc="a function parameter"),
     Op("sizevar", "source", 0, "given", None, doc="the value of a size variable (a weak integer)"),
@@ -408,6 +431,16 @@ STRUCTURAL = [
        grad=lambda d: d.take_rule(), fails=Fails("values", operand=1, domain=1, safe=_take_in_range)),
     Op("matmul", "matmul", 2, "matmul", _quiet(np.matmul),
        grad=lambda d: d.matmul_rule()),
+    # indexed updates (section 11): a new array equal to x but for one region
+    Op("update", "update", 2, "given", _update, doc="x with a strided region replaced by v",
+       grad=lambda d: d.update_rule()),
+    Op("scatter", "scatter", 3, "given", _scatter,
+       doc="x with the positions idx along an axis replaced by v (the last write wins)",
+       grad=lambda d: d.scatter_rule(), fails=Fails("values", operand=1, domain=1, safe=_scatter_in_range)),
+    # control flow (section 11): each result of a loop or branch; attrs hold the Region
+    Op("for", "region", None, "given", None, doc="a result of a for loop"),
+    Op("while", "region", None, "given", None, doc="a result of a while loop"),
+    Op("if", "region", None, "given", None, doc="a result of an if/else"),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURAL}

@@ -199,9 +199,9 @@ NO_GRADIENT = {"eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "isnan", 
 def test_every_op_has_a_gradient_rule_and_a_test():
     from tdsl.ops import OPS
     tested = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {"cast", "reshape", "transpose", "broadcast", "slice",
-                                                            "concat", "take", "matmul"}
+                                                            "concat", "take", "matmul", "update", "scatter"}
     for name, op in OPS.items():
-        if op.kind == "source":
+        if op.kind in ("source", "region"):   # regions: tests/test_control_grad.py
             continue
         assert (op.grad is None) == (name in NO_GRADIENT), name
         if op.grad is not None:

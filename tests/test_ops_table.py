@@ -234,7 +234,8 @@ def test_ops_that_can_fail_at_call_time():
     everything = ("float", "int", "bool")
     assert failing == {"max": ("empty", everything, None), "min": ("empty", everything, None),
                        "argmax": ("empty", everything, None), "argmin": ("empty", everything, None),
-                       "pow": ("values", ("int",), None), "take": ("values", everything, 1)}
+                       "pow": ("values", ("int",), None), "take": ("values", everything, 1),
+                       "scatter": ("values", everything, 1)}
 
 
 def test_helpers_are_in_both_preludes_once_per_float_dtype():

@@ -1,0 +1,339 @@
+"""Loops and branches in the front end (section 11): each body becomes a function graph.
+
+A body is elaborated in a `BlockScope`. The names it rebinds that exist before it
+are **carried**: the body reads them through parameters typed as their values
+before the block, and returns their new values. Any other value of the enclosing
+scope it reads is **captured**: also a parameter, bound to that value. Constants
+and size expressions need no parameter. A name first bound inside the block is
+local to it. The block becomes a `Region` (graph.py) and each carried name a
+region node of its own.
+"""
+from __future__ import annotations
+
+from lark import Token, Tree
+
+from . import builtins, infer
+from .dims import Dim, is_nonnegative
+from .dtypes import kind
+from .errors import Location, TdslTypeError
+from .frontend import Scope
+from .graph import FunctionGraph, Node, Param, Region, make_attrs, toposort
+
+_KIND_ORDER = ["bool", "int", "float"]
+
+
+def assigned_names(stmts) -> list[str]:
+    """The names the statements bind, nested blocks included, in order of first binding."""
+    found: dict[str, None] = {}
+    stack = list(reversed(stmts))
+    while stack:
+        st = stack.pop()
+        if not isinstance(st, Tree):
+            continue
+        if st.data in ("assign", "aug_assign", "index_assign", "index_aug_assign"):
+            found.setdefault(str(st.children[0]))
+        elif st.data == "destructure":
+            for name in st.children[:-1]:
+                found.setdefault(str(name))
+        elif st.data == "for_stmt":
+            stack.extend(reversed(st.children[3].children))
+        elif st.data == "while_stmt":
+            stack.extend(reversed(st.children[1].children))
+        elif st.data == "if_stmt":
+            _, then, other = st.children
+            if other is not None:
+                stack.append(other if other.data == "if_stmt" else Tree("body", other.children))
+                if other.data == "body":
+                    stack.pop()
+                    stack.extend(reversed(other.children))
+            stack.extend(reversed(then.children))
+    return list(found)
+
+
+def _closed(node: Node) -> bool:
+    """Whether `node` is computed from literals and sizes only (a body may use it as it is)."""
+    for n in toposort([node]):
+        if n.op in ("param", "for", "while", "if"):
+            return False
+    return True
+
+
+class BlockScope(Scope):
+    """The names of one loop or branch body: the block's own, then the enclosing scope's."""
+
+    def __init__(self, parent: Scope, captures: dict, tag: int):
+        super().__init__(parent.program, {}, parent.sizes)
+        self.parent = parent
+        self.captures = captures     # name -> (the enclosing scope's value, this body's parameter)
+        self.tag = tag
+
+    def placeholder(self, name: str, dtype: str, shape, weak: bool, loc) -> Node:
+        attrs = make_attrs(name=name, block=self.tag)
+        return Node("param", dtype, tuple(shape), (), attrs, weak, loc, name)
+
+    def lookup(self, name: str) -> Node | None:
+        if name in self.env:
+            return self.env[name]
+        if name in self.captures:
+            return self.captures[name][1]
+        outer = self.parent.lookup(name)
+        if outer is None:
+            return None
+        if _closed(outer):
+            return outer
+        ph = self.placeholder(name, outer.dtype, outer.shape, outer.weak, outer.loc)
+        self.captures[name] = (outer, ph)
+        return ph
+
+    def gone_at(self, name: str):
+        if name in self.gone:
+            return self.gone[name]
+        return self.parent.gone_at(name)
+
+    def statements(self, stmts) -> None:
+        for st in stmts:
+            self.statement(st)
+
+
+def _types_equal(a: Node, b: Node) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape
+
+
+def _adapts(weak: Node, other: Node) -> bool:
+    """Whether a weak value (a literal, a size) takes `other`'s dtype, as NumPy's would."""
+    return (weak.weak and weak.shape == other.shape
+            and _KIND_ORDER.index(kind(weak.dtype)) <= _KIND_ORDER.index(kind(other.dtype)))
+
+
+def _type_error(name: str, before: Node, after: Node, where, what: str) -> TdslTypeError:
+    return TdslTypeError(f"'{name}' is {what}: it is {before.type_str} before it but {after.type_str} "
+                         f"here; a carried value keeps its dtype and shape", where,
+                         hint=f"cast with {before.dtype}(...)" if before.shape == after.shape else None)
+
+
+def _graph(scope: Scope, label: str, params: list[Node], outputs, named, loc, index: str | None) -> FunctionGraph:
+    program = scope.program
+    size_vars = tuple(program.dims) + ((index,) if index else ())
+    return FunctionGraph(f"{program.in_progress[-1] if program.in_progress else 'block'}:{label}",
+                         tuple(Param(p.attr("name"), p.dtype, p.shape, p.loc) for p in params),
+                         size_vars, tuple(outputs), tuple(named), loc=loc, file=program.filename)
+
+
+def _strong_like(value: Node, like: Node, loc) -> Node:
+    """A body's result for a carried value of `like`'s type (its weakness too)."""
+    if value.dtype != like.dtype:
+        value = infer.cast(value, like.dtype, loc)
+    if value.weak and not like.weak:
+        value = builtins._strong(value, loc)
+    return value
+
+
+def _bind(scope: Scope, name: str, node: Node, loc) -> None:
+    node = node.with_name(name, loc)
+    scope.env[name] = node
+    scope.named.append((name, node))
+    scope.bound_at[name] = loc
+
+
+def _int_scalar(node, what: str, loc) -> Node:
+    if not isinstance(node, Node) or node.ndim != 0 or kind(node.dtype) != "int":
+        got = node.type_str if isinstance(node, Node) else "this"
+        raise TdslTypeError(f"{what} must be an integer scalar, not {got}", loc)
+    return node
+
+
+def _bool_scalar(node, what: str, loc) -> Node:
+    if not isinstance(node, Node) or node.dtype != "bool" or node.ndim != 0:
+        got = node.type_str if isinstance(node, Node) else "this"
+        raise TdslTypeError(f"the condition of {what} must be a bool scalar, not {got}", loc,
+                            hint="reduce it with any(...) or all(...)" if isinstance(node, Node) and node.ndim else
+                            ("compare it, e.g. x > 0" if isinstance(node, Node) else None))
+    return node
+
+
+def _fresh_dim(program, name: str) -> str:
+    taken = set(program.dims) | program.loop_dims
+    candidate, k = name, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
+
+
+def _dim_or_none(scope: Scope, node: Node) -> Dim | None:
+    try:
+        return builtins.static_dim(node, None)
+    except TdslTypeError:
+        return None
+
+
+# -- loops -------------------------------------------------------------------------------
+
+def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, index=None):
+    """Elaborate a loop body (and a while's condition) until the carried types settle."""
+    program = scope.program
+    loc = scope.loc(stmt)
+    excluded = {index[0]} if index else set()
+    carried = [n for n in assigned_names(body_stmts) if n not in excluded and scope.lookup(n) is not None]
+    before = {n: scope.lookup(n) for n in carried}
+    types = dict(before)
+    for _ in range(len(carried) + 2):
+        program.blocks += 1
+        block = BlockScope(scope, {}, program.blocks)
+        holders = [block.placeholder(n, types[n].dtype, types[n].shape, types[n].weak, loc) for n in carried]
+        block.env.update(zip(carried, holders))
+        index_param = None
+        if index:
+            var, node = index
+            if node is None:   # a loop index that may be negative: a weak i64 parameter
+                index_param = block.placeholder(var, "i64", (), True, loc)
+                block.env[var] = index_param
+            else:
+                block.env[var] = node
+        cond = None
+        if cond_tree is not None:
+            cond = _bool_scalar(block.expr(cond_tree), "while", scope.loc(cond_tree))
+        block.statements(body_stmts)
+        changed = False
+        for n in carried:
+            new, old = block.env[n], types[n]
+            if _types_equal(new, old):
+                continue
+            if _adapts(old, new):
+                types[n] = new
+                changed = True
+                continue
+            raise _type_error(n, old, new, block.bound_at.get(n) or loc,
+                              f"carried by the {kind_} loop" + (f" at {loc.line}:{loc.col}" if loc else ""))
+        if not changed:
+            break
+    outputs = [_strong_like(block.env[n], types[n], loc) for n in carried]
+    captured = list(block.captures.values())
+    params = ([index_param] if index_param is not None else []) + holders + [ph for _, ph in captured]
+    for name, where in block.bound_at.items():
+        if name not in carried and (not index or name != index[0]):
+            scope.gone[name] = where
+    inits = [infer.cast(before[n], types[n].dtype, loc) for n in carried]
+    return carried, types, outputs, params, captured, inits, block, cond
+
+
+def for_stmt(scope: Scope, stmt: Tree) -> None:
+    var_tok, range_tok, args_tree, body = stmt.children
+    program, loc = scope.program, scope.loc(stmt)
+    if str(range_tok) != "range":
+        raise TdslTypeError(f"a for loop runs over range(...), not {range_tok}(...)", scope.loc(range_tok))
+    args = []
+    for a in args_tree.children:
+        if a.data != "arg_pos":
+            raise TdslTypeError("range() takes positional arguments only", scope.loc(a))
+        args.append(a.children[0])
+    if not 1 <= len(args) <= 3:
+        raise TdslTypeError(f"range() takes 1 to 3 arguments, got {len(args)}", loc)
+    values = [_int_scalar(scope.expr(a), "a bound of range()", scope.loc(a)) for a in args]
+    step = 1
+    if len(values) == 3:
+        s = values.pop()
+        if s.op != "const":
+            raise TdslTypeError("the step of range() must be an integer literal or const", scope.loc(args[2]))
+        step = int(s.attr("value"))
+        if step == 0:
+            raise TdslTypeError("the step of range() cannot be zero", scope.loc(args[2]))
+    start, stop = (infer.const(0, "i64", (), True, loc), values[0]) if len(values) == 1 else values
+    start, stop = infer.cast(start, "i64", loc), infer.cast(stop, "i64", loc)
+    var = str(var_tok)
+    first = _dim_or_none(scope, start if step > 0 else stop)
+    # a dim index (a size variable of the body) must never be negative: range(n), range(1, n),
+    # range(n - 1, -1, -1); otherwise the index is a parameter and subscripts count it from the end
+    nonnegative = first is not None and is_nonnegative(first if step > 0 else first + 1)
+    dim_name = None
+    if nonnegative:
+        dim_name = _fresh_dim(program, var)
+        program.loop_dims.add(dim_name)
+        program.dims.append(dim_name)
+        index_node = Node("sizevar", "i64", (), (), (("name", dim_name),), True, scope.loc(var_tok))
+    else:
+        index_node = None
+    try:
+        carried, types, outputs, params, captured, inits, block, _ = _loop(
+            scope, stmt, "for", body.children, index=(var, index_node))
+    finally:
+        if dim_name:
+            program.dims.pop()
+    graph = _graph(scope, f"for@{loc.line}" if loc else "for", params, outputs, block.named, loc, None)
+    if dim_name:
+        graph = FunctionGraph(graph.name, graph.params, graph.size_vars + (dim_name,), graph.outputs,
+                              graph.named, loc=graph.loc, file=graph.file)
+    region = Region("for", (graph,), len(carried), step, dim_name or var, not nonnegative, loc)
+    inputs = [start, stop] + inits + [outer for outer, _ in captured]
+    _results(scope, carried, inputs, region, types, loc)
+
+
+def while_stmt(scope: Scope, stmt: Tree) -> None:
+    cond_tree, body = stmt.children
+    loc = scope.loc(stmt)
+    carried, types, outputs, params, captured, inits, block, cond = _loop(
+        scope, stmt, "while", body.children, cond_tree=cond_tree)
+    label = f"while@{loc.line}" if loc else "while"
+    cond_graph = _graph(scope, label + ":cond", params, [cond], (), loc, None)
+    body_graph = _graph(scope, label, params, outputs, block.named, loc, None)
+    region = Region("while", (cond_graph, body_graph), len(carried), loc=loc)
+    _results(scope, carried, inits + [outer for outer, _ in captured], region, types, loc)
+
+
+def _results(scope: Scope, names, inputs, region: Region, types: dict, loc) -> None:
+    for k, name in enumerate(names):
+        like = types[name]
+        node = Node(region.kind, like.dtype, like.shape, tuple(inputs),
+                    make_attrs(region=region, result=k), like.weak, loc)
+        _bind(scope, name, node, loc)
+
+
+# -- branches ----------------------------------------------------------------------------
+
+def if_stmt(scope: Scope, stmt: Tree) -> None:
+    program = scope.program
+    cond_tree, then, other = stmt.children
+    loc = scope.loc(stmt)
+    pred = _bool_scalar(scope.expr(cond_tree), "if", scope.loc(cond_tree))
+    captures: dict = {}
+    blocks = []
+    for part in (then, other):
+        program.blocks += 1
+        block = BlockScope(scope, captures, program.blocks)
+        if part is not None:
+            block.statements([part] if part.data == "if_stmt" else part.children)
+        blocks.append(block)
+    bound = [list(b.bound_at) for b in blocks]
+    existing = [n for n in dict.fromkeys(bound[0] + bound[1]) if scope.lookup(n) is not None]
+    new = [n for n in bound[0] if n in bound[1] and n not in existing] if other is not None else []
+    names = existing + new
+    per_branch = [[b.env[n] if n in b.env else b.lookup(n) for n in names] for b in blocks]
+    types = {}
+    for i, n in enumerate(names):
+        a, b = per_branch[0][i], per_branch[1][i]
+        if _types_equal(a, b):
+            types[n] = a if not a.weak else b
+            continue
+        if _adapts(a, b):
+            types[n] = b
+        elif _adapts(b, a):
+            types[n] = a
+        else:
+            where = blocks[1].bound_at.get(n) or blocks[0].bound_at.get(n)
+            raise TdslTypeError(f"'{n}' is {a.type_str} after the if branch but {b.type_str} after the else "
+                                f"branch; every path must give it the same dtype and shape", where or loc)
+    outputs = [[_strong_like(v, types[n], loc) for v, n in zip(vals, names)] for vals in per_branch]
+    for b in blocks:
+        for name, where in b.bound_at.items():
+            if name not in names:
+                scope.gone[name] = where
+    captured = list(captures.values())
+    params = [ph for _, ph in captured]
+    label = f"if@{loc.line}" if loc else "if"
+    graphs = tuple(_graph(scope, label + (":then" if i == 0 else ":else"), params, outs, b.named, loc, None)
+                   for i, (outs, b) in enumerate(zip(outputs, blocks)))
+    region = Region("if", graphs, 0, loc=loc)
+    _results(scope, names, [pred] + [outer for outer, _ in captured], region, types, loc)
+
+
+STATEMENTS = {"for_stmt": for_stmt, "while_stmt": while_stmt, "if_stmt": if_stmt}
