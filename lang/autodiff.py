@@ -13,7 +13,7 @@ from . import builtins, infer
 from .dims import Dim, shape_size
 from .dtypes import is_float
 from .errors import Location, TdslTypeError
-from .graph import Node
+from .graph import REGION_OPS, Node, region_results
 from .ops import OPS
 
 
@@ -264,19 +264,24 @@ def _swap(x: Node, loc) -> Node:
 
 # -- the reverse sweep -------------------------------------------------------------------
 
-def _structural_toposort(root: Node) -> list[Node]:
-    """Nodes reachable from root, inputs first, each structural value once."""
-    order, seen = [], {root}
-    stack = [(root, iter(root.inputs))]
-    while stack:
-        node, it = stack[-1]
-        child = next(it, None)
-        if child is None:
-            stack.pop()
-            order.append(node)
-        elif child not in seen:
-            seen.add(child)
-            stack.append((child, iter(child.inputs)))
+def _structural_toposort(roots) -> list[Node]:
+    """Nodes reachable from the roots, inputs first, each structural value once."""
+    roots = [roots] if isinstance(roots, Node) else list(roots)
+    order, seen = [], set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif child not in seen:
+                seen.add(child)
+                stack.append((child, iter(child.inputs)))
     return order
 
 
@@ -332,30 +337,59 @@ def grad_nodes(cost: Node, wrt: list[Node], loc: Location | None) -> list[Node]:
         # gradient is stable too. Not for bound names, whose nodes a rewrite may merge.
         from .rewrite import simplify_node
         cost = simplify_node(cost)
-    order = _structural_toposort(cost)
+    grads = vjp([cost], [infer.const(1.0, cost.dtype, (), False, loc)], wrt, loc)
+    return [builtins._strong(g if g is not None else _zeros(v.shape, v.dtype, loc), loc)
+            for g, v in zip(grads, wrt)]
+
+
+def vjp(roots: list[Node], seeds: list[Node], wrt: list[Node], loc: Location | None) -> list[Node | None]:
+    """The vector-Jacobian product: with adjoint `seeds[k]` for `roots[k]`, the adjoint of each
+    node of `wrt` (None where it does not depend on the roots)."""
+    order = _structural_toposort(roots)
     targets = set(wrt)
     depends = set()
     for node in order:
         if node in targets or any(i in depends for i in node.inputs):
             depends.add(node)
     adjoints: dict[Node, list[Node]] = {}
-    if cost in depends:
-        adjoints[cost] = [infer.const(1.0, cost.dtype, (), False, loc)]
+    for root, seed in zip(roots, seeds):
+        if root in depends and seed is not None:
+            adjoints.setdefault(root, []).append(_fit(seed, root, loc))
+    # the results of one loop or branch are differentiated together, at the first of them in
+    # `order` (every user of any of them comes later in `order`, so all their adjoints are in)
+    first_result: dict = {}
+    results: dict = {}
+    for node in order:
+        if node.op in REGION_OPS:
+            key = region_results(node)
+            first_result.setdefault(key, node)
+            results.setdefault(key, {})[node.attr("result")] = node
     for node in reversed(order):
-        if node not in adjoints or not node.inputs:
+        if node.op in REGION_OPS:
+            key = region_results(node)
+            if first_result[key] is not node:
+                continue
+            siblings = results[key]
+            gs = {k: _total(adjoints[n], loc) for k, n in siblings.items() if n in adjoints}
+            if not gs or node not in depends:
+                continue
+            parts = region_vjp(node, gs, loc)
+        elif node not in adjoints or not node.inputs:
             continue
-        rule = OPS[node.op].grad
-        if rule is None:
-            raise TdslTypeError(f"cannot differentiate through '{node.op}'", node.loc or loc)
-        g = _total(adjoints[node], loc)
-        for inp, part in zip(node.inputs, rule(GradContext(node, g, loc))):
+        else:
+            rule = OPS[node.op].grad
+            if rule is None:
+                raise TdslTypeError(f"cannot differentiate through '{node.op}'", node.loc or loc)
+            parts = rule(GradContext(node, _total(adjoints[node], loc), loc))
+        for inp, part in zip(node.inputs, parts):
             if part is not None and inp in depends and is_float(inp.dtype):
                 adjoints.setdefault(inp, []).append(_fit(part, inp, loc))
-    results = []
-    for v in wrt:
-        g = _total(adjoints[v], loc) if v in adjoints else _zeros(v.shape, v.dtype, loc)
-        results.append(builtins._strong(g, loc))
-    return results
+    return [_total(adjoints[v], loc) if v in adjoints else None for v in wrt]
+
+
+def region_vjp(node: Node, gs: dict, loc: Location | None) -> list:
+    from .control_grad import region_vjp as rule
+    return rule(node, gs, loc)
 
 
 def grad_call(args: list, kwargs: dict, loc: Location | None):
