@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 # Loaded on first use, so that importing one part (`tdsl.codegen.cache`, `tdsl.errors`) does not
 # load the front end, autodiff and the builder API with it.
 _LAZY = {"Var": "api", "function": "api", "grad": "api", "scalar": "api", "tensor": "api",
-         "Function": "compiled", "Module": "compiled", "check_grad": "gradcheck"}
+         "Function": "compiled", "Module": "compiled", "check_grad": "gradcheck",
+         "fori_loop": "api", "while_loop": "api", "cond": "api"}
 __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
+           "fori_loop", "while_loop", "cond",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
            "TdslBuildError", "__version__"]
 

@@ -5,6 +5,7 @@ builds, with the location of the user's Python line, so errors point there.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from . import builtins, infer
 from .dims import Dim
 from .errors import Location, TdslError, TdslTypeError
-from .graph import FunctionGraph, Node, Param, make_attrs, toposort
+from .graph import FunctionGraph, Node, Param, Region, make_attrs, toposort
 from .indexing import Sub, index
 
 
@@ -247,3 +248,238 @@ def make_builtin(name: str):
     call.__qualname__ = name
     call.__doc__ = f"The tdsl builtin {name}({', '.join(builtins.param_names(name))})."
     return call
+
+
+# -- control flow (LANGUAGE.md section 11): JAX's fori_loop, while_loop and cond ------------
+
+_BLOCK_TAGS = itertools.count(1)
+
+
+def _carry_parts(value, loc, what: str):
+    """The values of a carry or of a branch's result (one value, or a tuple/list of them) as nodes,
+    and a function that packs Vars back into the same structure."""
+    if isinstance(value, (tuple, list)):
+        nodes = [builtins.as_node(_unwrap(v), loc) for v in value]
+        kind_ = type(value)
+        return nodes, (lambda vars_: kind_(vars_))
+    if value is None:
+        raise TdslTypeError(f"{what} is None; it must be a value, or a tuple or list of values", loc)
+    return [builtins.as_node(_unwrap(value), loc)], (lambda vars_: vars_[0])
+
+
+def _outputs(value, count: int, loc, what: str) -> list[Node]:
+    """What a body returned, as `count` nodes (the carry's structure)."""
+    if isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if len(parts) != count or (count != 1 and not isinstance(value, (tuple, list))):
+        raise TdslTypeError(f"{what} returned {len(parts)} value{'s' if len(parts) != 1 else ''}, "
+                            f"but the carry holds {count}", loc)
+    return [builtins.as_node(_unwrap(p), loc) for p in parts]
+
+
+def _placeholder(name: str, dtype: str, shape, weak: bool, loc) -> Node:
+    """A body parameter: a param node with a `block` tag of its own, as the front end makes."""
+    attrs = make_attrs(name=name, block=f"py{next(_BLOCK_TAGS)}")
+    return Node("param", dtype, tuple(shape), (), attrs, weak, loc, name)
+
+
+def _free_params(roots: list[Node], holders: list[Node], loc) -> list[Node]:
+    """The param nodes the body reads besides its placeholders: the values it closes over."""
+    own = set(holders)
+    found: dict[Node, None] = {}
+    by_name: dict[str, Node] = {}
+    for node in toposort(roots):
+        if node.op == "param" and node not in own and node not in found:
+            name = node.attr("name")
+            if name in by_name:
+                raise TdslTypeError(f"a body reads two different values named '{name}' "
+                                    f"({by_name[name].type_str} and {node.type_str})", loc)
+            by_name[name] = node
+            found[node] = None
+    return list(found)
+
+
+def _trace_body(call, specs: list[tuple[str, str, tuple, bool]], loc):
+    """Call the user's body on placeholders made from `specs` (name, dtype, shape, weak) until
+    their names differ from those of the values it closes over; returns (holders, outputs,
+    extra roots, free params). `call(holder_vars)` returns (outputs, extra roots)."""
+    for attempt in range(1, 100):
+        suffix = "" if attempt == 1 else f"_{attempt}"
+        holders = [_placeholder(f"{n}{suffix}", dt, sh, wk, loc) for n, dt, sh, wk in specs]
+        outputs, extra = call([Var(h) for h in holders])
+        free = _free_params(outputs + extra, holders, loc)
+        names = {h.attr("name") for h in holders}
+        if not names & {f.attr("name") for f in free}:
+            return holders, outputs, extra, free
+    raise TdslTypeError("cannot name the parameters of a loop body", loc)  # pragma: no cover
+
+
+def _body_graph(label: str, params: list[Node], outputs: list[Node], loc) -> FunctionGraph:
+    size_vars: list[str] = []
+    reachable = toposort(outputs)
+    for node in list(params) + reachable:
+        names = [node.attr("name")] if node.op == "sizevar" else []
+        for d in node.shape:
+            names += [v for v in d.variables()]
+        for v in names:
+            if v not in size_vars:
+                size_vars.append(v)
+    named = tuple((n.name, n) for n in reachable if n.name and n.op != "param")
+    return FunctionGraph(label, tuple(Param(p.attr("name"), p.dtype, p.shape, p.loc) for p in params),
+                         tuple(size_vars), tuple(outputs), named, loc=loc,
+                         file=loc.file if loc else "<python>")
+
+
+def _label(what: str, loc) -> str:
+    return f"{what}@{loc.line}" if loc else what
+
+
+def _settle_loop(kind_: str, what: str, inits: list[Node], build, loc):
+    """Build a loop body until the carried types settle: a weak initial value (a Python number)
+    takes the dtype the body gives it when it converts safely, as the front end does; any other
+    change of dtype or shape is a TdslTypeError naming both types."""
+    from .control import _adapts, _types_equal
+    types = list(inits)
+    for _ in range(len(inits) + 2):
+        holders, outputs, free, extra = build(types)
+        changed = False
+        for k, (new, old) in enumerate(zip(outputs, types)):
+            if _types_equal(new, old):
+                continue
+            if _adapts(old, new):
+                types[k] = new
+                changed = True
+                continue
+            which = f"carried value {k}" if len(inits) > 1 else "carried value"
+            raise TdslTypeError(f"the {which} of {what} is {old.type_str} before the loop but the body "
+                                f"returns {new.type_str}; a carried value keeps its dtype and shape", loc,
+                                hint=f"cast with tdsl.{old.dtype}(...)" if old.shape == new.shape else None)
+        if not changed:
+            break
+    from .control import _strong_like
+    outputs = [_strong_like(o, t, loc) for o, t in zip(outputs, types)]
+    inits = [infer.cast(i, t.dtype, loc) for i, t in zip(inits, types)]
+    return holders, outputs, free, extra, types, inits
+
+
+def _region_results(region: Region, inputs: list[Node], types: list[Node], loc) -> list[Var]:
+    return [Var(Node(region.kind, t.dtype, t.shape, tuple(inputs), make_attrs(region=region, result=k),
+                     t.weak, loc)) for k, t in enumerate(types)]
+
+
+def _int_bound(value, what: str, loc) -> Node:
+    from .control import _int_scalar
+    node = _int_scalar(builtins.as_node(_unwrap(value), loc), what, loc)
+    return infer.cast(node, "i64", loc)
+
+
+def fori_loop(lower, upper, body, init):
+    """JAX's fori_loop: `carry = body(i, carry)` for i in range(lower, upper); the final carry.
+
+    `lower` and `upper` are integer scalars (Python ints or Vars); `init` is one value or a
+    tuple/list of them, and `body` returns the same structure with the same dtypes and shapes.
+    `i` is a weak i64 Var. Builds a `for` region, as `for i in range(lower, upper)` does."""
+    loc = caller_location()
+    start = _int_bound(lower, "the lower bound of fori_loop", loc)
+    stop = _int_bound(upper, "the upper bound of fori_loop", loc)
+    inits, pack = _carry_parts(init, loc, "the init of fori_loop")
+    names = ["carry"] if len(inits) == 1 else [f"carry{k}" for k in range(len(inits))]
+
+    def build(types):
+        specs = [("i", "i64", (), True)] + [(n, t.dtype, t.shape, t.weak) for n, t in zip(names, types)]
+
+        def call(vars_):
+            out = body(vars_[0], pack(vars_[1:]))
+            return _outputs(out, len(inits), loc, "the body of fori_loop"), []
+        holders, outputs, _, free = _trace_body(call, specs, loc)
+        return holders, outputs, free, None
+
+    holders, outputs, free, _, types, inits = _settle_loop("for", "fori_loop", inits, build, loc)
+    graph = _body_graph(_label("fori_loop", loc), holders + free, outputs, loc)
+    region = Region("for", (graph,), len(inits), 1, holders[0].attr("name"), True, loc)
+    return pack(_region_results(region, [start, stop] + inits + free, types, loc))
+
+
+def while_loop(cond_fun, body_fun, init):
+    """JAX's while_loop: `while cond_fun(carry): carry = body_fun(carry)`; the final carry.
+
+    `cond_fun` returns a bool scalar; `init` is one value or a tuple/list of them, and
+    `body_fun` returns the same structure with the same dtypes and shapes. Builds a `while`
+    region, as the `while` statement does (grad cannot go through it)."""
+    loc = caller_location()
+    from .control import _bool_scalar
+    inits, pack = _carry_parts(init, loc, "the init of while_loop")
+    names = ["carry"] if len(inits) == 1 else [f"carry{k}" for k in range(len(inits))]
+
+    def build(types):
+        specs = [(n, t.dtype, t.shape, t.weak) for n, t in zip(names, types)]
+
+        def call(vars_):
+            c = cond_fun(pack(vars_))
+            c = _bool_scalar(builtins.as_node(_unwrap(c), loc), "while_loop", loc)
+            out = body_fun(pack(vars_))
+            return _outputs(out, len(inits), loc, "the body of while_loop"), [c]
+        holders, outputs, extra, free = _trace_body(call, specs, loc)
+        return holders, outputs, free, extra[0]
+
+    holders, outputs, free, cond, types, inits = _settle_loop("while", "while_loop", inits, build, loc)
+    params = holders + free
+    label = _label("while_loop", loc)
+    graphs = (_body_graph(label + ":cond", params, [cond], loc), _body_graph(label, params, outputs, loc))
+    region = Region("while", graphs, len(inits), loc=loc)
+    return pack(_region_results(region, inits + free, types, loc))
+
+
+def cond(pred, true_fun, false_fun, *operands):
+    """JAX's cond: `true_fun(*operands)` if `pred` else `false_fun(*operands)`; only the taken
+    branch runs. `pred` is a bool scalar; both branches return the same structure (one value,
+    or a tuple/list) with the same dtypes and shapes. Builds an `if` region, as `if` does."""
+    loc = caller_location()
+    from .control import _adapts, _bool_scalar, _strong_like, _types_equal
+    p = _bool_scalar(builtins.as_node(_unwrap(pred), loc), "cond", loc)
+    ops = [builtins.as_node(_unwrap(o), loc) for o in operands]
+    specs = [(f"operand{k}" if len(ops) > 1 else "operand", o.dtype, o.shape, o.weak) for k, o in enumerate(ops)]
+    shape_of: list = []
+
+    def branch(fn, what):
+        def call(vars_):
+            out = fn(*vars_)
+            parts, pack = _carry_parts(out, loc, f"the {what} branch of cond")
+            shape_of.append((pack, len(parts), isinstance(out, (tuple, list))))
+            return parts, []
+        return call
+
+    for attempt in range(1, 100):
+        suffix = "" if attempt == 1 else f"_{attempt}"
+        holders = [_placeholder(f"{n}{suffix}", dt, sh, wk, loc) for n, dt, sh, wk in specs]
+        shape_of.clear()
+        outs_t, _ = branch(true_fun, "true")([Var(h) for h in holders])
+        outs_f, _ = branch(false_fun, "false")([Var(h) for h in holders])
+        free = _free_params(outs_t + outs_f, holders, loc)
+        if not {h.attr("name") for h in holders} & {f.attr("name") for f in free}:
+            break
+    (pack, count_t, seq_t), (_, count_f, seq_f) = shape_of
+    if count_t != count_f or seq_t != seq_f:
+        raise TdslTypeError(f"the branches of cond return different structures ({count_t} and {count_f} "
+                            f"value{'s' if count_f != 1 else ''})", loc)
+    types = []
+    for k, (a, b) in enumerate(zip(outs_t, outs_f)):
+        if _types_equal(a, b):
+            types.append(a if not a.weak else b)
+        elif _adapts(a, b):
+            types.append(b)
+        elif _adapts(b, a):
+            types.append(a)
+        else:
+            which = f"result {k}" if count_t > 1 else "result"
+            raise TdslTypeError(f"the {which} of cond is {a.type_str} in the true branch but {b.type_str} "
+                                f"in the false branch; both branches must give the same dtype and shape", loc)
+    params = holders + free
+    label = _label("cond", loc)
+    graphs = tuple(_body_graph(label + part, params, [_strong_like(v, t, loc) for v, t in zip(outs, types)], loc)
+                   for part, outs in ((":then", outs_t), (":else", outs_f)))
+    region = Region("if", graphs, 0, loc=loc)
+    results = _region_results(region, [p] + ops + free, types, loc)
+    return pack(results) if seq_t else results[0]
