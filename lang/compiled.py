@@ -7,7 +7,7 @@ import numpy as np
 
 from .bind import Binder
 from .dtypes import to_numpy
-from .graph import FunctionGraph
+from .graph import REGION_OPS, FunctionGraph, Region, region_results
 from .interp import out_of_memory, run_graph
 from .limits import check_sizes, value_sizes
 from .runner import Runner
@@ -87,16 +87,15 @@ class Function:
         return tuple(outs) if self.graph.tuple_result else outs[0]
 
     def explain(self) -> str:
-        """Every parameter, named value and result with its dtype and symbolic shape."""
+        """Every parameter, named value and result with its dtype and symbolic shape; the names
+        bound inside a loop or branch are listed under it, indented, with its line."""
         g = self.graph
         lines = [g.signature]
         if g.size_vars:
             lines.append("  size variables: " + ", ".join(g.size_vars))
         for p in g.params:
             lines.append(f"  param  {p.name}: {p.type_str}")
-        for name, node in g.named:
-            where = f"  (line {node.loc.line})" if node.loc else ""
-            lines.append(f"  value  {name}: {node.type_str}{where}")
+        _explain_items(g, "  ", lines)
         for i, out in enumerate(g.outputs):
             lines.append(f"  result {i}: {out.type_str}")
         return "\n".join(lines)
@@ -106,15 +105,31 @@ class Function:
 
         The dict holds the parameters (as bound), each named intermediate in source
         order (a rebound name keeps its last value) and the results as `return`
-        (or `return[i]` for several).
+        (or `return[i]` for several). A name bound inside a loop body holds its value
+        at every iteration, stacked along a new leading axis (one axis per loop level;
+        a list where the shapes differ between iterations); inside an `if`, the taken
+        branch's value. See docs/python.md, "Tracing loops and branches".
         """
         arrays, sizes = self._binder.bind(args, kwargs)
         g = self.graph
         named_nodes = [n for _, n in g.named]
-        outputs, values = run_graph(g, {p.name: a for p, a in zip(g.params, arrays)}, sizes, named_nodes)
+        record: dict = {}
+        outputs, values = run_graph(g, {p.name: a for p, a in zip(g.params, arrays)}, sizes, named_nodes,
+                                    record=record)
         out: dict = {p.name: a for p, a in zip(g.params, arrays)}
-        for name, node in g.named:
-            out[name] = _fresh(values[node], node.dtype)
+        produced: dict = {}
+        for item in _items(g):
+            if item[0] == "value":
+                _, name, node = item
+                if node.op in REGION_OPS and name in produced.get(region_results(node), ()):
+                    continue   # the loop's per-iteration values of this name win over its final one
+                out[name] = _fresh(values[node], node.dtype)
+                continue
+            key = region_results(item[1])
+            if key in record:
+                entries = _region_entries(key[0], record[key], sizes)
+                produced[key] = set(entries)
+                out.update(entries)
         if g.tuple_result:
             for i, (o, node) in enumerate(zip(outputs, g.outputs)):
                 out[f"return[{i}]"] = _fresh(o, node.dtype)
@@ -133,6 +148,159 @@ class Function:
 
 def _fresh(value, dtype: str):
     arr = np.array(value, dtype=to_numpy(dtype), copy=True, order="C")
+    return arr[()] if arr.ndim == 0 else arr
+
+
+# -- loops and branches in explain() and trace() -------------------------------------------
+
+def _items(graph: FunctionGraph) -> list[tuple]:
+    """The named values of `graph` in source order, each preceded by the loops and branches it
+    depends on that come before it: ("value", name, node) and ("region", a result node).
+    Regions that only the results depend on come last."""
+    by_id: dict[int, list[str]] = {}
+    for name, node in graph.named:
+        by_id.setdefault(id(node), []).append(name)
+    items: list[tuple] = []
+    seen: set[int] = set()
+    regions: set = set()
+    for root in [n for _, n in graph.named] + list(graph.outputs):
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                if node.op in REGION_OPS:
+                    key = region_results(node)
+                    if key not in regions:
+                        regions.add(key)
+                        items.append(("region", node))
+                for name in by_id.get(id(node), ()):
+                    items.append(("value", name, node))
+            elif id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, iter(child.inputs)))
+    return items
+
+
+def _header(region: Region) -> str:
+    """How a loop or branch reads in explain(): its source text (`for i in range(n)`) and line."""
+    loc = region.loc
+    text = ""
+    if loc is not None and loc.source_line and loc.source_line.strip():
+        text = loc.source_line[max(loc.col - 1, 0):].split("{")[0].strip()
+    if not text:   # built in Python: the builder's name, kept in the body graph's name
+        text = region.body.name.rpartition(":")[2].split("@")[0]
+        text = text if text in ("fori_loop", "while_loop", "cond") else region.kind
+    return text + (f"  (line {loc.line})" if loc else "")
+
+
+def _explain_items(graph: FunctionGraph, indent: str, lines: list[str]) -> None:
+    for item in _items(graph):
+        if item[0] == "value":
+            _, name, node = item
+            where = f"  (line {node.loc.line})" if node.loc else ""
+            lines.append(f"{indent}value  {name}: {node.type_str}{where}")
+            continue
+        region = item[1].attr("region")
+        header = _header(region)
+        lines.append(indent + header)
+        if region.kind == "if":
+            _explain_items(region.graphs[0], indent + "  ", lines)
+            if _items(region.graphs[1]):
+                lines.append(indent + ("else" if header.startswith("if") else "false branch"))
+                _explain_items(region.graphs[1], indent + "  ", lines)
+        else:
+            _explain_items(region.body, indent + "  ", lines)
+
+
+def _region_entries(region: Region, rec: dict, sizes: dict) -> dict:
+    """name -> value for what one run of a loop or branch bound (a loop's per iteration, stacked)."""
+    if rec.get("kind") == "if":
+        taken = rec.get("taken", {})
+        return _step_entries(_taken_graph(region, taken), taken, sizes)
+    steps = rec.get("steps", [])
+    if not steps:
+        return _empty_entries(region.body, sizes)
+    return _stack([_step_entries(region.body, step, sizes) for step in steps])
+
+
+def _taken_graph(region: Region, taken: dict) -> FunctionGraph:
+    """The branch that ran: the one whose names and nested loops the record holds."""
+    names = set(taken.get("values", {}))
+    nested = set(taken.get("regions", {}))
+    for graph in region.graphs:
+        keys = {region_results(item[1]) for item in _items(graph) if item[0] == "region"}
+        if names == {n for n, _ in graph.named} and nested <= keys:
+            return graph
+    return region.graphs[0]
+
+
+def _step_entries(graph: FunctionGraph, step: dict, sizes: dict) -> dict:
+    """name -> value bound by one run of a body; a nested loop's names hold its stack."""
+    values, regions = step.get("values", {}), step.get("regions", {})
+    out: dict = {}
+    produced: dict = {}
+    for item in _items(graph):
+        if item[0] == "value":
+            _, name, node = item
+            if node.op in REGION_OPS and name in produced.get(region_results(node), ()):
+                continue
+            if name in values:
+                out[name] = values[name]
+            continue
+        key = region_results(item[1])
+        if key in regions:
+            entries = _region_entries(key[0], regions[key], sizes)
+            produced[key] = set(entries)
+            out.update(entries)
+    return out
+
+
+def _empty_entries(graph: FunctionGraph, sizes: dict) -> dict:
+    """A loop that ran zero times: each name of its body with a leading axis of length 0 where
+    its shape is known (not one that depends on the loop index); the names of nested loops and
+    branches are left out."""
+    out: dict = {}
+    for name, node in graph.named:
+        try:
+            shape = tuple(d.evaluate(sizes) for d in node.shape)
+        except (KeyError, ZeroDivisionError):
+            out.pop(name, None)
+            continue
+        out[name] = np.empty((0,) + shape, to_numpy(node.dtype))
+    return out
+
+
+_MISSING = object()
+
+
+def _stack(per_step: list[dict]) -> dict:
+    """One value per name from each iteration's: stacked along a new leading axis when every
+    iteration bound it with one shape and dtype, else a list (None where an iteration did not
+    bind it)."""
+    names: dict[str, None] = {}
+    for entries in per_step:
+        names.update(dict.fromkeys(entries))
+    out: dict = {}
+    for name in names:
+        vals = [entries.get(name, _MISSING) for entries in per_step]
+        arrays = [v for v in vals if v is not _MISSING and not isinstance(v, list)]
+        if len(arrays) == len(vals) and len({np.shape(v) for v in arrays}) == 1 \
+                and len({np.asarray(v).dtype for v in arrays}) == 1:
+            out[name] = np.stack([np.asarray(v) for v in arrays])
+        else:
+            out[name] = [None if v is _MISSING else _copy(v) for v in vals]
+    return out
+
+
+def _copy(value):
+    if isinstance(value, list):
+        return [None if v is None else _copy(v) for v in value]
+    arr = np.array(value, copy=True, order="C")
     return arr[()] if arr.ndim == 0 else arr
 
 
