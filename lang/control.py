@@ -210,6 +210,7 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
     outputs = [_strong_like(block.env[n], types[n], loc) for n in carried]
     captured = list(block.captures.values())
     params = ([index_param] if index_param is not None else []) + holders + [ph for _, ph in captured]
+    scope.gone.update(block.gone)   # names local to a nested loop or branch stay reported as such
     for name, where in block.bound_at.items():
         if name not in carried and (not index or name != index[0]):
             scope.gone[name] = where
@@ -264,6 +265,7 @@ def for_stmt(scope: Scope, stmt: Tree) -> None:
         graph = FunctionGraph(graph.name, graph.params, graph.size_vars + (dim_name,), graph.outputs,
                               graph.named, loc=graph.loc, file=graph.file)
     region = Region("for", (graph,), len(carried), step, dim_name or var, not nonnegative, loc)
+    scope.gone[var] = scope.loc(var_tok)   # the loop variable is local to the loop
     inputs = [start, stop] + inits + [outer for outer, _ in captured]
     _results(scope, carried, inputs, region, types, loc)
 
@@ -320,10 +322,12 @@ def if_stmt(scope: Scope, stmt: Tree) -> None:
             types[n] = a
         else:
             where = blocks[1].bound_at.get(n) or blocks[0].bound_at.get(n)
-            raise TdslTypeError(f"'{n}' is {a.type_str} after the if branch but {b.type_str} after the else "
-                                f"branch; every path must give it the same dtype and shape", where or loc)
+            otherwise = "after the else branch" if other is not None else "when the if is not taken"
+            raise TdslTypeError(f"'{n}' is {a.type_str} after the if branch but {b.type_str} {otherwise}; "
+                                f"every path must give it the same dtype and shape", where or loc)
     outputs = [[_strong_like(v, types[n], loc) for v, n in zip(vals, names)] for vals in per_branch]
     for b in blocks:
+        scope.gone.update(b.gone)
         for name, where in b.bound_at.items():
             if name not in names:
                 scope.gone[name] = where

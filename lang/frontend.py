@@ -527,9 +527,10 @@ class Scope:
                                 hint="write it as x[j:j + k] with k a size, a const or a literal")
         if step == 0:
             raise TdslTypeError("a slice step cannot be zero", self.loc(s))
+        span = length
         if step and step != 1:
             length = (length + (step - 1)) // step
-        return Sub("dynslice", stop=length, step=step or 1, value=as_node[0])
+        return Sub("dynslice", stop=length, step=step or 1, value=as_node[0], span=span)
 
     def bound(self, v, tree):
         """An index or slice bound: an int (a literal, negative from the end), a dim expression

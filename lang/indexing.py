@@ -19,14 +19,16 @@ class Sub:
     the bounds are integers (negative: from the end) or non-negative dim expressions.
 
     Dynamic subscripts (section 11) hold a graph value: 'dyn' (`value` an integer scalar),
-    'dynslice' (`value` the start, `stop` the length as a Dim, `step` > 0) and 'array'
-    (`value` an integer array: a gather, or a scatter on the left of `=`)."""
+    'dynslice' (`value` the start, `stop` the length as a Dim, `step` > 0, `span` the
+    distance from start to stop as written) and 'array' (`value` an integer array: a
+    gather, or a scatter on the left of `=`)."""
 
     kind: str
     start: int | Dim | None = None
     stop: int | Dim | None = None
     step: int | None = None
     value: Node | None = None
+    span: Dim | None = None
 
     @property
     def dynamic(self) -> bool:

@@ -55,14 +55,17 @@ def gather_index(s: Sub, extent: Dim, loc: Location | None) -> Node:
     start = infer.cast(s.value, "i64", loc)
     zero = infer.const(0, "i64", (), True, loc)
     n = _dim(extent, loc)
-    length = _dim(s.stop, loc)
-    # NumPy wraps a negative start once; a slice that would then run past the end (or, with a
-    # negative start, stop at 0) is not `length` long: its first position is made out of range,
-    # so take reports it
+    span = _dim(s.stop if s.span is None else s.span, loc)
+    # NumPy wraps a negative start once (clamping it at 0) and a negative stop too: with a
+    # negative start, the slice is `length` long only when the start is on the axis and the stop
+    # (start + span) is negative as well. Otherwise its first position is made out of range, so
+    # take reports it; a slice that runs past the end has its last positions out of range.
     negative = infer.elementwise("lt", [start, zero], loc)
-    ends_at_zero = infer.elementwise("eq", [infer.elementwise("add", [start, length], loc), zero], loc)
     wrapped = infer.elementwise("where", [negative, infer.elementwise("add", [start, n], loc), start], loc)
-    bad = infer.elementwise("and", [negative, ends_at_zero], loc)
+    before = infer.elementwise("lt", [wrapped, zero], loc)
+    stop_wraps = infer.elementwise("lt", [infer.elementwise("add", [start, span], loc), zero], loc)
+    bad = infer.elementwise("and", [negative, infer.elementwise(
+        "or", [before, infer.elementwise("not", [stop_wraps], loc)], loc)], loc)
     first = infer.elementwise("where", [bad, n, wrapped], loc)
     steps = infer.iota(s.stop, loc)
     if s.step != 1:
