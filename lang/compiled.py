@@ -188,14 +188,8 @@ def _items(graph: FunctionGraph) -> list[tuple]:
 
 def _header(region: Region) -> str:
     """How a loop or branch reads in explain(): its source text (`for i in range(n)`) and line."""
-    loc = region.loc
-    text = ""
-    if loc is not None and loc.source_line and loc.source_line.strip():
-        text = loc.source_line[max(loc.col - 1, 0):].split("{")[0].strip()
-    if not text:   # built in Python: the builder's name, kept in the body graph's name
-        text = region.body.name.rpartition(":")[2].split("@")[0]
-        text = text if text in ("fori_loop", "while_loop", "cond") else region.kind
-    return text + (f"  (line {loc.line})" if loc else "")
+    from .printer import region_title
+    return region_title(region) + (f"  (line {region.loc.line})" if region.loc else "")
 
 
 def _explain_items(graph: FunctionGraph, indent: str, lines: list[str]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .dims import Dim
 from .dtypes import DTYPES
-from .graph import FunctionGraph, Node, toposort
+from .graph import REGION_OPS, FunctionGraph, Node, Region, region_results, subgraphs, toposort
 from .ops import OPS, empty_value, operator_symbols
 
 SYMBOLS = operator_symbols(2)          # add -> +, ...: binary operators, from the op table
@@ -67,7 +67,14 @@ def _bound(value: Dim, dim: Dim) -> str:
     from_end = value - dim
     if from_end.is_const and from_end.const < 0:
         return str(from_end.const)
+    if value.variables():   # a dim expression (section 11): `x[n // 2:]`, `x[i:i + 1]`
+        text = str(value)
+        return text if _is_name(text) else f"({text})"
     raise ValueError(f"a slice bound {value} cannot be written as a literal")
+
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier() and text.isascii()
 
 
 def expression(node: Node, names: dict) -> str:
@@ -127,43 +134,225 @@ def _usable_name(name: str | None) -> bool:
 
 
 def to_tdsl(graph: FunctionGraph) -> str:
-    """A .tdsl function whose checked graph equals `graph` (one statement per node)."""
-    names: dict[Node, str] = {}
-    body: list[str] = []
-    used = {p.name for p in graph.params} | set(graph.size_vars) | {graph.name} | set(DTYPES)
-    for node in toposort(graph.outputs):
-        if node in names:
-            continue
-        if node.op in ("param", "sizevar"):
-            names[node] = node.attr("name")
-            continue
-        base = node.name if _usable_name(node.name) and node.name not in used else f"t{len(body)}"
-        while base in used:
-            base = f"{base}_"
-        used.add(base)
-        body.append(f"    {base} = {expression(node, names)}")
-        names[node] = base
+    """A .tdsl function whose checked graph equals `graph` (one statement per node).
+
+    Loops and branches (section 11) print as `for`, `while` and `if` statements, and indexed
+    updates as `x[...] = v`; such a program parses back to an equivalent function (the same
+    values), though not always to an equal graph. Raises ValueError for a value that has no
+    source form."""
+    printer = _SourcePrinter(graph)
+    names = printer.block(graph, {p.name: p.name for p in graph.params}, 1)
     params = ", ".join(f"{p.name}: {p.type_str}" for p in graph.params)
     results = [o.type_str for o in graph.outputs]
     ret = f" -> ({', '.join(results)}{',' if len(results) == 1 else ''})" if graph.tuple_result else f" -> {results[0]}"
     outs = ", ".join(names[o] for o in graph.outputs)
-    return "\n".join([f"fn {graph.name}({params}){ret} {{", *body, f"    return {outs}", "}", ""])
+    return "\n".join([f"fn {graph.name}({params}){ret} {{", *printer.lines, f"    return {outs}", "}", ""])
+
+
+class _SourcePrinter:
+    """Statements of one function, nested blocks included; every name it binds is new, so that
+    a name bound in a loop body is carried only where the graph carries it."""
+
+    def __init__(self, graph: FunctionGraph):
+        self.lines: list[str] = []
+        self.count = 0
+        self.used = {p.name for p in graph.params} | set(graph.size_vars) | {graph.name} | set(DTYPES)
+        self.loop_dims: set[str] = set()
+        for sub in subgraphs(graph):
+            self.used |= set(sub.size_vars)
+            for node in toposort(sub.outputs):
+                region = node.attr("region") if node.op in REGION_OPS else None
+                if region is not None and region.kind == "for" and not region.index_param:
+                    self.loop_dims.add(region.index)
+        for node in toposort(graph.outputs):
+            region = node.attr("region") if node.op in REGION_OPS else None
+            if region is not None and region.kind == "for" and not region.index_param:
+                self.loop_dims.add(region.index)
+        self.used |= self.loop_dims
+        if self.loop_dims & {p.name for p in graph.params}:
+            raise ValueError("a loop index has the name of a parameter")
+
+    def fresh(self, name: str | None) -> str:
+        base = name if _usable_name(name) and name not in self.used else f"t{self.count}"
+        while base in self.used:
+            base = f"{base}_"
+        self.used.add(base)
+        self.count += 1
+        return base
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def block(self, graph: FunctionGraph, params: dict[str, str], depth: int) -> dict[Node, str]:
+        """Print the statements of `graph`, whose parameter p reads the name params[p]."""
+        names: dict[Node, str] = {}
+        regions: dict = {}
+        for node in toposort(graph.outputs):
+            if node in names:
+                continue
+            if node.op == "param":
+                if node.attr("name") not in params:
+                    raise ValueError(f"'{node.attr('name')}' is not a parameter of the function")
+                names[node] = params[node.attr("name")]
+            elif node.op == "sizevar":
+                names[node] = node.attr("name")
+            elif node.op in REGION_OPS:
+                key = region_results(node)
+                if key not in regions:
+                    regions[key] = self.region(node, names, depth)
+                names[node] = regions[key][node.attr("result")]
+            elif node.op == "update":
+                x, v = (names[i] for i in node.inputs)
+                name = self.fresh(node.name)
+                self.emit(depth, f"{name} = {x}")
+                self.emit(depth, f"{name}[{_slice_text(node, node.inputs[0])}] = {v}")
+                names[node] = name
+            elif node.op == "scatter":
+                x, idx, v = (names[i] for i in node.inputs)
+                name = self.fresh(node.name)
+                self.emit(depth, f"{name} = {x}")
+                self.emit(depth, f"{name}[{':, ' * node.attr('axis')}{idx}] = {v}")
+                names[node] = name
+            else:
+                name = self.fresh(node.name)
+                self.emit(depth, f"{name} = {expression(node, names)}")
+                names[node] = name
+        return names
+
+    def region(self, node: Node, names: dict, depth: int) -> list[str]:
+        """Print a loop or branch; the names of its results, in order."""
+        region: Region = node.attr("region")
+        inputs = [names[i] for i in node.inputs]
+        count = region.carried if region.kind != "if" else len(region.graphs[0].outputs)
+        results = [self.fresh(node.name if k == node.attr("result") else None) for k in range(count)]
+        lead = region.leading
+        if region.kind == "if":
+            captured = inputs[1:]
+            params = dict(zip((p.name for p in region.graphs[0].params), captured))
+            self.emit(depth, f"if {inputs[0]} {{")
+            self.body_results(region.graphs[0], params, results, depth + 1)
+            self.emit(depth, "} else {")
+            self.body_results(region.graphs[1], params, results, depth + 1)
+            self.emit(depth, "}")
+            return results
+        for name, init in zip(results, inputs[lead:lead + count]):
+            self.emit(depth, f"{name} = {init}")
+        body = region.body
+        param_names = [p.name for p in body.params]
+        if region.kind == "for":
+            if region.index_param:
+                var = self.fresh(param_names[0])
+                params = {param_names[0]: var}
+                param_names = param_names[1:]
+            else:
+                var, params = region.index, {}
+            params.update(zip(param_names, results + inputs[lead + count:]))
+            step = f", {region.step}" if region.step != 1 else ""
+            self.emit(depth, f"for {var} in range({inputs[0]}, {inputs[1]}{step}) {{")
+        else:
+            params = dict(zip(param_names, results + inputs[lead + count:]))
+            self.emit(depth, f"while {_inline(region.graphs[0], params)} {{")
+        self.body_results(body, params, results, depth + 1)
+        self.emit(depth, "}")
+        return results
+
+    def body_results(self, graph: FunctionGraph, params: dict, results: list[str], depth: int) -> None:
+        """A body's statements, then its results bound to `results` (through new names where a
+        result reads one of them, so that no assignment sees another's new value)."""
+        names = self.block(graph, params, depth)
+        outs = [names[o] for o in graph.outputs]
+        for k, out in enumerate(outs):
+            if out in results and out != results[k]:
+                copy = self.fresh(None)
+                self.emit(depth, f"{copy} = {out}")
+                outs[k] = copy
+        for name, out in zip(results, outs):
+            self.emit(depth, f"{name} = {out}")
+
+
+def _inline(graph: FunctionGraph, params: dict) -> str:
+    """The one result of `graph` (a while loop's condition) as a single expression."""
+    text: dict[Node, str] = {}
+    for node in toposort(graph.outputs):
+        if node in text:
+            continue
+        if node.op == "param":
+            text[node] = params[node.attr("name")]
+        elif node.op == "sizevar":
+            text[node] = node.attr("name")
+        elif node.op in REGION_OPS or node.op in ("update", "scatter"):
+            raise ValueError(f"a while condition with a {node.op} has no single-expression form")
+        else:
+            text[node] = f"({expression(node, text)})"
+    return text[graph.outputs[0]]
+
+
+def region_title(region: Region) -> str:
+    """A loop or branch as it reads in its source (`for i in range(n)`), or the builder's name
+    (`fori_loop`) for one built in Python."""
+    loc = region.loc
+    text = ""
+    if loc is not None and loc.source_line and loc.source_line.strip():
+        text = loc.source_line[max(loc.col - 1, 0):].split("{")[0].strip()
+    if not text:   # built in Python: the builder's name is in the body graph's name
+        text = region.body.name.rpartition(":")[2].split("@")[0]
+        text = text if text in ("fori_loop", "while_loop", "cond") else region.kind
+    return text
+
+
+def _body_signature(graph: FunctionGraph) -> str:
+    params = ", ".join(f"{p.name}: {p.type_str}" for p in graph.params)
+    results = ", ".join(o.type_str for o in graph.outputs)
+    return f"{graph.name}({params}) -> ({results})"
+
+
+def _region_parts(region: Region) -> list[tuple[str, FunctionGraph]]:
+    labels = {"for": ("body",), "while": ("cond", "body"), "if": ("then", "else")}[region.kind]
+    return list(zip(labels, region.graphs))
+
+
+def _region_facts(region: Region) -> str:
+    facts = [f"carried {region.carried}"] if region.kind != "if" else []
+    if region.kind == "for":
+        facts.append(f"step {region.step}")
+        facts.append(f"index {region.index}" + (" (a parameter)" if region.index_param else ""))
+    return ", ".join(facts)
 
 
 def graph_text(graph: FunctionGraph) -> str:
-    """A readable listing: one line per node with its type and source line."""
-    names: dict[Node, str] = {}
+    """A readable listing: one line per node with its type and source line; a loop or branch
+    lists its body graphs under its first result, indented."""
     lines = [graph.signature]
+    _graph_lines(graph, "  ", lines)
+    return "\n".join(lines)
+
+
+def _graph_lines(graph: FunctionGraph, indent: str, lines: list[str]) -> None:
+    names: dict[Node, str] = {}
+    regions: dict = {}
     for node in toposort(graph.outputs):
         if node in names:
             continue
         label = node.name or (node.attr("name") if node.op in ("param", "sizevar") else None)
         names[node] = f"%{len(names)}" + (f" {label}" if label else "")
         where = f"  # line {node.loc.line}" if node.loc else ""
-        lines.append(f"  {names[node]:<14} : {node.type_str:<16} = {node.op}"
-                     f"({', '.join(names[i].split()[0] for i in node.inputs)}){_attr_text(node)}{where}")
-    lines.append("  return " + ", ".join(names[o].split()[0] for o in graph.outputs))
-    return "\n".join(lines)
+        extra = ""
+        region = node.attr("region") if node.op in REGION_OPS else None
+        if region is not None:
+            key = region_results(node)
+            first = regions.setdefault(key, names[node].split()[0])
+            extra = f" {{result={node.attr('result')}" + (f", region of {first}" if first != names[node].split()[0] else "") + "}"
+        lines.append(f"{indent}{names[node]:<14} : {node.type_str:<16} = {node.op}"
+                     f"({', '.join(names[i].split()[0] for i in node.inputs)})"
+                     f"{extra if region is not None else _attr_text(node)}{where}")
+        if region is not None and regions[key] == names[node].split()[0]:
+            where = f"  (line {region.loc.line})" if region.loc else ""
+            facts = _region_facts(region)
+            lines.append(f"{indent}    {region.kind}: {region_title(region)}{where}" + (f"; {facts}" if facts else ""))
+            for label, sub in _region_parts(region):
+                lines.append(f"{indent}    {label}: {_body_signature(sub)}")
+                _graph_lines(sub, indent + "      ", lines)
+    lines.append(f"{indent}return " + ", ".join(names[o].split()[0] for o in graph.outputs))
 
 
 def _attr_text(node: Node) -> str:
@@ -177,22 +366,57 @@ def _attr_text(node: Node) -> str:
     return " {" + ", ".join(f"{k}={fmt(v)}" for k, v in shown) + "}"
 
 
+def _dot_text(text: str) -> str:
+    """User text (a source line, a name) inside a dot string: quotes and backslashes escaped."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
 def graph_dot(graph: FunctionGraph) -> str:
-    """The graph in Graphviz dot."""
-    ids: dict[Node, str] = {}
-    lines = [f'digraph "{graph.name}" {{', "  node [shape=box, fontname=monospace];"]
-    for node in toposort(graph.outputs):
-        if node in ids:
-            continue
-        ids[node] = f"n{len(ids)}"
-        label = node.op + (f" {node.name}" if node.name else "")
-        if node.op in ("param", "sizevar"):
-            label = f"{node.op} {node.attr('name')}"
-        lines.append(f'  {ids[node]} [label="{label}\\n{node.type_str}"];')
-        for i in node.inputs:
-            lines.append(f"  {ids[i]} -> {ids[node]};")
+    """The graph in Graphviz dot; each body of a loop or branch is a cluster, whose results
+    feed the region's result nodes (dashed)."""
+    lines = [f'digraph "{_dot_text(graph.name)}" {{', "  node [shape=box, fontname=monospace];"]
+    counter = [0]
+    ids = _dot_nodes(graph, "n", "  ", lines, counter)
     for k, o in enumerate(graph.outputs):
         lines.append(f'  out{k} [label="result {k}", shape=ellipse];')
         lines.append(f"  {ids[o]} -> out{k};")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _dot_nodes(graph: FunctionGraph, prefix: str, indent: str, lines: list[str], counter: list) -> dict:
+    ids: dict[Node, str] = {}
+    regions: dict = {}
+    for node in toposort(graph.outputs):
+        if node in ids:
+            continue
+        ids[node] = f"{prefix}{len(ids)}"
+        label = node.op + (f" {node.name}" if node.name else "")
+        if node.op in ("param", "sizevar"):
+            label = f"{node.op} {node.attr('name')}"
+        region = node.attr("region") if node.op in REGION_OPS else None
+        if region is not None:
+            label += f" result {node.attr('result')}"
+        lines.append(f'{indent}{ids[node]} [label="{_dot_text(label)}\\n{node.type_str}"];')
+        for i in node.inputs:
+            lines.append(f"{indent}{ids[i]} -> {ids[node]};")
+        if region is None:
+            continue
+        key = region_results(node)
+        if key not in regions:
+            counter[0] += 1
+            regions[key] = (f"r{counter[0]}", [])
+            where = f" (line {region.loc.line})" if region.loc else ""
+            for label_, sub in _region_parts(region):
+                cluster = f"{regions[key][0]}_{label_}"
+                lines.append(f"{indent}subgraph cluster_{cluster} {{")
+                title = f"{region.kind} {label_}: {region_title(region)}{where}"
+                lines.append(f'{indent}  label="{_dot_text(title)}"; style=rounded;')
+                sub_ids = _dot_nodes(sub, f"{cluster}_n", indent + "  ", lines, counter)
+                lines.append(f"{indent}}}")
+                regions[key][1].append((label_, sub, sub_ids))
+        for label_, sub, sub_ids in regions[key][1]:
+            k = node.attr("result")
+            if label_ != "cond" and k < len(sub.outputs):
+                lines.append(f"{indent}{sub_ids[sub.outputs[k]]} -> {ids[node]} [style=dashed];")
+    return ids
