@@ -141,8 +141,81 @@ class Var:
             return Var(infer.take(self.node, builtins.as_node(_unwrap(keys[0]), loc), 0, loc))
         return Var(index(self.node, [_sub(k, loc) for k in keys], loc))
 
+    @property
+    def at(self) -> "_At":
+        """Functional indexed updates, as JAX's: `x.at[idx].set(v)` is a new Var equal to `x`
+        with `x[idx]` replaced by `v` (`x` itself never changes); also `.add(v)`, `.multiply(v)`,
+        `.divide(v)` and `.get()`. `idx` is what `x[...]` takes, integer Vars included."""
+        return _At(self)
+
+
+class _At:
+    """`x.at`: subscripting it names the region an update replaces."""
+
+    __slots__ = ("_var",)
+
+    def __init__(self, var: Var):
+        self._var = var
+
+    def __getitem__(self, key) -> "_AtIndex":
+        return _AtIndex(self._var, key)
+
+    def __repr__(self) -> str:
+        return f"<tdsl.Var.at of {self._var!r}>"
+
+
+class _AtIndex:
+    """`x.at[idx]`: its methods give the updated copy of `x`."""
+
+    __slots__ = ("_var", "_key")
+
+    def __init__(self, var: Var, key):
+        self._var, self._key = var, key
+
+    def _subs(self, loc) -> list[Sub]:
+        keys = self._key if isinstance(self._key, tuple) else (self._key,)
+        return [_sub(k, loc) for k in keys]
+
+    def get(self) -> Var:
+        """`x[idx]`."""
+        return Var(index(self._var.node, self._subs(caller_location()), caller_location()))
+
+    def set(self, value) -> Var:
+        """A copy of `x` with `x[idx]` replaced by `value` (broadcast; it must cast safely to
+        `x`'s dtype, as in `x[idx] = value` of the language)."""
+        from .updates import set_item
+        loc = caller_location()
+        return Var(set_item(self._var.node, self._subs(loc), builtins.as_node(_unwrap(value), loc), loc))
+
+    def _combine(self, op: str, value) -> Var:
+        from .updates import set_item
+        loc = caller_location(3)
+        subs = self._subs(loc)
+        current = index(self._var.node, subs, loc)
+        new = infer.elementwise(op, [current, builtins.as_node(_unwrap(value), loc)], loc)
+        return Var(set_item(self._var.node, subs, new, loc))
+
+    def add(self, value) -> Var:
+        """`x[idx] + value` written back: the language's `x[idx] += value` (with repeated indices
+        in an integer-array subscript the last write wins, as in NumPy; JAX accumulates)."""
+        return self._combine("add", value)
+
+    def multiply(self, value) -> Var:
+        """`x[idx] * value` written back (`x[idx] *= value`)."""
+        return self._combine("mul", value)
+
+    def divide(self, value) -> Var:
+        """`x[idx] / value` written back (`x[idx] /= value`)."""
+        return self._combine("div", value)
+
 
 def _sub(key, loc) -> Sub:
+    if isinstance(key, (Var, list)):   # a run-time subscript: an integer scalar, or an integer array
+        node = builtins.as_node(_unwrap(key), loc)
+        from .dtypes import kind
+        if kind(node.dtype) != "int":
+            raise TdslTypeError(f"an index must hold integers, not {node.type_str}", loc)
+        return Sub("dyn", value=node) if node.ndim == 0 else Sub("array", value=node)
     if key is None:
         return Sub("none")
     if key is Ellipsis:
