@@ -218,6 +218,19 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
     return carried, types, outputs, params, captured, inits, block, cond
 
 
+def _fresh_loop_variable(scope: Scope, var: str, loc) -> None:
+    """A loop variable names nothing visible before its loop: it is local to the loop, so after
+    it the old value would come back where Python leaves the last index."""
+    outer = scope.lookup(var)
+    if outer is None and var not in scope.sizes:
+        return
+    what = "a size variable" if outer is None else "already bound" + (
+        f" (at {outer.loc.line}:{outer.loc.col})" if outer.loc else "")
+    raise TdslTypeError(f"the loop variable '{var}' is {what}; a loop variable is local to its loop, "
+                        f"so after it '{var}' would not hold the last index as in Python", loc,
+                        hint="give the loop variable a name of its own")
+
+
 def for_stmt(scope: Scope, stmt: Tree) -> None:
     var_tok, range_tok, args_tree, body = stmt.children
     program, loc = scope.program, scope.loc(stmt)
@@ -242,6 +255,7 @@ def for_stmt(scope: Scope, stmt: Tree) -> None:
     start, stop = (infer.const(0, "i64", (), True, loc), values[0]) if len(values) == 1 else values
     start, stop = infer.cast(start, "i64", loc), infer.cast(stop, "i64", loc)
     var = str(var_tok)
+    _fresh_loop_variable(scope, var, scope.loc(var_tok))
     first = _dim_or_none(scope, start if step > 0 else stop)
     # a dim index (a size variable of the body) must never be negative: range(n), range(1, n),
     # range(n - 1, -1, -1); otherwise the index is a parameter and subscripts count it from the end

@@ -75,6 +75,7 @@ def f64(*shape) -> np.ndarray:
 FOR = """\
 const BACK = -2
 const THREE = 3
+const ZERO = 0.0
 
 fn total(x: f32[n]) {
     s = 0.0
@@ -125,6 +126,14 @@ fn computed(x: f32[n], a: i32) -> f32 {
     for i in range(a * 2 - 1) { s += x[i] }
     for i in range(sum(i64(x > 0.0))) { s += 100.0 }
     return s
+}
+
+fn const_bounds(x: f32[n]) {
+    s = ZERO
+    for i in range(THREE, n) { s += x[i] }
+    p = x[0]
+    for i in range(THREE) { p *= x[i] }
+    return s, p
 }
 
 fn nested(x: f32[n, m]) -> f32[n, m] {
@@ -262,6 +271,19 @@ def test_for_bounds_computed_from_parameters(target, a):
     for _ in range(int(np.sum(x > 0))):
         s = np.float32(s + 100)
     assert_same(fn(FOR, "computed", target)(x, np.int32(a)), s)
+
+
+@on_targets
+def test_for_const_bounds_and_weak_const_start(target):
+    x = f32(7)
+    s = np.float32(0)
+    for i in range(3, 7):
+        s = np.float32(s + x[i])
+    p = x[0]
+    for i in range(3):
+        p = p * x[i]
+    got = fn(FOR, "const_bounds", target)(x)
+    assert_same(got, (s, p))   # the weak const ZERO carries an f32, as a literal does
 
 
 @on_targets
@@ -478,6 +500,17 @@ fn never(x: f32[n], go: bool) -> f32[n] {
     return y
 }
 
+fn triangle(k: i64) -> (i64, i64) {
+    total = 0
+    rounds = 0
+    while k > 0 {
+        for i in range(k) { total += i }
+        k -= 1
+        rounds += 1
+    }
+    return total, rounds
+}
+
 fn captured(x: f32[n], a: f32) -> f32[n] {
     y = x
     k = 0
@@ -507,6 +540,18 @@ def test_while_halving(target, size):
     while h > 1:
         h, c = h // 2, c + 1
     assert_same(fn(WHILE, "halvings", target)(f32(size)), np.int64(c))
+
+
+@on_targets
+@pytest.mark.parametrize("k", [-1, 0, 1, 5])
+def test_loops_in_a_while(target, k):
+    given, total, rounds = k, 0, 0
+    while k > 0:
+        for i in range(k):
+            total += i
+        k -= 1
+        rounds += 1
+    assert_same(fn(WHILE, "triangle", target)(given), (np.int64(total), np.int64(rounds)))
 
 
 @on_targets
@@ -1198,6 +1243,21 @@ def test_locals_are_not_defined_after_their_block(target):
     for src, use, bound, name in cases:
         line, col = place(src, bound)
         compile_error(src, target, use, name, "local", f"(at {line}:{col})")
+
+
+@on_targets
+def test_loop_variable_must_be_a_fresh_name(target):
+    # a loop variable is local to its loop: reusing a visible name would leave that name's old
+    # value after the loop, where Python leaves the last index, so it is refused
+    for outer, loop, occurrence, what in [
+        ("    i = 7\n", "for i in range(n) { s += 1.0 }", 0, "already bound (at 3:5)"),
+        ("", "for x in range(n) { s += 1.0 }", 0, "already bound (at 1:6)"),
+        ("", "for n in range(3) { s += 1.0 }", 0, "a size variable"),
+        ("", "for i in range(n) { for i in range(n) { s += 1.0 } }", 1, "already bound (at 3:9)"),
+    ]:
+        src = f"fn f(x: f32[n]) -> f32 {{\n    s = 0.0\n{outer}    {loop}\n    return s\n}}\n"
+        at = loop[4:10]
+        compile_error(src, target, at, what, "loop variable", occurrence=occurrence)
 
 
 BRANCH_MISMATCH = """\
