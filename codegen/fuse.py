@@ -29,7 +29,26 @@ def fuse_module(module: ModuleIR) -> ModuleIR:
 
 
 def fuse_function(fn: FunctionIR) -> FunctionIR:
-    """The function with its kernels regrouped into fused passes where dependences allow."""
+    """The function with its kernels regrouped into fused passes where dependences allow: between
+    loops and branches (region kernels, whose bodies are fused on their own), never across them."""
+    if not any(k.kind == "region" for k in fn.kernels):
+        return _fuse_segment(fn)
+    kernels, locals_, segment = [], set(), []
+    for k in fn.kernels + (None,):
+        if k is None or k.kind == "region":
+            if segment:
+                fused = _fuse_segment(replace(fn, kernels=tuple(segment)))
+                kernels += fused.kernels
+                locals_ |= {t.name for t in fn.temps} - {t.name for t in fused.temps}
+                segment = []
+            if k is not None:
+                kernels.append(replace(k, bodies=tuple(fuse_function(b) for b in k.bodies)))
+        else:
+            segment.append(k)
+    return replace(fn, kernels=tuple(kernels), temps=tuple(t for t in fn.temps if t.name not in locals_))
+
+
+def _fuse_segment(fn: FunctionIR) -> FunctionIR:
     writers: dict[str, int] = {}
     for k in fn.kernels:
         writers[k.out.name] = writers.get(k.out.name, 0) + 1
@@ -37,7 +56,7 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
     result, rest = [], list(fn.kernels)
     while rest:
         head, rest = rest[0], rest[1:]
-        group = _Group.start(head, writers)
+        group = None if getattr(head, "serial", False) else _Group.start(head, writers)
         if group is None:
             result.append(head)
             continue
@@ -87,6 +106,8 @@ class _Group:
         return group if group.add(k, writers, role) else None
 
     def add(self, k, writers: dict, role: str | None = None) -> bool:
+        if getattr(k, "serial", False):
+            return False
         role = role or _role(k, self.loop, writers)
         if role is None:
             return False

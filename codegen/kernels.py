@@ -248,6 +248,7 @@ class MapKernel:
     out_index: Affine
     loops: tuple[Loop, ...]
     value: Expr
+    serial: bool = False   # the points run in order (a scatter: the last write wins)
     kind: str = field(default="map", init=False)
 
 
@@ -324,7 +325,39 @@ class FusedKernel:
         return (self.loop,)
 
 
-Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel, FusedKernel]
+@dataclass(frozen=True)
+class RegionKernel:
+    """A loop or branch (section 11): its bodies are functions of their own, called per iteration.
+
+    `inputs` are the region node's inputs (a Buffer, or a Const for a literal scalar): for `for`
+    (start, stop, carried..., captured...), for `while` (carried..., captured...), for `if`
+    (pred, captured...). `results` receive the region's results; for a loop, result k is also
+    the carried value's buffer, and `scratch[k]` its second buffer (the body writes the next value
+    there, then the two swap), or None when the body updates it in place. A `for` body takes the
+    loop index as its last size variable `index`, or as its first parameter (`index_param`).
+    """
+
+    origin: Origin
+    region: str                       # for | while | if
+    bodies: tuple["FunctionIR", ...]  # for: (body,); while: (cond, body); if: (then, else)
+    inputs: tuple
+    results: tuple[Buffer, ...]
+    scratch: tuple[Buffer | None, ...] = ()
+    step: int = 1
+    index: str | None = None
+    index_param: bool = False
+    kind: str = field(default="region", init=False)
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        return ()
+
+    @property
+    def carried(self) -> int:
+        return 0 if self.region == "if" else len(self.results)
+
+
+Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel, FusedKernel, RegionKernel]
 
 
 # -- functions and modules -------------------------------------------------------

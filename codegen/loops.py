@@ -19,7 +19,7 @@ MAX_KERNEL_OPS = 1000
 
 def simplify(kernel):
     """The kernel with each of its loop groups coalesced as far as every access allows."""
-    if kernel.kind in ("matmul", "fused"):
+    if kernel.kind in ("matmul", "fused", "region"):
         return kernel
     kernel = _coalesce_group(kernel, "loops")
     if kernel.kind in ("reduce", "argreduce"):
@@ -122,6 +122,8 @@ def kernel_expressions(kernel) -> list:
     """Every node of the kernel's expressions (gathered indices included), each once."""
     if kernel.kind == "fused":
         return [e for part in kernel.parts for e in kernel_expressions(part)]
+    if kernel.kind == "region":
+        return []
     found, seen = [], set()
     stack = list(_expressions(kernel)) + [g for aff in kernel_affines(kernel)[0] for g in affine_gathers(aff)]
     while stack:

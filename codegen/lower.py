@@ -20,12 +20,12 @@ from tdsl.ops import OPS
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
-                      ModuleIR, Origin, Position, ReduceKernel, SizeCheck, SizeLimit, SizeVar, row_major,
-                      with_calls)
+                      ModuleIR, Origin, Position, ReduceKernel, RegionKernel, SizeCheck, SizeLimit, SizeVar,
+                      row_major, with_calls)
 from .layout import LAYOUT, broadcast_index, input_index
 from .loops import MAX_KERNEL_OPS, expression_children, simplify
 
-ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat")
+ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat", "region", "update", "scatter")
 
 
 class ErrorTable:
@@ -33,6 +33,7 @@ class ErrorTable:
 
     def __init__(self):
         self.entries: list[ErrorInfo] = [OUT_OF_MEMORY]
+        self.regions = 0   # loop and branch bodies lowered in the module (their C functions' numbers)
 
     def code(self, info: ErrorInfo) -> int:
         if info not in self.entries:
@@ -43,24 +44,11 @@ class ErrorTable:
 def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
     """Every function of a module, sharing one table of error codes, with how to call each."""
     errors = ErrorTable()
-    _refuse_control_flow(graphs)
     with deep_recursion():
         functions = tuple(Lowering(g, errors).run() for g in graphs)
     file = graphs[0].file if graphs else "<string>"
     return with_calls(ModuleIR(prefix, functions, tuple(errors.entries), file), graphs)
 
-
-
-def _refuse_control_flow(graphs: list[FunctionGraph]) -> None:
-    """Loops, branches and indexed updates run on the reference target only, for now."""
-    from tdsl.errors import TdslTypeError
-    for g in graphs:
-        for node in toposort(list(g.outputs) + [n for _, n in g.named]):
-            if _kind(node) in ("region", "update", "scatter"):
-                what = {"region": f"a {node.op} statement", "update": "an indexed update",
-                        "scatter": "an indexed update"}[_kind(node)]
-                raise TdslTypeError(f"{what} cannot be compiled for this target yet; "
-                                    f"use target='numpy'", node.loc)
 
 
 def _kind(node: Node) -> str:
@@ -83,9 +71,13 @@ def _computes(node: Node) -> bool:
 class Lowering:
     """Lowers one function graph."""
 
-    def __init__(self, graph: FunctionGraph, errors: ErrorTable):
+    def __init__(self, graph: FunctionGraph, errors: ErrorTable, name: str | None = None,
+                 in_place: dict | None = None):
         self.graph = graph
         self.errors = errors
+        self.name = name or graph.name      # a region body's C-safe name (its graph's is 'f:for@3')
+        self.in_place = in_place or {}      # result index -> the parameter whose buffer it shares (a body)
+        self.regions: dict = {}             # (region, inputs) -> its kernel, once
         self.nodes = toposort(computed_roots(graph))   # the results, and named values that can fail unread
         self.computed = _computed_nodes(graph, self.nodes)
         self.buffer_of: dict[int, Buffer] = {}
@@ -103,7 +95,7 @@ class Lowering:
         jobs = self.assign_buffers(params, outputs, self.cut_long_chains(self.plan()))
         raw = [k for node, target in jobs for k in self.kernels_for(node, target)]
         kernels = tuple(simplify(k) for k in raw + self.check_kernels(raw))   # checks read raw's buffers
-        return FunctionIR(g.name, g.signature, g.size_vars, params, outputs, tuple(self.temps),
+        return FunctionIR(self.name, g.signature, g.size_vars, params, outputs, tuple(self.temps),
                           tuple(self.consts), self.size_checks(), kernels, g.loc,
                           self.size_limits(kernels), self.alloc_errors(outputs))
 
@@ -113,7 +105,9 @@ class Lowering:
         keep = {id(o) for o in self.graph.outputs}
         keep.update(id(n) for n in self.computed if _kind(n) in ALWAYS_BUFFERED)
         for node in self.computed:
-            if node.op == "matmul":
+            if _kind(node) == "region":
+                keep.update(id(i) for i in node.inputs if not (i.op == "param" or i.op == "const"))
+            elif node.op == "matmul":
                 for operand in map(_through_layout, node.inputs):
                     if not (operand.op in ("param", "const", "sizevar", "iota")
                             or _kind(operand) in ALWAYS_BUFFERED):
@@ -193,7 +187,8 @@ class Lowering:
         if self.buffer_of.get(id(node)) is not target:
             return [self.map_kernel(node, target, copy=True)]
         build = {"reduce": self.reduce_kernel, "argreduce": self.argreduce_kernel,
-                 "matmul": self.matmul_kernel, "concat": self.concat_kernels}.get(_kind(node))
+                 "matmul": self.matmul_kernel, "concat": self.concat_kernels, "region": self.region_kernels,
+                 "update": self.update_kernels, "scatter": self.scatter_kernels}.get(_kind(node))
         return build(node, target) if build else [self.map_kernel(node, target)]
 
     @staticmethod
@@ -283,6 +278,87 @@ class Lowering:
                                      tuple(loops), self.value(piece, idx)))
             start = start + piece.shape[axis]
         return kernels
+
+    def update_kernels(self, node: Node, target: Buffer) -> list:
+        """A copy of x (left out when x's buffer is the target: a body updating in place), then
+        the region's values written over it."""
+        x, v = node.inputs
+        kernels = [] if self._in_place(x, target) else [self.map_kernel(x, target, copy=True)]
+        loops, idx = self.index_space(v.shape, "i")
+        placed = tuple(i.scale(step).shift(start) for i, start, step in
+                       zip(idx, node.attr("starts"), node.attr("steps")))
+        kernels.append(MapKernel(self.origin(node, "update"), target, row_major(placed, target.shape),
+                                 tuple(loops), self.value(v, idx)))
+        return kernels
+
+    def scatter_kernels(self, node: Node, target: Buffer) -> list:
+        """A copy of x, then each value written at its gathered position, in order (the last
+        write wins, as in NumPy's assignment): a serial loop."""
+        x, indices, v = node.inputs
+        axis = node.attr("axis")
+        kernels = [] if self._in_place(x, target) else [self.map_kernel(x, target, copy=True)]
+        loops, idx = self.index_space(v.shape, "i")
+        extent = x.shape[axis]
+        error = self.errors.code(ErrorInfo(_SCATTER_MESSAGE, node.loc, extent))
+        gathered = self.intern(Gather, self.value(indices, idx[axis:axis + indices.ndim]), extent, error)
+        placed = idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + indices.ndim:]
+        kernels.append(MapKernel(self.origin(node, "scatter"), target, row_major(placed, target.shape),
+                                 tuple(loops), self.value(v, idx), serial=True))
+        return kernels
+
+    def _in_place(self, x: Node, target: Buffer) -> bool:
+        """Whether `x` is a parameter whose buffer is the target's (a body's in-place result)."""
+        if x.op != "param" or target.role != "output":
+            return False
+        return self.in_place.get(int(target.name[3:])) == x.attr("name")
+
+    def region_kernels(self, node: Node, target: Buffer) -> list:
+        """The one kernel of a loop or branch, at its first result; its bodies lowered as
+        functions of their own (sharing the module's error table)."""
+        region = node.attr("region")
+        key = (region, node.inputs)
+        if key in self.regions:
+            return []
+        results = []
+        outs = region.graphs[-1].outputs if region.kind != "if" else region.graphs[0].outputs
+        for k, out in enumerate(outs):
+            found = next((b for n, b in self._region_nodes(key) if n.attr("result") == k), None)
+            results.append(found or self.temp_buffer(Node(node.op, out.dtype, out.shape, node.inputs,
+                                                          node.attrs, False, node.loc, None)))
+        in_place = {} if region.kind == "if" else _in_place_results(region)
+        scratch = tuple(None if k in in_place or region.kind == "if" else
+                        self.scratch_buffer(results[k]) for k in range(len(results)))
+        bodies = []
+        for j, g in enumerate(region.graphs):
+            body_in_place = in_place if region.kind != "if" and j == len(region.graphs) - 1 else None
+            self.errors.regions += 1   # a name no function has (names start with a letter)
+            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place).run())
+        inputs = tuple(self.operand(i) for i in node.inputs)
+        kernel = RegionKernel(self.origin(node, f"{region.kind} loop" if region.kind != "if" else "if"),
+                              region.kind, tuple(bodies), inputs, tuple(results), scratch, region.step,
+                              region.index, region.index_param)
+        self.regions[key] = kernel
+        return [kernel]
+
+    def _region_nodes(self, key) -> list:
+        return [(n, self.buffer_of[id(n)]) for n in self.computed
+                if _kind(n) == "region" and (n.attr("region"), n.inputs) == key and id(n) in self.buffer_of]
+
+    def scratch_buffer(self, like: Buffer) -> Buffer:
+        buf = Buffer(f"t{len(self.temps)}_next", like.dtype, like.shape, "temp", source_name=like.source_name)
+        self.temps.append(buf)
+        self.temp_nodes[buf.name] = self.temp_nodes.get(like.name) or next(
+            n for n in self.computed if self.buffer_of.get(id(n)) is like)
+        return buf
+
+    def operand(self, node: Node):
+        """A region input: its buffer, or a literal scalar."""
+        buf = self.buffer_of.get(id(node))
+        if buf is not None:
+            return buf
+        if node.op == "const" and node.ndim == 0:
+            return self.const(node.attr("value"), node.dtype)
+        raise AssertionError(f"region input {node.op} has no buffer")
 
     # -- values ----------------------------------------------------------------------
     def value(self, node: Node, idx: tuple) -> object:
@@ -376,9 +452,11 @@ class Lowering:
         """A pass over the check domain of each failing value that `kernels` do not check in full
         (a value sliced, left unread by its user, or computed under loops that may run zero times).
         Only the points no kernel reached are in doubt, so the pass is gated on that."""
-        failing = [n for n in self.nodes if value_checked(n)]
+        failing = [n for n in self.nodes if value_checked(n) and n.op != "scatter"]   # a scatter checks as it writes
         doubt = {id(n): [] for n in failing}
         for k in kernels if failing else ():
+            if k.kind == "region":
+                continue
             live = _live_expressions(k)
             loops = {l.var: l.extent for l in _work_loops(k)}
             for node in failing:
@@ -595,6 +673,27 @@ def _mentions(root, gather: Gather) -> bool:
 
 
 _TAKE_MESSAGE = "take: an index is out of range for an axis of length {extent}"
+_SCATTER_MESSAGE = "an index is out of range for an axis of length {extent}"
+
+
+def _in_place_results(region) -> dict:
+    """The carried values a loop body may update in place: the body's result is an update or
+    scatter of the value's own parameter, which nothing else in the body reads."""
+    body = region.graphs[-1]
+    lead = 1 if region.index_param else 0
+    names = [p.name for p in body.params]
+    users: Counter = Counter()
+    for n in toposort(list(body.outputs)):
+        for i in dict.fromkeys(n.inputs):
+            if i.op == "param":
+                users[i.attr("name")] += 1
+    found = {}
+    for k, out in enumerate(body.outputs):
+        if out.op in ("update", "scatter") and out.inputs[0].op == "param":
+            name = out.inputs[0].attr("name")
+            if name == names[lead + k] and users[name] == 1 and list(body.outputs).count(out) == 1:
+                found[k] = name
+    return found
 
 
 def _never(check: SizeCheck) -> bool:

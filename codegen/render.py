@@ -16,7 +16,7 @@ from tdsl.ops import OPS, math_ops
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
 from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR, SizeVar
-from .loops import kernel_expressions, kernel_loads, value_children
+from .loops import affine_gathers, kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
@@ -27,15 +27,32 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
     functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name]).view()
                  for fn in module.functions]
+    bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False).view()
+              for fn in module.functions for b in region_bodies(fn)]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
-                   functions=functions, packed=not standalone_header, errors=error_views(module.errors),
-                   consts=[c for fn in functions for c in fn.consts], scalar_math=scalar_functions(calls))
+                   functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
+                   consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls))
     source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
         guard = re.sub(r"\W", "_", module.prefix).upper() + "_H"
         header = environment().get_template("c/header.h.j2").render(guard=guard, **context)
     return source, header
+
+
+def region_bodies(fn: FunctionIR) -> list[FunctionIR]:
+    """The bodies of the loops and branches of `fn`, nested ones first (C declares before use)."""
+    found = []
+    for k in fn.kernels:
+        if k.kind == "region":
+            for b in k.bodies:
+                found += region_bodies(b) + [b]
+    return found
+
+
+def region_symbol(body: FunctionIR) -> str:
+    """The static C function of a loop or branch body (its name is a module-wide number: `7r`)."""
+    return f"tdsl_region_{body.name[:-1]}"
 
 
 def error_views(errors) -> list:
@@ -171,6 +188,10 @@ def surely_read(fn: FunctionIR) -> set[str]:
     silences -Wunused-parameter and is harmless where the C names it after all."""
     found: set[str] = set()
     for k in fn.kernels:
+        if k.kind == "region":
+            found.update(b.name for b in k.inputs if hasattr(b, "role"))
+            found.update(v for b in k.bodies for v in b.size_vars)
+            continue
         found.update(load.buffer.name for load in kernel_loads(k))
         for part in (k, *k.parts) if k.kind == "fused" else (k,):
             loops = list(part.loops) + list(getattr(part, "reduce_loops", ())) + (
@@ -184,8 +205,9 @@ class FunctionView:
     """What the module template needs to write one function."""
 
     def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, calls: dict | None = None,
-                 symbol: str | None = None):
+                 symbol: str | None = None, restrict: bool = True):
         self.fn = fn
+        self.restrict = restrict   # a loop body's result may share its parameter's buffer (in place)
         self.prefix = prefix
         self.symbol = symbol or f"{prefix}_{fn.name}"   # cexpr.function_symbols
         self.dialect = dialect
@@ -212,11 +234,12 @@ class FunctionView:
             where=str(fn.loc) if fn.loc else "", params=self.params(True), decl_params=self.params(False),
             unused=unused, scalars=[self.temp(t) for t in fn.temps if t.is_scalar], arrays=arrays,
             checks=checks, kernels=kernels,
-            label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums for k in kernels),
+            label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums or k.kind == "region"
+                                      for k in kernels),
             consts=[self.const(c) for c in fn.consts], slots=self.slots())
 
     def params(self, definition: bool) -> list[str]:
-        restrict = "restrict " if definition else ""
+        restrict = "restrict " if definition and self.restrict else ""
         out = [f"int64_t {self.names.size(v)}" for v in self.fn.size_vars]
         for p in self.fn.params:
             ctype = self.dialect.ctype(p.dtype)
@@ -323,7 +346,61 @@ class FunctionView:
         target = self.names.buffer(k.out)
         if k.out.is_scalar and k.out.role == "temp":
             return f"{target} = {value};"
+        for gathered in affine_gathers(k.out_index):   # a scatter's positions, checked first
+            body.value(gathered)
         return f"{target}[{body.index(k.out_index)}] = {value};"
+
+    # -- loops and branches (section 11) -------------------------------------------------
+    def _region(self, k, body: Body, view) -> None:
+        """A loop calls its body's function once per iteration, with the carried values in two
+        buffers that swap (or one, updated in place); a branch calls one of its two functions."""
+        names, ctype = self.names, self.dialect.ctype
+        view.fails = True
+        view.region = k.region
+        carried = k.carried
+        lead = {"for": 2, "while": 0, "if": 1}[k.region]
+        outer = k.bodies[-1].size_vars
+        if k.region == "for" and not k.index_param:
+            outer = outer[:-1]   # the body's last size variable is the loop index
+        sizes = [names.size(v) for v in outer]
+        view.carried = []
+        for j, res in enumerate(k.results[:carried]):
+            nxt = k.scratch[j] if j < len(k.scratch) else None
+            init = k.inputs[lead + j]
+            view.carried.append(SimpleNamespace(
+                ctype=ctype(res.dtype), cur=f"tdsl_c{j}", nxt=f"tdsl_n{j}", result=self.pointer(res),
+                scratch=self.pointer(nxt) if nxt is not None else None, scalar=res.is_scalar,
+                count=names.dim(shape_size(res.shape)), init=self.operand(init),
+                init_scalar=getattr(init, "is_scalar", True)))
+        cur = [f"*{c.cur}" if c.scalar else c.cur for c in view.carried]
+        captured = [self.operand(x) for x in k.inputs[lead + carried:]]
+        if k.region == "for":
+            view.start, view.stop, view.step = self.operand(k.inputs[0]), self.operand(k.inputs[1]), k.step
+            index = ["tdsl_i"]
+            sizes_call = sizes + ([] if k.index_param else index)
+            first = index if k.index_param else []
+            view.call = f"{region_symbol(k.bodies[0])}({', '.join(sizes_call + first + cur + captured + [c.nxt for c in view.carried])})"
+        elif k.region == "while":
+            view.cond = f"{region_symbol(k.bodies[0])}({', '.join(sizes + cur + captured + ['&tdsl_go'])})"
+            view.call = f"{region_symbol(k.bodies[1])}({', '.join(sizes + cur + captured + [c.nxt for c in view.carried])})"
+        else:
+            view.pred = self.operand(k.inputs[0])
+            outs = [self.pointer(r) for r in k.results]
+            view.then, view.other = (f"{region_symbol(b)}({', '.join(sizes + captured + outs)})" for b in k.bodies)
+
+    def pointer(self, buf) -> str:
+        """A buffer as a pointer (a scalar temporary is a local variable)."""
+        name = self.names.buffer(buf)
+        return f"&{name}" if buf.is_scalar and buf.role == "temp" else name
+
+    def operand(self, item) -> str:
+        """A region input as an argument: a literal, a scalar's value or an array's pointer."""
+        if isinstance(item, Const):
+            return literal(item.value, item.dtype)
+        name = self.names.buffer(item)
+        if item.is_scalar and item.role in ("output", "const"):
+            return f"{name}[0]"
+        return name
 
     def _map(self, k, body: Body, view) -> None:
         value = body.value(k.value)
