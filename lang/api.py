@@ -443,7 +443,13 @@ def _region_results(region: Region, inputs: list[Node], types: list[Node], loc) 
 
 
 def _int_bound(value, what: str, loc) -> Node:
+    """A loop bound: an integer scalar Var or number, or a size (a size-variable name such as
+    `x.shape[0]`, or a Dim)."""
     from .control import _int_scalar
+    if isinstance(value, str):
+        if not is_name(value):
+            raise TdslTypeError(f"{what} must be an integer scalar or a size-variable name, not {value!r}", loc)
+        value = Dim.of(value)
     node = _int_scalar(builtins.as_node(_unwrap(value), loc), what, loc)
     return infer.cast(node, "i64", loc)
 
