@@ -27,8 +27,9 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
     functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name]).view()
                  for fn in module.functions]
-    bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False).view()
-              for fn in module.functions for b in region_bodies(fn)]
+    bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False,
+                           workspace=hoisted_temps(b, index)).view()
+              for fn in module.functions for b, index in region_bodies(fn)]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls))
@@ -40,14 +41,26 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
     return source, header
 
 
-def region_bodies(fn: FunctionIR) -> list[FunctionIR]:
-    """The bodies of the loops and branches of `fn`, nested ones first (C declares before use)."""
+def region_bodies(fn: FunctionIR) -> list[tuple[FunctionIR, str | None]]:
+    """The bodies of the loops and branches of `fn` with their loop index's size variable (if
+    any), nested ones first (C declares before use)."""
     found = []
     for k in fn.kernels:
         if k.kind == "region":
             for b in k.bodies:
-                found += region_bodies(b) + [b]
+                found += region_bodies(b) + [(b, _index_var(k))]
     return found
+
+
+def _index_var(k) -> str | None:
+    return k.index if k.region == "for" and not k.index_param else None
+
+
+def hoisted_temps(body: FunctionIR, index: str | None) -> list:
+    """A body's arrays whose size does not depend on its loop index: the loop allocates them once
+    and passes them to every call (no allocation per iteration)."""
+    return [t for t in body.temps if not t.is_scalar
+            and not any(index in d.variables() for d in t.shape)]
 
 
 def region_symbol(body: FunctionIR) -> str:
@@ -205,8 +218,9 @@ class FunctionView:
     """What the module template needs to write one function."""
 
     def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, calls: dict | None = None,
-                 symbol: str | None = None, restrict: bool = True):
+                 symbol: str | None = None, restrict: bool = True, workspace: list | None = None):
         self.fn = fn
+        self.workspace = workspace or []   # a body's arrays its loop allocates (extra pointer parameters)
         self.restrict = restrict   # a loop body's result may share its parameter's buffer (in place)
         self.prefix = prefix
         self.symbol = symbol or f"{prefix}_{fn.name}"   # cexpr.function_symbols
@@ -222,7 +236,8 @@ class FunctionView:
     def view(self) -> SimpleNamespace:
         fn, names = self.fn, self.names
         kernels = [self.kernel(k) for k in fn.kernels]
-        arrays = [self.temp(t) for t in fn.temps if not t.is_scalar]
+        given = {t.name for t in self.workspace}
+        arrays = [self.temp(t) for t in fn.temps if not t.is_scalar and t.name not in given]
         checks = [SimpleNamespace(cond=self.limit(c), code=c.error) for c in fn.limits] + \
             [SimpleNamespace(cond=self.condition(c), code=c.error) for c in fn.checks]
         user = [names.size(v) for v in fn.size_vars] + [names.buffer(p) for p in fn.params]
@@ -246,6 +261,7 @@ class FunctionView:
             out.append(f"{ctype} {self.names.buffer(p)}" if p.is_scalar else
                        f"const {ctype} *{restrict}{self.names.buffer(p)}")
         out += [f"{self.dialect.ctype(o.dtype)} *{restrict}{o.name}" for o in self.fn.outputs]
+        out += [f"{self.dialect.ctype(t.dtype)} *{self.names.buffer(t)}" for t in self.workspace]
         return out
 
     def slots(self) -> list[str]:
@@ -372,6 +388,16 @@ class FunctionView:
                 scratch=self.pointer(nxt) if nxt is not None else None, scalar=res.is_scalar,
                 count=names.dim(shape_size(res.shape)), init=self.operand(init),
                 init_scalar=getattr(init, "is_scalar", True)))
+        view.work = []
+        work_of = []
+        for b in k.bodies:
+            names_of_b = []
+            for t in hoisted_temps(b, _index_var(k)):
+                w = SimpleNamespace(name=f"tdsl_w{len(view.work)}", ctype=ctype(t.dtype),
+                                    count=names.dim(shape_size(t.shape)), code=dict(b.alloc_errors).get(t.name, 1))
+                view.work.append(w)
+                names_of_b.append(w.name)
+            work_of.append(names_of_b)
         cur = [f"*{c.cur}" if c.scalar else c.cur for c in view.carried]
         captured = [self.operand(x) for x in k.inputs[lead + carried:]]
         if k.region == "for":
@@ -379,14 +405,15 @@ class FunctionView:
             index = ["tdsl_i"]
             sizes_call = sizes + ([] if k.index_param else index)
             first = index if k.index_param else []
-            view.call = f"{region_symbol(k.bodies[0])}({', '.join(sizes_call + first + cur + captured + [c.nxt for c in view.carried])})"
+            view.call = f"{region_symbol(k.bodies[0])}({', '.join(sizes_call + first + cur + captured + [c.nxt for c in view.carried] + work_of[0])})"
         elif k.region == "while":
-            view.cond = f"{region_symbol(k.bodies[0])}({', '.join(sizes + cur + captured + ['&tdsl_go'])})"
-            view.call = f"{region_symbol(k.bodies[1])}({', '.join(sizes + cur + captured + [c.nxt for c in view.carried])})"
+            view.cond = f"{region_symbol(k.bodies[0])}({', '.join(sizes + cur + captured + ['&tdsl_go'] + work_of[0])})"
+            view.call = f"{region_symbol(k.bodies[1])}({', '.join(sizes + cur + captured + [c.nxt for c in view.carried] + work_of[1])})"
         else:
             view.pred = self.operand(k.inputs[0])
             outs = [self.pointer(r) for r in k.results]
-            view.then, view.other = (f"{region_symbol(b)}({', '.join(sizes + captured + outs)})" for b in k.bodies)
+            view.then, view.other = (f"{region_symbol(b)}({', '.join(sizes + captured + outs + w)})"
+                                     for b, w in zip(k.bodies, work_of))
 
     def pointer(self, buf) -> str:
         """A buffer as a pointer (a scalar temporary is a local variable)."""
