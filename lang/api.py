@@ -15,7 +15,7 @@ import numpy as np
 from . import builtins, infer
 from .dims import Dim
 from .errors import Location, TdslError, TdslTypeError
-from .graph import FunctionGraph, Node, Param, Region, make_attrs, toposort
+from .graph import REGION_OPS, FunctionGraph, Node, Param, Region, make_attrs, toposort
 from .indexing import Sub, index
 
 
@@ -60,6 +60,12 @@ def _binary(op_name: str, reflected: bool = False):
     return method
 
 
+# When each node was first wrapped in a Var (a serial number, kept on the node object itself):
+# a loop or branch body built in Python captures the values of Vars made before it (`_capture`).
+_VAR_SERIAL = itertools.count()
+_SERIAL_ATTR = "_tdsl_var_serial"
+
+
 class Var:
     """A symbolic value: its dtype and symbolic shape are known before anything runs."""
 
@@ -67,6 +73,8 @@ class Var:
 
     def __init__(self, node: Node):
         self.node = node
+        if _SERIAL_ATTR not in vars(node):
+            object.__setattr__(node, _SERIAL_ATTR, next(_VAR_SERIAL))
 
     @property
     def dtype(self) -> str:
@@ -342,10 +350,7 @@ def _carry_parts(value, loc, what: str):
 
 def _outputs(value, count: int, loc, what: str) -> list[Node]:
     """What a body returned, as `count` nodes (the carry's structure)."""
-    if isinstance(value, (tuple, list)):
-        parts = list(value)
-    else:
-        parts = [value]
+    parts = list(value) if isinstance(value, (tuple, list)) else [value]
     if len(parts) != count or (count != 1 and not isinstance(value, (tuple, list))):
         raise TdslTypeError(f"{what} returned {len(parts)} value{'s' if len(parts) != 1 else ''}, "
                             f"but the carry holds {count}", loc)
@@ -358,35 +363,64 @@ def _placeholder(name: str, dtype: str, shape, weak: bool, loc) -> Node:
     return Node("param", dtype, tuple(shape), (), attrs, weak, loc, name)
 
 
-def _free_params(roots: list[Node], holders: list[Node], loc) -> list[Node]:
-    """The param nodes the body reads besides its placeholders: the values it closes over."""
-    own = set(holders)
-    found: dict[Node, None] = {}
-    by_name: dict[str, Node] = {}
-    for node in toposort(roots):
-        if node.op == "param" and node not in own and node not in found:
-            name = node.attr("name")
-            if name in by_name:
-                raise TdslTypeError(f"a body reads two different values named '{name}' "
-                                    f"({by_name[name].type_str} and {node.type_str})", loc)
-            by_name[name] = node
-            found[node] = None
-    return list(found)
+def _capture(holders: list[Node], roots: list[Node], mark: int, loc):
+    """The values a body reads from outside it become parameters of the body, as the front end's
+    captures: the enclosing graph's parameters, and every value of a Var made before the body
+    was called (`mark`), which is computed outside the body, once. What the body computed
+    stays in it, whatever it depends on (a branch computes only when it is taken); values built
+    from literals and sizes alone are left as they are. Returns (roots rebuilt over the new
+    parameters, those parameters, the outer values they stand for, in order of first use)."""
+    tags = {h.attr("block") for h in holders}
 
+    def outer(node: Node) -> bool:
+        if node.op == "param":
+            return node.attr("block") not in tags
+        return vars(node).get(_SERIAL_ATTR, mark) < mark
 
-def _trace_body(call, specs: list[tuple[str, str, tuple, bool]], loc):
-    """Call the user's body on placeholders made from `specs` (name, dtype, shape, weak) until
-    their names differ from those of the values it closes over; returns (holders, outputs,
-    extra roots, free params). `call(holder_vars)` returns (outputs, extra roots)."""
-    for attempt in range(1, 100):
-        suffix = "" if attempt == 1 else f"_{attempt}"
-        holders = [_placeholder(f"{n}{suffix}", dt, sh, wk, loc) for n, dt, sh, wk in specs]
-        outputs, extra = call([Var(h) for h in holders])
-        free = _free_params(outputs + extra, holders, loc)
-        names = {h.attr("name") for h in holders}
-        if not names & {f.attr("name") for f in free}:
-            return holders, outputs, extra, free
-    raise TdslTypeError("cannot name the parameters of a loop body", loc)  # pragma: no cover
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:   # the body's nodes, stopping at outer values
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(() if outer(root) else root.inputs))]
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, iter(() if outer(child) else child.inputs)))
+    taken = {h.attr("name") for h in holders}
+    new: dict[int, Node] = {}
+    rebuilt: dict[int, Node] = {}
+    outside: list[Node] = []
+    params: list[Node] = []
+    closed: set[int] = set()
+    for node in order:
+        if node.op != "param" and not outer(node) and node.op not in REGION_OPS \
+                and all(id(i) in closed for i in node.inputs):
+            closed.add(id(node))   # literals and sizes only: stays in the body as it is
+            continue
+        if not outer(node):
+            inputs = tuple(new.get(id(i)) or rebuilt.get(id(i)) or i for i in node.inputs)
+            if any(a is not b for a, b in zip(inputs, node.inputs)):
+                rebuilt[id(node)] = Node(node.op, node.dtype, node.shape, inputs, node.attrs, node.weak,
+                                         node.loc, node.name)
+            continue
+        base = node.attr("name") if node.op == "param" else node.name
+        base = base if is_name(base) else "captured"
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        new[id(node)] = _placeholder(name, node.dtype, node.shape, node.weak, node.loc or loc)
+        outside.append(node)
+        params.append(new[id(node)])
+    return [new.get(id(r)) or rebuilt.get(id(r)) or r for r in roots], params, outside
 
 
 def _body_graph(label: str, params: list[Node], outputs: list[Node], loc) -> FunctionGraph:
@@ -395,7 +429,7 @@ def _body_graph(label: str, params: list[Node], outputs: list[Node], loc) -> Fun
     for node in list(params) + reachable:
         names = [node.attr("name")] if node.op == "sizevar" else []
         for d in node.shape:
-            names += [v for v in d.variables()]
+            names += list(d.variables())
         for v in names:
             if v not in size_vars:
                 size_vars.append(v)
@@ -409,14 +443,15 @@ def _label(what: str, loc) -> str:
     return f"{what}@{loc.line}" if loc else what
 
 
-def _settle_loop(kind_: str, what: str, inits: list[Node], build, loc):
+def _settle_loop(what: str, inits: list[Node], build, loc):
     """Build a loop body until the carried types settle: a weak initial value (a Python number)
     takes the dtype the body gives it when it converts safely, as the front end does; any other
-    change of dtype or shape is a TdslTypeError naming both types."""
-    from .control import _adapts, _types_equal
+    change of dtype or shape is a TdslTypeError naming both types. `build(types)` returns
+    (placeholders, outputs, extra roots, the Var serial before the body ran)."""
+    from .control import _adapts, _strong_like, _types_equal
     types = list(inits)
     for _ in range(len(inits) + 2):
-        holders, outputs, free, extra = build(types)
+        holders, outputs, extra, mark = build(types)
         changed = False
         for k, (new, old) in enumerate(zip(outputs, types)):
             if _types_equal(new, old):
@@ -431,10 +466,9 @@ def _settle_loop(kind_: str, what: str, inits: list[Node], build, loc):
                                 hint=f"cast with tdsl.{old.dtype}(...)" if old.shape == new.shape else None)
         if not changed:
             break
-    from .control import _strong_like
     outputs = [_strong_like(o, t, loc) for o, t in zip(outputs, types)]
     inits = [infer.cast(i, t.dtype, loc) for i, t in zip(inits, types)]
-    return holders, outputs, free, extra, types, inits
+    return holders, outputs, extra, mark, types, inits
 
 
 def _region_results(region: Region, inputs: list[Node], types: list[Node], loc) -> list[Var]:
@@ -454,31 +488,34 @@ def _int_bound(value, what: str, loc) -> Node:
     return infer.cast(node, "i64", loc)
 
 
+def _carry_names(count: int) -> list[str]:
+    return ["carry"] if count == 1 else [f"carry{k}" for k in range(count)]
+
+
 def fori_loop(lower, upper, body, init):
     """JAX's fori_loop: `carry = body(i, carry)` for i in range(lower, upper); the final carry.
 
-    `lower` and `upper` are integer scalars (Python ints or Vars); `init` is one value or a
-    tuple/list of them, and `body` returns the same structure with the same dtypes and shapes.
-    `i` is a weak i64 Var. Builds a `for` region, as `for i in range(lower, upper)` does."""
+    `lower` and `upper` are integer scalars (Python ints, Vars, or size-variable names such as
+    `x.shape[0]`); `init` is one value or a tuple/list of them, and `body` returns the same
+    structure with the same dtypes and shapes. `i` is a weak i64 Var (a negative one counts
+    from the end when it indexes). Builds a `for` region, as `for i in range(lower, upper)`."""
     loc = caller_location()
     start = _int_bound(lower, "the lower bound of fori_loop", loc)
     stop = _int_bound(upper, "the upper bound of fori_loop", loc)
     inits, pack = _carry_parts(init, loc, "the init of fori_loop")
-    names = ["carry"] if len(inits) == 1 else [f"carry{k}" for k in range(len(inits))]
 
     def build(types):
-        specs = [("i", "i64", (), True)] + [(n, t.dtype, t.shape, t.weak) for n, t in zip(names, types)]
+        holders = [_placeholder("i", "i64", (), True, loc)] + [
+            _placeholder(n, t.dtype, t.shape, t.weak, loc) for n, t in zip(_carry_names(len(types)), types)]
+        mark = next(_VAR_SERIAL)
+        out = body(Var(holders[0]), pack([Var(h) for h in holders[1:]]))
+        return holders, _outputs(out, len(types), loc, "the body of fori_loop"), [], mark
 
-        def call(vars_):
-            out = body(vars_[0], pack(vars_[1:]))
-            return _outputs(out, len(inits), loc, "the body of fori_loop"), []
-        holders, outputs, _, free = _trace_body(call, specs, loc)
-        return holders, outputs, free, None
-
-    holders, outputs, free, _, types, inits = _settle_loop("for", "fori_loop", inits, build, loc)
-    graph = _body_graph(_label("fori_loop", loc), holders + free, outputs, loc)
+    holders, outputs, _, mark, types, inits = _settle_loop("fori_loop", inits, build, loc)
+    outputs, captured, outer = _capture(holders, outputs, mark, loc)
+    graph = _body_graph(_label("fori_loop", loc), holders + captured, outputs, loc)
     region = Region("for", (graph,), len(inits), 1, holders[0].attr("name"), True, loc)
-    return pack(_region_results(region, [start, stop] + inits + free, types, loc))
+    return pack(_region_results(region, [start, stop] + inits + outer, types, loc))
 
 
 def while_loop(cond_fun, body_fun, init):
@@ -490,25 +527,22 @@ def while_loop(cond_fun, body_fun, init):
     loc = caller_location()
     from .control import _bool_scalar
     inits, pack = _carry_parts(init, loc, "the init of while_loop")
-    names = ["carry"] if len(inits) == 1 else [f"carry{k}" for k in range(len(inits))]
 
     def build(types):
-        specs = [(n, t.dtype, t.shape, t.weak) for n, t in zip(names, types)]
+        holders = [_placeholder(n, t.dtype, t.shape, t.weak, loc) for n, t in zip(_carry_names(len(types)), types)]
+        mark = next(_VAR_SERIAL)
+        c = cond_fun(pack([Var(h) for h in holders]))
+        c = _bool_scalar(builtins.as_node(_unwrap(c), loc), "while_loop", loc)
+        out = body_fun(pack([Var(h) for h in holders]))
+        return holders, _outputs(out, len(types), loc, "the body of while_loop"), [c], mark
 
-        def call(vars_):
-            c = cond_fun(pack(vars_))
-            c = _bool_scalar(builtins.as_node(_unwrap(c), loc), "while_loop", loc)
-            out = body_fun(pack(vars_))
-            return _outputs(out, len(inits), loc, "the body of while_loop"), [c]
-        holders, outputs, extra, free = _trace_body(call, specs, loc)
-        return holders, outputs, free, extra[0]
-
-    holders, outputs, free, cond, types, inits = _settle_loop("while", "while_loop", inits, build, loc)
-    params = holders + free
+    holders, outputs, extra, mark, types, inits = _settle_loop("while_loop", inits, build, loc)
+    roots, captured, outer = _capture(holders, outputs + extra, mark, loc)
+    params = holders + captured
     label = _label("while_loop", loc)
-    graphs = (_body_graph(label + ":cond", params, [cond], loc), _body_graph(label, params, outputs, loc))
+    graphs = (_body_graph(label + ":cond", params, roots[-1:], loc), _body_graph(label, params, roots[:-1], loc))
     region = Region("while", graphs, len(inits), loc=loc)
-    return pack(_region_results(region, inits + free, types, loc))
+    return pack(_region_results(region, inits + outer, types, loc))
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -519,30 +553,18 @@ def cond(pred, true_fun, false_fun, *operands):
     from .control import _adapts, _bool_scalar, _strong_like, _types_equal
     p = _bool_scalar(builtins.as_node(_unwrap(pred), loc), "cond", loc)
     ops = [builtins.as_node(_unwrap(o), loc) for o in operands]
-    specs = [(f"operand{k}" if len(ops) > 1 else "operand", o.dtype, o.shape, o.weak) for k, o in enumerate(ops)]
-    shape_of: list = []
-
-    def branch(fn, what):
-        def call(vars_):
-            out = fn(*vars_)
-            parts, pack = _carry_parts(out, loc, f"the {what} branch of cond")
-            shape_of.append((pack, len(parts), isinstance(out, (tuple, list))))
-            return parts, []
-        return call
-
-    for attempt in range(1, 100):
-        suffix = "" if attempt == 1 else f"_{attempt}"
-        holders = [_placeholder(f"{n}{suffix}", dt, sh, wk, loc) for n, dt, sh, wk in specs]
-        shape_of.clear()
-        outs_t, _ = branch(true_fun, "true")([Var(h) for h in holders])
-        outs_f, _ = branch(false_fun, "false")([Var(h) for h in holders])
-        free = _free_params(outs_t + outs_f, holders, loc)
-        if not {h.attr("name") for h in holders} & {f.attr("name") for f in free}:
-            break
-    (pack, count_t, seq_t), (_, count_f, seq_f) = shape_of
-    if count_t != count_f or seq_t != seq_f:
-        raise TdslTypeError(f"the branches of cond return different structures ({count_t} and {count_f} "
-                            f"value{'s' if count_f != 1 else ''})", loc)
+    names = ["operand"] if len(ops) == 1 else [f"operand{k}" for k in range(len(ops))]
+    holders = [_placeholder(n, o.dtype, o.shape, o.weak, loc) for n, o in zip(names, ops)]
+    mark = next(_VAR_SERIAL)
+    branches = []
+    for fn, what in ((true_fun, "true"), (false_fun, "false")):
+        out = fn(*[Var(h) for h in holders])
+        parts, pack = _carry_parts(out, loc, f"the {what} branch of cond")
+        branches.append((parts, pack, isinstance(out, (tuple, list))))
+    (outs_t, pack, seq_t), (outs_f, _, seq_f) = branches
+    if len(outs_t) != len(outs_f) or seq_t != seq_f:
+        raise TdslTypeError(f"the branches of cond return different structures ({len(outs_t)} and "
+                            f"{len(outs_f)} value{'s' if len(outs_f) != 1 else ''})", loc)
     types = []
     for k, (a, b) in enumerate(zip(outs_t, outs_f)):
         if _types_equal(a, b):
@@ -552,13 +574,16 @@ def cond(pred, true_fun, false_fun, *operands):
         elif _adapts(b, a):
             types.append(a)
         else:
-            which = f"result {k}" if count_t > 1 else "result"
+            which = f"result {k}" if len(outs_t) > 1 else "result"
             raise TdslTypeError(f"the {which} of cond is {a.type_str} in the true branch but {b.type_str} "
                                 f"in the false branch; both branches must give the same dtype and shape", loc)
-    params = holders + free
+    outs_t = [_strong_like(v, t, loc) for v, t in zip(outs_t, types)]
+    outs_f = [_strong_like(v, t, loc) for v, t in zip(outs_f, types)]
+    roots, captured, outer = _capture(holders, outs_t + outs_f, mark, loc)
+    params = holders + captured
     label = _label("cond", loc)
-    graphs = tuple(_body_graph(label + part, params, [_strong_like(v, t, loc) for v, t in zip(outs, types)], loc)
-                   for part, outs in ((":then", outs_t), (":else", outs_f)))
+    graphs = (_body_graph(label + ":then", params, roots[:len(outs_t)], loc),
+              _body_graph(label + ":else", params, roots[len(outs_t):], loc))
     region = Region("if", graphs, 0, loc=loc)
-    results = _region_results(region, [p] + ops + free, types, loc)
+    results = _region_results(region, [p] + ops + outer, types, loc)
     return pack(results) if seq_t else results[0]

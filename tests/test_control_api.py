@@ -468,3 +468,21 @@ def test_to_tdsl_of_builder_control_flow_computes_the_same(target):
     for kv in (0, 2, 1):
         for g, want in zip(back(xv, kv), f(xv, kv)):
             np.testing.assert_allclose(g, want)
+
+
+def test_a_body_captures_outer_values_instead_of_computing_them_again():
+    x = tdsl.tensor("x", "f64", "n")
+    y = (x * 2.0).named("y")
+    first = tdsl.fori_loop(0, 3, lambda i, c: c + y, tdsl.zeros_like(x))
+    second = tdsl.fori_loop(0, 2, lambda i, c: c * first + (x + 1.0).named("inner"), tdsl.ones_like(x))
+    f = tdsl.function([x], second, target="numpy")
+    body = second.node.attr("region").body
+    assert [p.name for p in body.params] == ["i", "carry", "captured", "x"]
+    assert not any(n.op == "for" for n in body.outputs[0].inputs)   # `first` runs once, outside
+    assert [name for name, _ in body.named] == ["inner"]
+    xv = np.array([1.0, 2.0])
+    t = f.trace(xv)
+    np.testing.assert_array_equal(t["y"], xv * 2)            # one value: bound outside the loops
+    np.testing.assert_array_equal(t["inner"], [xv + 1, xv + 1])
+    fv = 6 * xv
+    np.testing.assert_allclose(t["return"], (1 * fv + xv + 1) * fv + xv + 1)
