@@ -20,7 +20,7 @@ from conftest import require_target
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # the targets the examples run on: a compiled target joins here once it runs loops and updates
-CONTROL_TARGETS = ["numpy"]
+CONTROL_TARGETS = ["numpy", "c"]
 
 
 @pytest.fixture(params=CONTROL_TARGETS)
