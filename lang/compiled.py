@@ -153,10 +153,25 @@ def _fresh(value, dtype: str):
 
 # -- loops and branches in explain() and trace() -------------------------------------------
 
+_ITEMS: dict[int, tuple[FunctionGraph, list[tuple]]] = {}
+
+
 def _items(graph: FunctionGraph) -> list[tuple]:
     """The named values of `graph` in source order, each preceded by the loops and branches it
     depends on that come before it: ("value", name, node) and ("region", a result node).
-    Regions that only the results depend on come last."""
+    Regions that only the results depend on come last. Worked out once per graph (a loop body's
+    are read at every iteration of a trace)."""
+    found = _ITEMS.get(id(graph))
+    if found is not None and found[0] is graph:
+        return found[1]
+    items = _list_items(graph)
+    if len(_ITEMS) > 256:
+        _ITEMS.clear()
+    _ITEMS[id(graph)] = (graph, items)
+    return items
+
+
+def _list_items(graph: FunctionGraph) -> list[tuple]:
     by_id: dict[int, list[str]] = {}
     for name, node in graph.named:
         by_id.setdefault(id(node), []).append(name)

@@ -486,3 +486,50 @@ def test_a_body_captures_outer_values_instead_of_computing_them_again():
     np.testing.assert_array_equal(t["inner"], [xv + 1, xv + 1])
     fv = 6 * xv
     np.testing.assert_allclose(t["return"], (1 * fv + xv + 1) * fv + xv + 1)
+
+
+BRANCHY = """\
+fn g(x: f64[n], a: i64) -> f64 {
+    s = 0.0
+    for i in range(n - 1, -1, -1) {
+        if x[i] > 1.0 {
+            s = s + x[i]
+            big = x[i]
+        } else if x[i] < 0.0 {
+            s = s - 1.0
+        } else {
+            s = s * 2.0
+        }
+    }
+    t = s
+    for i in range(a, 2) {
+        t = t + x[i]
+    }
+    k = a
+    while k > 100 { k = k - 1 }
+    return t + k
+}
+"""
+
+
+def test_trace_and_explain_of_else_if_chains_and_branch_local_names():
+    g = tdsl.compile(BRANCHY, target="numpy").g
+    xv = np.array([2.0, -1.0, 0.5, 3.0])
+    t = g.trace(xv, -2)
+    np.testing.assert_array_equal(t["s"], [3.0, 6.0, 5.0, 7.0])     # i = 3, 2, 1, 0
+    assert t["big"] == [3.0, None, None, 2.0]   # bound only when the first branch ran
+    np.testing.assert_array_equal(t["t"], [7.5, 10.5, 12.5, 11.5])  # i = -2, -1, 0, 1
+    assert t["k"].shape == (0,) and t["k"].dtype == np.int64
+    assert t["return"] == g(xv, -2) == 11.5 - 2
+    lines = g.explain().splitlines()
+    at = lines.index("    if x[i] > 1.0  (line 4)")
+    assert lines[at + 1:at + 6] == ["      value  s: f64  (line 5)", "      value  big: f64  (line 6)",
+                                    "    else", "      if x[i] < 0.0  (line 7)", "        value  s: f64  (line 8)"]
+
+
+def test_to_tdsl_of_negative_steps_index_parameters_and_while(target):
+    g = tdsl.compile(BRANCHY, target="numpy").g
+    back = tdsl.compile(g.to_tdsl(), target=target).g
+    xv = np.array([2.0, -1.0, 0.5, 3.0])
+    for a in (-2, 0, 5, 101):
+        assert back(xv, a) == g(xv, a)
