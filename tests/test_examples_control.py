@@ -212,7 +212,9 @@ def test_rnn_train_step_is_a_clipped_gradient_step(ctarget):
             plus, minus = w.copy(), w.copy()
             plus[j] += eps
             minus[j] -= eps
-            g[j] = (loss(*weights[:i], plus, *weights[i + 1:]) - loss(*weights[:i], minus, *weights[i + 1:])) / (2 * eps)
+            up = loss(*weights[:i], plus, *weights[i + 1:])
+            down = loss(*weights[:i], minus, *weights[i + 1:])
+            g[j] = (up - down) / (2 * eps)
         numeric.append(g)
     norm = np.sqrt(sum(np.sum(g * g) for g in numeric))
     for max_norm in (1e6, 0.05 * norm):   # unclipped, then clipped
