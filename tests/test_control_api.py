@@ -533,3 +533,16 @@ def test_to_tdsl_of_negative_steps_index_parameters_and_while(target):
     xv = np.array([2.0, -1.0, 0.5, 3.0])
     for a in (-2, 0, 5, 101):
         assert back(xv, a) == g(xv, a)
+
+
+def test_grad_through_cond_and_not_through_while_loop(target):
+    w = tdsl.scalar("w")
+    x = tdsl.tensor("x", "f64", "n")
+    cost = tdsl.sum(tdsl.cond(w > 0, lambda a: a * w * w, lambda a: a * w, x))
+    f = tdsl.function([w, x], (cost, tdsl.grad(cost, w)), target=target)
+    xv = np.array([1.0, 2.0])
+    np.testing.assert_allclose(f(2.0, xv), (12.0, 12.0))    # the taken branch: 2 w sum(x)
+    np.testing.assert_allclose(f(-2.0, xv), (-6.0, 3.0))    # sum(x)
+    z = tdsl.while_loop(lambda v: v < 10.0, lambda v: v * w, w)
+    with pytest.raises(tdsl.TdslTypeError, match="while loop"):
+        tdsl.grad(z, w)
