@@ -55,7 +55,6 @@ class OpenCLTarget:
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
         module = lower_module(graphs, symbol_prefix(prefix))
-        _refuse_regions(module, graphs)
         source, plan = program_and_plan(module)
         return Lowered(module, source, plan)
 
@@ -73,18 +72,6 @@ class OpenCLTarget:
     def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
         """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
         return {".py": emit_standalone(graphs, prefix)}
-
-
-def _refuse_regions(module, graphs) -> None:
-    """Loops, branches and scatters are not scheduled on OpenCL yet: a clear error, located."""
-    from tdsl.errors import TdslTypeError
-    from tdsl.graph import toposort
-    for fn, g in zip(module.functions, graphs):
-        if any(k.kind == "region" or getattr(k, "serial", False) for k in fn.kernels):
-            node = next(n for n in toposort(g.outputs) if n.op in ("for", "while", "if", "scatter"))
-            what = "an indexed update with run-time indices" if node.op == "scatter" else f"a {node.op} statement"
-            raise TdslTypeError(f"{what} cannot be compiled for the opencl target yet; use target='c' "
-                                f"or 'numpy'", node.loc)
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,17 @@ def program_and_plan(module: ModuleIR) -> tuple[str, dict]:
 def module_plan(module: ModuleIR, schedule: ModuleSchedule) -> dict:
     """Every function's plan, the module's error messages and whether it needs f64."""
     return {
-        "functions": {fn.name: function_plan(fn, call, schedule.functions[fn.name])
+        "functions": {fn.name: function_plan(fn, call, schedule)
                       for fn, call in zip(module.functions, module.calls)},
         "errors": [[e.text(), py_dim(e.extent) if e.extent is not None else None] for e in module.errors],
         "uses_f64": schedule.uses_f64,
     }
 
 
-def function_plan(fn: FunctionIR, call: CallSpec, launches: tuple[Launch, ...]) -> dict:
+def function_plan(fn: FunctionIR, call: CallSpec, schedule: ModuleSchedule) -> dict:
     """The function's call (its CallSpec as data: what OUT.py binds with) and its buffers and launches."""
     alloc = dict(fn.alloc_errors)   # buffer name -> error code of a failed allocation
+    launches = steps(fn, schedule)
     return {
         "name": call.name,
         "signature": call.signature,
@@ -48,8 +49,51 @@ def function_plan(fn: FunctionIR, call: CallSpec, launches: tuple[Launch, ...]) 
                   for t in fn.temps],
         "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
         "checks": [[check_condition(c.conditions), c.error] for c in fn.checks],
-        "launches": [launch_plan(launch) for launch in launches],
-        "fails": any(launch.fails for launch in launches),
+        "launches": launches,
+        "fails": fails(launches),
+    }
+
+
+def steps(fn: FunctionIR, schedule: ModuleSchedule) -> list[dict]:
+    """What the host does for each kernel of `fn`: a launch, or a loop or branch it runs itself."""
+    return [region_plan(fn, k, schedule) if launch is None else launch_plan(launch)
+            for k, launch in zip(fn.kernels, schedule.functions[fn.name])]
+
+
+def fails(launches: list[dict]) -> bool:
+    """Whether some kernel (of the function, or of a body of its loops and branches) can fail."""
+    return any(any(fails(b["launches"]) for b in l["bodies"]) if "region" in l else l["fails"]
+               for l in launches)
+
+
+def region_plan(fn: FunctionIR, k, schedule: ModuleSchedule) -> dict:
+    """A loop or branch (codegen/kernels.py RegionKernel) as data: the host runs it, calling its
+    bodies' launches per iteration (opencl_runtime.FunctionRunner._region)."""
+    def ref(item):
+        if item is None:
+            return None
+        if not hasattr(item, "role"):   # a literal scalar
+            return ["const", item.value, item.dtype]
+        group = {"param": fn.params, "output": fn.outputs, "temp": fn.temps}[item.role]
+        return [item.role, next(i for i, b in enumerate(group) if b.name == item.name)]
+    return {"region": k.region, "step": k.step, "index": k.index, "index_param": k.index_param,
+            "inputs": [ref(x) for x in k.inputs], "results": [ref(b) for b in k.results],
+            "scratch": [ref(b) for b in k.scratch], "bodies": [body_plan(b, schedule) for b in k.bodies]}
+
+
+def body_plan(fn: FunctionIR, schedule: ModuleSchedule) -> dict:
+    """A body's buffers, checks and launches (its parameters and results are the loop's buffers)."""
+    launches = steps(fn, schedule)
+    alloc = dict(fn.alloc_errors)
+    return {
+        "size_vars": list(fn.size_vars),
+        "outputs": [{"dtype": o.dtype, "count": py_dim(shape_size(o.shape))} for o in fn.outputs],
+        "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}
+                  for t in fn.temps],
+        "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
+        "checks": [[check_condition(c.conditions), c.error] for c in fn.checks],
+        "launches": launches,
+        "fails": fails(launches),
     }
 
 
@@ -66,6 +110,9 @@ def launch_plan(launch: Launch) -> dict:
         plan["strip"] = True     # on a CPU, a work-item takes TDSL_REDUCE_STRIP neighbouring results
     if launch.local_max is not None:
         plan["local_max"] = launch.local_max
+    if launch.serial:
+        plan["serial"] = True    # one work-item runs every point in order
+    plan["fails"] = launch.fails
     return plan
 
 

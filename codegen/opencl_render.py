@@ -20,8 +20,8 @@ from tdsl.ops import OPS
 
 from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
-from .loops import kernel_expressions
-from .opencl_schedule import Launch, ModuleSchedule, module_schedule
+from .loops import affine_gathers, kernel_expressions
+from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule
 from .render import kernel_comment, scalar_math
 from .templating import environment
 
@@ -45,7 +45,7 @@ def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> 
     """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
     from tdsl.version import __version__
     schedule = schedule or module_schedule(module)
-    functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in module.functions]
+    functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in all_functions(module)]
     prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))
     program = environment().get_template("opencl/program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=prelude.rstrip("\n"),
@@ -60,7 +60,7 @@ def prelude_needs(module: ModuleIR) -> SimpleNamespace:
     """Which groups of prelude helpers the module's kernels can call, from their IR: the helpers
     of each dtype its values have, the gathered index, and the trigonometry of f32 and f64."""
     dtypes, trig, gather = {"bool"}, set(), False
-    for fn in module.functions:
+    for fn in all_functions(module):
         dtypes.update(b.dtype for b in fn.params + fn.outputs + fn.temps + fn.consts)
         for k in fn.kernels:
             for item in kernel_expressions(k):
@@ -152,7 +152,7 @@ class FunctionKernels:
 
     def view(self) -> SimpleNamespace:
         fn = self.fn
-        kernels = [self.kernel(k, launch) for k, launch in zip(fn.kernels, self.launches)]
+        kernels = [self.kernel(k, launch) for k, launch in zip(fn.kernels, self.launches) if launch is not None]
         return SimpleNamespace(signature=fn.signature, where=str(fn.loc) if fn.loc else "",
                                kernels=kernels, consts=[self.const(c) for c in fn.consts])
 
@@ -199,6 +199,8 @@ class FunctionKernels:
         return self.names.dim(shape_size(tuple(l.extent for l in loops)))
 
     def store(self, k, body: Body, value: str) -> str:
+        for gathered in affine_gathers(k.out_index):   # a scatter's positions, checked first
+            body.value(gathered)
         return f"{self.names.buffer(k.out)}[{body.index(k.out_index)}] = {value};"
 
     def _map(self, k, view, launch: Launch) -> Body:
@@ -206,7 +208,7 @@ class FunctionKernels:
         value = body.value(k.value)
         view.total, view.decl = self.count(k.loops), self.decompose(k.loops, "point")
         view.body, view.store, view.width = body.lines, self.store(k, body, value), launch.width
-        view.inner_var = None
+        view.inner_var, view.serial = None, launch.serial
         if launch.runs:   # runs along the last axis (kernels.cl.j2)
             view.inner_var, view.inner_extent = k.loops[-1].var, self.names.dim(k.loops[-1].extent)
             view.outer_total, view.decl = self.count(k.loops[:-1]), self.decompose(k.loops[:-1], "outer")

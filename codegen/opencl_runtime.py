@@ -265,9 +265,7 @@ class FunctionRunner:
             if plan["fails"] else None,
         }
         with prog.lock:
-            for launch in plan["launches"]:
-                args = [values["err"] if ref == ["err"] else values[ref[0]][ref[1]] for ref in launch["args"]]
-                self._launch(launch, args, sizes)
+            self._run(plan["launches"], values, sizes)
         if plan["fails"]:
             cl.enqueue_copy(prog.queue, flag, values["err"])
             if flag[0]:
@@ -277,6 +275,93 @@ class FunctionRunner:
             for spare, result in zip(self.spares, finished):
                 spare.keep(result)
         return finished
+
+    def _run(self, launches: list, values: dict, sizes: dict) -> None:
+        for launch in launches:
+            if "region" in launch:
+                self._region(launch, values, sizes)
+                continue
+            args = [values["err"] if ref == ["err"] else values[ref[0]][ref[1]] for ref in launch["args"]]
+            self._launch(launch, args, sizes)
+
+    # -- loops and branches (section 11): the host runs them, enqueueing each body's kernels --
+    def _region(self, launch: dict, values: dict, sizes: dict) -> None:
+        """A for loop enqueues its body's kernels per iteration without waiting (its bounds are read
+        once); a while loop reads its condition back per iteration; a branch reads its condition."""
+        queue = self.program.queue
+
+        def get(ref):
+            if ref is None:
+                return None
+            if ref[0] == "const":
+                return self._scalar_buffer(ref[1], ref[2])
+            return values[ref[0]][ref[1]]
+        kind, bodies = launch["region"], launch["bodies"]
+        inputs = [get(r) for r in launch["inputs"]]
+        results = [get(r) for r in launch["results"]]
+        if kind == "if":
+            body = bodies[0] if self._read(inputs[0], "bool") else bodies[1]
+            self._body(body, inputs[1:], results, sizes, values["err"])
+            return
+        lead = 2 if kind == "for" else 0
+        count = len(results)
+        cur = list(results)
+        nxt = [get(r) if r is not None else c for r, c in zip(launch["scratch"], cur)]
+        captured = inputs[lead + count:]
+        for buf, init, spec in zip(cur, inputs[lead:lead + count], bodies[-1]["outputs"]):
+            nbytes = evaluate(spec["count"], sizes) * DTYPES[spec["dtype"]].itemsize
+            if nbytes:
+                cl.enqueue_copy(queue, buf, init, byte_count=nbytes)
+
+        def swap():
+            for j, r in enumerate(launch["scratch"]):
+                if r is not None:
+                    cur[j], nxt[j] = nxt[j], cur[j]
+        if kind == "for":
+            start, stop = self._read(inputs[0], "i64"), self._read(inputs[1], "i64")
+            for i in range(start, stop, launch["step"]):
+                if launch["index_param"]:
+                    self._body(bodies[0], [self._scalar_buffer(i, "i64")] + cur + captured, nxt, sizes,
+                               values["err"])
+                else:
+                    self._body(bodies[0], cur + captured, nxt, {**sizes, launch["index"]: i}, values["err"])
+                swap()
+        else:
+            flag = self._buffer(1)
+            while True:
+                self._body(bodies[0], cur + captured, [flag], sizes, values["err"])
+                if not self._read(flag, "bool"):
+                    break
+                self._body(bodies[1], cur + captured, nxt, sizes, values["err"])
+                swap()
+        for buf, result, spec in zip(cur, results, bodies[-1]["outputs"]):
+            nbytes = evaluate(spec["count"], sizes) * DTYPES[spec["dtype"]].itemsize
+            if buf is not result and nbytes:
+                cl.enqueue_copy(queue, result, buf, byte_count=nbytes)
+
+    def _body(self, plan: dict, params: list, outputs: list, sizes: dict, err) -> None:
+        """One run of a loop or branch body: its checks, its temporaries, its kernels."""
+        for dims, itemsize, code in plan["limits"]:
+            if too_big([evaluate(d, sizes) for d in dims], itemsize):
+                raise CheckFailed(code, sizes)
+        for condition, code in plan["checks"]:
+            if evaluate(condition, sizes):
+                raise CheckFailed(code, sizes)
+        temps = [allocating(t.get("alloc", 1), sizes, self._buffer,
+                            evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]]
+        values = {"size": {v: np.int64(sizes[v]) for v in plan["size_vars"]}, "param": params,
+                  "output": outputs, "temp": temps, "err": err}
+        self._run(plan["launches"], values, sizes)
+
+    def _scalar_buffer(self, value, dtype: str):
+        data = np.array([value], DTYPES[dtype])
+        return cl.Buffer(self.program.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=data)
+
+    def _read(self, buffer, dtype: str):
+        """A scalar's value on the host (waits for the kernels that compute it)."""
+        out = np.zeros(1, DTYPES[dtype])
+        cl.enqueue_copy(self.program.queue, out, buffer, is_blocking=True)
+        return out[0].item()
 
     def _buffer(self, nbytes: int, flags=None, hostbuf=None):
         if nbytes == 0:
@@ -352,7 +437,9 @@ class FunctionRunner:
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)
-            if launch.get("chunked"):   # counts[0] elements, TDSL_MAP_CHUNK vectors of `width` per work-item
+            if launch.get("serial"):   # one work-item writes every point in order
+                items = 1
+            elif launch.get("chunked"):   # counts[0] elements, TDSL_MAP_CHUNK vectors of `width` per work-item
                 items = -(-counts[0] // (launch["width"] * prog.map_chunk))
             else:   # runs: outer points times runs of the last axis; else a work-item per point
                 items = counts[0] * -(-counts[1] // prog.map_run) if launch.get("runs") else counts[0]

@@ -45,6 +45,7 @@ class Launch:
     runs: bool = False        # map: a work-item takes a run of the last axis
     strip: bool = False       # reduce: on a CPU, a work-item takes a strip of neighbouring results
     local_max: int | None = None   # the largest work-group (None: the device's, for matmul)
+    serial: bool = False      # map: one work-item writes every point in order (a scatter)
     outline: bool = False     # sines and cosines called out of line (too many to inline)
     f64: bool = False         # the kernel holds f64 values
 
@@ -64,24 +65,39 @@ def kernel_name(fn: FunctionIR, index: int) -> str:
     return f"k{index}_{fn.name}"
 
 
+def all_functions(module: ModuleIR) -> list[FunctionIR]:
+    """The module's functions and, after them, the bodies of their loops and branches (nested too):
+    the program holds the kernels of every one."""
+    found, stack = [], list(module.functions)
+    while stack:
+        fn = stack.pop(0)
+        found.append(fn)
+        stack += [b for k in fn.kernels if k.kind == "region" for b in k.bodies]
+    return found
+
+
 def module_schedule(module: ModuleIR) -> ModuleSchedule:
-    """The launch of every kernel of every function, and whether the program computes in f64."""
-    functions = {fn.name: tuple(kernel_launch(fn, k, kernel_name(fn, i)) for i, k in enumerate(fn.kernels))
-                 for fn in module.functions}
-    consts = any(c.dtype == "f64" for fn in module.functions for c in fn.consts)   # program-scope arrays
-    return ModuleSchedule(functions, consts or any(l.f64 for launches in functions.values() for l in launches))
+    """The launch of every kernel of every function (and region body), and whether the program
+    computes in f64. A loop or branch has no launch (None): the host runs it (opencl_runtime)."""
+    functions = {fn.name: tuple(None if k.kind == "region" else kernel_launch(fn, k, kernel_name(fn, i))
+                                for i, k in enumerate(fn.kernels))
+                 for fn in all_functions(module)}
+    consts = any(c.dtype == "f64" for fn in all_functions(module) for c in fn.consts)   # program-scope arrays
+    return ModuleSchedule(functions, consts or any(l.f64 for launches in functions.values() for l in launches
+                                                   if l is not None))
 
 
 def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
     """The launch of kernel `k` of `fn`."""
     kind = KIND_OF[k.kind]
     nodes = kernel_expressions(k)
-    width = vector_width(k)
-    runs = kind == "map" and width == 1 and bool(k.loops)
+    serial = getattr(k, "serial", False)
+    width = 1 if serial else vector_width(k)
+    runs = kind == "map" and width == 1 and bool(k.loops) and not serial
     local_max = None if kind == "matmul" else local_limit(len(nodes) * 8 * (width if kind == "map" else 1))
     return Launch(name=name, kind=kind, counts=launch_counts(k, runs), args=kernel_args(fn, k, nodes),
                   fails=fails(nodes), width=width, runs=runs, strip=strip_reduction(k, nodes), local_max=local_max,
-                  outline=trig_count(nodes) > INLINE_TRIG, f64=holds_f64(k, nodes))
+                  outline=trig_count(nodes) > INLINE_TRIG, f64=holds_f64(k, nodes), serial=serial)
 
 
 def launch_counts(k, runs: bool) -> tuple[Dim, ...]:

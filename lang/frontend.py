@@ -79,7 +79,7 @@ class Program:
                 raise TdslTypeError(f"{name} has two parameters named '{p.name}'", p.loc)
         args = [Node("param", p.dtype, p.shape, (), make_attrs(name=p.name), False, p.loc, p.name) for p in params]
         scope = Scope(self, {p.name: a for p, a in zip(params, args)}, sizes)
-        self.dims = list(size_vars)
+        self.dims, self.loop_dims = list(size_vars), set()
         try:
             outputs, tuple_result = self.elaborate(fn, scope)
         except RecursionError:

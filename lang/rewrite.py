@@ -17,7 +17,7 @@ import numpy as np
 
 from . import builtins, infer
 from .dtypes import can_cast_safe, kind
-from .graph import FunctionGraph, Node, paused_gc, toposort
+from .graph import REGION_OPS, FunctionGraph, Node, paused_gc, toposort
 from .ops import RuntimeCheckFailed
 
 
@@ -127,7 +127,7 @@ def fold_constants(node: Node) -> Node | None:
     a computation that fails (an empty max, a negative integer power) stays to fail at call time.
     """
     from .interp import evaluate_node
-    if not node.inputs or node.op == "broadcast" or node.attr("checks"):
+    if not node.inputs or node.op in ("broadcast",) + REGION_OPS or node.attr("checks"):
         return None
     if not all(i.op == "const" for i in node.inputs) or not all(d.is_const for d in node.shape):
         return None
@@ -338,6 +338,8 @@ def simplify_node(root: Node, memo: dict | None = None, rules=None, depth: int =
             continue
         stack.pop()
         rebuilt = _rebuild(node, [memo[i] for i in node.inputs])
+        if rebuilt.op in REGION_OPS:
+            rebuilt = _with_simplified_bodies(rebuilt, memo, rules)
         result = memo.get(rebuilt)
         if result is None:
             repl = _first_rewrite(rebuilt, rules) if depth < MAX_DEPTH else None
@@ -345,6 +347,20 @@ def simplify_node(root: Node, memo: dict | None = None, rules=None, depth: int =
         memo[node] = memo[rebuilt] = result
         memo.setdefault(result, result)
     return memo[root]
+
+
+def _with_simplified_bodies(node: Node, memo: dict, rules) -> Node:
+    """A loop or branch result whose bodies went through the rewrites too (once per region)."""
+    region = node.attr("region")
+    key = ("region", id(region))
+    if key not in memo:
+        graphs = tuple(simplify_graph(g, rules) for g in region.graphs)
+        memo[key] = (region, replace(region, graphs=graphs))
+    new = memo[key][1]
+    if new == region:
+        return node
+    attrs = tuple((k, new if k == "region" else v) for k, v in node.attrs)
+    return Node(node.op, node.dtype, node.shape, node.inputs, attrs, node.weak, node.loc, node.name)
 
 
 def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import require_target
+from conftest import TARGETS, require_target
 from tdsl.printer import _dot_text, graph_dot, graph_text
 
-CONTROL_TARGETS = ["numpy"]
+CONTROL_TARGETS = TARGETS
 
 
 @pytest.fixture(params=CONTROL_TARGETS)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import require_target
+from conftest import TARGETS, require_target
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # the targets the examples run on: a compiled target joins here once it runs loops and updates
-CONTROL_TARGETS = ["numpy", "c"]
+CONTROL_TARGETS = TARGETS
 
 
 @pytest.fixture(params=CONTROL_TARGETS)
