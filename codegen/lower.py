@@ -154,7 +154,12 @@ class Lowering:
         for i, out in enumerate(self.graph.outputs):
             first_output.setdefault(id(out), i)
         jobs = []
+        shared: dict = {}   # (region, inputs, result) -> the buffer of the first of equal region results
         for node in self.computed:
+            if _kind(node) == "region" and (node.attr("region"), node.inputs, node.attr("result")) in shared:
+                # an equal result node (another object): the region writes one buffer for both
+                self.buffer_of[id(node)] = shared[(node.attr("region"), node.inputs, node.attr("result"))]
+                continue
             if node.op == "param":
                 self.buffer_of[id(node)] = by_name[node.attr("name")]
             elif node.op == "const" and node.ndim:
@@ -164,6 +169,8 @@ class Lowering:
                 target = outputs[i] if i is not None else self.temp_buffer(node)
                 self.buffer_of[id(node)] = target
                 jobs.append((node, target))
+                if _kind(node) == "region":
+                    shared[(node.attr("region"), node.inputs, node.attr("result"))] = target
         for out, target in zip(self.graph.outputs, outputs):
             if self.buffer_of[id(out)] is not target:
                 jobs.append((out, target))   # a parameter, a constant or a repeated result: copy it

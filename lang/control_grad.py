@@ -187,7 +187,8 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
         writes = [set_item(histories[k], [row], carried_ph[k], loc) for k in stored]
         fwd_params = ([index_param] if lead else []) + carried_ph + [histories[k] for k in stored] + captured_ph
         fwd_graph, _ = _graph(body, "store", fwd_params, list(body.outputs) + writes)
-        fwd = Region("for", (fwd_graph,), nc + len(stored), step, region.index, region.index_param, region.loc)
+        fwd = Region("for", (fwd_graph,), nc + len(stored), step, region.index, region.index_param, region.loc,
+                     stores=region)
         empty = [_zeros((trips,) + carried_ph[k].shape, carried_ph[k].dtype, loc) for k in stored]
         fwd_inputs = [start, stop] + inits + empty + captured
         fwd_nodes = _results(fwd, fwd_inputs, list(body.outputs) + [histories[k] for k in stored], loc)
@@ -225,3 +226,34 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
     for r, j in zip(bwd_nodes[len(float_c):], float_z):
         parts[2 + nc + j] = r
     return parts
+
+
+def merge_stored_loops(outputs: list[Node], named: list[Node]) -> tuple[list[Node], list[Node]] | None:
+    """Results of a loop that grad also reran to store its carried values, read from the rerun:
+    the loop then runs once (the rerun computes the same carried values, and the history)."""
+    roots = list(outputs) + list(named)
+    mapping: dict = {}
+    extended = {}
+    for n in toposort(roots):
+        region = n.attr("region") if n.op == "for" else None
+        if region is None or region.stores is None:
+            continue
+        original = region.stores
+        nc = original.carried
+        key = (original, tuple(n.inputs[:2 + nc]) + tuple(n.inputs[2 + region.carried:]))
+        extended.setdefault(key, (region, n.inputs))
+    if not extended:
+        return None
+    for n in toposort(roots):
+        if n.op != "for":
+            continue
+        key = (n.attr("region"), n.inputs)
+        if key in extended:
+            region, inputs = extended[key]
+            k = n.attr("result")
+            mapping[n] = Node("for", n.dtype, n.shape, inputs, make_attrs(region=region, result=k), n.weak,
+                              n.loc, n.name)
+    if not mapping:
+        return None
+    new = substitute(roots, mapping)
+    return new[:len(outputs)], new[len(outputs):]

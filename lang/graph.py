@@ -240,6 +240,7 @@ class Region:
     index: str | None = None
     index_param: bool = False
     loc: Location | None = field(default=None, compare=False)
+    stores: "Region | None" = None   # grad's rerun of this loop that also stores its carried values
 
     @property
     def body(self) -> FunctionGraph:

@@ -371,4 +371,9 @@ def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
         # A named value keeps its own name and place even when it merged with an equal node.
         named = tuple((name, simplify_node(node, memo, rules).with_name(name, node.loc))
                       for name, node in graph.named)
+        from .control_grad import merge_stored_loops
+        merged = merge_stored_loops(list(outputs), [node for _, node in named])
+        if merged is not None:
+            outputs = tuple(merged[0])
+            named = tuple((name, node.with_name(name, old.loc)) for (name, old), node in zip(named, merged[1]))
     return replace(graph, outputs=outputs, named=named)
