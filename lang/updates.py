@@ -128,12 +128,14 @@ def set_item(x: Node, subs: list[Sub], v: Node, loc: Location | None) -> Node:
     j = next(i for i, s in enumerate(expanded) if s.dynamic)
     pre = expanded[:j]
     if any(not _full(s) for s in pre):
-        # update the static region of the leading subscripts, then the rest inside it
+        # update the static region of the leading subscripts, then the rest inside it (without
+        # the axes an integer drops, so that its leading subscripts are full slices)
         starts, steps, lengths, checks, _ = region(x, pre + [Sub("slice")] * (x.ndim - j), loc)
         part = infer.slice_node(x, starts, steps, lengths, checks, loc)
-        inner = [Sub("int", start=0) if s.kind == "int" else Sub("slice") for s in pre] + expanded[j:]
-        part = set_item(part, inner, v, loc)
-        return _write_region(x, starts, steps, lengths, checks, part, loc)
+        kept = tuple(d for k, d in enumerate(lengths) if k >= j or pre[k].kind != "int")
+        inner = [Sub("slice") for s in pre if s.kind != "int"] + expanded[j:]
+        part = set_item(infer.reshape(part, kept, loc), inner, v, loc)
+        return _write_region(x, starts, steps, lengths, checks, infer.reshape(part, tuple(lengths), loc), loc)
     s, rest = expanded[j], expanded[j + 1:]
     idx = gather_index(s, x.shape[j], loc)
     shape = x.shape[:j] + idx.shape + x.shape[j + 1:]

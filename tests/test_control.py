@@ -374,9 +374,6 @@ fn chosen() -> i64 {
 
 
 @on_targets
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="rewrite.fold_constants folds a loop or branch whose inputs are all "
-                          "literals and calls its missing op implementation")
 def test_loops_over_literals_only(target):
     assert_same(fn(CONST_LOOPS, "counted", target)(), np.int64(3))
     assert_same(fn(CONST_LOOPS, "halved", target)(), np.int64(1))
@@ -1066,6 +1063,56 @@ def test_dynamic_index_error_names_the_value(target):
     x = f32(6)
     runtime_error(lambda: fn(DYNAMIC, "gather", target)(x, 17), DYNAMIC, "y = x[j]", "17")
     runtime_error(lambda: fn(DYNAMIC, "put", target)(x, 17), DYNAMIC, "x[j] = 9", "17")
+
+
+# every kind of subscript, static and run-time, read and written, against NumPy: `x[s]`, and
+# `x[s] = 7.0; x[s] += x[s] * 0.5` (i, j integer parameters, idx an integer array)
+SUBSCRIPTS = ["i", "-1, i", "1, i", "i, 1", "i, j", "i, :, j", ":, i", "1:3, i", "::2, -1, i", "::-1, i",
+              "..., i", "i, ...", "-1, :, j:j + 2", "1, j:j + 2", "j:j + 2", ":, j:j + 2", "j:j + 2, i",
+              "i, j:j + 2, 1:3", "idx", ":, idx", "1:3, idx", "idx, ::2", "..., idx", "idx, ..., ::-1",
+              "::2, -1, j:j + 2", "-1, 1:3, i", "1:3, j:j + 2, ::-2"]
+READ_ONLY = ["None, i", "i, None, j:j + 2", "idx, None", "None, ::2, idx"]
+SUBSCRIPT_SRC = "".join(
+    f"fn r{k}(x: f32[a, b, c], i: i64, j: i64, idx: i64[k]) {{\n    return x[{s}]\n}}\n"
+    for k, s in enumerate(SUBSCRIPTS + READ_ONLY)) + "".join(
+    f"fn w{k}(x: f32[a, b, c], i: i64, j: i64, idx: i64[k]) {{\n    x[{s}] = 7.0\n"
+    f"    x[{s}] += x[{s}] * 0.5\n    return x\n}}\n" for k, s in enumerate(SUBSCRIPTS))
+
+
+def _short_window(subs: str, shape, j: int) -> bool:
+    """Whether NumPy's `j:j + 2` in `subs` is shorter than 2 on its axis (then tdsl must refuse)."""
+    parts = subs.split(", ")
+    if "..." in parts:
+        at = parts.index("...")
+        consuming = sum(p not in ("None", "...") for p in parts)
+        parts = parts[:at] + [":"] * (len(shape) - consuming) + parts[at + 1:]
+    parts = [p for p in parts if p != "None"]
+    return "j:j + 2" in parts and len(range(shape[parts.index("j:j + 2")])[j:j + 2]) != 2
+
+
+@on_targets
+@pytest.mark.parametrize("i, j", [(-2, 1), (3, -4), (0, 4), (-4, -2), (1, -1), (-5, 0), (4, -6), (-1, 3)])
+def test_subscripts_read_and_written_as_numpy(target, i, j):
+    x = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    idx = np.array([2, 0, 2], np.int64)
+    cases = [(f"r{k}", s, False) for k, s in enumerate(SUBSCRIPTS + READ_ONLY)]
+    cases += [(f"w{k}", s, True) for k, s in enumerate(SUBSCRIPTS)]
+    for name, subs, write in cases:
+        env = {"x": x.copy(), "i": i, "j": j, "idx": idx}
+        try:
+            if write:
+                exec(f"x[{subs}] = 7.0\nx[{subs}] += x[{subs}] * np.float32(0.5)", {"np": np}, env)
+                expected = env["x"]
+            else:
+                expected = eval(f"x[{subs}]", {}, env)
+        except IndexError:
+            expected = None
+        call = fn(SUBSCRIPT_SRC, name, target)
+        if expected is None or _short_window(subs, x.shape, j):
+            with pytest.raises(tdsl.TdslRuntimeError):
+                call(x, i, j, idx)
+            continue
+        assert_same(call(x, i, j, idx), np.asarray(expected)), (name, subs)
 
 
 LOOP_RANGE = """\
