@@ -50,6 +50,7 @@ class Workload:
     notes: list = field(default_factory=list)
     versus: Callable | None = None    # the same work on the C backend (when the target is another)
     versus_goal: float | None = None  # at most this many times C's time
+    peer: tuple | None = None         # (name, callable): another library timed beside (JAX, ...)
 
     def met(self, t_np: float, t_td: float) -> bool:
         return (self.speedup is None or t_np / t_td >= self.speedup) and \
@@ -140,6 +141,123 @@ def logistic_step(target: str, n: int, d: int) -> Workload:
                     lambda: m.train_step(x, y, w, b, lr), rtol=1e-3, speedup=1.8)
 
 
+# -- loops (section 11) ---------------------------------------------------------------------
+
+HEAT = """
+fn heat(u: f64[n, m], steps: i64, a: f64) -> f64[n, m] {
+    for s in range(steps) {
+        u[1:n - 1, 1:m - 1] = u[1:n - 1, 1:m - 1] + a * (u[2:, 1:m - 1] + u[:n - 2, 1:m - 1]
+                                                     + u[1:n - 1, 2:] + u[1:n - 1, :m - 2] - 4.0 * u[1:n - 1, 1:m - 1])
+    }
+    return u
+}"""
+
+
+def heat(target: str, n: int, steps: int) -> Workload:
+    f = compiled(HEAT, target).heat
+    u = np.random.default_rng(4).random((n, n))
+
+    def ref():
+        v = u.copy()
+        for _ in range(steps):
+            v[1:-1, 1:-1] = v[1:-1, 1:-1] + 0.1 * (v[2:, 1:-1] + v[:-2, 1:-1] + v[1:-1, 2:] + v[1:-1, :-2]
+                                                   - 4.0 * v[1:-1, 1:-1])
+        return v
+    return Workload(f"heat equation {n}x{n} f64, {steps} steps in one call", ">= 6x", ref,
+                    lambda: f(u, steps, 0.1), rtol=1e-9, speedup=6.0)
+
+
+RNN = """
+fn rnn_loss(xs: f32[t, b, d], ys: f32[t, b, k], h0: f32[b, k], wx: f32[d, k], wh: f32[k, k]) -> f32 {
+    h = h0
+    total = 0.0
+    for i in range(t) {
+        h = tanh(xs[i] @ wx + h @ wh)
+        total = total + sum(square(h - ys[i]))
+    }
+    return total / t
+}
+
+fn rnn_step(xs: f32[t, b, d], ys: f32[t, b, k], h0: f32[b, k], wx: f32[d, k], wh: f32[k, k],
+            lr: f32) -> (f32[d, k], f32[k, k]) {
+    gx, gh = grad(rnn_loss(xs, ys, h0, wx, wh), wx, wh)
+    return wx - lr * gx, wh - lr * gh
+}"""
+
+
+def rnn_numpy(xs, ys, h0, wx, wh, lr):
+    """Forward and backpropagation through time, as a NumPy user writes them."""
+    t = xs.shape[0]
+    hs = [h0]
+    for i in range(t):
+        hs.append(np.tanh(xs[i] @ wx + hs[-1] @ wh))
+    gx, gh = np.zeros_like(wx), np.zeros_like(wh)
+    dh = np.zeros_like(h0)
+    for i in reversed(range(t)):
+        dh = dh + (2.0 / t) * (hs[i + 1] - ys[i])
+        da = dh * (1 - hs[i + 1] * hs[i + 1])
+        gx += xs[i].T @ da
+        gh += hs[i].T @ da
+        dh = da @ wh.T
+    return wx - lr * gx, wh - lr * gh
+
+
+def rnn_jax():
+    """The same step with JAX's lax.scan, jax.grad and jit, if JAX is installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+
+    def loss(wx, wh, xs, ys, h0):
+        def step(h, xy):
+            x, y = xy
+            h = jnp.tanh(x @ wx + h @ wh)
+            return h, jnp.sum(jnp.square(h - y))
+        _, per_step = jax.lax.scan(step, h0, (xs, ys))
+        return jnp.sum(per_step) / xs.shape[0]
+
+    @jax.jit
+    def step(xs, ys, h0, wx, wh, lr):
+        gx, gh = jax.grad(loss, argnums=(0, 1))(wx, wh, xs, ys, h0)
+        return wx - lr * gx, wh - lr * gh
+    return step
+
+
+def rnn_train(target: str, t: int, b: int, d: int) -> Workload:
+    f = compiled(RNN, target).rnn_step
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((t, b, d)).astype(np.float32)
+    ys = (rng.standard_normal((t, b, d)) * 0.5).astype(np.float32)
+    h0 = np.zeros((b, d), np.float32)
+    wx = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+    wh = (rng.standard_normal((d, d)) / np.sqrt(d) * 0.5).astype(np.float32)
+    lr = np.float32(0.01)
+    w = Workload(f"RNN train step T={t} batch {b} {d}->{d} f32 (forward + BPTT)", ">= 2x",
+                 lambda: rnn_numpy(xs, ys, h0, wx, wh, lr), lambda: f(xs, ys, h0, wx, wh, lr), rtol=2e-3,
+                 speedup=2.0)
+    jstep = rnn_jax()
+    if jstep is not None:
+        w.peer = ("JAX lax.scan + grad + jit", lambda: [a.block_until_ready() for a in jstep(xs, ys, h0, wx, wh, lr)])
+    else:
+        w.notes.append("JAX: not installed (pip install -e .[bench])")
+    return w
+
+
+def loop_overhead(target: str, n: int) -> Workload:
+    f = compiled("fn count(n: i64) -> f64 {\n    s = 0.0\n    for i in range(n) { s = s + 1.0 }\n    return s\n}",
+                 target).count
+
+    def ref():
+        s = 0.0
+        for _ in range(n):
+            s = s + 1.0
+        return s
+    return Workload(f"loop of {n // 1_000_000}M empty-ish iterations (s = s + 1.0)", "<= 20 ns/iteration",
+                    ref, lambda: f(n), seconds=20e-9 * n)
+
+
 def call_overhead(target: str) -> Workload:
     f = compiled("fn add(a: f64, b: f64) -> f64 { return a + b }", target).add
     return Workload("call overhead add(1.0, 2.0)", "<= 1.5 us", lambda: np.add(1.0, 2.0), lambda: f(1.0, 2.0),
@@ -214,6 +332,10 @@ def run(workloads: list[Workload], target: str) -> None:
         t_c = median_time(w.versus) if w.versus else None
         t_td = median_time(w.tdsl)
         ne = f"{_fmt(t_ne)} ({t_np / t_ne:.2f}x)" if t_ne else "-"
+        if w.peer is not None:
+            t_peer = median_time(w.peer[1])
+            w.notes.append(f"{w.peer[0]}: {_fmt(t_peer)} ({t_np / t_peer:.2f}x NumPy; tdsl is "
+                           f"{t_peer / t_td:.2f}x its speed)")
         if t_c is None:
             met = "yes" if w.met(t_np, t_td) else "NO"
             print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_td)} | {t_np / t_td:.2f}x | {w.goal} | {met} |",
@@ -222,6 +344,12 @@ def run(workloads: list[Workload], target: str) -> None:
             goal = f"<= {w.versus_goal}x c" if w.versus_goal else "-"
             print(f"| {w.name} | {_fmt(t_np)} | {ne} | {_fmt(t_c)} | {_fmt(t_td)} | {t_np / t_td:.2f}x | "
                   f"{t_td / t_c:.2f}x | {goal} | {w.met_versus(t_td, t_c)} |", flush=True)
+
+
+def notes(workloads: list[Workload]) -> None:
+    for w in workloads:
+        for note in w.notes:
+            print(f"- {w.name}: {note}")
 
 
 def _fmt(t: float) -> str:
@@ -241,6 +369,9 @@ def main() -> None:
         lambda t: softmax_rows(t, 4096 // scale, 1024), lambda t: matmul(t, 1024 // (8 if args.quick else 1)),
         lambda t: logistic_step(t, 100_000 // scale, 100), lambda t: axpy(t, 20_000_000 // scale),
         lambda t: call_overhead(t),
+        lambda t: heat(t, 512 // (4 if args.quick else 1), 500 // (10 if args.quick else 1)),
+        lambda t: rnn_train(t, 100 // (10 if args.quick else 1), 64, 128 // (4 if args.quick else 1)),
+        lambda t: loop_overhead(t, 10_000_000 // scale),
     ]
     workloads = [m(t) for m in makers]
     if t != "c":   # the same workloads on the C backend, for the target's time over C's
@@ -253,6 +384,7 @@ def main() -> None:
     print(f"tdsl {tdsl.__version__}, target {t}, NumPy {np.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}\n")
     run(workloads, t)
+    notes(workloads)
     if not args.only:
         print()
         print("| load | | | goal | met |")

@@ -373,7 +373,7 @@ def vjp(roots: list[Node], seeds: list[Node], wrt: list[Node], loc: Location | N
             gs = {k: _total(adjoints[n], loc) for k, n in siblings.items() if n in adjoints}
             if not gs or node not in depends:
                 continue
-            parts = region_vjp(node, gs, loc)
+            parts = region_vjp(node, gs, loc, [i in depends and is_float(i.dtype) for i in node.inputs])
         elif node not in adjoints or not node.inputs:
             continue
         else:
@@ -387,9 +387,9 @@ def vjp(roots: list[Node], seeds: list[Node], wrt: list[Node], loc: Location | N
     return [_total(adjoints[v], loc) if v in adjoints else None for v in wrt]
 
 
-def region_vjp(node: Node, gs: dict, loc: Location | None) -> list:
+def region_vjp(node: Node, gs: dict, loc: Location | None, needed: list[bool]) -> list:
     from .control_grad import region_vjp as rule
-    return rule(node, gs, loc)
+    return rule(node, gs, loc, needed)
 
 
 def grad_call(args: list, kwargs: dict, loc: Location | None):

@@ -84,22 +84,25 @@ def _results(region: Region, inputs: list[Node], like: list[Node], loc) -> list[
             for k, n in enumerate(like)]
 
 
-def region_vjp(node: Node, gs: dict, loc: Location | None) -> list:
+def region_vjp(node: Node, gs: dict, loc: Location | None, needed: list[bool] | None = None) -> list:
+    """The adjoints of a region node's inputs (None where there is none), given the adjoints
+    `gs` of its results; `needed[j]`: whether input j's adjoint is wanted at all."""
+    needed = needed or [True] * len(node.inputs)
     region = node.attr("region")
     if region.kind == "while":
         raise TdslTypeError("grad cannot differentiate through a while loop (its number of iterations "
                             "is not known before it runs)", region.loc or loc,
                             hint="write the loop as for i in range(...) with a fixed count")
     if region.kind == "if":
-        return _if_vjp(node, region, gs, loc)
-    return _for_vjp(node, region, gs, loc)
+        return _if_vjp(node, region, gs, loc, needed)
+    return _for_vjp(node, region, gs, loc, needed)
 
 
-def _if_vjp(node: Node, region: Region, gs: dict, loc) -> list:
+def _if_vjp(node: Node, region: Region, gs: dict, loc, needed: list[bool]) -> list:
     from .autodiff import vjp
     pred, *captured = node.inputs
     keys = sorted(gs)
-    wrt = [i for i, c in enumerate(captured) if is_float(c.dtype)]
+    wrt = [i for i, c in enumerate(captured) if is_float(c.dtype) and needed[1 + i]]
     graphs = []
     for g in region.graphs:
         holders = _param_nodes(g)
@@ -137,7 +140,7 @@ def _dim_of(node: Node, region: Region, loc) -> Dim:
                             region.loc or loc) from None
 
 
-def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
+def _for_vjp(node: Node, region: Region, gs: dict, loc, needed: list[bool]) -> list:
     from .autodiff import vjp
     body = region.graphs[0]
     start, stop = node.inputs[:2]
@@ -154,7 +157,7 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
     carried_ph = holders[lead:lead + nc]
     captured_ph = holders[lead + nc:]
     float_c = [k for k in range(nc) if is_float(carried_ph[k].dtype)]
-    float_z = [j for j in range(len(captured_ph)) if is_float(captured_ph[j].dtype)]
+    float_z = [j for j in range(len(captured_ph)) if is_float(captured_ph[j].dtype) and needed[2 + nc + j]]
 
     # the derivative of one iteration, with the carried values at its start as placeholders
     cot_c = {k: _placeholder(f"d_{carried_ph[k].attr('name')}", carried_ph[k].dtype, carried_ph[k].shape, loc)
@@ -165,7 +168,9 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
     adj_z = dict(zip(float_z, adj[len(float_c):]))
     live = [a for a in adj if a is not None]
     reached = set(toposort(live)) if live else set()
-    stored = [k for k in range(nc) if carried_ph[k] in reached]
+    # a carried value's history row h holds its value at the start of iteration h, row h + 1 its
+    # value at the end: the backward pass reads both instead of computing the body again
+    stored = [k for k in range(nc) if carried_ph[k] in reached or body.outputs[k] in reached]
 
     # the row of the history an iteration's values go to: (i - start) / step
     if region.index_param:
@@ -174,22 +179,25 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
         row_node = infer.elementwise("floordiv", [infer.elementwise("sub", [i_node, first], loc),
                                                   infer.const(step, "i64", (), True, loc)], loc)
         row = Sub("dyn", value=row_node)
+        row_next = Sub("dyn", value=infer.elementwise("add", [row_node, infer.const(1, "i64", (), True, loc)], loc))
     else:
         i_dim = Dim.of(region.index)
         row = Sub("int", start=(i_dim - d_start) // step if step > 0 else (d_start - i_dim) // (-step))
+        row_next = Sub("int", start=row.start + 1)
 
     # 1. the forward loop again, storing the carried values the backward pass reads
     from .updates import set_item
     from .indexing import index as index_of
     histories = {k: _placeholder(f"{carried_ph[k].attr('name')}_history", carried_ph[k].dtype,
-                                 (trips,) + carried_ph[k].shape, loc) for k in stored}
+                                 (trips + 1,) + carried_ph[k].shape, loc) for k in stored}
     if stored:
-        writes = [set_item(histories[k], [row], carried_ph[k], loc) for k in stored]
+        writes = [set_item(histories[k], [row_next], body.outputs[k], loc) for k in stored]
         fwd_params = ([index_param] if lead else []) + carried_ph + [histories[k] for k in stored] + captured_ph
         fwd_graph, _ = _graph(body, "store", fwd_params, list(body.outputs) + writes)
         fwd = Region("for", (fwd_graph,), nc + len(stored), step, region.index, region.index_param, region.loc,
                      stores=region)
-        empty = [_zeros((trips,) + carried_ph[k].shape, carried_ph[k].dtype, loc) for k in stored]
+        empty = [set_item(_zeros((trips + 1,) + carried_ph[k].shape, carried_ph[k].dtype, loc),
+                          [Sub("int", start=0)], inits[k], loc) for k in stored]
         fwd_inputs = [start, stop] + inits + empty + captured
         fwd_nodes = _results(fwd, fwd_inputs, list(body.outputs) + [histories[k] for k in stored], loc)
         history_values = fwd_nodes[nc:]
@@ -198,6 +206,8 @@ def _for_vjp(node: Node, region: Region, gs: dict, loc) -> list:
 
     # 2. the backward loop: the same indices in reverse order
     reads = {carried_ph[k]: index_of(histories[k], [row], loc) for k in stored}
+    reads.update({body.outputs[k]: index_of(histories[k], [row_next], loc) for k in stored
+                  if body.outputs[k] is not carried_ph[k]})
     acc_z = {j: _placeholder(f"d_{captured_ph[j].attr('name')}", captured_ph[j].dtype, captured_ph[j].shape, loc)
              for j in float_z}
     new_c = [adj_c[k] if adj_c[k] is not None else _zeros(carried_ph[k].shape, carried_ph[k].dtype, loc)
