@@ -95,6 +95,17 @@ class BlockScope(Scope):
             self.statement(st)
 
 
+def _visible(scope: Scope, name: str) -> Node | None:
+    """The value `name` reads before a block: a bound name, else a size variable or a const (a
+    block that rebinds one of those carries it out, as Python would)."""
+    node = scope.lookup(name)
+    if node is None and name in scope.sizes:
+        node = builtins.dim_node(scope.sizes[name], None)
+    if node is None and scope.program.consts.get(name) is not None:
+        node = scope.program.consts[name]
+    return node
+
+
 def _types_equal(a: Node, b: Node) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape
 
@@ -174,8 +185,8 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
     program = scope.program
     loc = scope.loc(stmt)
     excluded = {index[0]} if index else set()
-    carried = [n for n in assigned_names(body_stmts) if n not in excluded and scope.lookup(n) is not None]
-    before = {n: scope.lookup(n) for n in carried}
+    carried = [n for n in assigned_names(body_stmts) if n not in excluded and _visible(scope, n) is not None]
+    before = {n: _visible(scope, n) for n in carried}
     types = dict(before)
     for _ in range(len(carried) + 2):
         program.blocks += 1
@@ -222,10 +233,12 @@ def _fresh_loop_variable(scope: Scope, var: str, loc) -> None:
     """A loop variable names nothing visible before its loop: it is local to the loop, so after
     it the old value would come back where Python leaves the last index."""
     outer = scope.lookup(var)
-    if outer is None and var not in scope.sizes:
-        return
-    what = "a size variable" if outer is None else "already bound" + (
-        f" (at {outer.loc.line}:{outer.loc.col})" if outer.loc else "")
+    if outer is None:
+        if _visible(scope, var) is None:
+            return
+        what = "a size variable" if var in scope.sizes else "a const"
+    else:
+        what = "already bound" + (f" (at {outer.loc.line}:{outer.loc.col})" if outer.loc else "")
     raise TdslTypeError(f"the loop variable '{var}' is {what}; a loop variable is local to its loop, "
                         f"so after it '{var}' would not hold the last index as in Python", loc,
                         hint="give the loop variable a name of its own")
@@ -320,10 +333,10 @@ def if_stmt(scope: Scope, stmt: Tree) -> None:
             block.statements([part] if part.data == "if_stmt" else part.children)
         blocks.append(block)
     bound = [list(b.bound_at) for b in blocks]
-    existing = [n for n in dict.fromkeys(bound[0] + bound[1]) if scope.lookup(n) is not None]
+    existing = [n for n in dict.fromkeys(bound[0] + bound[1]) if _visible(scope, n) is not None]
     new = [n for n in bound[0] if n in bound[1] and n not in existing] if other is not None else []
     names = existing + new
-    per_branch = [[b.env[n] if n in b.env else b.lookup(n) for n in names] for b in blocks]
+    per_branch = [[b.env[n] if n in b.env else _visible(b, n) for n in names] for b in blocks]
     types = {}
     for i, n in enumerate(names):
         a, b = per_branch[0][i], per_branch[1][i]

@@ -460,6 +460,43 @@ def test_carried_arrays_and_several_names(target):
     assert_same(fn(CARRIED, "several", target)(v), (v.min(), v.max(), np.int64(np.argmax(v))))
 
 
+SHADOWED = """\
+const K = 2
+
+fn size_in_for(x: f32[n]) -> (i64, f32[n]) {
+    for i in range(3) { n = n + 1 }
+    return n, x * n
+}
+
+fn size_in_while(x: f32[n]) -> i64 {
+    while n < 10 { n = n + 1 }
+    return n
+}
+
+fn size_in_if(x: f32[n], c: bool) -> i64 {
+    if c { n = n * 2 }
+    return n
+}
+
+fn const_in_for(x: f32[n]) {
+    for i in range(n) { K = K * 2.5 }
+    return K
+}
+"""
+
+
+@on_targets
+@pytest.mark.parametrize("size", [0, 3, 12])
+def test_rebound_sizes_and_consts_are_carried(target, size):
+    # a size variable or a const rebound in a block is carried out of it, as a Python name is
+    x = f32(size)
+    assert_same(fn(SHADOWED, "size_in_for", target)(x), (np.int64(size + 3), x * np.float32(size + 3)))
+    assert_same(fn(SHADOWED, "size_in_while", target)(x), np.int64(max(size, 10)))
+    assert_same(fn(SHADOWED, "size_in_if", target)(x, True), np.int64(2 * size))
+    assert_same(fn(SHADOWED, "size_in_if", target)(x, False), np.int64(size))
+    assert_same(fn(SHADOWED, "const_in_for", target)(x), np.float64(2 * 2.5 ** size))
+
+
 # -- while loops -------------------------------------------------------------------------
 
 WHILE = """\
@@ -1300,9 +1337,10 @@ def test_loop_variable_must_be_a_fresh_name(target):
         ("    i = 7\n", "for i in range(n) { s += 1.0 }", 0, "already bound (at 3:5)"),
         ("", "for x in range(n) { s += 1.0 }", 0, "already bound (at 1:6)"),
         ("", "for n in range(3) { s += 1.0 }", 0, "a size variable"),
+        ("", "for TWO in range(3) { s += 1.0 }", 0, "a const"),
         ("", "for i in range(n) { for i in range(n) { s += 1.0 } }", 1, "already bound (at 3:9)"),
     ]:
-        src = f"fn f(x: f32[n]) -> f32 {{\n    s = 0.0\n{outer}    {loop}\n    return s\n}}\n"
+        src = f"fn f(x: f32[n]) -> f32 {{\n    s = 0.0\n{outer}    {loop}\n    return s\n}}\nconst TWO = 2\n"
         at = loop[4:10]
         compile_error(src, target, at, what, "loop variable", occurrence=occurrence)
 
