@@ -56,7 +56,7 @@ class CTarget:
 
     def load(self, module: ModuleIR, built: Built) -> dict[str, Runner]:
         attach_blas(built.library, module.prefix)
-        return {call.name: Runner(built.library, call, built.source) for call in module.calls}
+        return {call.name: Runner(built.library, call, built.source, module.prefix) for call in module.calls}
 
     def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
         warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
@@ -75,7 +75,7 @@ class CTarget:
         except OSError:
             return None
         attach_blas(library, prefix)
-        return [(g, Runner(library, call, source)) for g, call in zip(graphs, calls)]
+        return [(g, Runner(library, call, source, prefix)) for g, call in zip(graphs, calls)]
 
     def emit(self, graphs: list[FunctionGraph], prefix: str) -> dict[str, str]:
         """OUT.c and OUT.h: plain C99 (libm, OpenMP when compiled with it) with no Python."""
@@ -123,8 +123,11 @@ class Runner(BaseRunner):
 
     writes_into = True   # __call__ takes `outs`, caller-checked buffers for the results
 
-    def __init__(self, library: ctypes.CDLL, call: CallSpec, source: str):
+    def __init__(self, library: ctypes.CDLL, call: CallSpec, source: str, prefix: str = ""):
         self.library = library            # keeps the library loaded
+        self.failed_index = getattr(library, f"{prefix}_failed_index", None) if prefix else None
+        if self.failed_index is not None:
+            self.failed_index.restype, self.failed_index.argtypes = ctypes.c_int64, []
         self.call = call
         self.source = source
         self.cfunc = getattr(library, call.symbol)
@@ -163,6 +166,9 @@ class Runner(BaseRunner):
         return make_fast_call(self, binder, tuple_result, checked, takes_out)
 
     def error(self, code: int, sizes: dict) -> TdslRuntimeError:
+        entry = self.errors[code - 1] if 0 < code <= len(self.errors) else None
+        if entry is not None and entry.index is not None and self.failed_index is not None:
+            sizes = {**sizes, entry.index: self.failed_index()}   # the loop index where it failed
         return self.errors.error(code, sizes)
 
 

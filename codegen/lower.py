@@ -72,12 +72,13 @@ class Lowering:
     """Lowers one function graph."""
 
     def __init__(self, graph: FunctionGraph, errors: ErrorTable, name: str | None = None,
-                 in_place: dict | None = None):
+                 in_place: dict | None = None, index: str | None = None):
         self.graph = graph
         self.errors = errors
         self.name = name or graph.name      # a region body's C-safe name (its graph's is 'f:for@3')
         self.in_place = in_place or {}      # result index -> the parameter whose buffer it shares (a body)
         self.regions: dict = {}             # (region, inputs) -> its kernel, once
+        self.index = index                  # a loop body's index (its last size variable), if any
         self.nodes = toposort(computed_roots(graph))   # the results, and named values that can fail unread
         self.computed = _computed_nodes(graph, self.nodes)
         self.buffer_of: dict[int, Buffer] = {}
@@ -339,7 +340,8 @@ class Lowering:
         for j, g in enumerate(region.graphs):
             body_in_place = in_place if region.kind != "if" and j == len(region.graphs) - 1 else None
             self.errors.regions += 1   # a name no function has (names start with a letter)
-            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place).run())
+            index = region.index if region.kind == "for" and not region.index_param else None
+            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place, index).run())
         inputs = tuple(self.operand(i) for i in node.inputs)
         kernel = RegionKernel(self.origin(node, f"{region.kind} loop" if region.kind != "if" else "if"),
                               region.kind, tuple(bodies), inputs, tuple(results), scratch, region.step,
@@ -554,7 +556,9 @@ class Lowering:
             checks.append(SizeCheck(((Dim.of(var), "<0"),), code))
         for op, dim, message, loc in collect_checks(self.graph):   # named values no result reads too
             relation = "<0" if op == ">=" else "!=0"
-            checks.append(SizeCheck(((dim, relation),), self.errors.code(ErrorInfo(message, loc))))
+            in_loop = self.index is not None and self.index in dim.variables()
+            info = ErrorInfo(message, loc, bound=dim, index=self.index) if in_loop else ErrorInfo(message, loc)
+            checks.append(SizeCheck(((dim, relation),), self.errors.code(info)))
         for node in self.nodes:
             checks.extend(self._empty_checks(node))
         return tuple(c for c in checks if not _never(c))

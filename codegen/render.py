@@ -238,8 +238,8 @@ class FunctionView:
         kernels = [self.kernel(k) for k in fn.kernels]
         given = {t.name for t in self.workspace}
         arrays = [self.temp(t) for t in fn.temps if not t.is_scalar and t.name not in given]
-        checks = [SimpleNamespace(cond=self.limit(c), code=c.error) for c in fn.limits] + \
-            [SimpleNamespace(cond=self.condition(c), code=c.error) for c in fn.checks]
+        checks = [SimpleNamespace(cond=self.limit(c), code=c.error, index=None) for c in fn.limits] + \
+            [SimpleNamespace(cond=self.condition(c), code=c.error, index=self.failed_index(c)) for c in fn.checks]
         user = [names.size(v) for v in fn.size_vars] + [names.buffer(p) for p in fn.params]
         read = surely_read(fn)
         unused = [names.size(v) for v in fn.size_vars if v not in read] + \
@@ -252,6 +252,13 @@ class FunctionView:
             label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums or k.kind == "region"
                                       for k in kernels),
             consts=[self.const(c) for c in fn.consts], slots=self.slots())
+
+    def failed_index(self, check) -> str | None:
+        """In a loop body, the loop index a failing check reports (its value goes in the message)."""
+        if self.restrict or not self.fn.size_vars:
+            return None
+        index = self.fn.size_vars[-1]
+        return self.names.size(index) if any(index in d.variables() for d, _ in check.conditions) else None
 
     def params(self, definition: bool) -> list[str]:
         restrict = "restrict " if definition and self.restrict else ""

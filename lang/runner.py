@@ -25,6 +25,8 @@ class ErrorEntry:
     message: str
     loc: Location | None = None
     extent: Dim | None = None
+    bound: Dim | None = None      # a loop body's check: the size whose values the message names
+    index: str | None = None      # ... and the loop index among them (its value comes from the call)
 
     def text(self, extent: str | None = None) -> str:
         """The message with its place, as generated code prints it: `{extent}` stays for the
@@ -44,6 +46,9 @@ class ErrorTable(tuple):
         message = entry.message
         if entry.extent is not None:
             message = message.replace("{extent}", str(entry.extent.evaluate(sizes)))
+        if entry.bound is not None and all(v in sizes for v in entry.bound.variables()):
+            # as the reference says it: "..., but i = 5, t = 5"
+            message += ", but " + ", ".join(f"{v} = {sizes[v]}" for v in entry.bound.variables())
         return TdslRuntimeError(message, entry.loc)
 
 
