@@ -57,7 +57,7 @@ _COMPARISONS = {"EQ", "NE", "LT", "LE", "GT", "GE"}
 _OPERATORS = _COMPARISONS | {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT",
                              "POW", "AND", "OR", "LPAR", "LSQB", "DOT"}
 _TOKEN_WORDS = {"NAME": "a name", "INT": "a number", "FLOAT": "a number",
-                "_NL": "a new line", "$END": "end of file"}
+                "_NL": "a new line", "$END": "end of file", "AUGOP": "'+=' (or another augmented assignment)"}
 
 # Slips recognised by the parser state they leave behind; "{token}" is the unexpected text.
 _EXAMPLES = {
@@ -66,7 +66,8 @@ _EXAMPLES = {
                                      "fn f(x: f32[n] y: f32) { return x }"],
     "a parameter needs a type, as in 'x: f32[n]'": ["fn f(x) { return x }",
                                                     "fn f(x, y: f32) { return x }"],
-    "a statement is 'name = expr', 'a, b = expr' or 'return expr'": ["fn f() { x + 1 }"],
+    "a statement is 'name = expr', 'a, b = expr', 'x[i] = expr', 'name += expr', for, while, "
+    "if or 'return expr'": ["fn f() { x + 1 }"],
     "a const is 'const NAME = value'": ["const X 1"],
 }
 
@@ -246,6 +247,8 @@ def _explain_by_rule(token: Token, accepts: set[str], text: str) -> tuple[str | 
         if "NAME" in accepts and _names_something(token, text):
             return f"'{word}' is a reserved word and cannot be used as a name", None
         return f"'{word}' is a reserved word, not part of tdsl yet", None
+    if kind == "ELSE" and "NAME" in accepts and not _names_something(token, text):
+        return "'else' must be on the line of the '}' that closes its if", "write '} else {'"
     if word in KEYWORDS and kind == word.upper() and "NAME" in accepts:
         return f"'{word}' is a keyword and cannot be used as a name", None
     if kind in ("EQUAL", "AUGOP") and "NAME" in accepts:

@@ -753,6 +753,48 @@ def test_branch_in_a_loop(target):
     assert_same(fn(IF, "in_loop", target)(x), (pos, neg))
 
 
+SORTS = """\
+fn bubble(x: f32[n]) -> f32[n] {
+    y = x
+    for i in range(n) {
+        for j in range(n - 1 - i) {
+            if y[j] > y[j + 1] {
+                t = y[j]
+                y[j] = y[j + 1]
+                y[j + 1] = t
+            }
+        }
+    }
+    return y
+}
+
+fn insertion(x: f32[n]) -> f32[n] {
+    y = x
+    for i in range(1, n) {
+        key = y[i]
+        j = i - 1
+        while j >= 0 and y[j] > key {
+            y[j + 1] = y[j]
+            j -= 1
+        }
+        y[j + 1] = key
+    }
+    return y
+}
+"""
+
+
+@on_targets
+@pytest.mark.parametrize("size", [0, 1, 2, 9, 24])
+def test_sorting_with_loops_branches_and_updates(target, size):
+    # every construct at once: nested for, a while whose condition reads the array it updates,
+    # if in a loop, and updates at indices computed from loop variables
+    x = f32(size)
+    x[size // 2:size // 2 + 2] = 0.5      # ties
+    assert_same(fn(SORTS, "bubble", target)(x), np.sort(x))
+    assert_same(fn(SORTS, "insertion", target)(x), np.sort(x))
+
+
 # -- indexed updates and augmented assignment ------------------------------------------------
 
 UPDATES = """\
@@ -1449,3 +1491,20 @@ def test_slice_length_must_be_a_dim_expression(target):
     compile_error(src, target, "j:k", "length of this slice is not a dim expression")
     src = "fn f(x: f32[n], j: i64) -> f32 {\n    return sum(x[:j])\n}\n"
     compile_error(src, target, ":j]", "length of this slice is not a dim expression")
+
+
+@on_targets
+def test_control_flow_syntax_errors(target):
+    head = "fn f(x: f32[n], c: bool) -> f32 {{\n    r = x[0]\n{body}\n    return r\n}}\n"
+    for body, at, fragment in [
+        ("    if c {\n        r = 1.0\n    }\n    else {\n        r = 2.0\n    }", "else", "on the line of the '}'"),
+        ("    if c { r = 1.0 } elif c { r = 2.0 }", "elif", "expected 'else'"),
+        ("    if c r = 1.0", "r = 1.0", "expected '{'"),
+        ("    for i in range(3): { r = 1.0 }", ": {", "expected '{'"),
+        ("    x[0] == 1.0", "==", "'+='"),
+        ("    x[0], x[1] = 1.0, 2.0", ", x[1]", "'+='"),
+        ("    x.T[0] = 1.0", ".T", "'x[i] = expr'"),
+        ("    for = 1", "= 1", "'for' is a keyword"),
+        ("    while = 1", "= 1", "'while' is a keyword"),
+    ]:
+        compile_error(head.format(body=body), target, at, fragment, kind=tdsl.TdslSyntaxError)
