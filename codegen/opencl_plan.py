@@ -35,7 +35,6 @@ def module_plan(module: ModuleIR, schedule: ModuleSchedule) -> dict:
 def function_plan(fn: FunctionIR, call: CallSpec, schedule: ModuleSchedule) -> dict:
     """The function's call (its CallSpec as data: what OUT.py binds with) and its buffers and launches."""
     alloc = dict(fn.alloc_errors)   # buffer name -> error code of a failed allocation
-    launches = steps(fn, schedule)
     return {
         "name": call.name,
         "signature": call.signature,
@@ -45,6 +44,14 @@ def function_plan(fn: FunctionIR, call: CallSpec, schedule: ModuleSchedule) -> d
                     "alloc": alloc.get(f"param {p.name}", 1)} for p in call.params],
         "outputs": [{"dtype": dtype, "shape": [py_dim(d) for d in shape], "alloc": alloc.get(o.name, 1)}
                     for o, (shape, dtype) in zip(fn.outputs, call.outputs)],
+        **work_plan(fn, steps(fn, schedule)),
+    }
+
+
+def work_plan(fn: FunctionIR, launches: list[dict]) -> dict:
+    """What a function or a body allocates, checks and launches."""
+    alloc = dict(fn.alloc_errors)
+    return {
         "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}
                   for t in fn.temps],
         "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
@@ -83,17 +90,10 @@ def region_plan(fn: FunctionIR, k, schedule: ModuleSchedule) -> dict:
 
 def body_plan(fn: FunctionIR, schedule: ModuleSchedule) -> dict:
     """A body's buffers, checks and launches (its parameters and results are the loop's buffers)."""
-    launches = steps(fn, schedule)
-    alloc = dict(fn.alloc_errors)
     return {
         "size_vars": list(fn.size_vars),
         "outputs": [{"dtype": o.dtype, "count": py_dim(shape_size(o.shape))} for o in fn.outputs],
-        "temps": [{"dtype": t.dtype, "count": py_dim(shape_size(t.shape)), "alloc": alloc.get(t.name, 1)}
-                  for t in fn.temps],
-        "limits": [[[py_dim(d) for d in lim.shape], lim.itemsize, lim.error] for lim in fn.limits],
-        "checks": [[check_condition(c.conditions), c.error] for c in fn.checks],
-        "launches": launches,
-        "fails": fails(launches),
+        **work_plan(fn, steps(fn, schedule)),
     }
 
 

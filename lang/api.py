@@ -377,22 +377,7 @@ def _capture(holders: list[Node], roots: list[Node], mark: int, loc):
             return node.attr("block") not in tags
         return vars(node).get(_SERIAL_ATTR, mark) < mark
 
-    order: list[Node] = []
-    seen: set[int] = set()
-    for root in roots:   # the body's nodes, stopping at outer values
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(() if outer(root) else root.inputs))]
-        while stack:
-            node, it = stack[-1]
-            child = next(it, None)
-            if child is None:
-                stack.pop()
-                order.append(node)
-            elif id(child) not in seen:
-                seen.add(id(child))
-                stack.append((child, iter(() if outer(child) else child.inputs)))
+    order = toposort(roots, leaf=outer)   # the body's nodes, stopping at outer values
     taken = {h.attr("name") for h in holders}
     new: dict[int, Node] = {}
     rebuilt: dict[int, Node] = {}

@@ -13,7 +13,7 @@ from . import builtins, infer
 from .dims import Dim, shape_size
 from .dtypes import is_float
 from .errors import Location, TdslTypeError
-from .graph import REGION_OPS, Node, region_results
+from .graph import REGION_OPS, Node, region_results, toposort
 from .ops import OPS
 
 
@@ -266,23 +266,7 @@ def _swap(x: Node, loc) -> Node:
 
 def _structural_toposort(roots) -> list[Node]:
     """Nodes reachable from the roots, inputs first, each structural value once."""
-    roots = [roots] if isinstance(roots, Node) else list(roots)
-    order, seen = [], set()
-    for root in roots:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(root.inputs))]
-        while stack:
-            node, it = stack[-1]
-            child = next(it, None)
-            if child is None:
-                stack.pop()
-                order.append(node)
-            elif child not in seen:
-                seen.add(child)
-                stack.append((child, iter(child.inputs)))
-    return order
+    return toposort([roots] if isinstance(roots, Node) else list(roots), key=lambda n: n)
 
 
 def unbroadcast(v: Node, shape: tuple, loc) -> Node:

@@ -7,7 +7,7 @@ import numpy as np
 
 from .bind import Binder
 from .dtypes import to_numpy
-from .graph import REGION_OPS, FunctionGraph, Region, region_results
+from .graph import REGION_OPS, FunctionGraph, Region, region_results, toposort
 from .interp import out_of_memory, run_graph
 from .limits import check_sizes, value_sizes
 from .runner import Runner
@@ -176,28 +176,15 @@ def _list_items(graph: FunctionGraph) -> list[tuple]:
     for name, node in graph.named:
         by_id.setdefault(id(node), []).append(name)
     items: list[tuple] = []
-    seen: set[int] = set()
     regions: set = set()
-    for root in [n for _, n in graph.named] + list(graph.outputs):
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(root.inputs))]
-        while stack:
-            node, it = stack[-1]
-            child = next(it, None)
-            if child is None:
-                stack.pop()
-                if node.op in REGION_OPS:
-                    key = region_results(node)
-                    if key not in regions:
-                        regions.add(key)
-                        items.append(("region", node))
-                for name in by_id.get(id(node), ()):
-                    items.append(("value", name, node))
-            elif id(child) not in seen:
-                seen.add(id(child))
-                stack.append((child, iter(child.inputs)))
+    for node in toposort([n for _, n in graph.named] + list(graph.outputs)):
+        if node.op in REGION_OPS:
+            key = region_results(node)
+            if key not in regions:
+                regions.add(key)
+                items.append(("region", node))
+        for name in by_id.get(id(node), ()):
+            items.append(("value", name, node))
     return items
 
 

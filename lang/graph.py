@@ -158,24 +158,27 @@ class FunctionGraph:
         return f"{self.name}({params}) -> {ret}"
 
 
-def toposort(roots: Iterable[Node]) -> list[Node]:
-    """Every node reachable from `roots`, inputs before users, in a deterministic order."""
+def toposort(roots: Iterable[Node], key=id, leaf=None) -> list[Node]:
+    """Every node reachable from `roots`, inputs before users, in a deterministic order.
+
+    Nodes are told apart by `key` (`id`: each object once; the node itself: each structural
+    value once); `leaf(node)`, if given, says where to stop (its inputs are not visited)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set = set()
     for root in roots:
-        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
-        if id(root) in seen:
+        if key(root) in seen:
             continue
-        seen.add(id(root))
+        seen.add(key(root))
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(() if leaf and leaf(root) else root.inputs))]
         while stack:
             node, it = stack[-1]
             child = next(it, None)
             if child is None:
                 stack.pop()
                 order.append(node)
-            elif id(child) not in seen:
-                seen.add(id(child))
-                stack.append((child, iter(child.inputs)))
+            elif key(child) not in seen:
+                seen.add(key(child))
+                stack.append((child, iter(() if leaf and leaf(child) else child.inputs)))
     return order
 
 
