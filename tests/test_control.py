@@ -1508,3 +1508,11 @@ def test_control_flow_syntax_errors(target):
         ("    while = 1", "= 1", "'while' is a keyword"),
     ]:
         compile_error(head.format(body=body), target, at, fragment, kind=tdsl.TdslSyntaxError)
+
+
+@on_targets
+def test_literals_out_of_range_of_the_updated_dtype(target):
+    # NumPy 2 refuses a Python int out of an integer array's range (NEP 50): so does tdsl
+    for stmt in ("y[0] = 3000000000", "y[1:] += 3000000000", "y *= 3000000000"):
+        src = f"fn f(y: i32[n]) -> i32[n] {{\n    {stmt}\n    return y\n}}\n"
+        compile_error(src, target, stmt, "3000000000", "does not fit i32")
