@@ -116,8 +116,12 @@ class Binder:
                 raise TdslArgumentError(f"{where} has values outside the range of {target}")
         return _converted(arr, to_numpy(target), where)
 
+    def _sizes_of(self, var: str):
+        return self._last_sizes.get(var, "?")
+
     def _sizes(self, arrays: list[np.ndarray]) -> dict[str, int]:
         sizes: dict[str, int] = {}
+        self._last_sizes = sizes
         for var, (i, axis) in self.first_seen.items():
             sizes[var] = arrays[i].shape[axis]
         for i, (p, arr) in enumerate(zip(self.params, arrays)):
@@ -128,6 +132,10 @@ class Binder:
         return sizes
 
     def _size_error(self, p, axis, d, expected, got):
+        if not d.is_const and str(d) not in self.first_seen:   # a dim expression, `f32[n + 1]`
+            bound = ", ".join(f"{v} = {self._sizes_of(v)}" for v in d.variables())
+            raise TdslArgumentError(f"argument '{p.name}' of {self.call.name}() must have size {d} = {expected} "
+                                    f"on axis {axis} ({p.type_str}; {bound}), got {got}")
         if d.is_const:
             raise TdslArgumentError(f"argument '{p.name}' of {self.call.name}() must have size {expected} "
                                     f"on axis {axis} ({p.type_str}), got {got}")

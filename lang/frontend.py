@@ -107,9 +107,14 @@ class Program:
                 shape.append(sizes[str(d)])
             elif isinstance(d, Token):
                 shape.append(self.dim_literal(d))
-            else:
-                raise TdslTypeError("a parameter's dims must be integers or size-variable names",
-                                    self.loc(d))
+            else:   # a dim expression over size variables an earlier axis binds: `y: f32[n + 1]`
+                unbound = [t for t in d.scan_values(lambda t: isinstance(t, Token) and t.type == "NAME")
+                           if str(t) not in sizes]
+                if unbound:
+                    raise TdslTypeError(f"the size variable '{unbound[0]}' in this dim expression must be "
+                                        f"bound by an earlier parameter axis of its own", self.loc(d),
+                                        hint=f"give an earlier parameter an axis '{unbound[0]}'")
+                shape.append(self.dim_of(d, sizes))
         return str(dtype_tok), tuple(shape)
 
     def type_of(self, ttree: Tree, sizes: dict) -> tuple[str, tuple[Dim, ...]]:
