@@ -869,6 +869,12 @@ fn parameter_updated(x: f32[n], idx: i64[k]) -> f32[n] {
     return x
 }
 
+fn i32_indices(x: f32[n], idx: i32[k]) -> (f32[n], f32[k]) {
+    y = x
+    y[idx] = 1.0
+    return y, x[idx]
+}
+
 fn literal_values(x: i64[n], b: bool[n]) -> (i64[n], bool[n]) {
     x[0] = true
     x[1] = 3
@@ -926,6 +932,18 @@ def test_scatter_rows_and_columns(target):
     c = x3.copy()
     c[:, idx] = 0
     assert_same(fn(UPDATES, "scatter_rows", target)(x3, idx, f32(4, 4))[2], c)
+
+
+@on_targets
+def test_i32_index_arrays_and_their_range(target):
+    x = f32(4)
+    idx = np.array([-1, 2, -1], np.int32)
+    y = x.copy()
+    y[idx] = 1
+    call = fn(UPDATES, "i32_indices", target)
+    assert_same(call(x, idx), (y, x[idx]))
+    for bad in ([-5, 2], [0, 4]):
+        runtime_error(lambda: call(x, np.array(bad, np.int32)), UPDATES, "y[idx] = 1.0", "length 4")
 
 
 @on_targets
