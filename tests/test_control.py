@@ -795,6 +795,58 @@ def test_sorting_with_loops_branches_and_updates(target, size):
     assert_same(fn(SORTS, "insertion", target)(x), np.sort(x))
 
 
+LU = """\
+fn lu(a: f64[n, n]) -> (f64[n, n], f64[n, n]) {
+    u = a
+    l = eye(n)
+    for i in range(n) {
+        for j in range(i + 1, n) {
+            f = u[j, i] / u[i, i]
+            l[j, i] = f
+            u[j, i:] -= f * u[i, i:]
+        }
+    }
+    return l, u
+}
+
+fn solve_lower(l: f64[n, n], b: f64[n]) -> f64[n] {
+    y = zeros(n)
+    for i in range(n) {
+        y[i] = (b[i] - sum(l[i, :i] * y[:i])) / l[i, i]
+    }
+    return y
+}
+
+fn solve_upper(u: f64[n, n], y: f64[n]) -> f64[n] {
+    x = zeros(n)
+    for i in range(n - 1, -1, -1) {
+        x[i] = (y[i] - sum(u[i, i + 1:] * x[i + 1:])) / u[i, i]
+    }
+    return x
+}
+"""
+
+
+@on_targets
+@pytest.mark.parametrize("size", [1, 2, 6])
+def test_lu_and_triangular_solves(target, size):
+    # slices whose bounds move with the loop index (u[j, i:], l[i, :i], x[i + 1:]), updates of
+    # rows and single elements in nested loops, and a loop counting down
+    a = f64(size, size) + size * np.eye(size)
+    b = f64(size)
+    el, u = np.eye(size), a.copy()
+    for i in range(size):
+        for j in range(i + 1, size):
+            f = u[j, i] / u[i, i]
+            el[j, i] = f
+            u[j, i:] -= f * u[i, i:]
+    got_l, got_u = fn(LU, "lu", target)(a)
+    assert_same((got_l, got_u), (el, u))
+    y = fn(LU, "solve_lower", target)(got_l, b)
+    x = fn(LU, "solve_upper", target)(got_u, y)
+    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-10)
+
+
 # -- indexed updates and augmented assignment ------------------------------------------------
 
 UPDATES = """\
