@@ -10,13 +10,13 @@ region node of its own.
 """
 from __future__ import annotations
 
-from lark import Token, Tree
+from lark import Tree
 
 from . import builtins, infer
-from .dims import Dim, is_nonnegative
+from .dims import Dim
 from .dtypes import kind
-from .errors import Location, TdslTypeError
-from .frontend import Scope
+from .errors import TdslTypeError
+from .frontend import Scope, nonnegative_in_loops
 from .graph import FunctionGraph, Node, Param, Region, make_attrs, toposort
 
 _KIND_ORDER = ["bool", "int", "float"]
@@ -272,11 +272,13 @@ def for_stmt(scope: Scope, stmt: Tree) -> None:
     first = _dim_or_none(scope, start if step > 0 else stop)
     # a dim index (a size variable of the body) must never be negative: range(n), range(1, n),
     # range(n - 1, -1, -1); otherwise the index is a parameter and subscripts count it from the end
-    nonnegative = first is not None and is_nonnegative(first if step > 0 else first + 1)
+    least = None if first is None else first if step > 0 else first + 1
+    nonnegative = least is not None and nonnegative_in_loops(least, program)
     dim_name = None
     if nonnegative:
         dim_name = _fresh_dim(program, var)
         program.loop_dims.add(dim_name)
+        program.loop_lower[dim_name] = least
         program.dims.append(dim_name)
         index_node = Node("sizevar", "i64", (), (), (("name", dim_name),), True, scope.loc(var_tok))
     else:

@@ -35,6 +35,7 @@ class Program:
         self.in_progress: list[str] = []
         self.dims: list[str] = []        # the size variables visible here: the function's, then loop indices
         self.loop_dims: set[str] = set()  # the size variables that are loop indices
+        self.loop_lower: dict[str, Dim] = {}  # each loop index's least value (a dim expression)
         self.blocks = 0                  # loop and branch bodies elaborated so far (their parameters' tag)
         for item in tree.children:
             name_tok = item.children[0]
@@ -550,7 +551,7 @@ class Scope:
             dim = builtins.static_dim(v, self.loc(tree))
         except TdslTypeError:
             return v
-        if set(dim.variables()) & self.program.loop_dims and not is_nonnegative(dim):
+        if set(dim.variables()) & self.program.loop_dims and not nonnegative_in_loops(dim, self.program):
             return v    # a loop index minus something may be negative: NumPy counts it from the end
         return dim
 
@@ -579,6 +580,29 @@ class Scope:
             raise TdslTypeError(f"unknown function '{name}'", self.loc(name_tok),
                                 hint=f"did you mean '{near[0]}'?" if near else None)
         return builtins.call(name, args, kwargs, loc)
+
+
+def nonnegative_in_loops(dim: Dim, program: Program) -> bool:
+    """Whether `dim` is never negative, knowing each loop index's least value (`i - 1` in the
+    body of `for i in range(1, n)`): each index i is written i + least(i), with i >= 0."""
+    if is_nonnegative(dim):
+        return True
+    lower = {v: Dim.of(v) + program.loop_lower[v] for v in dim.variables() if v in program.loop_lower}
+    return bool(lower) and is_nonnegative(_substitute(dim, lower))
+
+
+def _substitute(dim: Dim, values: dict) -> Dim:
+    """`dim` with each size variable in `values` replaced by its dim expression."""
+    total = Dim.of(0)
+    for mono, coef in dim.terms:
+        product = Dim.of(coef)
+        for atom in mono:
+            if isinstance(atom, str):
+                product = product * values.get(atom, Dim.of(atom))
+            else:
+                product = product * (_substitute(atom.expr, values) // atom.divisor)
+        total = total + product
+    return total
 
 
 _MAX_INT_DIGITS = 309  # the largest f64, about 1.8e308, has 309 digits

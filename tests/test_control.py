@@ -164,6 +164,20 @@ fn prefix(x: f32[n]) -> (f32[n], f32[n], f32[n]) {
     return y, z, w
 }
 
+fn shifted(x: f32[n]) -> (f32, f32, f32, f32[n]) {
+    a = 0.0
+    for i in range(1, n) { a += sum(x[:i - 1]) * 10.0 + sum(x[i - 1:]) }
+    b = 0.0
+    for i in range(1, n) {
+        for j in range(i - 1, n) { b += x[j] * j }
+    }
+    c = 0.0
+    for i in range(n - 1, 0, -1) { c += sum(x[i - 1:n - 1]) * i }
+    y = zeros_like(x)
+    for i in range(2, n) { y[i] = x[i - 2] + x[(i - 2) // 2] }
+    return a, b, c, y
+}
+
 fn horner(c: f64[n], t: f64) {
     p = 0.0
     for i in range(n - 1, -1, -1) { p = p * t + c[i] }
@@ -321,6 +335,26 @@ def test_loop_index_in_subscripts(target):
     for i in range(1, 6):
         w[i] += w[i - 1]
     assert_same(fn(FOR, "prefix", target)(x), (y, z, w))
+
+
+@on_targets
+@pytest.mark.parametrize("size", [0, 1, 2, 7])
+def test_slices_by_the_loop_index_minus_its_start(target, size):
+    # in range(1, n) the index is at least 1, so x[:i - 1] and x[i - 1:] are slices whose length is
+    # a dim expression (in range(n), i - 1 may be -1 and x[:i - 1] is refused, below)
+    x = f32(size)
+    a = b = c = np.float32(0)
+    for i in range(1, size):
+        a = np.float32(a + x[:i - 1].sum(dtype=np.float32) * 10 + x[i - 1:].sum(dtype=np.float32))
+    for i in range(1, size):
+        for j in range(i - 1, size):
+            b = np.float32(b + x[j] * j)
+    for i in range(size - 1, 0, -1):
+        c = np.float32(c + x[i - 1:size - 1].sum(dtype=np.float32) * i)
+    y = np.zeros_like(x)
+    for i in range(2, size):
+        y[i] = x[i - 2] + x[(i - 2) // 2]
+    assert_same(fn(FOR, "shifted", target)(x), (a, b, c, y))
 
 
 @on_targets
@@ -1571,6 +1605,8 @@ def test_slice_length_must_be_a_dim_expression(target):
     compile_error(src, target, "j:k", "length of this slice is not a dim expression")
     src = "fn f(x: f32[n], j: i64) -> f32 {\n    return sum(x[:j])\n}\n"
     compile_error(src, target, ":j]", "length of this slice is not a dim expression")
+    src = "fn f(x: f32[n]) -> f32 {\n    s = 0.0\n    for i in range(n) { s += sum(x[:i - 1]) }\n    return s\n}\n"
+    compile_error(src, target, ":i - 1]", "length of this slice is not a dim expression")
 
 
 @on_targets
