@@ -588,7 +588,10 @@ def nonnegative_in_loops(dim: Dim, program: Program) -> bool:
     if is_nonnegative(dim):
         return True
     lower = {v: Dim.of(v) + program.loop_lower[v] for v in dim.variables() if v in program.loop_lower}
-    return bool(lower) and is_nonnegative(_substitute(dim, lower))
+    try:
+        return bool(lower) and is_nonnegative(_substitute(dim, lower))
+    except DimTooComplex:   # not provable, then: the value is checked at run time
+        return False
 
 
 def _substitute(dim: Dim, values: dict) -> Dim:
