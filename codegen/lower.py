@@ -291,12 +291,34 @@ class Lowering:
         """A copy of x (left out when x's buffer is the target: a body updating in place), then
         the region's values written over it."""
         x, v = node.inputs
-        kernels = [] if self._in_place(x, target) else [self.map_kernel(x, target, copy=True)]
+        starts, steps = node.attr("starts"), node.attr("steps")
+        if self._in_place(x, target):
+            kernels = []
+        elif all(step == 1 for step in steps):
+            kernels = self.copy_around(node, x, target, starts, v.shape)
+        else:
+            kernels = [self.map_kernel(x, target, copy=True)]
         loops, idx = self.index_space(v.shape, "i")
-        placed = tuple(i.scale(step).shift(start) for i, start, step in
-                       zip(idx, node.attr("starts"), node.attr("steps")))
+        placed = tuple(i.scale(step).shift(start) for i, start, step in zip(idx, starts, steps))
         kernels.append(MapKernel(self.origin(node, "update"), target, row_major(placed, target.shape),
                                  tuple(loops), self.value(v, idx)))
+        return kernels
+
+    def copy_around(self, node: Node, x: Node, target: Buffer, starts, lengths) -> list:
+        """x copied to the target everywhere but the box the update writes (contiguous on every
+        axis): per axis, the slabs before and after the box, within the box on earlier axes."""
+        kernels = []
+        for axis in range(x.ndim):
+            for lo, size in ((Dim.of(0), starts[axis]),
+                             (starts[axis] + lengths[axis], x.shape[axis] - starts[axis] - lengths[axis])):
+                if size.is_const and size.const == 0:
+                    continue
+                shape = tuple(lengths[:axis]) + (size,) + tuple(x.shape[axis + 1:])
+                loops, idx = self.index_space(shape, "i")
+                offsets = tuple(starts[:axis]) + (lo,) + (Dim.of(0),) * (x.ndim - axis - 1)
+                at = tuple(i.shift(o) for i, o in zip(idx, offsets))
+                kernels.append(MapKernel(self.origin(node, "copy around the update"), target,
+                                         row_major(at, target.shape), tuple(loops), self.value(x, at)))
         return kernels
 
     def scatter_kernels(self, node: Node, target: Buffer) -> list:
