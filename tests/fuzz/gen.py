@@ -34,7 +34,7 @@ def hostile_names(prog: Program, rng: random.Random, module_names: set) -> None:
     """Rename some parameters, size variables and statements (and maybe the function) to hostile names."""
     body = render_program(prog)
     taken = set(re.findall(r"[A-Za-z_]\w*", body))
-    internal = sorted(set(re.findall(r"\b(?:x\d+|t\d+|n|m|k|y)\b", body)))
+    internal = sorted(set(re.findall(r"\b(?:x\d+|t\d+|v\d+|q\d+|n|m|k|y)\b", body)))
     # a local may not take the name of a function of the module (tdsl: "it names a type or a function")
     pool = [h for h in HOSTILE_NAMES if h not in taken and h not in module_names]
     rng.shuffle(pool)

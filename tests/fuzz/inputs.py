@@ -83,7 +83,9 @@ def make_inputs(prog: Program, seed: int, large: bool = False, special: bool = F
     args, layouts = {}, {}
     for p in prog.params:
         shape = tuple(dim_value(d, sizes) for d in p.shape)
-        if p.index_for is not None:
+        if p.values_in is not None:
+            args[p.name] = nrng.integers(p.values_in[0], p.values_in[1] + 1, shape).astype(NP[p.dtype])
+        elif p.index_for is not None:
             args[p.name] = index_values(p, shape, dim_value(p.index_for, sizes), nrng)
         elif prog.grad_of is not None:
             args[p.name] = nrng.uniform(-1.5, 1.5, shape).astype(NP[p.dtype])

@@ -5,8 +5,16 @@ import warnings
 
 import numpy as np
 
-from .tree import (_as_float, dim_value, Expected, Node, NP, NP_BINARY, NP_UNARY, Program, TDSL_NAME,
+from .tree import (_as_float, AVOID, dim_value, Expected, Node, NP, NP_BINARY, NP_UNARY, Program, TDSL_NAME,
     Unspecified)
+
+
+# The oracle's settings for a control-flow program: how close a float comparison deciding a branch may be
+# to its threshold before the call is not judged, and whether f32 values are kept in f64 (finite differences).
+GUARD = {"margin": 1e-7, "promote32": False}
+
+
+LOOP_LIMIT = 100_000   # iterations of one loop the oracle runs before it calls the program unspecified
 
 
 def _reduce(fn: str, x, axis, keepdims: bool):
@@ -203,7 +211,8 @@ def _shape(node: Node, sizes: dict) -> tuple:
 
 
 def _dt(node: Node):
-    return NP[node.attrs.get("dt") or "f64"]
+    dt = node.attrs.get("dt") or "f64"
+    return NP["f64" if dt == "f32" and GUARD["promote32"] else dt]
 
 
 EVAL = {
@@ -239,7 +248,242 @@ EVAL = {
     "eye": lambda n, v, s: np.eye(_shape(n, s)[0], dtype=_dt(n)),
     "one_hot": lambda n, v, s: _one_hot(v[0], int(n.shape[-1]), n.attrs.get("dt")),
     "like": lambda n, v, s: getattr(np, n.attrs["fn"])(v[0]),
+    "dindex": lambda n, v, s: np.asarray(v[0])[_resolve(n, v, s)],
+    "guard": lambda n, v, s: _guard(n, v[0], v[1]),
 }
+
+
+def _slice_len(sl: slice, length: int) -> int:
+    return len(range(*sl.indices(length)))
+
+
+def _resolve(node: Node, values: list, sizes: dict) -> tuple:
+    """The NumPy subscript of a dindex node (run-time parts from `values`, the kids' values), raising
+    Expected where tdsl must raise: an index out of range, a slice shorter than its written length."""
+    x = np.asarray(values[0])
+    subs = node.attrs["subs"]
+    named = [s for s in subs if s[0] not in ("none", "ell")]
+    axis = x.ndim - len(named) if subs and subs[0][0] == "ell" else 0
+    out = []
+    for sub in subs:
+        kind = sub[0]
+        if kind in ("none", "ell"):
+            out.append(None if kind == "none" else Ellipsis)
+            continue
+        length = x.shape[axis]
+        if kind == "i":
+            if length < (sub[1] + 1 if sub[1] >= 0 else -sub[1]):
+                raise Expected(f"index {sub[1]} of an axis of length {length}")
+            out.append(sub[1])
+        elif kind == "d":
+            i = int(values[sub[1]])
+            if not -length <= i < length:
+                raise Expected(f"run-time index {i} of an axis of length {length}")
+            out.append(i)
+        elif kind == "a":
+            idx = np.asarray(values[sub[1]]).astype(np.int64)
+            if idx.size and ((idx < -length) | (idx >= length)).any():
+                raise Expected(f"an integer-array index out of range for an axis of length {length}")
+            out.append(idx)
+        elif kind == "ds":
+            j = int(values[sub[1]])
+            sl = slice(j, j + dim_value(sub[2], sizes), sub[3])
+            if _slice_len(sl, length) != dim_value(sub[4], sizes):
+                raise Expected(f"run-time slice {j}:{j} + {sub[2]} of an axis of length {length}")
+            if sub[3] and "strided-window-past-the-end" in AVOID and not -length <= j + dim_value(sub[2], sizes) <= length:
+                raise Unspecified("a strided run-time slice whose stop is past the end (tdsl raises; NumPy's count fits)")
+            out.append(sl)
+        else:
+            start, stop = (None if v is None else dim_value(str(v), sizes) for v in sub[1:3])
+            sl = slice(start, stop, sub[3])
+            if _slice_len(sl, length) != dim_value(sub[4], sizes):
+                raise Expected(f"slice {sub[1:4]} of an axis of length {length} is not {sub[4]} long")
+            out.append(sl)
+        axis += 1
+    return tuple(out)
+
+
+def _guard(node: Node, a, b):
+    """A comparison deciding a branch or loop; unspecified when a float operand computed with rounding lies
+    within GUARD's margin of the threshold and the decision depends on it."""
+    out = np.asarray(NP_BINARY[node.attrs["cmp"]](a, b))
+    fa, fb = np.asarray(a), np.asarray(b)
+    unsure = np.zeros(out.shape, bool)
+    if (fa.dtype.kind == "f" or fb.dtype.kind == "f") and not (exact(node.kids[0]) and exact(node.kids[1])):
+        fa, fb = fa.astype(np.float64), fb.astype(np.float64)
+        scale = np.maximum(1.0, np.maximum(np.abs(fa), np.abs(fb)))
+        diff = np.abs(fa - fb)
+        unsure = np.broadcast_to(np.isfinite(diff) & (diff <= GUARD["margin"] * scale), out.shape)
+    red = node.attrs["red"]
+    if red is None:
+        if unsure.any():
+            raise Unspecified("a float comparison deciding a branch lies within rounding error of its threshold")
+        return np.bool_(out)
+    decided = out & ~unsure if red == "any" else ~out & ~unsure
+    if decided.any():
+        return np.bool_(red == "any")
+    if unsure.any():
+        raise Unspecified(f"{red}() of float comparisons within rounding error of their threshold")
+    return np.bool_(red == "all")
+
+
+def _value(node: Node, env: dict, sizes: dict):
+    return evaluate(node, env, sizes, {})
+
+
+def _carry(stmt, env: dict) -> None:
+    """A weak value carried by a loop takes the dtype its body gives it (section 11), from the start."""
+    for name, dtype in stmt.carried.items():
+        value = env.get(name)
+        if isinstance(value, (bool, int, float)):
+            env[name] = NP["f64" if dtype == "f32" and GUARD["promote32"] else dtype].type(value)
+
+
+def _names(node: Node, out: set) -> set:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.op in ("var", "param"):
+            out.add(n.attrs["name"])
+        stack.extend(n.kids)
+    return out
+
+
+def dead_stmts(prog: Program) -> set:
+    """ids of the statements whose values nothing reads afterwards (a backward liveness analysis; a loop or
+    branch is dead when its whole body is). tdsl need not compute them, nor raise their errors."""
+    dead = set()
+
+    def reads(s) -> set:
+        out = set()
+        for node in (s.expr, s.region, *s.bounds):
+            if node is not None:
+                _names(node, out)
+        return out
+
+    def analyze(stmts: list, live: set) -> set:
+        live = set(live)
+        for s in reversed(stmts):
+            if s.kind in ("assign", "aug", "set"):
+                if s.name in live:
+                    dead.discard(id(s))
+                    live = (live - {s.name}) | reads(s) | ({s.name} if s.kind == "set" else set())
+                else:
+                    dead.add(id(s))
+            elif s.kind == "if":
+                inner = analyze(s.body, live) | analyze(s.orelse, live)
+                if all(id(b) in dead for b in s.body + s.orelse):
+                    dead.add(id(s))
+                else:
+                    dead.discard(id(s))
+                    live = inner | reads(s)
+            else:
+                cond = reads(s) if s.kind == "while" else set()
+                after = live | cond
+                while True:
+                    start = analyze(s.body, after) - ({s.name} if s.kind == "for" else set())
+                    grown = after | start
+                    if grown == after:
+                        break
+                    after = grown
+                if all(id(b) in dead for b in s.body):
+                    dead.add(id(s))
+                else:
+                    dead.discard(id(s))
+                    live = after | reads(s)
+        return live
+    analyze(prog.stmts, _names(prog.grad_of or prog.result, set()))
+    return dead
+
+
+def run_stmts(stmts: list, env: dict, sizes: dict, trace: list, dead: set | None = None, top: bool = True) -> None:
+    """Run statements as Python does with NumPy values; `trace` records each decision (branch, trip count)."""
+    for s in stmts:
+        try:
+            _run_stmt(s, env, sizes, trace, dead or set())
+        except Expected as err:
+            # an error in a value nothing reads, inside a loop or branch (or a whole dead loop or branch): tdsl
+            # leaves such values out (straight-line ones it still checks); see the fuzzer's findings
+            if "dead-block-errors" in AVOID and dead and id(s) in dead and (not top or s.kind in ("for", "while", "if")):
+                raise Unspecified(f"an error in a value nothing reads: {err}") from None
+            raise
+
+
+def _run_stmt(s, env: dict, sizes: dict, trace: list, dead: set) -> None:
+    """One statement (a loop or branch with its body)."""
+    def run_stmts_(body):
+        run_stmts(body, env, sizes, trace, dead, top=False)
+    if s.kind in ("assign", "aug"):
+        env[s.name] = _value(s.expr, env, sizes)
+    elif s.kind == "set":
+        x = np.array(env[s.name], copy=True)
+        region = s.region
+        key = _resolve(region, [x] + [_value(k, env, sizes) for k in region.kids[1:]], sizes)
+        value = _value(s.expr, env, sizes)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x[key] = value
+        env[s.name] = x
+    elif s.kind == "for":
+        steps = range(*[int(_value(b, env, sizes)) for b in s.bounds])
+        if len(steps) > LOOP_LIMIT:
+            raise Unspecified("a loop of too many iterations for the oracle")
+        trace.append(len(steps))
+        _carry(s, env)
+        for i in steps:
+            env[s.name] = i
+            run_stmts_(s.body)
+        env.pop(s.name, None)
+    elif s.kind == "while":
+        _carry(s, env)
+        count = 0
+        while bool(_value(s.expr, env, sizes)):
+            count += 1
+            if count > LOOP_LIMIT:
+                raise Unspecified("a while loop the oracle gave up on")
+            run_stmts_(s.body)
+        trace.append(count)
+    else:
+        taken = bool(_value(s.expr, env, sizes))
+        trace.append(taken)
+        run_stmts_(s.body if taken else s.orelse)
+
+
+def stmt_nodes(prog: Program) -> list:
+    """Every expression root of a control-flow program (statements, conditions, bounds, the result)."""
+    out = []
+
+    def walk(stmts):
+        for s in stmts:
+            out.extend(n for n in (s.expr, s.region) if n is not None)
+            out.extend(s.bounds)
+            walk(s.body)
+            walk(s.orelse)
+    walk(prog.stmts or [])
+    return out + [prog.grad_of or prog.result]
+
+
+def result_precision(prog: Program):
+    """The tolerance's dtype: f32 when any value of a control-flow program is or was rounded to f32."""
+    if prog.stmts is None:
+        return precision(prog.result)
+    memo = {}
+    stack, seen = list(stmt_nodes(prog)), set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.dtype == "f32" or rounded_to_f32(node, memo) or node.attrs.get("dt") == "f32":
+            return "f32"
+        stack.extend(node.kids)
+    return None
+
+
+def run_program(prog: Program, env: dict, sizes: dict, trace: list):
+    """A control-flow program's result (or its grad's y) by NumPy alone."""
+    run_stmts(prog.stmts, env, sizes, trace, dead_stmts(prog))
+    return evaluate(prog.grad_of or prog.result, env, sizes, {})
 
 
 def evaluate(node: Node, env: dict, sizes: dict, memo: dict):
@@ -248,7 +492,7 @@ def evaluate(node: Node, env: dict, sizes: dict, memo: dict):
         return memo[id(node)]
     if node.op == "lit":
         value = node.attrs["value"]
-    elif node.op in ("param", "size"):
+    elif node.op in ("param", "size", "var"):
         value = env[node.attrs["name"]]
     else:
         kids = [evaluate(k, env, sizes, memo) for k in node.kids]
@@ -262,12 +506,16 @@ def evaluate(node: Node, env: dict, sizes: dict, memo: dict):
 
 def oracle(prog: Program, args: dict, sizes: dict):
     """The program's result by NumPy alone: a value, or raises Expected / Unspecified."""
-    env = dict(args, **sizes)
+    env = dict(args, **sizes, **prog.consts)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        GUARD["margin"] = 1e-3 if result_precision(prog) == "f32" else 1e-7
         if prog.grad_of is not None:
             return finite_difference(prog, env, sizes)
-        out = evaluate(prog.result, env, sizes, {})
+        if prog.stmts is not None:
+            out = run_program(prog, env, sizes, [])
+        else:
+            out = evaluate(prog.result, env, sizes, {})
     return weak_default(out)
 
 
@@ -287,6 +535,25 @@ def finite_difference(prog: Program, env: dict, sizes: dict):
     x_name = prog.params[0].name
     x = np.array(env[x_name], dtype=np.float64)
     grad = np.zeros_like(x)
+    if prog.stmts is not None:
+        GUARD["promote32"] = True
+        try:
+            decided = []
+            run_program(prog, dict(env, **{x_name: x}), sizes, decided)
+            for i in np.ndindex(x.shape):
+                h = 1e-6 * max(1.0, abs(x[i]))
+                values = []
+                for sign in (1, -1):
+                    moved = x.copy()
+                    moved[i] += sign * h
+                    trace = []
+                    values.append(float(run_program(prog, dict(env, **{x_name: moved}), sizes, trace)))
+                    if trace != decided:
+                        raise Unspecified("a branch or trip count changes within the finite difference's step")
+                grad[i] = (values[0] - values[1]) / (2 * h)
+        finally:
+            GUARD["promote32"] = False
+        return grad.astype(NP[prog.params[0].dtype])
     for i in np.ndindex(x.shape):
         h = 1e-6 * max(1.0, abs(x[i]))
         values = []

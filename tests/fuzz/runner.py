@@ -16,8 +16,9 @@ import tdsl
 from tdsl.errors import TdslError
 
 from .tree import Expected, Node, Program, render_program, Unspecified
-from .oracle import compare, oracle, precision
+from .oracle import compare, oracle, result_precision, stmt_nodes
 from .gen import generate, generate_grad, hostile_names
+from .control import generate_control, generate_control_grad
 from .inputs import Inputs, make_inputs
 
 
@@ -79,6 +80,8 @@ def names_of(prog: Program) -> tuple:
 def ops_of(prog: Program) -> tuple:
     """The sorted names of the ops a program uses (part of what tells findings apart)."""
     seen, out = set(), []
+    if prog.stmts is not None:
+        return tuple(sorted(set(control_ops(prog)))) + (("grad",) if prog.grad_of is not None else ())
 
     def walk(node: Node):
         if id(node) in seen:
@@ -90,6 +93,37 @@ def ops_of(prog: Program) -> tuple:
             walk(kid)
     walk(prog.grad_of or prog.result)
     return tuple(sorted(set(out) - {"param", "lit", "size"})) + (("grad",) if prog.grad_of is not None else ())
+
+
+def control_ops(prog: Program) -> list:
+    """The statement kinds and expression ops of a control-flow program."""
+    out = []
+
+    def stmts(body: list):
+        for s in body:
+            out.append({"assign": "=", "aug": f"{s.op}=", "set": f"[]{s.op or ''}="}.get(s.kind, s.kind))
+            if s.kind == "if" and s.orelse:
+                out.append("elif" if s.orelse[0].kind == "if" and s.orelse[0].name == "elif" else "else")
+            if s.kind == "for" and len(s.bounds) == 3:
+                out.append("range-step")
+            stmts(s.body)
+            stmts(s.orelse)
+    stmts(prog.stmts)
+    seen = set()
+
+    def walk(node: Node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if node.op == "dindex":
+            out.extend("sub-" + sub[0] for sub in node.attrs["subs"])
+        out.append(node.attrs.get("fn", node.op) if node.op in ("un", "bin", "reduce", "softmax", "zeros", "like")
+                   else node.op)
+        for kid in node.kids:
+            walk(kid)
+    for root in stmt_nodes(prog):
+        walk(root)
+    return [o for o in out if o not in ("param", "lit", "size", "var")]
 
 
 def expected_outcome(prog: Program, inputs: Inputs):
@@ -115,7 +149,7 @@ def judge(outcome, expected, prog: Program) -> tuple[str, str] | None:
         return None
     if status == "tdsl":
         return "spurious-error", f"{type(value).__name__}: {value}"
-    why = compare(value, expected[1], grad=prog.grad_of is not None, precision=precision(prog.result))
+    why = compare(value, expected[1], grad=prog.grad_of is not None, precision=result_precision(prog))
     return ("wrong", f"{why}\n  got: {short(value)}\n  expected: {short(expected[1])}") if why else None
 
 
@@ -135,7 +169,7 @@ def judge_against_reference(outcome, ref, prog: Program) -> tuple[str, str] | No
                 return f"{o[0]} {short(o[1]) if o[0] == 'ok' else o[1]}"
             return "differs-from-reference", f"target {shown(outcome)}; reference {shown(ref)}"
         return None
-    why = compare(outcome[1], ref[1], precision=precision(prog.result))
+    why = compare(outcome[1], ref[1], precision=result_precision(prog))
     return ("differs-from-reference", why) if why else None
 
 
@@ -197,6 +231,7 @@ class Config:
     grads: float = 0.15   # fraction of programs that are a grad
     calls: int = 2        # calls per program (the first without special values)
     hostile: float = 0.3  # fraction of programs with names taken from C, OpenCL, Python and generated locals
+    control: float = 0.3  # fraction of programs with loops, branches and indexed updates (section 11)
     batch: int = 40
 
 
@@ -205,7 +240,12 @@ def program(seed: int, index: int, cfg: Config, module_names: set | None = None)
     pseed = seed * 1_000_003 + index
     rng = random.Random(pseed ^ 0x5EED)
     grad = rng.random() < cfg.grads
-    prog = (generate_grad if grad else generate)(pseed, f"g{index}")   # not f{i}: f32 is a builtin
+    # drawn apart from `rng`, so that the other programs of a seed stay what they were before section 11
+    control = random.Random(pseed ^ 0xC0DE).random() < cfg.control
+    if control:
+        prog = (generate_control_grad if grad else generate_control)(pseed, f"g{index}")
+    else:
+        prog = (generate_grad if grad else generate)(pseed, f"g{index}")   # not f{i}: f32 is a builtin
     if rng.random() < cfg.hostile:
         hostile_names(prog, rng, set() if module_names is None else module_names)
     return prog
@@ -214,7 +254,7 @@ def program(seed: int, index: int, cfg: Config, module_names: set | None = None)
 def inputs_for(prog: Program, cfg: Config) -> list:
     """The inputs of each call of a program (the first plain, the others with special values)."""
     rng = random.Random(prog.seed ^ 0xCA11)
-    large = rng.random() < cfg.large
+    large = rng.random() < cfg.large and not prog.no_large
     return [make_inputs(prog, prog.seed * 7 + j, large=large and j == 0, special=j > 0) for j in range(cfg.calls)]
 
 

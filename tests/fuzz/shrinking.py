@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .tree import Node, Program, render_program, SIZE_VARS
+from .tree import lit, Node, Program, render_program, SIZE_VARS, Stmt
 from .inputs import Inputs
 from .runner import build, check_call, Finding
 
@@ -57,8 +57,56 @@ def substitute(root: Node, old: Node, new: Node) -> Node:
     return walk(root)
 
 
+def _all_stmts(stmts: list) -> list:
+    out = []
+    for s in stmts:
+        out.append(s)
+        out += _all_stmts(s.body) + _all_stmts(s.orelse)
+    return out
+
+
+def _rewrite(stmts: list, target: Stmt, repl: list) -> list:
+    """The statements with `target` replaced by the statements `repl` (its ancestors copied)."""
+    out = []
+    for s in stmts:
+        if s is target:
+            out += repl
+        elif s.body or s.orelse:
+            out.append(replace(s, body=_rewrite(s.body, target, repl), orelse=_rewrite(s.orelse, target, repl)))
+        else:
+            out.append(s)
+    return out
+
+
+def smaller_control(prog: Program):
+    """Candidates for a control-flow program: a statement removed, a loop run once or unrolled into its body,
+    a branch replaced by one of its paths, a statement's value replaced by an operand of the same type."""
+    every = _all_stmts(prog.stmts)
+    for s in every:
+        yield replace(prog, stmts=_rewrite(prog.stmts, s, []))
+    for s in every:
+        if s.kind == "for":
+            yield replace(prog, stmts=_rewrite(prog.stmts, s, [replace(s, bounds=(lit(1),))]))
+            yield replace(prog, stmts=_rewrite(prog.stmts, s, [Stmt("assign", s.name, lit(0))] + s.body))
+        elif s.kind == "while":
+            yield replace(prog, stmts=_rewrite(prog.stmts, s, s.body[-1:]))
+        elif s.kind == "if":
+            yield replace(prog, stmts=_rewrite(prog.stmts, s, s.body))
+            yield replace(prog, stmts=_rewrite(prog.stmts, s, s.orelse))
+    for s in every:
+        if s.kind in ("assign",) and s.expr is not None:
+            for node in nodes_of(s.expr):
+                for kid in node.kids:
+                    if kid.dtype == node.dtype and kid.shape == node.shape and not kid.weak:
+                        new = replace(s, expr=substitute(s.expr, node, kid))
+                        yield replace(prog, stmts=_rewrite(prog.stmts, s, [new]))
+
+
 def smaller_programs(prog: Program):
     """Candidate simplifications: a subexpression as the whole result, a node replaced by an operand."""
+    if prog.stmts is not None:
+        yield from (prune(p) for p in smaller_control(prog))
+        return
     root = prog.grad_of or prog.result
     nodes = nodes_of(root)
     if prog.grad_of is None:
