@@ -71,6 +71,62 @@ def test_generator_covers_the_language():
                "flip", "broadcast_to", "concat", "stack", "take", "where", "clip", "cast", "zeros", "ones", "full",
                "arange", "eye", "one_hot", "zeros_like", "ones_like", "grad", "and", "or", "not", "neg"}
     assert wanted <= seen, sorted(wanted - seen)
+    # section 11: loops, branches, updates (static, dim-expression, run-time, integer-array subscripts)
+    control = {"for", "while", "if", "elif", "else", "range-step", "=", "+=", "-=", "*=", "/=", "[]=", "[]+=",
+               "[]-=", "[]*=", "[]/=", "sub-i", "sub-s", "sub-d", "sub-ds", "sub-a", "dindex", "guard"}
+    assert control <= seen, sorted(control - seen)
+
+
+def test_generator_makes_grads_through_loops_branches_and_updates():
+    """Some control-flow grads go through a for loop, an if and an indexed update."""
+    cfg = fuzz.Config([], grads=1.0, control=1.0)
+    seen = set()
+    for index in range(60):
+        prog = fuzz.program(CI_SEED, index, cfg)
+        assert prog.stmts is not None and prog.grad_of is not None
+        seen.update(fuzz.ops_of(prog))
+    assert {"for", "if", "[]=", "sub-d", "sub-a", "range-step", "+=", "grad"} <= seen, seen
+
+
+def _stmt_program(stmts, result, *params) -> fuzz.Program:
+    return fuzz.Program("g", list(params), result, stmts=stmts)
+
+
+def test_oracle_runs_updates_as_numpy():
+    """Repeated integer-array indices: the last write wins; a negative run-time index counts from the end;
+    a weak value carried by a loop that runs no iteration still has the dtype its body gives it."""
+    x = fuzz.Node("param", attrs={"name": "x0"}, dtype="f32", shape=("n",))
+    idx = fuzz.Node("param", attrs={"name": "x1"}, dtype="i64", shape=("m",))
+    v = fuzz.Node("var", attrs={"name": "v1"}, dtype="f32", shape=("n",))
+    q = fuzz.Node("var", attrs={"name": "q1"}, dtype="i64", weak=True)
+    s = fuzz.Node("var", attrs={"name": "v2"}, dtype="f32", shape=())
+    region = fuzz.Node("dindex", (v, idx), {"subs": [("a", 1)]}, "f32", ("m",))
+    back = fuzz.make_elementwise("bin", "-", [fuzz.lit(-1), q], np.subtract)
+    row = fuzz.Node("dindex", (v, back), {"subs": [("d", 1)]}, "f32", ())
+    stmts = [fuzz.Stmt("assign", "v1", x),
+             fuzz.Stmt("set", "v1", fuzz.Node("dindex", (fuzz.Node("param", attrs={"name": "x2"}, dtype="f32",
+                                                                   shape=("m",)),), {"subs": [("s", None, None, None,
+                                                                                               "m")]}, "f32", ("m",)),
+                       region=region),
+             fuzz.Stmt("assign", "v2", fuzz.lit(0.0)),
+             fuzz.Stmt("for", "q1", bounds=(fuzz.Node("param", attrs={"name": "x3"}, dtype="i64"),),
+                       body=[fuzz.Stmt("aug", "v2", fuzz.make_elementwise("bin", "+", [s, row], np.add), op="+")],
+                       carried={"v2": "f32"})]
+    total = fuzz.make_elementwise("bin", "+", [v, s], np.add)
+    prog = _stmt_program(stmts, total, fuzz.Param("x0", "f32", ("n",)), fuzz.Param("x1", "i64", ("m",)),
+                         fuzz.Param("x2", "f32", ("m",)), fuzz.Param("x3", "i64", ()))
+    text = fuzz.render_program(prog)
+    assert "v1[x1] = x2[:]" in text and "for q1 in range(x3) {" in text and "v2 += v1[((-1) - q1)]" in text
+    args = {"x0": np.zeros(4, np.float32), "x1": np.array([1, 1, -1]), "x2": np.array([5.0, 6.0, 7.0], np.float32),
+            "x3": np.int64(2)}
+    got = fuzz.oracle(prog, args, {"n": 4, "m": 3})
+    # v1 = [0, 6, 0, 7] (x1 writes 5 then 6 at 1, 7 at -1); v2 = v1[-1] + v1[-2] = 7
+    np.testing.assert_array_equal(got, np.array([7.0, 13.0, 7.0, 14.0], np.float32))
+    assert got.dtype == np.float32
+    none = fuzz.oracle(prog, dict(args, x3=np.int64(0)), {"n": 4, "m": 3})
+    assert none.dtype == np.float32                                 # 0.0 carried as f32 even with no iteration
+    out = fuzz.expected_outcome(prog, fuzz.Inputs(dict(args, x1=np.array([4, 0, 0])), {"n": 4, "m": 3}, {}))
+    assert out[0] == "raise"                                        # index 4 of an axis of length 4
 
 
 def test_oracle_catches_a_wrong_answer_and_a_missing_error():

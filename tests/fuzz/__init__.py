@@ -18,10 +18,11 @@ parser_fuzz, and __main__ (the command line).
 """
 from __future__ import annotations
 
-from .tree import (ARITH, COMPARE, Expected, Node, Param, PREDICATES, Program, REDUCTIONS, UNARY_ARITH,
-    UNARY_FLOAT, Unspecified, lit, make_elementwise, render_program)
+from .tree import (ARITH, AVOID, COMPARE, Expected, Node, Param, PREDICATES, Program, REDUCTIONS, Stmt,
+    UNARY_ARITH, UNARY_FLOAT, Unspecified, lit, make_elementwise, render_program)
 from .oracle import compare, oracle, precision
 from .gen import generate, generate_grad
+from .control import generate_control, generate_control_grad
 from .inputs import Inputs, index_values, make_inputs
 from .runner import (Config, Finding, check_call, expected_outcome, inputs_for, judge, libasan, ops_of,
     program, run_batch, sanitized_run)
@@ -30,7 +31,7 @@ from .report import Report, describe, reproduction, run
 from .parser_fuzz import parser_case, parser_fuzz
 
 __all__ = [
-    'ARITH', 'COMPARE', 'Expected', 'Node', 'Param', 'PREDICATES', 'Program', 'REDUCTIONS', 'UNARY_ARITH',
+    'ARITH', 'AVOID', 'Stmt', 'generate_control', 'generate_control_grad', 'COMPARE', 'Expected', 'Node', 'Param', 'PREDICATES', 'Program', 'REDUCTIONS', 'UNARY_ARITH',
     'UNARY_FLOAT', 'Unspecified', 'lit', 'make_elementwise', 'render_program', 'compare', 'oracle', 'precision',
     'generate', 'generate_grad', 'Inputs', 'index_values', 'make_inputs', 'Config', 'Finding', 'check_call',
     'expected_outcome', 'inputs_for', 'judge', 'libasan', 'ops_of', 'program', 'run_batch', 'sanitized_run',

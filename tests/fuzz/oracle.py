@@ -290,7 +290,7 @@ def _resolve(node: Node, values: list, sizes: dict) -> tuple:
             sl = slice(j, j + dim_value(sub[2], sizes), sub[3])
             if _slice_len(sl, length) != dim_value(sub[4], sizes):
                 raise Expected(f"run-time slice {j}:{j} + {sub[2]} of an axis of length {length}")
-            if sub[3] and "strided-window-past-the-end" in AVOID and not -length <= j + dim_value(sub[2], sizes) <= length:
+            if sub[3] and "strided-window-past-the-end" in AVOID and (j < 0 or j + dim_value(sub[2], sizes) > length):
                 raise Unspecified("a strided run-time slice whose stop is past the end (tdsl raises; NumPy's count fits)")
             out.append(sl)
         else:

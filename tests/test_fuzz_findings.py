@@ -1,0 +1,153 @@
+"""Wrong answers, crashes and refused valid programs found by the section-11 fuzzer (tests/fuzz/control.py),
+each reduced to a minimal program. They are strict xfails: each turns into a failure ("XPASS") once the bug
+is fixed, and then the xfail mark (and the matching entry of tests/fuzz/tree.py's AVOID, which keeps the
+fuzzer's campaigns from meeting the same bug again and again) should go.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tdsl
+from conftest import assert_same, require_target
+
+
+def compile_for(source: str, target: str):
+    require_target(target)
+    return tdsl.compile(source, target=target, filename="finding.tdsl")
+
+
+# 1. A weak value carried by a loop (c = 0) takes the dtype its body gives it (section 11: i32 here), and
+#    explain() shows it so; but a use of it before its rebinding in the body is typed first with c still weak,
+#    where sign(c) is a strong i64, and the store into an i32 array is refused ("cannot store a i64 value into
+#    i32[n]"). AVOID key: weak-carried-read-before-rebound.
+WEAK_CARRIED = """
+fn g(x: i32[n], z: i32[n]) {
+    c = 0
+    for i in range(n) {
+        z[0] = sign(c)
+        c += x[i]
+    }
+    return z
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 1: a weak carried value read before its rebinding")
+def test_weak_carried_value_read_before_its_rebinding(target):
+    m = compile_for(WEAK_CARRIED, target)
+    x = np.array([2, -5, 1], np.int32)
+    z = np.zeros(3, np.int32)
+    assert_same(m.g(x, z), np.array([-1, 0, 0], np.int32))   # sign(2 + -5), stored as i32
+
+
+# 2. A strided run-time slice whose written stop is past the end, but whose NumPy count is the written length
+#    (x[2:4:2] of 3 elements is [x[2]], one element as `q:q + 2:2` says): with a loop variable as its start,
+#    tdsl raises "the index needs a longer axis ..., but m = 3, q = 2", while with a parameter as its start
+#    (x[j:j + 2:2], j = 2) it gives NumPy's [x[2]]; tests/test_control.py states the rule as "NumPy's slice
+#    when it has the written length, else a call-time error". Also x[j:j + 3:2] at j = 2 of 3 elements, and
+#    x[-1:1:2] of 1 element (both NumPy's one element) raise "take: an index is out of range". AVOID key: strided-window-past-the-end (the
+#    oracle does not judge such calls).
+STRIDED_WINDOW = """
+fn g(x: f32[m]) {
+    s = 0.0
+    for q in range(m) {
+        s += sum(x[q:q + 2:2])
+    }
+    return s
+}
+
+fn h(x: f32[m], j: i64) {
+    return sum(x[j:j + 2:2])
+}
+
+fn w(x: f32[m], j: i64) {
+    return x[j:j + 3:2]
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 2: x[q:q + 2:2] at q = m - 1 raises; NumPy gives 1 element")
+def test_strided_run_time_slice_ending_past_the_axis(target):
+    m = compile_for(STRIDED_WINDOW, target)
+    x = np.array([1.0, 2.0, 4.0], np.float32)
+    assert_same(m.h(x, 2), np.float32(4.0))       # passes: a parameter start
+    assert_same(m.g(x), np.float32(7.0))          # x[0:2:2] + x[1:3:2] + x[2:4:2]
+    assert_same(m.w(x, 2), x[2:5:2])              # [4.0]: raises "take: an index is out of range"
+    assert_same(m.h(x[:1], -1), np.float32(1.0))  # x[-1:1:2] of one element is [x[0]]: raises too
+
+
+# 3. grad through a for loop whose body reads an array that is also the variable: the c target's source does
+#    not compile ("'t0' undeclared"); numpy and opencl give the right gradient. Most generated grads through a
+#    loop meet it. AVOID key: c-undeclared-in-control-flow (the fuzzer counts such build failures as known).
+GRAD_LOOP = """
+fn g(x: f64[n]) {
+    v = x
+    for i in range(2) {
+        v = v * x
+    }
+    return grad(sum(v), x)
+}
+
+fn h(x: f64[n]) {
+    v = x
+    for i in range(1) {
+        if sum(v) < 0.0 {
+            v = v * 2.0
+        }
+    }
+    return grad(sum(v), x)
+}
+
+fn k(x: f64[n]) {
+    v = x
+    for i in range(1) {
+        v[i] = v[i] * x[i]
+    }
+    return grad(sum(v), x)
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 3: grad through a for loop does not build on c")
+def test_grad_through_a_loop_builds_on_c():
+    m = compile_for(GRAD_LOOP, "c")
+    x = np.array([0.5, -1.0, 2.0])
+    assert_same(m.g(x), 3 * x ** 2)
+    assert_same(m.h(x), np.ones(3))
+    assert_same(m.k(x), np.array([2 * x[0], 1.0, 1.0]))
+
+
+# 4. The c target's source does not compile ("'t0_v' undeclared") when a branch holds a value nothing reads
+#    (v, updated in a loop or compared) next to one that is read. AVOID key: c-undeclared-in-control-flow.
+DEAD_IN_BRANCH = """
+fn g(x: f32[k]) {
+    v = zeros_like(x)
+    if sum(x) <= 2.5 {
+        x = flip(x)
+        for i in range(1) {
+            v[0] = 1.0
+        }
+    }
+    return x
+}
+
+fn h(x: f64[m]) {
+    a = x > 0.0
+    b = x < 0.0
+    if any(a) {
+        a = a
+        b = b == (sum(x) > 0.0)
+    }
+    return a
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 4: a dead value in a branch breaks the c build")
+def test_dead_value_in_a_branch_builds_on_c():
+    m = compile_for(DEAD_IN_BRANCH, "c")
+    x = np.array([1.0, 2.0, -3.0], np.float32)
+    assert_same(m.g(x), x[::-1])
+    y = np.array([0.5, -1.0, 2.0])
+    assert_same(m.h(y), y > 0)
