@@ -151,3 +151,21 @@ def test_dead_value_in_a_branch_builds_on_c():
     assert_same(m.g(x), x[::-1])
     y = np.array([0.5, -1.0, 2.0])
     assert_same(m.h(y), y > 0)
+
+
+# 5. An indexed update whose result nothing reads, with a run-time index out of range: the reference (numpy)
+#    raises "take: an index is out of range", as NumPy does; c and opencl return without an error (a read
+#    `y = z[i]` that nothing uses raises on every target). Found as a missing error on c (seed 202).
+DEAD_UPDATE = """
+fn g(x: f32[n], z: f32[k], i: i32) {
+    z[i] = 1.0
+    return x
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 5: an unused update skips its index check on c and opencl")
+def test_unused_update_still_checks_its_index(compiled_target):
+    m = compile_for(DEAD_UPDATE, compiled_target)
+    with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
+        m.g(np.ones(2, np.float32), np.zeros(2, np.float32), np.int32(4))

@@ -40,6 +40,8 @@ def main(argv: list | None = None) -> int:
     ap.add_argument("--batch", type=int, default=40, help="functions per compiled module")
     ap.add_argument("--large", type=float, default=0.1, help="fraction of programs called with large sizes")
     ap.add_argument("--grads", type=float, default=0.15, help="fraction of programs that are a grad")
+    ap.add_argument("--control", type=float, default=0.3,
+                    help="fraction of programs with loops, branches and indexed updates (section 11)")
     ap.add_argument("--max-shrink", type=int, default=12, help="findings to shrink (the rest are counted)")
     ap.add_argument("--findings", default=None, help="append findings (markdown) to this file")
     ap.add_argument("--parser-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -57,7 +59,7 @@ def main(argv: list | None = None) -> int:
     print(f"seed {seed}", flush=True)
     if args.count:
         cfg = Config(labels_of(args.targets.split(","), args.layouts.split(",")), args.large, args.grads,
-                     batch=args.batch)
+                     batch=args.batch, control=args.control)
         report = Report(args.findings, f"`python -m tests.fuzz --seed {seed} --count {args.count}`", args.max_shrink)
         stats = run(args.count, seed, cfg, report)
         per = stats["seconds"] / max(1, args.count)
