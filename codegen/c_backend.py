@@ -126,8 +126,10 @@ class Runner(BaseRunner):
     def __init__(self, library: ctypes.CDLL, call: CallSpec, source: str, prefix: str = ""):
         self.library = library            # keeps the library loaded
         self.failed_index = getattr(library, f"{prefix}_failed_index", None) if prefix else None
-        if self.failed_index is not None:
-            self.failed_index.restype, self.failed_index.argtypes = ctypes.c_int64, []
+        self.noted_index = getattr(library, f"{prefix}_noted_index", None) if prefix else None
+        for getter in (self.failed_index, self.noted_index):
+            if getter is not None:
+                getter.restype, getter.argtypes = ctypes.c_int64, []
         self.call = call
         self.source = source
         self.cfunc = getattr(library, call.symbol)
@@ -169,7 +171,8 @@ class Runner(BaseRunner):
         entry = self.errors[code - 1] if 0 < code <= len(self.errors) else None
         if entry is not None and entry.index is not None and self.failed_index is not None:
             sizes = {**sizes, entry.index: self.failed_index()}   # the loop index where it failed
-        return self.errors.error(code, sizes)
+        value = self.noted_index() if entry is not None and entry.value and self.noted_index else None
+        return self.errors.error(code, sizes, value=value)
 
 
 TARGET = CTarget()

@@ -140,10 +140,11 @@ def safe_names(names: list[str], dialect: "Dialect | None" = None) -> dict[str, 
 
 def function_symbols(names: list[str], prefix: str) -> dict[str, str]:
     """The exported C name of each function, `PREFIX_NAME`, renamed (`PREFIX_u_NAME`) where it
-    would be another symbol of the module (`PREFIX_error`, `PREFIX_set_blas`, the packed entry
+    would be another symbol of the module (`PREFIX_error`, `PREFIX_set_blas`, `PREFIX_noted_index`,
+    `PREFIX_failed_index`, the packed entry
     `PREFIX_f_packed` of a function `f`), and `PREFIX_u_NAME_` where it is a reserved word,
     macro or type name (`int64_t` of a module `int64`)."""
-    taken = {f"{prefix}_error", f"{prefix}_set_blas"}
+    taken = {f"{prefix}_error", f"{prefix}_set_blas", f"{prefix}_noted_index", f"{prefix}_failed_index"}
     result = {}
     for name in names:
         c_name = name
@@ -308,6 +309,8 @@ class Names:
 class Body:
     """Statements that compute expressions inside a loop nest: one `const` local per operation."""
 
+    noted = ""   # OpenCL: where a gathered index out of range is noted (", &noted"); C notes it statically
+
     def __init__(self, names: Names, counter: list[int], dialect: Dialect = C):
         self.names = names
         self.dialect = dialect
@@ -366,7 +369,8 @@ class Body:
             return self.done[id(item.value)]
         if isinstance(item, Gather):
             self.fails = True
-            text = f"tdsl_index({self.done[id(item.value)]}, {self.names.dim(item.extent)}, &err, {item.error})"
+            text = f"tdsl_index({self.done[id(item.value)]}, {self.names.dim(item.extent)}, &err, {item.error}" \
+                   f"{self.noted})"
             return self.local("i64", text, prefix="g")
         raise TypeError(f"cannot render {item!r}")
 

@@ -13,10 +13,10 @@ from collections import Counter
 
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
-from tdsl.graph import FunctionGraph, Node, deep_recursion, toposort
+from tdsl.graph import REGION_OPS, FunctionGraph, Node, deep_recursion, in_place_results, toposort
 from tdsl.limits import (collect_checks, computed_roots, const_value, covered, no_memory_message, size_key,
                          too_big_message, value_checked, value_sizes)
-from tdsl.ops import OPS
+from tdsl.ops import OPS, SLICE_OUT_OF_RANGE
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
@@ -72,13 +72,14 @@ class Lowering:
     """Lowers one function graph."""
 
     def __init__(self, graph: FunctionGraph, errors: ErrorTable, name: str | None = None,
-                 in_place: dict | None = None, index: str | None = None):
+                 in_place: dict | None = None, index: str | None = None, body: bool = False):
         self.graph = graph
         self.errors = errors
         self.name = name or graph.name      # a region body's C-safe name (its graph's is 'f:for@3')
         self.in_place = in_place or {}      # result index -> the parameter whose buffer it shares (a body)
         self.regions: dict = {}             # (region, inputs) -> its kernel, once
         self.index = index                  # a loop body's index (its last size variable), if any
+        self.body = body                    # a loop or branch body: its checks name the sizes' values
         self.nodes = toposort(computed_roots(graph))   # the results, and named values that can fail unread
         self.computed = _computed_nodes(graph, self.nodes)
         self.buffer_of: dict[int, Buffer] = {}
@@ -329,7 +330,7 @@ class Lowering:
         kernels = [] if self._in_place(x, target) else [self.map_kernel(x, target, copy=True)]
         loops, idx = self.index_space(v.shape, "i")
         extent = x.shape[axis]
-        error = self.errors.code(ErrorInfo(_SCATTER_MESSAGE, node.loc, extent))
+        error = self.errors.code(_range_error(node, extent))
         gathered = self.intern(Gather, self.value(indices, idx[axis:axis + indices.ndim]), extent, error)
         placed = idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + indices.ndim:]
         kernels.append(MapKernel(self.origin(node, "scatter"), target, row_major(placed, target.shape),
@@ -355,7 +356,7 @@ class Lowering:
             found = next((b for n, b in self._region_nodes(key) if n.attr("result") == k), None)
             results.append(found or self.temp_buffer(Node(node.op, out.dtype, out.shape, node.inputs,
                                                           node.attrs, False, node.loc, None)))
-        in_place = {} if region.kind == "if" else _in_place_results(region)
+        in_place = {} if region.kind == "if" else in_place_results(region)
         scratch = tuple(None if k in in_place or region.kind == "if" else
                         self.scratch_buffer(results[k]) for k in range(len(results)))
         bodies = []
@@ -363,7 +364,7 @@ class Lowering:
             body_in_place = in_place if region.kind != "if" and j == len(region.graphs) - 1 else None
             self.errors.regions += 1   # a name no function has (names start with a letter)
             index = region.index if region.kind == "for" and not region.index_param else None
-            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place, index).run())
+            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place, index, True).run())
         inputs = tuple(self.operand(i) for i in node.inputs)
         kernel = RegionKernel(self.origin(node, f"{region.kind} loop" if region.kind != "if" else "if"),
                               region.kind, tuple(bodies), inputs, tuple(results), scratch, region.step,
@@ -455,7 +456,7 @@ class Lowering:
         """The checked index of `take` at the position `at` of its indices (0 unless `gate`, if given)."""
         x, indices = node.inputs
         extent = x.shape[node.attr("axis")]
-        error = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
+        error = self.errors.code(_range_error(node, extent))
         index = self.value(indices, at)
         if gate is not None:
             index = self.intern(Apply, "where", index.dtype, (gate, index, self.const(0, index.dtype)), None)
@@ -579,7 +580,8 @@ class Lowering:
         for op, dim, message, loc in collect_checks(self.graph):   # named values no result reads too
             relation = "<0" if op == ">=" else "!=0"
             in_loop = self.index is not None and self.index in dim.variables()
-            info = ErrorInfo(message, loc, bound=dim, index=self.index) if in_loop else ErrorInfo(message, loc)
+            info = ErrorInfo(message, loc, bound=dim, index=self.index if in_loop else None) if self.body \
+                else ErrorInfo(message, loc)
             checks.append(SizeCheck(((dim, relation),), self.errors.code(info)))
         for node in self.nodes:
             checks.extend(self._empty_checks(node))
@@ -602,7 +604,7 @@ class Lowering:
             return [SizeCheck(((size, "==0"),), self.errors.code(ErrorInfo(message, node.loc)))]
         if node.op == "take":
             extent = x.shape[node.attr("axis")]
-            code = self.errors.code(ErrorInfo(_TAKE_MESSAGE, node.loc, extent))
+            code = self.errors.code(_range_error(node, extent))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
         return []
 
@@ -613,7 +615,8 @@ def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
     only has size checks, which need no kernel."""
     reached = set(toposort(graph.outputs))
     operands = [n.inputs[OPS[n.op].fails.operand] for n in nodes if value_checked(n) and n not in reached]
-    return toposort(list(graph.outputs) + operands)
+    regions = [n for n in nodes if n.op in REGION_OPS and n not in reached]   # loops run for their checks
+    return toposort(list(graph.outputs) + operands + regions)
 
 
 def _fused_operands(node: Node, idx: tuple) -> list[tuple[Node, tuple]]:
@@ -705,28 +708,14 @@ def _mentions(root, gather: Gather) -> bool:
     return False
 
 
-_TAKE_MESSAGE = "take: an index is out of range for an axis of length {extent}"
-_SCATTER_MESSAGE = "an index is out of range for an axis of length {extent}"
+_TAKE_MESSAGE = "an index is out of range for an axis of length {extent}"
 
 
-def _in_place_results(region) -> dict:
-    """The carried values a loop body may update in place: the body's result is an update or
-    scatter of the value's own parameter, which nothing else in the body reads."""
-    body = region.graphs[-1]
-    lead = 1 if region.index_param else 0
-    names = [p.name for p in body.params]
-    users: Counter = Counter()
-    for n in toposort(list(body.outputs)):
-        for i in dict.fromkeys(n.inputs):
-            if i.op == "param":
-                users[i.attr("name")] += 1
-    found = {}
-    for k, out in enumerate(body.outputs):
-        if out.op in ("update", "scatter") and out.inputs[0].op == "param":
-            name = out.inputs[0].attr("name")
-            if name == names[lead + k] and users[name] == 1 and list(body.outputs).count(out) == 1:
-                found[k] = name
-    return found
+def _range_error(node: Node, extent) -> ErrorInfo:
+    """The error of a gather or scatter position out of range (a run-time slice's says so)."""
+    if node.attr("of_slice"):
+        return ErrorInfo(SLICE_OUT_OF_RANGE, node.loc, extent)
+    return ErrorInfo(_TAKE_MESSAGE, node.loc, extent, value=True)
 
 
 def _never(check: SizeCheck) -> bool:

@@ -126,7 +126,7 @@ class Runner(BaseRunner):
         try:
             return self.function(arrays, sizes)
         except runtime.CheckFailed as failed:
-            raise self.call.errors.error(failed.code, failed.sizes, "OpenCL function") from None
+            raise self.call.errors.error(failed.code, failed.sizes, "OpenCL function", failed.value) from None
 
 
 # -- the standalone module -----------------------------------------------------------------

@@ -31,7 +31,7 @@ from .templating import environment
 _OPENCL_WORDS = """kernel global local constant private read_only write_only read_write uniform pipe
 uchar ushort uint ulong half quad complex imaginary size_t ptrdiff_t intptr_t uintptr_t sampler_t event_t
 image1d_t image2d_t image3d_t get_global_id get_local_id get_group_id get_local_size get_global_size
-barrier atomic_max select isnan fabs exp log1p fmod floor copysign fma""".split()
+barrier atomic_max atomic_cmpxchg select isnan fabs exp log1p fmod floor copysign fma""".split()
 _VECTOR_NAMES = [f"{t}{n}" for t in ("char", "uchar", "short", "ushort", "int", "uint", "long", "ulong",
                                       "float", "double", "half", "bool", "quad", "vload", "vstore")
                  for n in (2, 3, 4, 8, 16)]
@@ -89,6 +89,8 @@ class CLBody(Body):
     `scalar_ids` (values that more than one place computes: render.scalar_math) is the scalar
     builtin everywhere, lane by lane in a vector: the vector builtins round differently.
     """
+
+    noted = ", &noted"   # the kernel's `noted` local: the index out of range, reported with the error
 
     def __init__(self, names: Names, counter: list[int], width: int = 1, var: str | None = None,
                  outline: bool = False, scalar_ids: frozenset = frozenset()):

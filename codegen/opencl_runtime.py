@@ -55,9 +55,9 @@ class BuildFailed(Exception):
 class CheckFailed(RuntimeError):
     """A call-time check failed: `code` indexes the module's error messages (from 1)."""
 
-    def __init__(self, code: int, sizes: dict, message: str = ""):
+    def __init__(self, code: int, sizes: dict, message: str = "", value=None):
         super().__init__(message or f"error code {code}")
-        self.code, self.sizes = code, sizes
+        self.code, self.sizes, self.value = code, sizes, value   # value: an index out of range
 
 
 # -- devices ----------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class FunctionRunner:
         prog, plan = self.program, self.plan
         results = [allocating(o.get("alloc", 1), sizes, self._output, o, spare, sizes, device)
                    for o, spare in zip(plan["outputs"], self.spares)]
-        flag = np.zeros(1, np.int32)
+        flag = np.zeros(3, np.int32)   # the first error's code, and the index it met (two halves)
         values = {   # what a kernel argument ["role", key] refers to
             "size": {v: np.int64(sizes[v]) for v in plan["size_vars"]},
             "param": [allocating(p.get("alloc", 1), sizes, self._input, a, dtype, device)
@@ -269,7 +269,7 @@ class FunctionRunner:
         if plan["fails"]:
             cl.enqueue_copy(prog.queue, flag, values["err"])
             if flag[0]:
-                raise CheckFailed(int(flag[0]), sizes)
+                raise CheckFailed(int(flag[0]), sizes, value=int(flag[1:].view(np.int64)[0]))
         finished = [self._finish(result, buffer) for result, buffer in results]
         if not device:
             for spare, result in zip(self.spares, finished):
@@ -514,9 +514,11 @@ class StandaloneModule:
         try:
             results = self._runner(name)(arrays, sizes)
         except CheckFailed as failed:
-            message, extent = self.plan["errors"][failed.code - 1]
+            message, extent, names_value = (self.plan["errors"][failed.code - 1] + [False])[:3]
             if extent is not None:
                 message = message.replace("{extent}", str(evaluate(extent, sizes)))
+            if names_value and failed.value is not None:
+                message = message.replace("an index", f"index {failed.value}", 1)
             raise Error(message) from None
         results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
         return results[0] if len(results) == 1 else tuple(results)

@@ -418,6 +418,14 @@ def _body_graph(label: str, params: list[Node], outputs: list[Node], loc) -> Fun
         for v in names:
             if v not in size_vars:
                 size_vars.append(v)
+    clash = [p for p in params if p.attr("name") in size_vars]
+    if clash:   # a parameter named like a size variable of the body: renamed apart (C names both)
+        from .control_grad import _renamed, _unique, substitute
+        names = _unique([p.attr("name") for p in params], size_vars)
+        mapping = {p: _renamed(p, n) for p, n in zip(params, names) if p.attr("name") != n}
+        outputs = substitute(list(outputs), mapping)
+        params = [mapping.get(p, p) for p in params]
+        reachable = toposort(outputs)
     named = tuple((n.name, n) for n in reachable if n.name and n.op != "param")
     return FunctionGraph(label, tuple(Param(p.attr("name"), p.dtype, p.shape, p.loc) for p in params),
                          tuple(size_vars), tuple(outputs), named, loc=loc,

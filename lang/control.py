@@ -10,6 +10,8 @@ region node of its own.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lark import Tree
 
 from . import builtins, infer
@@ -58,6 +60,9 @@ def _closed(node: Node) -> bool:
     return True
 
 
+_USED = object()   # the key, in a block's captures, of the parameter names it has given out
+
+
 class BlockScope(Scope):
     """The names of one loop or branch body: the block's own, then the enclosing scope's."""
 
@@ -68,7 +73,16 @@ class BlockScope(Scope):
         self.tag = tag
 
     def placeholder(self, name: str, dtype: str, shape, weak: bool, loc) -> Node:
-        attrs = make_attrs(name=name, block=self.tag)
+        """A parameter of the body for the value `name`. Its parameter name differs from every size
+        variable the body sees (a carried `n` beside the size `n`) and from the block's others."""
+        used = self.captures.setdefault(_USED, set())
+        taken = used | set(self.program.dims) | self.program.loop_dims
+        pname, k = name, 1
+        while pname in taken:
+            k += 1
+            pname = f"{name}_{k}"
+        used.add(pname)
+        attrs = make_attrs(name=pname, block=self.tag)
         return Node("param", dtype, tuple(shape), (), attrs, weak, loc, name)
 
     def lookup(self, name: str) -> Node | None:
@@ -122,12 +136,38 @@ def _type_error(name: str, before: Node, after: Node, where, what: str) -> TdslT
                          hint=f"cast with {before.dtype}(...)" if before.shape == after.shape else None)
 
 
-def _graph(scope: Scope, label: str, params: list[Node], outputs, named, loc, index: str | None) -> FunctionGraph:
+def _graph(scope: Scope, label: str, params: list[Node], outputs, named, loc, index: str | None,
+           effects=()) -> FunctionGraph:
     program = scope.program
     size_vars = tuple(program.dims) + ((index,) if index else ())
     return FunctionGraph(f"{program.in_progress[-1] if program.in_progress else 'block'}:{label}",
                          tuple(Param(p.attr("name"), p.dtype, p.shape, p.loc) for p in params),
-                         size_vars, tuple(outputs), tuple(named), loc=loc, file=program.filename)
+                         size_vars, tuple(outputs), tuple(named), loc=loc, file=program.filename,
+                         effects=tuple(effects))
+
+
+def _effect(scope: Scope, region: Region, inputs: list, loc) -> None:
+    """A loop or branch that binds nothing still runs when its body can fail (NumPy runs every
+    statement): it gets one result, a flag it carries unchanged, kept in the graph's `effects`."""
+    from .limits import region_can_fail
+    if not region_can_fail(region):
+        return
+    false = infer.const(False, "bool", (), False, loc)
+    if region.kind == "if":
+        graphs = tuple(replace(g, outputs=(false,)) for g in region.graphs)
+        new, inputs = replace(region, graphs=graphs), list(inputs)
+    else:
+        taken = {p.name for g in region.graphs for p in g.params} | set(region.graphs[-1].size_vars)
+        name = next(f"ran{k}" for k in range(len(taken) + 1) if f"ran{k}" not in taken)
+        flag = Node("param", "bool", (), (), make_attrs(name=name, block=-1), False, loc, None)
+        at = 1 if region.index_param else 0
+        graphs = tuple(replace(g, params=g.params[:at] + (Param(name, "bool", ()),) + g.params[at:],
+                               outputs=g.outputs if j == 0 and region.kind == "while" else (flag,))
+                       for j, g in enumerate(region.graphs))
+        new = replace(region, graphs=graphs, carried=1)
+        lead = region.leading
+        inputs = list(inputs[:lead]) + [false] + list(inputs[lead:])
+    scope.effects.append(Node(region.kind, "bool", (), tuple(inputs), make_attrs(region=new, result=0), False, loc))
 
 
 def _strong_like(value: Node, like: Node, loc) -> Node:
@@ -219,7 +259,7 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
         if not changed:
             break
     outputs = [_strong_like(block.env[n], types[n], loc) for n in carried]
-    captured = list(block.captures.values())
+    captured = [v for key, v in block.captures.items() if key is not _USED]
     params = ([index_param] if index_param is not None else []) + holders + [ph for _, ph in captured]
     scope.gone.update(block.gone)   # names local to a nested loop or branch stay reported as such
     for name, where in block.bound_at.items():
@@ -289,14 +329,16 @@ def for_stmt(scope: Scope, stmt: Tree) -> None:
     finally:
         if dim_name:
             program.dims.pop()
-    graph = _graph(scope, f"for@{loc.line}" if loc else "for", params, outputs, block.named, loc, None)
+    graph = _graph(scope, f"for@{loc.line}" if loc else "for", params, outputs, block.named, loc, None,
+                   block.effects)
     if dim_name:
-        graph = FunctionGraph(graph.name, graph.params, graph.size_vars + (dim_name,), graph.outputs,
-                              graph.named, loc=graph.loc, file=graph.file)
+        graph = replace(graph, size_vars=graph.size_vars + (dim_name,))
     region = Region("for", (graph,), len(carried), step, dim_name or var, not nonnegative, loc)
     scope.gone[var] = scope.loc(var_tok)   # the loop variable is local to the loop
     inputs = [start, stop] + inits + [outer for outer, _ in captured]
     _results(scope, carried, inputs, region, types, loc)
+    if not carried:
+        _effect(scope, region, inputs, loc)
 
 
 def while_stmt(scope: Scope, stmt: Tree) -> None:
@@ -306,9 +348,11 @@ def while_stmt(scope: Scope, stmt: Tree) -> None:
         scope, stmt, "while", body.children, cond_tree=cond_tree)
     label = f"while@{loc.line}" if loc else "while"
     cond_graph = _graph(scope, label + ":cond", params, [cond], (), loc, None)
-    body_graph = _graph(scope, label, params, outputs, block.named, loc, None)
+    body_graph = _graph(scope, label, params, outputs, block.named, loc, None, block.effects)
     region = Region("while", (cond_graph, body_graph), len(carried), loc=loc)
     _results(scope, carried, inits + [outer for outer, _ in captured], region, types, loc)
+    if not carried:
+        _effect(scope, region, inits + [outer for outer, _ in captured], loc)
 
 
 def _results(scope: Scope, names, inputs, region: Region, types: dict, loc) -> None:
@@ -360,13 +404,16 @@ def if_stmt(scope: Scope, stmt: Tree) -> None:
         for name, where in b.bound_at.items():
             if name not in names:
                 scope.gone[name] = where
-    captured = list(captures.values())
+    captured = [v for key, v in captures.items() if key is not _USED]
     params = [ph for _, ph in captured]
     label = f"if@{loc.line}" if loc else "if"
-    graphs = tuple(_graph(scope, label + (":then" if i == 0 else ":else"), params, outs, b.named, loc, None)
+    graphs = tuple(_graph(scope, label + (":then" if i == 0 else ":else"), params, outs, b.named, loc, None,
+                          b.effects)
                    for i, (outs, b) in enumerate(zip(outputs, blocks)))
     region = Region("if", graphs, 0, loc=loc)
     _results(scope, names, [pred] + [outer for outer, _ in captured], region, types, loc)
+    if not names:
+        _effect(scope, region, [pred] + [outer for outer, _ in captured], loc)
 
 
 STATEMENTS = {"for_stmt": for_stmt, "while_stmt": while_stmt, "if_stmt": if_stmt}

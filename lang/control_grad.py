@@ -47,8 +47,8 @@ def substitute(roots: list[Node], mapping: dict) -> list[Node]:
     return [memo[r] for r in roots]
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen, out = set(), []
+def _unique(names: list[str], taken=()) -> list[str]:
+    seen, out = set(taken), []
     for name in names:
         candidate, k = name, 1
         while candidate in seen:
@@ -67,7 +67,7 @@ def _renamed(node: Node, name: str) -> Node:
 def _graph(base: FunctionGraph, label: str, params: list[Node], outputs: list[Node],
            size_vars=None) -> tuple[FunctionGraph, list[Node]]:
     """A body graph: parameters renamed apart (the interpreter binds them by name)."""
-    names = _unique([p.attr("name") for p in params])
+    names = _unique([p.attr("name") for p in params], base.size_vars if size_vars is None else size_vars)
     renamed = [p if p.attr("name") == n else _renamed(p, n) for p, n in zip(params, names)]
     mapping = {p: r for p, r in zip(params, renamed) if p is not r}
     if mapping:

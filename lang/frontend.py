@@ -93,7 +93,8 @@ class Program:
             raise TdslTypeError(f"in {name}: {err}", self.loc(fn.children[0])) from None
         infer.check_literals(list(outputs) + [node for _, node in scope.named])
         return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), tuple(scope.named),
-                             tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename)
+                             tuple_result=tuple_result, loc=self.loc(fn.children[0]), file=self.filename,
+                             effects=tuple(scope.effects))
 
     def param_type(self, ptype: Tree, sizes: dict, size_vars: list) -> tuple[str, tuple[Dim, ...]]:
         dtype_tok, dims = ptype.children
@@ -243,6 +244,7 @@ class Scope:
         self.program, self.env, self.sizes = program, env, sizes
         self.named: list[tuple[str, Node]] = []
         self.bound_at: dict[str, Location | None] = {}   # each name's latest binding in this body
+        self.effects: list[Node] = []   # loops and branches that bind nothing but can fail
         self.gone: dict[str, Location | None] = {}       # names local to a loop or branch that ended
 
     def loc(self, tree) -> Location | None:

@@ -149,6 +149,7 @@ class FunctionGraph:
     tuple_result: bool = False
     loc: Location | None = None
     file: str = "<string>"
+    effects: tuple[Node, ...] = ()   # loops and branches with no results whose bodies can fail
 
     @property
     def signature(self) -> str:
@@ -253,6 +254,27 @@ class Region:
     def leading(self) -> int:
         """How many inputs of a region node come before the carried values."""
         return {"for": 2, "while": 0, "if": 1}[self.kind]
+
+
+def in_place_results(region: Region) -> dict[int, str]:
+    """The carried values a loop body may update in place ({result index: parameter name}): the
+    body's result is an update or scatter of the value's own parameter, which nothing else in the
+    body reads. Every target uses it: the per-step output `hs[i] = h` costs no copy per iteration."""
+    body = region.graphs[-1]
+    lead = 1 if region.index_param else 0
+    names = [p.name for p in body.params]
+    users: dict[str, int] = {}   # readers among every value the body may compute (named ones too)
+    for n in toposort(list(body.outputs) + [v for _, v in body.named] + list(body.effects)):
+        for i in dict.fromkeys(n.inputs):
+            if i.op == "param":
+                users[i.attr("name")] = users.get(i.attr("name"), 0) + 1
+    found = {}
+    for k, out in enumerate(body.outputs):
+        if out.op in ("update", "scatter") and out.inputs[0].op == "param":
+            name = out.inputs[0].attr("name")
+            if name == names[lead + k] and users.get(name) == 1 and list(body.outputs).count(out) == 1:
+                found[k] = name
+    return found
 
 
 def region_of(node: Node) -> Region | None:

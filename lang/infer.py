@@ -273,7 +273,7 @@ def concat(xs: list[Node], axis: int, loc: Location | None) -> Node:
     return Node("concat", dtype, shape, tuple(xs), make_attrs(axis=axis), False, loc)
 
 
-def take(x: Node, idx: Node, axis: int, loc: Location | None) -> Node:
+def take(x: Node, idx: Node, axis: int, loc: Location | None, of_slice: bool = False) -> Node:
     if kind(idx.dtype) != "int":
         raise TdslTypeError(f"take needs integer indices, not {idx.dtype}", loc)
     if x.ndim == 0:
@@ -281,7 +281,9 @@ def take(x: Node, idx: Node, axis: int, loc: Location | None) -> Node:
     axis = normalize_axis(axis, x.ndim, loc)
     idx = cast(idx, "i64", loc)
     shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
-    return Node("take", x.dtype, shape, (x, idx), make_attrs(axis=axis), False, loc)
+    # of_slice: the positions of a slice with run-time bounds (its range error says so)
+    attrs = make_attrs(axis=axis, of_slice=True) if of_slice else make_attrs(axis=axis)
+    return Node("take", x.dtype, shape, (x, idx), attrs, False, loc)
 
 
 def matmul(a: Node, b: Node, loc: Location | None) -> Node:

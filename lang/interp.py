@@ -11,7 +11,7 @@ import numpy as np
 from .dims import Dim
 from .dtypes import to_numpy
 from .errors import TdslRuntimeError
-from .graph import REGION_OPS, FunctionGraph, Node, toposort
+from .graph import REGION_OPS, FunctionGraph, Node, in_place_results, toposort
 from .limits import check_sizes, collect_checks, computed_roots, const_value, no_memory_message, value_sizes
 from .ops import OPS, RuntimeCheckFailed
 
@@ -25,8 +25,10 @@ def _concrete(value, sizes: Mapping[str, int]):
     return value
 
 
-def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapping[str, np.ndarray]):
-    """The value of one node given the values of its inputs."""
+def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapping[str, np.ndarray],
+                  in_place: bool = False):
+    """The value of one node given the values of its inputs (`in_place`: an update or scatter may
+    write into its first input's array)."""
     op = OPS[node.op]
     attrs = {k: _concrete(v, sizes) for k, v in node.attrs if k != "checks"}
     dtype = to_numpy(node.dtype)
@@ -47,13 +49,16 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
         return op.impl(values[0], attrs["axis"], attrs["keepdims"])
     if node.op == "slice":
         return op.impl(values[0], attrs["starts"], attrs["steps"], attrs["shape"])
+    if in_place:
+        attrs["in_place"] = True
     out = op.impl(*values, **attrs)
     return np.asarray(out).astype(dtype, copy=False)
 
 
 def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int],
               keep: list[Node] | None = None, limits: list | None = None,
-              roots: list[Node] | None = None, record: dict | None = None) -> tuple[list, dict]:
+              roots: list[Node] | None = None, record: dict | None = None,
+              mutable: frozenset = frozenset()) -> tuple[list, dict]:
     """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node).
 
     Every value's size is checked first (`limits`: the graph's `value_sizes`, if known); `roots`
@@ -73,6 +78,11 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
                     inner = None if record is None else record.setdefault(key, {})
                     regions[key] = run_region(node, [values[i] for i in node.inputs], sizes, inner)
                 values[node] = regions[key][node.attr("result")]
+                continue
+            if mutable and node.op in ("update", "scatter") and node.inputs[0].op == "param" \
+                    and node.inputs[0].attr("name") in mutable:
+                # a loop's own copy of a carried value, which nothing else reads: updated in place
+                values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args, in_place=True)
                 continue
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args)
         except RuntimeCheckFailed as err:
@@ -104,7 +114,8 @@ def _prepared(graph: FunctionGraph) -> _Prepared:
     return found
 
 
-def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], record: dict | None = None) -> list:
+def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], record: dict | None = None,
+             mutable: frozenset = frozenset()) -> list:
     """One run of a loop or branch body: its call-time checks (an index out of range names
     the loop index's value), then its results."""
     p = _prepared(graph)
@@ -116,7 +127,7 @@ def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], recor
     keep = p.named if record is not None else None
     inner = {} if record is not None else None
     outputs, values = run_graph(graph, dict(zip(p.names, arrays)), sizes, keep=keep, limits=p.limits,
-                                roots=p.roots, record=inner)
+                                roots=p.roots, record=inner, mutable=mutable)
     if record is not None:
         record["values"] = {name: values[node] for name, node in graph.named}
         record["regions"] = inner
@@ -136,21 +147,27 @@ def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict 
     lead = region.leading
     carried = list(inputs[lead:lead + region.carried])
     captured = list(inputs[lead + region.carried:])
+    # carried values the body updates in place: copied once, here (not when tracing: every
+    # iteration's value is kept)
+    own = in_place_results(region) if record is None else {}
+    for k in own:
+        carried[k] = np.array(carried[k], copy=True)
+    mutable = frozenset(own.values())
     steps = [] if record is not None else None
     if record is not None:
         record["kind"], record["steps"] = "loop", steps
     if region.kind == "while":
         cond, body = region.graphs
         while bool(run_body(cond, carried + captured, sizes)[0]):
-            carried = run_body(body, carried + captured, sizes, _step(steps))
+            carried = run_body(body, carried + captured, sizes, _step(steps), mutable)
         return carried
     body = region.graphs[0]
     start, stop = int(inputs[0]), int(inputs[1])
     for i in range(start, stop, region.step):
         if region.index_param:
-            carried = run_body(body, [np.int64(i)] + carried + captured, sizes, _step(steps))
+            carried = run_body(body, [np.int64(i)] + carried + captured, sizes, _step(steps), mutable)
         else:
-            carried = run_body(body, carried + captured, {**sizes, region.index: i}, _step(steps))
+            carried = run_body(body, carried + captured, {**sizes, region.index: i}, _step(steps), mutable)
     return carried
 
 

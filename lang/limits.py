@@ -15,7 +15,7 @@ import numpy as np
 from .dims import Dim, shape_str
 from .dtypes import kind, to_numpy
 from .errors import TdslRuntimeError
-from .graph import FunctionGraph, Node, toposort
+from .graph import REGION_OPS, FunctionGraph, Node, toposort
 from .ops import OPS
 
 MAX_BYTES = 2**63 - 1   # NumPy's limit (intp): an array's nonzero dims times its item size
@@ -98,6 +98,8 @@ def can_fail(node: Node) -> bool:
     its op's `Op.fails`, for its dtype kind, unless literal operands are known to be safe."""
     if node.attr("checks"):
         return True
+    if node.op in REGION_OPS:
+        return region_can_fail(node.attr("region"))
     fails = OPS[node.op].fails
     if fails is None or kind(node.dtype) not in fails.kinds:
         return False
@@ -105,6 +107,20 @@ def can_fail(node: Node) -> bool:
         return not node.attr("empty_ok")   # a max given an identity (softmax's shift) never fails
     values = _literal(node.inputs[fails.operand])
     return values is None or not fails.safe(values, node)
+
+
+_REGION_FAILS: dict = {}
+
+
+def region_can_fail(region) -> bool:
+    """Whether running a loop or branch can raise: a body's size check or a value that can fail."""
+    key = id(region)
+    found = _REGION_FAILS.get(key)
+    if found is None or found[0] is not region:
+        fails = any(collect_checks(g) or any(can_fail(n) for n in toposort(computed_roots(g)))
+                    for g in region.graphs)
+        found = _REGION_FAILS[key] = (region, fails)
+    return found[1]
 
 
 def value_checked(node: Node) -> bool:
@@ -126,11 +142,11 @@ def computed_roots(graph: FunctionGraph) -> list[Node]:
     reached = set(toposort(graph.outputs))
     dead = [node for _, node in graph.named if node not in reached]
     if not dead:
-        return list(graph.outputs)
+        return list(graph.outputs) + list(graph.effects)
     fails: dict[Node, bool] = {}
     for node in toposort(dead):
         fails[node] = can_fail(node) or any(fails.get(i, False) for i in node.inputs)
-    return list(graph.outputs) + [node for node in dead if fails[node]]
+    return list(graph.outputs) + [node for node in dead if fails[node]] + list(graph.effects)
 
 
 def collect_checks(graph: FunctionGraph) -> list[tuple[str, Dim, str, object]]:

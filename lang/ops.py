@@ -371,11 +371,27 @@ REDUCTIONS = [
 ]
 
 
-def _take(x, idx, axis):
+def _outside(idx: np.ndarray, n: int) -> int:
+    """The first index (in order) outside an axis of length n."""
+    flat = idx.ravel()
+    return int(flat[np.argmax((flat < -n) | (flat >= n))])
+
+
+SLICE_OUT_OF_RANGE = "a slice with run-time bounds is out of range for an axis of length {extent} " \
+                     "(NumPy's slice would be shorter than written)"
+
+
+def _range_error(idx: np.ndarray, n: int, of_slice: bool) -> RuntimeCheckFailed:
+    if of_slice:
+        return RuntimeCheckFailed(SLICE_OUT_OF_RANGE.replace("{extent}", str(n)))
+    return RuntimeCheckFailed(f"index {_outside(idx, n)} is out of range for an axis of length {n}")
+
+
+def _take(x, idx, axis, of_slice=False):
     n = np.asarray(x).shape[axis]
     idx = np.asarray(idx)
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise RuntimeCheckFailed(f"take: an index is out of range for an axis of length {n}")
+        raise _range_error(idx, n, of_slice)
     return np.take(x, idx, axis=axis)
 
 
@@ -385,20 +401,20 @@ def _slice(x, starts, steps, shape):
     return np.asarray(x)[index]
 
 
-def _update(x, v, starts, steps, shape):
-    out = np.array(x, copy=True)
+def _update(x, v, starts, steps, shape, in_place=False):
+    out = x if in_place else np.array(x, copy=True)
     index = tuple(slice(s, None if s + st * n < 0 else s + st * n, st) if n else slice(0, 0)
                   for s, st, n in zip(starts, steps, shape))
     out[index] = v
     return out
 
 
-def _scatter(x, idx, v, axis):
+def _scatter(x, idx, v, axis, of_slice=False, in_place=False):
     x, idx = np.asarray(x), np.asarray(idx)
     n = x.shape[axis]
     if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
-        raise RuntimeCheckFailed(f"an index is out of range for an axis of length {n}")
-    out = np.array(x, copy=True)
+        raise _range_error(idx, n, of_slice)
+    out = x if in_place else np.array(x, copy=True)
     out[(slice(None),) * axis + (idx,)] = v     # NumPy's assignment: the last write wins
     return out
 

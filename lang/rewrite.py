@@ -371,9 +371,10 @@ def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
         # A named value keeps its own name and place even when it merged with an equal node.
         named = tuple((name, simplify_node(node, memo, rules).with_name(name, node.loc))
                       for name, node in graph.named)
+        effects = tuple(simplify_node(node, memo, rules) for node in graph.effects)
         from .control_grad import merge_stored_loops
         merged = merge_stored_loops(list(outputs), [node for _, node in named])
         if merged is not None:
             outputs = tuple(merged[0])
             named = tuple((name, node.with_name(name, old.loc)) for (name, old), node in zip(named, merged[1]))
-    return replace(graph, outputs=outputs, named=named)
+    return replace(graph, outputs=outputs, named=named, effects=effects)

@@ -27,6 +27,7 @@ class ErrorEntry:
     extent: Dim | None = None
     bound: Dim | None = None      # a loop body's check: the size whose values the message names
     index: str | None = None      # ... and the loop index among them (its value comes from the call)
+    value: bool = False           # "an index ..." names the index found out of range, when known
 
     def text(self, extent: str | None = None) -> str:
         """The message with its place, as generated code prints it: `{extent}` stays for the
@@ -38,14 +39,17 @@ class ErrorEntry:
 class ErrorTable(tuple):
     """A module's error codes, the one table every target's host side reads (code k + 1 is entry k)."""
 
-    def error(self, code: int, sizes: dict, what: str = "compiled function") -> TdslRuntimeError:
-        """The TdslRuntimeError for a code a compiled function returned (0 is success)."""
+    def error(self, code: int, sizes: dict, what: str = "compiled function", value=None) -> TdslRuntimeError:
+        """The TdslRuntimeError for a code a compiled function returned (0 is success); `value`:
+        the index found out of range, if the target knows it."""
         if not 0 < code <= len(self):
             return TdslRuntimeError(f"the {what} failed with error code {code}")
         entry = self[code - 1]
         message = entry.message
         if entry.extent is not None:
             message = message.replace("{extent}", str(entry.extent.evaluate(sizes)))
+        if entry.value and value is not None:
+            message = message.replace("an index", f"index {value}", 1)
         if entry.bound is not None and all(v in sizes for v in entry.bound.variables()):
             # as the reference says it: "..., but i = 5, t = 5"
             message += ", but " + ", ".join(f"{v} = {sizes[v]}" for v in entry.bound.variables())

@@ -88,7 +88,7 @@ def dynamic_index(x: Node, expanded: list[Sub], loc: Location | None) -> Node:
     axis_of_x = _x_axes(expanded)
     for s, at, ax in reversed(list(zip(expanded, positions, axis_of_x))):
         if s.dynamic:
-            view = infer.take(view, gather_index(s, x.shape[ax], loc), at, loc)
+            view = infer.take(view, gather_index(s, x.shape[ax], loc), at, loc, s.kind == "dynslice")
     return view
 
 
@@ -142,9 +142,9 @@ def set_item(x: Node, subs: list[Sub], v: Node, loc: Location | None) -> Node:
     if all(_full(r) for r in rest):
         values = infer.broadcast_to(v, shape, loc) if v.shape != shape else v
     else:
-        gathered = infer.take(x, idx, j, loc)
+        gathered = infer.take(x, idx, j, loc, s.kind == "dynslice")
         values = set_item(gathered, [Sub("slice")] * (j + idx.ndim) + rest, v, loc)
-    return scatter(x, idx, values, j, loc)
+    return scatter(x, idx, values, j, loc, s.kind == "dynslice")
 
 
 def _full(s: Sub) -> bool:
@@ -168,10 +168,10 @@ def _write_region(x: Node, starts, steps, lengths, checks, v: Node, loc) -> Node
     return Node("update", x.dtype, x.shape, (x, v), attrs, False, loc)
 
 
-def scatter(x: Node, idx: Node, values: Node, axis: int, loc: Location | None) -> Node:
+def scatter(x: Node, idx: Node, values: Node, axis: int, loc: Location | None, of_slice: bool = False) -> Node:
     """x with the positions `idx` along `axis` replaced by `values` (shape x's with idx's at axis)."""
-    return Node("scatter", x.dtype, x.shape, (x, infer.cast(idx, "i64", loc), values),
-                make_attrs(axis=axis), False, loc)
+    attrs = make_attrs(axis=axis, of_slice=True) if of_slice else make_attrs(axis=axis)
+    return Node("scatter", x.dtype, x.shape, (x, infer.cast(idx, "i64", loc), values), attrs, False, loc)
 
 
 # -- run-time subscripts in the front end -------------------------------------------------

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import assert_same, compiled, require_target
+from conftest import TARGETS, assert_same, compiled, require_target
 
 # the targets that run control flow; the compiled ones join when they implement section 11
-CONTROL_TARGETS = ["numpy"]
+CONTROL_TARGETS = TARGETS
 on_targets = pytest.mark.parametrize("target", CONTROL_TARGETS)
 
 rng = np.random.default_rng(11)
@@ -1240,8 +1240,6 @@ def test_dynamic_index_out_of_range(target, j):
 
 
 @on_targets
-@pytest.mark.xfail(strict=True, reason="the run-time range check of a dynamic index (ops._take, "
-                                       "ops._scatter) does not name the index's value")
 def test_dynamic_index_error_names_the_value(target):
     x = f32(6)
     runtime_error(lambda: fn(DYNAMIC, "gather", target)(x, 17), DYNAMIC, "y = x[j]", "17")
@@ -1654,9 +1652,6 @@ fn loop_result_unread(x: f32[n], j: i64) -> f32 {
 
 
 @on_targets
-@pytest.mark.xfail(strict=True, reason="a loop or branch whose results no one reads is never run, so "
-                                       "its call-time errors are lost (limits.can_fail does not look "
-                                       "into bodies; a block without results has no node)")
 def test_blocks_whose_results_are_unread_still_raise(target):
     # NumPy runs every statement: x[j] out of range raises even when nothing reads it
     x = f32(3)

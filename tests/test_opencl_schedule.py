@@ -94,7 +94,7 @@ def test_kernel_text_follows_the_plan(made):
             assert (f"vstore{width}(" in text) == (width > 1) and ("vstore" in text) == (width > 1)
             assert ("TDSL_MAP_RUN" in text) == launch.get("runs", False)
             assert ("TDSL_REDUCE_STRIP > 1" in text) == launch.get("strip", False)
-            assert ("atomic_max(tdsl_err" in text) == (["err"] in launch["args"])
+            assert ("atomic_cmpxchg(tdsl_err" in text) == (["err"] in launch["args"])
 
 
 def test_the_schedule_of_each_kind(made):
