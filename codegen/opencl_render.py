@@ -143,6 +143,15 @@ class CLBody(Body):
         return name
 
 
+def _constant(value, dtype: str) -> str:
+    """A literal for a program-scope initializer: PoCL's NAN (`as_float(INT_MAX)`) is not a
+    constant expression there, a quotient of zeros is."""
+    text = literal(value, dtype)
+    if text == "NAN":
+        return "(0.0f / 0.0f)" if dtype == "f32" else "(0.0 / 0.0)"
+    return text
+
+
 class FunctionKernels:
     """What the program template needs for the kernels of one function."""
 
@@ -170,7 +179,7 @@ class FunctionKernels:
         return f"__global {qualifier}{STORAGE[buf.dtype]} *restrict {names.buffer(buf)}"
 
     def const(self, buf) -> SimpleNamespace:
-        values = [literal(v, buf.dtype) for v in buf.data] or [literal(0, buf.dtype)]
+        values = [_constant(v, buf.dtype) for v in buf.data] or [literal(0, buf.dtype)]
         rows = [", ".join(values[i:i + 8]) + "," for i in range(0, len(values), 8)]
         return SimpleNamespace(name=self.names.buffer(buf), ctype=STORAGE[buf.dtype], count=len(values),
                                rows=rows)

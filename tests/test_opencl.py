@@ -272,3 +272,13 @@ def test_both_launch_layouts_give_the_reference_results(opencl, monkeypatch, lay
     program = function._runner.function.program
     assert (program.matmul_strip, program.map_run) == ((1, 1) if layout == "gpu" else (32, 64))
     assert_same(function(*args), getattr(compiled(src, "numpy"), fn)(*args), rtol=1e-4, atol=1e-4)
+
+
+def test_a_constant_array_holding_nan_builds(opencl):
+    """PoCL's NAN is not a constant expression: a program-scope array of NaNs (0 / 0 folded into a
+    literal array) failed to build (found by the random programs)."""
+    src = "fn f() { return stack((zeros((), dtype=f64), 1.0), axis=0) / stack((0.0, 1.0), axis=0) }\n" \
+          "fn g(x: f32[n]) { return x * stack((0.0 / 0.0, 1.0 / 0.0, -1.0 / 0.0), axis=0)[0] }"
+    m = tdsl.compile(src, target="opencl")
+    assert np.array_equal(m.f(), [np.nan, 1.0], equal_nan=True)
+    assert np.isnan(m.g(np.ones(2, np.float32))).all()
