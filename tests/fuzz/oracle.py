@@ -334,9 +334,8 @@ def _value(node: Node, env: dict, sizes: dict):
 def _carry(stmt, env: dict) -> None:
     """A weak value carried by a loop takes the dtype its body gives it (section 11), from the start."""
     for name, dtype in stmt.carried.items():
-        value = env.get(name)
-        if isinstance(value, (bool, int, float)):
-            env[name] = NP["f64" if dtype == "f32" and GUARD["promote32"] else dtype].type(value)
+        if name in env:
+            env[name] = NP["f64" if dtype == "f32" and GUARD["promote32"] else dtype].type(env[name])
 
 
 def _names(node: Node, out: set) -> set:
@@ -501,6 +500,8 @@ def evaluate(node: Node, env: dict, sizes: dict, memo: dict):
             value = EVAL[node.op](node, kids, sizes)
         except (ValueError, IndexError, OverflowError, ZeroDivisionError) as err:
             raise Expected(f"NumPy raises {type(err).__name__}: {err}") from None
+        if node.weak and isinstance(value, np.generic):
+            value = value.item()   # a weak value stays a Python scalar (NumPy's ufuncs give a strong np.int64)
     memo[id(node)] = value
     return value
 
