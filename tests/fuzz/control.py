@@ -639,7 +639,8 @@ def generate_control(seed: int, name: str = "f") -> Program:
             stmts += made if isinstance(made, list) else [made]
     changed = g.rebound.pop()
     candidates = [v for n, v in g.scope.items() if n in changed] or list(g.scope.values())
-    result = rng.choice(candidates)
+    arrays = [v for v in candidates if v.shape]
+    result = rng.choice(arrays if arrays and rng.random() < 0.7 else candidates)
     if rng.random() < 0.2:
         g.pool = g.strong()
         result = mk_reduce(g, x=result) if result.shape else result
