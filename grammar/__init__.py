@@ -51,6 +51,7 @@ KEYWORDS = ("fn", "const", "return", "true", "false", "and", "or", "not", "for",
 RESERVED_WORDS = ("loop",)
 
 _CLOSERS = {"(": ")", "[": "]"}
+_OPERAND_TOKENS = {"NAME", "INT", "FLOAT", "TRUE", "FALSE"}
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "LPAR", "LSQB", "MINUS", "PLUS", "TRUE", "FALSE"}
 _COMPARISONS = {"EQ", "NE", "LT", "LE", "GT", "GE"}
 # What may follow a complete operand; listing them in "expected ..." would only be noise.
@@ -101,24 +102,40 @@ class BracketNewlines:
     def process(self, stream):
         depth = 0
         pending = None
+        # Operators that nest without a bracket (`a ** b ** c`, `- - x`, `not not x`) count too, per
+        # bracket level: a run past MAX_NESTING stops at once (parsing 40,000 of them took a second)
+        runs = [0]
+        after_operand = False
         for tok in stream:
             if tok.type == "_NL":
                 if depth and tok.value == ";":
                     yield Token.new_borrow_pos("SEMI", ";", tok)
                 elif not depth and pending is None:
                     pending = tok
+                runs[-1], after_operand = 0, False
                 continue
             if pending is not None:
                 yield pending
                 pending = None
-            if tok.type in ("LPAR", "LSQB"):
+            kind = tok.type
+            if kind in ("LPAR", "LSQB"):
                 depth += 1
+                runs.append(0)
                 if depth > MAX_NESTING:  # stop at once, not after parsing the rest
                     raise _TooDeep(tok)
-            elif tok.type in ("RPAR", "RSQB"):
+            elif kind in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
-            elif tok.type == "NAME" and tok.value in RESERVED_WORDS:
+                if len(runs) > 1:
+                    runs.pop()
+            elif kind == "NAME" and tok.value in RESERVED_WORDS:
                 tok = Token.new_borrow_pos("RESERVED", tok.value, tok)
+            if kind == "POW" or kind == "NOT" or (kind in ("MINUS", "PLUS") and not after_operand):
+                runs[-1] += 1
+                if runs[-1] > MAX_NESTING:
+                    raise _TooDeep(tok)
+            elif kind not in _OPERAND_TOKENS and kind not in ("RPAR", "RSQB", "LPAR", "LSQB", "DOT"):
+                runs[-1] = 0   # a binary operator, a comma, a keyword: the nesting chain ends
+            after_operand = kind in _OPERAND_TOKENS or kind in ("RPAR", "RSQB")
             yield tok
         if pending is not None:
             yield pending
