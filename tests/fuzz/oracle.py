@@ -89,6 +89,19 @@ def _cast(x, to: str):
     return x.astype(NP[to])
 
 
+def _periodic(node: Node, x):
+    """sin, cos, tan; unspecified where the argument's rounding error alone is a good part of a period
+    (cos of a sum of -1e20 values: any order of the sum is right, and each gives another cosine)."""
+    out = NP_UNARY[node.attrs["fn"]](x)
+    a = np.asarray(x)
+    if a.dtype.kind == "f" and a.size and not exact(node.kids[0]):
+        with np.errstate(all="ignore"):
+            err = _rounding_error(node.kids[0], a)
+            if np.any(np.isfinite(a) & (err > 1e-2)):
+                raise Unspecified(f"{node.attrs['fn']} of a rounded argument too large to have a precise value")
+    return out
+
+
 def _reciprocal(x):
     x = np.asarray(x)
     if x.dtype.kind in "iu" and (x == 0).any():
@@ -216,7 +229,8 @@ def _dt(node: Node):
 
 
 EVAL = {
-    "un": lambda n, v, s: (_reciprocal(v[0]) if n.attrs["fn"] == "reciprocal" else NP_UNARY[n.attrs["fn"]](v[0])),
+    "un": lambda n, v, s: (_reciprocal(v[0]) if n.attrs["fn"] == "reciprocal" else _periodic(n, v[0])
+                           if n.attrs["fn"] in ("sin", "cos", "tan") else NP_UNARY[n.attrs["fn"]](v[0])),
     "neg": lambda n, v, s: np.negative(v[0]),
     "not": lambda n, v, s: np.logical_not(v[0]),
     "bin": lambda n, v, s: _binary(n, v[0], v[1]),

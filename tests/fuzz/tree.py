@@ -432,7 +432,10 @@ def make_elementwise(op: str, fn: str, kids: list, np_fn) -> Node | None:
     typed = numpy_dtype(np_fn, *kids) if shape is not None else None
     if typed is None:
         return None
-    return Node(op, tuple(kids), {"fn": fn}, typed[0], shape, typed[1])
+    # an operator of weak operands is weak, as Python's 1 + 2 is (NumPy's np.add(1, 2) is a strong np.int64);
+    # a function call (exp, maximum, where, ...) of weak operands is strong, as NumPy's
+    weak = all(k.weak for k in kids) if op == "bin" and fn not in CALL_FORM else typed[1]
+    return Node(op, tuple(kids), {"fn": fn}, typed[0], shape, weak)
 
 
 def transposed(a: Node) -> Node:
