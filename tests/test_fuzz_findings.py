@@ -216,3 +216,24 @@ fn g(x: f64[2], out0: f64[2, n], L: i64) {
 def test_write_in_a_branch_in_a_loop_is_kept_on_c():
     m = compile_for(LOST_WRITE, "c")
     assert_same(m.g(np.array([0.5, 0.75]), np.zeros((2, 2)), 1), np.array([[0.5, 0.0], [0.0, 0.0]]))
+
+
+# 7. The condition of an if whose body has no effect (empty, or binding only names nothing reads) is never
+#    evaluated, so its call-time error is skipped on every target: x[i] with i = 5 of 2 elements returns x
+#    where Python with NumPy raises (85d1b13 runs a block that can fail; here the condition can). Found as
+#    "missing-error on numpy, c" (seed 707).
+UNUSED_BRANCH_CONDITION = """
+fn g(x: f64[m], i: i64) {
+    if x[i] > 0.0 {
+        y = 1.0
+    }
+    return x
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 7: the condition of an if without effect is not evaluated")
+def test_condition_of_an_if_without_effect_still_raises(target):
+    m = compile_for(UNUSED_BRANCH_CONDITION, target)
+    with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
+        m.g(np.array([1.0, 2.0]), 5)
