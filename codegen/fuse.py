@@ -33,11 +33,14 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
     loops and branches (region kernels, whose bodies are fused on their own), never across them."""
     if not any(k.kind == "region" for k in fn.kernels):
         return _fuse_segment(fn)
+    uses = {id(k): _buffers_used(k) for k in fn.kernels}
     kernels, locals_, segment = [], set(), []
     for k in fn.kernels + (None,):
         if k is None or k.kind == "region":
             if segment:
-                fused = _fuse_segment(replace(fn, kernels=tuple(segment)))
+                inside = {id(s) for s in segment}   # what the rest of the function reads stays a buffer
+                external = set().union(*(u for key, u in uses.items() if key not in inside))
+                fused = _fuse_segment(replace(fn, kernels=tuple(segment)), external)
                 kernels += fused.kernels
                 locals_ |= {t.name for t in fn.temps} - {t.name for t in fused.temps}
                 segment = []
@@ -48,7 +51,15 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
     return replace(fn, kernels=tuple(kernels), temps=tuple(t for t in fn.temps if t.name not in locals_))
 
 
-def _fuse_segment(fn: FunctionIR) -> FunctionIR:
+def _buffers_used(k) -> set[str]:
+    """The buffers a kernel reads or writes (a loop's: its inputs, results and second buffers)."""
+    if k.kind == "region":
+        return {b.name for b in k.inputs + k.results + k.scratch if b is not None and hasattr(b, "role")}
+    return {load.buffer.name for load in kernel_loads(k)} | {k.out.name} if hasattr(k, "out") else \
+        {load.buffer.name for load in kernel_loads(k)}
+
+
+def _fuse_segment(fn: FunctionIR, external: set[str] = frozenset()) -> FunctionIR:
     writers: dict[str, int] = {}
     for k in fn.kernels:
         writers[k.out.name] = writers.get(k.out.name, 0) + 1
@@ -68,7 +79,7 @@ def _fuse_segment(fn: FunctionIR) -> FunctionIR:
                     before.append(k)    # a value computed once: it may run before the pass
                 else:
                     deferred.append(k)
-        result += before + [group.kernel(fn, [reads[id(k)] for k in before + deferred])]
+        result += before + [group.kernel(fn, [reads[id(k)] for k in before + deferred] + [external])]
         rest = deferred
     locals_ = {b.name for k in result if k.kind == "fused" for b in k.locals}
     temps = tuple(t for t in fn.temps if t.name not in locals_)

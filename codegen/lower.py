@@ -615,7 +615,8 @@ def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
     only has size checks, which need no kernel."""
     reached = set(toposort(graph.outputs))
     operands = [n.inputs[OPS[n.op].fails.operand] for n in nodes if value_checked(n) and n not in reached]
-    regions = [n for n in nodes if n.op in REGION_OPS and n not in reached]   # loops run for their checks
+    # loops and scatters run for their checks (a scatter checks its positions as it writes them)
+    regions = [n for n in nodes if (n.op in REGION_OPS or n.op == "scatter") and n not in reached]
     return toposort(list(graph.outputs) + operands + regions)
 
 

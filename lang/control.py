@@ -228,7 +228,8 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
     carried = [n for n in assigned_names(body_stmts) if n not in excluded and _visible(scope, n) is not None]
     before = {n: _visible(scope, n) for n in carried}
     types = dict(before)
-    for _ in range(len(carried) + 2):
+
+    def elaborate(types: dict):
         program.blocks += 1
         block = BlockScope(scope, {}, program.blocks)
         holders = [block.placeholder(n, types[n].dtype, types[n].shape, types[n].weak, loc) for n in carried]
@@ -245,6 +246,19 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
         if cond_tree is not None:
             cond = _bool_scalar(block.expr(cond_tree), "while", scope.loc(cond_tree))
         block.statements(body_stmts)
+        return block, holders, index_param, cond
+
+    for _ in range(len(carried) + 2):
+        try:
+            block, holders, index_param, cond = elaborate(types)
+        except TdslTypeError:
+            # a weak carried value (s = 0) read before the body rebinds it may need the dtype the
+            # body gives it (section 11) to type check at all: try the dtypes it may take
+            settled = _settle_weak(carried, types, elaborate)
+            if settled is None:
+                raise
+            types = settled
+            block, holders, index_param, cond = elaborate(types)
         changed = False
         for n in carried:
             new, old = block.env[n], types[n]
@@ -267,6 +281,31 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
             scope.gone[name] = where
     inits = [infer.cast(before[n], types[n].dtype, loc) for n in carried]
     return carried, types, outputs, params, captured, inits, block, cond
+
+
+_WIDER = {"int": ("i32", "i64", "f32", "f64"), "float": ("f32", "f64"), "bool": ("bool", "i32", "i64", "f32", "f64")}
+
+
+def _settle_weak(carried: list, types: dict, elaborate) -> dict | None:
+    """Dtypes for the weak carried values (the others as they are) under which the body type
+    checks and gives each of them back its own dtype; None if no combination (of a few) does."""
+    import itertools
+    weak = [n for n in carried if types[n].weak]
+    if not weak or len(weak) > 3:
+        return None
+    options = [_WIDER[kind(types[n].dtype)] for n in weak]
+    for combo in itertools.product(*options):
+        trial = dict(types)
+        for n, dtype in zip(weak, combo):
+            trial[n] = infer.cast(types[n], dtype, types[n].loc) if types[n].dtype != dtype else types[n]
+            trial[n] = builtins._strong(trial[n], trial[n].loc)
+        try:
+            block = elaborate(trial)[0]
+        except TdslTypeError:
+            continue
+        if all(_types_equal(block.env[n], trial[n]) for n in weak):
+            return trial
+    return None
 
 
 def _fresh_loop_variable(scope: Scope, var: str, loc) -> None:

@@ -80,10 +80,16 @@ def _axis_slice(dim: Dim, sub: Sub, x: Node, axis: int, loc, checks: list) -> tu
             _require(end, short, loc, checks)
             _require(dim - end, short, loc, checks)
         return Dim.of(0), step, Dim.of(0)
+    length = (span + (abs(step) - 1)) // abs(step)
     _require(low, short, loc, checks)
-    _require(dim - high, short, loc, checks)
+    if step > 1:
+        # a stepped slice reads start, start + step, ...: its last element must lie on the axis
+        # (its written stop may pass the end, as NumPy's does when the count is the same)
+        _require(dim - 1 - (start + (length - 1) * step), short, loc, checks)
+    else:
+        _require(dim - high, short, loc, checks)
     _require(span, short, loc, checks)  # with literal bounds, a negative span means a short axis
-    return start, step, (span + (abs(step) - 1)) // abs(step)
+    return start, step, length
 
 
 def _negative(value) -> bool:

@@ -56,17 +56,22 @@ def gather_index(s: Sub, extent: Dim, loc: Location | None) -> Node:
     zero = infer.const(0, "i64", (), True, loc)
     n = _dim(extent, loc)
     span = _dim(s.stop if s.span is None else s.span, loc)
-    # NumPy wraps a negative start once (clamping it at 0) and a negative stop too: with a
-    # negative start, the slice is `length` long only when the start is on the axis and the stop
-    # (start + span) is negative as well. Otherwise its first position is made out of range, so
-    # take reports it; a slice that runs past the end has its last positions out of range.
-    negative = infer.elementwise("lt", [start, zero], loc)
-    wrapped = infer.elementwise("where", [negative, infer.elementwise("add", [start, n], loc), start], loc)
-    before = infer.elementwise("lt", [wrapped, zero], loc)
-    stop_wraps = infer.elementwise("lt", [infer.elementwise("add", [start, span], loc), zero], loc)
-    bad = infer.elementwise("and", [negative, infer.elementwise(
-        "or", [before, infer.elementwise("not", [stop_wraps], loc)], loc)], loc)
-    first = infer.elementwise("where", [bad, n, wrapped], loc)
+    # NumPy's slice of these bounds: each bound wrapped once if negative, then clamped to the axis;
+    # its count is (stop - start) / step rounded up. When that count is the written length, the
+    # positions are NumPy's; otherwise the first position is made out of range, so take reports it.
+    def on_axis(bound: Node) -> Node:
+        wrapped = infer.elementwise("where", [infer.elementwise("lt", [bound, zero], loc),
+                                             infer.elementwise("add", [bound, n], loc), bound], loc)
+        return infer.elementwise("minimum", [infer.elementwise("maximum", [wrapped, zero], loc), n], loc)
+    first_on = on_axis(start)
+    stop_on = on_axis(infer.elementwise("add", [start, span], loc))
+    step = infer.const(s.step, "i64", (), True, loc)
+    count = infer.elementwise("floordiv", [infer.elementwise(
+        "add", [infer.elementwise("sub", [stop_on, first_on], loc), infer.const(s.step - 1, "i64", (), True, loc)],
+        loc), step], loc)
+    count = infer.elementwise("maximum", [count, zero], loc)
+    bad = infer.elementwise("ne", [count, _dim(s.stop, loc)], loc)
+    first = infer.elementwise("where", [bad, n, first_on], loc)
     steps = infer.iota(s.stop, loc)
     if s.step != 1:
         steps = infer.elementwise("mul", [steps, infer.const(s.step, "i64", (), True, loc)], loc)
