@@ -259,3 +259,28 @@ def test_weak_value_made_strong_by_a_loop_is_strong_after_it(target):
     m = compile_for(WEAK_AFTER_LOOP, target)
     x = np.ones(2, np.float32)
     assert_same(m.g(x, x), np.full(2, 4.0))   # f64, as NumPy's np.float64(4.0) * x
+
+
+# 9. (What 054074d left of the weak-carried finding.) A weak value carried by a loop (s = 0.0, f32 from the
+#    body's s += f32(...)) read through a function before its rebinding, in the rebinding of another carried
+#    value: z = abs(s) + z is typed with s still weak, abs(weak) is a strong f64, and the program is refused
+#    ("'z' is carried by the for loop: it is f32[n] before it but f64[n] here"). Inside the body s is f32 (the
+#    contract: it takes the dtype the body gives it), so z stays f32. AVOID key:
+#    weak-carried-read-before-rebound (the generator then rebinds such a value first in the body).
+WEAK_CARRIED_THROUGH_A_FUNCTION = """
+fn g(x: f32[n], z: f32[n]) {
+    s = 0.0
+    for i in range(2) {
+        z = abs(s) + z
+        s += f32(sum(x))
+    }
+    return z
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="fuzz finding 9: a weak carried value read through a function is refused")
+def test_weak_carried_value_read_through_a_function(target):
+    m = compile_for(WEAK_CARRIED_THROUGH_A_FUNCTION, target)
+    x = np.ones(3, np.float32)
+    assert_same(m.g(x, x), np.full(3, 4.0, np.float32))   # 1 + |0| + |3|
