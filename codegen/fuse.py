@@ -75,8 +75,13 @@ def _fuse_segment(fn: FunctionIR, external: set[str] = frozenset()) -> FunctionI
         for k in rest:
             blocked = {d.out.name for d in deferred}
             if reads[id(k)] & blocked or not group.add(k, writers):
-                if _is_scalar(k) and not reads[id(k)] & (blocked | set(group.written)):
-                    before.append(k)    # a value computed once: it may run before the pass
+                # a value computed once may run before the pass, unless it reads what the pass or a
+                # kernel left after it writes, or writes what they read or write (an update's region
+                # written over its copy must stay after the copy)
+                touched = blocked | set(group.written) | {p.out.name for p in group.originals} | \
+                    set().union(*(reads[id(d)] for d in deferred), *(reads[id(o)] for o in group.originals))
+                if _is_scalar(k) and not reads[id(k)] & (blocked | set(group.written)) and k.out.name not in touched:
+                    before.append(k)
                 else:
                     deferred.append(k)
         result += before + [group.kernel(fn, [reads[id(k)] for k in before + deferred] + [external])]

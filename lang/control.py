@@ -148,8 +148,12 @@ def _graph(scope: Scope, label: str, params: list[Node], outputs, named, loc, in
 
 def _effect(scope: Scope, region: Region, inputs: list, loc) -> None:
     """A loop or branch that binds nothing still runs when its body can fail (NumPy runs every
-    statement): it gets one result, a flag it carries unchanged, kept in the graph's `effects`."""
-    from .limits import region_can_fail
+    statement): it gets one result, a flag it carries unchanged, kept in the graph's `effects`.
+    Its condition or bounds are computed for their errors too."""
+    from .limits import can_fail, region_can_fail
+    for value in inputs[:region.leading]:
+        if any(can_fail(n) for n in toposort([value])):
+            scope.effects.append(value)
     if not region_can_fail(region):
         return
     false = infer.const(False, "bool", (), False, loc)
@@ -263,11 +267,19 @@ def _loop(scope: Scope, stmt: Tree, kind_: str, body_stmts, cond_tree=None, inde
         for n in carried:
             new, old = block.env[n], types[n]
             if _types_equal(new, old):
+                if old.weak and not new.weak:   # s = 0.0; s += f64(...): strong after the loop
+                    types[n] = new
+                    changed = True
                 continue
             if _adapts(old, new):
                 types[n] = new
                 changed = True
                 continue
+            settled = _settle_weak(carried, types, elaborate)
+            if settled is not None and settled != types:
+                types = settled   # another carried value was weak where it was read
+                changed = True
+                break
             raise _type_error(n, old, new, block.bound_at.get(n) or loc,
                               f"carried by the {kind_} loop" + (f" at {loc.line}:{loc.col}" if loc else ""))
         if not changed:

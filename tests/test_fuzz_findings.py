@@ -212,7 +212,6 @@ fn g(x: f64[2], out0: f64[2, n], L: i64) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding 6: a run-time-slice write in a branch in a loop is lost on c")
 def test_write_in_a_branch_in_a_loop_is_kept_on_c():
     m = compile_for(LOST_WRITE, "c")
     assert_same(m.g(np.array([0.5, 0.75]), np.zeros((2, 2)), 1), np.array([[0.5, 0.0], [0.0, 0.0]]))
@@ -232,7 +231,6 @@ fn g(x: f64[m], i: i64) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding 7: the condition of an if without effect is not evaluated")
 def test_condition_of_an_if_without_effect_still_raises(target):
     m = compile_for(UNUSED_BRANCH_CONDITION, target)
     with pytest.raises(tdsl.TdslRuntimeError, match="out of range"):
@@ -254,7 +252,6 @@ fn g(x: f32[m], z: f32[m]) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding 8: a weak value made strong by a loop stays weak after it")
 def test_weak_value_made_strong_by_a_loop_is_strong_after_it(target):
     m = compile_for(WEAK_AFTER_LOOP, target)
     x = np.ones(2, np.float32)
@@ -279,7 +276,6 @@ fn g(x: f32[n], z: f32[n]) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding 9: a weak carried value read through a function is refused")
 def test_weak_carried_value_read_through_a_function(target):
     m = compile_for(WEAK_CARRIED_THROUGH_A_FUNCTION, target)
     x = np.ones(3, np.float32)
