@@ -27,8 +27,8 @@ def module_plan(module: ModuleIR, schedule: ModuleSchedule) -> dict:
     return {
         "functions": {fn.name: function_plan(fn, call, schedule)
                       for fn, call in zip(module.functions, module.calls)},
-        "errors": [[e.text(), py_dim(e.extent) if e.extent is not None else None, e.value]
-                   for e in module.errors],
+        "errors": [[e.text(), py_dim(e.extent) if e.extent is not None else None, e.value,
+                    e.bound.variables() if e.bound is not None else []] for e in module.errors],
         "uses_f64": schedule.uses_f64,
     }
 

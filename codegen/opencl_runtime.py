@@ -514,11 +514,13 @@ class StandaloneModule:
         try:
             results = self._runner(name)(arrays, sizes)
         except CheckFailed as failed:
-            message, extent, names_value = (self.plan["errors"][failed.code - 1] + [False])[:3]
+            message, extent, names_value, bound = (self.plan["errors"][failed.code - 1] + [False, []])[:4]
             if extent is not None:
                 message = message.replace("{extent}", str(evaluate(extent, sizes)))
             if names_value and failed.value is not None:
                 message = message.replace("an index", f"index {failed.value}", 1)
+            if bound and all(v in failed.sizes for v in bound):   # a loop body's check: "but i = 3, n = 3"
+                message += ", but " + ", ".join(f"{v} = {failed.sizes[v]}" for v in bound)
             raise Error(message) from None
         results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
         return results[0] if len(results) == 1 else tuple(results)
