@@ -1,7 +1,7 @@
 """Wrong answers, crashes and refused valid programs found by the section-11 fuzzer (tests/fuzz/control.py),
-each reduced to a minimal program. They are strict xfails: each turns into a failure ("XPASS") once the bug
-is fixed, and then the xfail mark (and the matching entry of tests/fuzz/tree.py's AVOID, which keeps the
-fuzzer's campaigns from meeting the same bug again and again) should go.
+each reduced to a minimal program; all fixed now, so they stay as regression tests. A new finding comes in
+as a strict xfail (it turns into a failure, "XPASS", once fixed; then the mark goes), with an entry in
+tests/fuzz/tree.py's AVOID while it is open, so that the fuzzer's campaigns do not meet it again and again.
 """
 from __future__ import annotations
 
