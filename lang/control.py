@@ -305,17 +305,22 @@ def _settle_weak(carried: list, types: dict, elaborate) -> dict | None:
     weak = [n for n in carried if types[n].weak]
     if not weak or len(weak) > 3:
         return None
-    options = [_WIDER[kind(types[n].dtype)] for n in weak]
-    for combo in itertools.product(*options):
+    # each weak value kept as it is (None) or given a dtype; fewest changes first
+    options = [(None,) + _WIDER[kind(types[n].dtype)] for n in weak]
+    combos = sorted(itertools.product(*options), key=lambda c: sum(d is not None for d in c))
+    for combo in combos[1:]:
         trial = dict(types)
         for n, dtype in zip(weak, combo):
+            if dtype is None:
+                continue
             trial[n] = infer.cast(types[n], dtype, types[n].loc) if types[n].dtype != dtype else types[n]
             trial[n] = builtins._strong(trial[n], trial[n].loc)
         try:
             block = elaborate(trial)[0]
         except TdslTypeError:
             continue
-        if all(_types_equal(block.env[n], trial[n]) for n in weak):
+        if all(_types_equal(block.env[n], trial[n]) for n, d in zip(weak, combo) if d is not None) and \
+                all(_types_equal(block.env[n], trial[n]) or _adapts(trial[n], block.env[n]) for n in carried):
             return trial
     return None
 

@@ -304,7 +304,6 @@ fn g(x1: f32[1], x2: f32[m]) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding 10: a weak counter comes out of a loop as an i32")
 def test_weak_counter_stays_weak_beside_a_weak_carried_value_read_through_a_function(target):
     m = compile_for(WEAK_COUNTER_AFTER_LOOP, target)
     assert_same(m.g(np.ones(1, np.float32), np.ones(2, np.float32)), np.float32(4.0))
