@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import itertools
+
 from . import builtins, infer
 from .dims import Dim
 from .dtypes import is_float
@@ -19,12 +21,11 @@ from .errors import Location, TdslTypeError
 from .graph import FunctionGraph, Node, Param, Region, make_attrs, toposort
 from .indexing import Sub
 
-_TAG = [10**9]   # tags of the parameters made here (the front end counts from 1)
+_TAGS = itertools.count(10**9)   # tags of the parameters made here (the front end counts from 1)
 
 
 def _placeholder(name: str, dtype: str, shape, loc, weak: bool = False) -> Node:
-    _TAG[0] += 1
-    return Node("param", dtype, tuple(shape), (), make_attrs(name=name, block=_TAG[0]), weak, loc, name)
+    return Node("param", dtype, tuple(shape), (), make_attrs(name=name, block=next(_TAGS)), weak, loc, name)
 
 
 def _zeros(shape, dtype: str, loc) -> Node:
