@@ -43,12 +43,10 @@ def assigned_names(stmts) -> list[str]:
             stack.extend(reversed(st.children[1].children))
         elif st.data == "if_stmt":
             _, then, other = st.children
+            items = list(then.children)
             if other is not None:
-                stack.append(other if other.data == "if_stmt" else Tree("body", other.children))
-                if other.data == "body":
-                    stack.pop()
-                    stack.extend(reversed(other.children))
-            stack.extend(reversed(then.children))
+                items += [other] if other.data == "if_stmt" else list(other.children)
+            stack.extend(reversed(items))
     return list(found)
 
 
