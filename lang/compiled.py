@@ -117,19 +117,8 @@ class Function:
         outputs, values = run_graph(g, {p.name: a for p, a in zip(g.params, arrays)}, sizes, named_nodes,
                                     record=record)
         out: dict = {p.name: a for p, a in zip(g.params, arrays)}
-        produced: dict = {}
-        for item in _items(g):
-            if item[0] == "value":
-                _, name, node = item
-                if node.op in REGION_OPS and name in produced.get(region_results(node), ()):
-                    continue   # the loop's per-iteration values of this name win over its final one
-                out[name] = _fresh(values[node], node.dtype)
-                continue
-            key = region_results(item[1])
-            if key in record:
-                entries = _region_entries(key[0], record[key], sizes)
-                produced[key] = set(entries)
-                out.update(entries)
+        named = {name: _fresh(values[node], node.dtype) for name, node in g.named}   # the last binding
+        out.update(_step_entries(g, {"values": named, "regions": record}, sizes))
         if g.tuple_result:
             for i, (o, node) in enumerate(zip(outputs, g.outputs)):
                 out[f"return[{i}]"] = _fresh(o, node.dtype)
@@ -244,7 +233,7 @@ def _step_entries(graph: FunctionGraph, step: dict, sizes: dict) -> dict:
         if item[0] == "value":
             _, name, node = item
             if node.op in REGION_OPS and name in produced.get(region_results(node), ()):
-                continue
+                continue   # the loop's per-iteration values of this name win over its final one
             if name in values:
                 out[name] = values[name]
             continue

@@ -19,14 +19,15 @@ from .indexing import Sub, expand, region
 _KIND_ORDER = ["bool", "int", "float"]
 
 
-def _positions(axes: list[Sub]) -> list[int | None]:
-    """For each subscript, the axis of the static view it leaves (None: an integer drops it)."""
+def _positions(axes: list[Sub], ints_drop: bool = True) -> list[int | None]:
+    """For each subscript, the axis it leaves in the static view (None: an integer drops it, or
+    None adds one); with `ints_drop` false, the axis of `x` it reads instead."""
     out, at = [], 0
     for s in axes:
         if s.kind == "none":
-            at += 1
+            at += ints_drop
             out.append(None)
-        elif s.kind == "int":
+        elif s.kind == "int" and ints_drop:
             out.append(None)
         else:
             out.append(at)
@@ -90,22 +91,12 @@ def dynamic_index(x: Node, expanded: list[Sub], loc: Location | None) -> Node:
     from .indexing import index
     view = index(x, _static_part(expanded), loc)
     positions = _positions(expanded)
-    axis_of_x = _x_axes(expanded)
+    axis_of_x = _positions(expanded, ints_drop=False)
     for s, at, ax in reversed(list(zip(expanded, positions, axis_of_x))):
         if s.dynamic:
             view = infer.take(view, gather_index(s, x.shape[ax], loc), at, loc, s.kind == "dynslice")
     return view
 
-
-def _x_axes(expanded: list[Sub]) -> list[int | None]:
-    out, at = [], 0
-    for s in expanded:
-        if s.kind == "none":
-            out.append(None)
-        else:
-            out.append(at)
-            at += 1
-    return out
 
 
 def storable(v: Node, x: Node, loc: Location | None) -> Node:
