@@ -502,6 +502,14 @@ BUILDERS: dict[str, Callable] = {
     "ones": ones, "full": full, "zeros_like": zeros_like, "ones_like": ones_like, "arange": arange,
     "eye": eye, "one_hot": one_hot, "take": take,
 }
+
+# Section 12's builtins live in modules of their own, each with a BUILDERS dict of the same form
+# (imported here, after everything they import from this module is defined).
+from . import extras as _extras, nn as _nn, ordering as _ordering, rng as _rng, scatter as _scatter  # noqa: E402
+
+for _module in (_extras, _nn, _ordering, _rng, _scatter):
+    BUILDERS.update(_module.BUILDERS)
+
 # The elementwise builtins whose arity is fixed by a lambda: record their parameter names here.
 _ELEMENTWISE_PARAMS = {1: ["x"], 2: ["a", "b"], 3: ["condition", "a", "b"]}
 

@@ -459,7 +459,14 @@ STRUCTURAL = [
     Op("if", "region", None, "given", None, doc="a result of an if/else"),
 ]
 
-OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURAL}
+# Section 12's primitives, one list per family (the builtins composed of them are in
+# lang/ordering.py, lang/scatter.py and lang/rng.py).
+ORDERING: list[Op] = []   # cumulative sums and products, sorting
+GATHER_SCATTER: list[Op] = []   # gathers and scatters along an axis
+RANDOM: list[Op] = []     # counter-based random numbers (Philox-4x64-10)
+
+OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURAL + ORDERING
+                      + GATHER_SCATTER + RANDOM}
 
 
 # -- properties read across the table -----------------------------------------------------
