@@ -1,6 +1,188 @@
-"""Section 12's convolutions and pooling, composed of slices, concatenation, reshapes and matmuls."""
+"""Section 12's convolutions and pooling, composed of slices, concatenation, reshapes and matmuls.
+
+Nothing here generates code: a convolution is im2col (the kernel's strided slices of the
+padded input, stacked) followed by one matmul with the kernel reshaped to a matrix, so it
+fuses, runs on every target, goes through BLAS where the matmul can, and differentiates
+through the rules of slices, concatenations and matmuls.
+"""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
-BUILDERS: dict[str, Callable] = {}
+from . import infer
+from .builtins import as_node, static_int, zeros
+from .dims import Dim, shape_size
+from .errors import Location, TdslTypeError
+from .graph import Node
+
+SPATIAL_NAMES = {1: "w", 2: "h, w"}
+
+
+def _window_slices(x: Node, kernel: tuple[int, ...], stride: int, out: tuple[Dim, ...],
+                   check: tuple, loc: Location | None) -> list[Node]:
+    """For each kernel offset (row-major), the strided slice of `x` it multiplies: on each
+    spatial axis, `out` elements from the offset by `stride`. The first carries `check`."""
+    nd = len(kernel)
+    offsets = [()]
+    for k in kernel:
+        offsets = [o + (i,) for o in offsets for i in range(k)]
+    lead = x.shape[:-nd]
+    slices = []
+    for n, offset in enumerate(offsets):
+        starts = (Dim.of(0),) * len(lead) + tuple(Dim.of(i) for i in offset)
+        steps = (1,) * len(lead) + (stride,) * nd
+        checks = check if n == 0 else ()
+        slices.append(infer.slice_node(x, starts, steps, lead + out, checks, loc))
+    return slices
+
+
+def _stack_last(xs: list[Node], loc: Location | None, axis: int) -> Node:
+    """The arrays, of one shape, stacked along a new axis `axis`."""
+    shape = xs[0].shape
+    grown = shape[:axis] + (Dim.of(1),) + shape[axis:]
+    return infer.concat([infer.reshape(x, grown, loc) for x in xs], axis, loc)
+
+
+def _out_sizes(name: str, sizes, kernel, stride: int, loc) -> tuple[tuple[Dim, ...], tuple]:
+    """The output sizes `(size - k) // stride + 1` and the check that the window fits."""
+    out, check = [], []
+    for size, k in zip(sizes, kernel):
+        room = size - k
+        if room.is_const and room.const < 0:
+            raise TdslTypeError(f"{name}: the window ({k}) is larger than the (padded) input ({size})", loc)
+        if not room.is_const:
+            check.append((">=", room, f"{name}: the window ({k}) is larger than the (padded) input ({size})"))
+        out.append(room // stride + 1)
+    return tuple(out), tuple(check)
+
+
+def _static_stride(name: str, stride, loc) -> int:
+    s = static_int(stride, loc, f"{name}'s stride")
+    if s <= 0:
+        raise TdslTypeError(f"{name}: the stride must be positive, not {s}", loc)
+    return s
+
+
+def _padding(name: str, padding, kernel: tuple[int, ...], stride: int, loc) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis; "same" pads k - 1 in all, the odd one after."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * len(kernel)
+        if padding != "same":
+            raise TdslTypeError(f"{name}: padding must be an integer, \"same\" or \"valid\", not {padding!r}", loc)
+        if stride != 1:
+            raise TdslTypeError(f"{name}: padding=\"same\" needs stride 1, not {stride}", loc)
+        return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel]
+    p = static_int(padding, loc, f"{name}'s padding")
+    if p < 0:
+        raise TdslTypeError(f"{name}: the padding cannot be negative ({p})", loc)
+    return [(p, p)] * len(kernel)
+
+
+def _pad(x: Node, pads: list[tuple[int, int]], loc) -> Node:
+    """`x` with zeros before and after each of its last len(pads) axes."""
+    nd = len(pads)
+    for i, (before, after) in enumerate(pads):
+        axis = x.ndim - nd + i
+        pieces = []
+        for size in (before, None, after):
+            if size is None:
+                pieces.append(x)
+            elif size:
+                shape = x.shape[:axis] + (Dim.of(size),) + x.shape[axis + 1:]
+                pieces.append(zeros(loc, shape, x.dtype))
+        x = infer.concat(pieces, axis, loc)
+    return x
+
+
+def _check_operand(name: str, x: Node, rank: int, what: str, layout: str, loc) -> None:
+    if x.ndim != rank:
+        raise TdslTypeError(f"{name} needs {what} of rank {rank} ([{layout}]), not {x.type_str}", loc)
+    if x.dtype == "bool":
+        raise TdslTypeError(f"{name}: arithmetic on bool is not allowed ({what} is {x.type_str})", loc,
+                            hint=infer.BOOL_HINT)
+
+
+def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
+    x, w = as_node(x, loc), as_node(w, loc)
+    spatial = SPATIAL_NAMES[nd]
+    _check_operand(name, x, nd + 2, "the input", f"batch, channels_in, {spatial}", loc)
+    kernel_names = "kh, kw" if nd == 2 else "kw"
+    _check_operand(name, w, nd + 2, "the kernel", f"channels_out, channels_in, {kernel_names}", loc)
+    if x.shape[1] != w.shape[1]:
+        raise TdslTypeError(f"{name}: the input has {x.shape[1]} channels and the kernel {w.shape[1]} "
+                            f"({x.type_str} against {w.type_str})", loc)
+    kernel = tuple(d.const for d in w.shape[2:])
+    if any(k is None for k in kernel):
+        raise TdslTypeError(f"{name}: the kernel's spatial sizes must be literal integers, not "
+                            f"{w.type_str}", loc)
+    if any(k == 0 for k in kernel):
+        raise TdslTypeError(f"{name}: the kernel cannot be empty ({w.type_str})", loc)
+    s = _static_stride(name, stride, loc)
+    pads = _padding(name, padding, kernel, s, loc)
+    dtype, _ = infer.promote([(x.dtype, x.weak), (w.dtype, w.weak)])
+    x, w = infer.cast(x, dtype, loc), infer.cast(w, dtype, loc)
+    padded = _pad(x, pads, loc)
+    out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
+    batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
+    # cols[b, c * K + k, l]: the k-th kernel offset's input under output position l
+    cols = _stack_last(_window_slices(padded, kernel, s, out, check, loc), loc, 2)
+    cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
+    matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
+    result = infer.matmul(matrix, cols, loc)   # [batch, channels_out, positions]: one GEMM per image
+    return infer.reshape(result, (batch, w.shape[0]) + out, loc)
+
+
+
+def conv1d(loc, x, w, stride=1, padding=0):
+    """Cross-correlation of x [batch, channels_in, w] with w [channels_out, channels_in, kw]."""
+    return _conv("conv1d", 1, loc, x, w, stride, padding)
+
+
+def conv2d(loc, x, w, stride=1, padding=0):
+    """Cross-correlation of x [batch, channels_in, h, w] with w [channels_out, channels_in, kh, kw]."""
+    return _conv("conv2d", 2, loc, x, w, stride, padding)
+
+
+def _pool(name: str, loc, x, size, stride) -> tuple[Node, tuple[int, ...]]:
+    """The windows of x stacked: [batch, channels, out_h, out_w, size*size] (or, when the
+    windows tile the input, [batch, channels, out_h, size, out_w, size]), and the axes to reduce."""
+    x = as_node(x, loc)
+    if x.ndim != 4:
+        raise TdslTypeError(f"{name} needs an input of rank 4 ([batch, channels, h, w]), not {x.type_str}", loc)
+    k = static_int(size, loc, f"{name}'s size")
+    if k <= 0:
+        raise TdslTypeError(f"{name}: the window size must be positive, not {k}", loc)
+    s = k if stride is None else _static_stride(name, stride, loc)
+    out, check = _out_sizes(name, x.shape[2:], (k, k), s, loc)
+    lead = x.shape[:2]
+    if s == k:
+        # non-overlapping windows: the covered part of x, reshaped, holds each window on two axes
+        part = infer.slice_node(x, (Dim.of(0),) * 4, (1,) * 4, lead + (out[0] * k, out[1] * k), check, loc)
+        tiles = infer.reshape(part, lead + (out[0], Dim.of(k), out[1], Dim.of(k)), loc)
+        return tiles, (3, 5)
+    return _stack_last(_window_slices(x, (k, k), s, out, check, loc), loc, 4), (4,)
+
+
+def max_pool2d(loc, x, size, stride=None):
+    """The maximum of each size x size window of x [batch, channels, h, w] (NaN propagates)."""
+    windows, axes = _pool("max_pool2d", loc, x, size, stride)
+    return infer.reduce("max", windows, axes, False, loc)
+
+
+def avg_pool2d(loc, x, size, stride=None):
+    """The mean of each size x size window of x [batch, channels, h, w] (integers give f64)."""
+    windows, axes = _pool("avg_pool2d", loc, x, size, stride)
+    if windows.dtype == "bool":
+        raise TdslTypeError("avg_pool2d: arithmetic on bool is not allowed", loc, hint=infer.BOOL_HINT)
+    if windows.dtype not in ("f32", "f64"):
+        windows = infer.cast(windows, "f64", loc)
+    total = infer.reduce("sum", windows, axes, False, loc)
+    k = static_int(size, loc, "avg_pool2d's size")
+    return infer.elementwise("div", [total, infer.const(k * k, "i64", (), True, loc)], loc)
+
+
+BUILDERS: dict[str, Callable] = {
+    "conv1d": conv1d, "conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
+}
