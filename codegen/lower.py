@@ -449,7 +449,7 @@ class Lowering:
                                                   self.const(0, node.dtype)), None)
         if gate is not None:
             cond = self.intern(Apply, "and", "bool", (gate, cond), None)
-        error = self.errors.code(ErrorInfo("an integer raised to a negative integer power", node.loc))
+        error = self.errors.code(ErrorInfo(OPS[node.op].fails.message, node.loc))
         return cond, error
 
     def gathered(self, node: Node, at: tuple, gate=None) -> Gather:

@@ -30,6 +30,8 @@ from typing import Callable, Union
 
 import numpy as np
 
+from . import philox as _philox
+
 CExpr = Union[str, dict, None]
 
 
@@ -46,6 +48,7 @@ class Fails:
     operand: int | None = None     # "values": the operand whose values decide
     domain: int | None = None      # "values": the operand every element of which a check reads (None: the result)
     safe: Callable | None = None   # "values": (the operand's literal values, node) -> True when they never fail
+    message: str = "an integer raised to a negative integer power"   # "values": the error (operand < 0)
 
 
 @dataclass(frozen=True)
@@ -463,7 +466,69 @@ STRUCTURAL = [
 # lang/ordering.py, lang/scatter.py and lang/rng.py).
 ORDERING: list[Op] = []   # cumulative sums and products, sorting
 GATHER_SCATTER: list[Op] = []   # gathers and scatters along an axis
-RANDOM: list[Op] = []     # counter-based random numbers (Philox-4x64-10)
+# Counter-based random numbers (lang/rng.py builds them; lang/philox.py is the reference). Each
+# op is elementwise over (key, position): a value depends on its key and its flat position only,
+# so it fuses into its consumers and never depends on threads or work-items. The preludes hold
+# Philox-4x64-10 itself (tdsl_philox_word: word w of key's stream, as NumPy's Philox(key=key)).
+_RANDOM_HELPERS = """
+/* Uniform on [0, 1) at a position of key's stream, as NumPy's Generator(Philox(key)).random:
+   f64: (word p >> 11) * 2^-53; f32: the low, then the high half of word p / 2, (u32 >> 8) * 2^-24. */
+static inline $C tdsl_uniform_$T(tdsl_u64 key, tdsl_u64 p)
+{
+    tdsl_u64 word, low_high;
+    if (sizeof($C) == 8) return ($C)(tdsl_philox_word(key, p) >> 11) * ($C)1.1102230246251565404236316680908203125e-16;
+    word = tdsl_philox_word(key, p >> 1);
+    low_high = (p & 1) ? word >> 32 : word & 0xFFFFFFFFu;
+    return ($C)(low_high >> 8) * ($C)5.9604644775390625e-08;
+}
+
+/* Standard normal at a position: Box-Muller of words 2p and 2p + 1 as uniforms u1, u2 of $T's
+   mantissa ((word >> 11) * 2^-53, or (word >> 40) * 2^-24): sqrt(-2 log(1 - u1)) cos(2 pi u2). */
+static TDSL_SCALAR_HELPER $C tdsl_normal_$T(tdsl_u64 key, tdsl_u64 p)
+{
+    const int shift = sizeof($C) == 8 ? 11 : 40;
+    const $C scale = sizeof($C) == 8 ? ($C)1.1102230246251565404236316680908203125e-16 : ($C)5.9604644775390625e-08;
+    const $C u1 = ($C)(tdsl_philox_word(key, 2 * p) >> shift) * scale;
+    const $C u2 = ($C)(tdsl_philox_word(key, 2 * p + 1) >> shift) * scale;
+    return sqrt$f(($C)-2 * log$f(($C)1 - u1)) * cos$f(($C)6.283185307179586476925286766559 * u2);
+}
+"""
+
+
+def _randint_span(span, flag):
+    if np.any(np.asarray(flag) < 0):
+        raise RuntimeCheckFailed(RANDINT_EMPTY)
+    return np.asarray(span)
+
+
+RANDINT_EMPTY = "randint needs low < high"
+
+
+def _random(name: str, impl: Callable, c: str, **props) -> Op:
+    """An elementwise op of integer operands (a key and a position, mostly): a constant for grad."""
+    return _binary(name, "given", impl, {"int": c}, grad=lambda d: [None, None], **props)
+
+
+RANDOM: list[Op] = [     # counter-based random numbers (Philox-4x64-10)
+    _random("philox_f64", _philox.uniform_f64, "tdsl_uniform_f64({0}, {1})", helper=_RANDOM_HELPERS,
+            doc="uniform f64 on [0, 1): word `position` of `key`'s stream, as NumPy's Philox"),
+    _random("philox_f32", _philox.uniform_f32, "tdsl_uniform_f32({0}, {1})",
+            doc="uniform f32 on [0, 1): half `position` of `key`'s stream, as NumPy's Philox"),
+    _random("philox_normal_f64", lambda k, p: _philox.normal(k, p, np.float64), "tdsl_normal_f64({0}, {1})",
+            doc="standard normal f64 (Box-Muller of words 2p and 2p + 1)"),
+    _random("philox_normal_f32", lambda k, p: _philox.normal(k, p, np.float32), "tdsl_normal_f32({0}, {1})",
+            doc="standard normal f32 (Box-Muller in f32 of words 2p and 2p + 1)"),
+    _random("philox_bits", _philox.bits, "tdsl_philox_bits({0}, {1})",
+            doc="word `position` of `key`'s stream as i64"),
+    _random("mulhi", _philox.mulhi, "tdsl_mulhi_i64({0}, {1})",
+            doc="the high 64 bits of the product of two i64 read as unsigned (Lemire's range map)"),
+    _random("fold_in", _philox.fold_in, "tdsl_fold_in({0}, {1})",
+            doc="a new key from a key and an integer: one Philox block no stream uses"),
+    _random("randint_span", _randint_span, "{0}",
+            doc="the span high - low of randint, checked: `flag` is negative where low >= high",
+            fails=Fails("values", kinds=("int",), operand=1, message=RANDINT_EMPTY,
+                        safe=lambda flag, node: not bool(np.any(flag < 0)))),
+]
 
 OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURAL + ORDERING
                       + GATHER_SCATTER + RANDOM}
