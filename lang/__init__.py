@@ -1,6 +1,7 @@
 """tdsl: a small tensor language compiled to C and OpenCL, with NumPy semantics."""
 from __future__ import annotations
 
+from math import e, inf, nan, pi
 from pathlib import Path
 
 from importlib import import_module
@@ -22,7 +23,7 @@ _LAZY = {"Var": "api", "function": "api", "grad": "api", "scalar": "api", "tenso
 __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
            "fori_loop", "while_loop", "cond",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
-           "TdslBuildError", "__version__"]
+           "TdslBuildError", "__version__", "inf", "nan", "pi", "e"]
 
 
 def load(path, target: str = "c") -> Module:

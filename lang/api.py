@@ -97,6 +97,84 @@ class Var:
     def T(self) -> "Var":
         return Var(builtins.transpose(caller_location(), self.node))
 
+    # -- NumPy's methods: each is the builtin of the same name (`x.sum(axis=0)` is `sum(x, axis=0)`)
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False) -> "Var":
+        return self._typed_reduction("sum", axis, dtype, out, keepdims)
+
+    def prod(self, axis=None, dtype=None, out=None, keepdims=False) -> "Var":
+        return self._typed_reduction("prod", axis, dtype, out, keepdims)
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False) -> "Var":
+        return self._typed_reduction("mean", axis, dtype, out, keepdims)
+
+    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False) -> "Var":
+        return self._statistic("var", axis, dtype, out, ddof, keepdims)
+
+    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False) -> "Var":
+        return self._statistic("std", axis, dtype, out, ddof, keepdims)
+
+    def max(self, axis=None, out=None, keepdims=False, initial=None) -> "Var":
+        return self._method("max", out, axis=axis, keepdims=keepdims, initial=initial)
+
+    def min(self, axis=None, out=None, keepdims=False, initial=None) -> "Var":
+        return self._method("min", out, axis=axis, keepdims=keepdims, initial=initial)
+
+    def any(self, axis=None, out=None, keepdims=False) -> "Var":
+        return self._method("any", out, axis=axis, keepdims=keepdims)
+
+    def all(self, axis=None, out=None, keepdims=False) -> "Var":
+        return self._method("all", out, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis=None, out=None, *, keepdims=False) -> "Var":
+        return self._method("argmax", out, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis=None, out=None, *, keepdims=False) -> "Var":
+        return self._method("argmin", out, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis=None, dtype=None, out=None) -> "Var":
+        """NumPy's `cumsum`, where the builtin exists (section 12's cumulative sums)."""
+        if "cumsum" not in builtins.BUILDERS:
+            raise TdslTypeError("cumsum is not a builtin of this tdsl version", caller_location())
+        x = self if dtype is None else self.astype(dtype)
+        return x._method("cumsum", out, axis=axis)
+
+    def reshape(self, *shape, order="C") -> "Var":
+        """`x.reshape(2, 3)` or `x.reshape((2, 3))`; sizes may be size-variable names and one -1."""
+        if order != "C":
+            raise TdslTypeError(f"reshape supports only order='C', not {order!r}", caller_location())
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return self._method("reshape", None, shape=shape)
+
+    def transpose(self, *axes) -> "Var":
+        """`x.transpose()` reverses the axes; `x.transpose(1, 0)` or `x.transpose((1, 0))` permutes them."""
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = axes[0]
+        return self._method("transpose", None, axes=tuple(axes) if axes else None)
+
+    def astype(self, dtype) -> "Var":
+        """A cast: `x.astype("f32")`, `x.astype(np.float32)`."""
+        loc = caller_location()
+        return Var(builtins.cast_to(builtins.static_dtype(dtype, loc))(loc, self.node))
+
+    def _method(self, name: str, out, **kwargs) -> "Var":
+        loc = caller_location()
+        if out is not None:
+            raise TdslTypeError(f"{name}: out= is not supported (values are immutable)", loc)
+        kwargs = {k: _unwrap(v) for k, v in kwargs.items() if not (k == "initial" and v is None)}
+        return Var(builtins.call(name, [self.node], kwargs, loc))
+
+    def _typed_reduction(self, name: str, axis, dtype, out, keepdims) -> "Var":
+        """sum/prod/mean with NumPy's `dtype=`: the input cast to it, and so the result."""
+        x = self if dtype is None else self.astype(dtype)
+        result = x._method(name, out, axis=axis, keepdims=keepdims)
+        return result if dtype is None else result.astype(dtype)
+
+    def _statistic(self, name: str, axis, dtype, out, ddof, keepdims) -> "Var":
+        if not (isinstance(ddof, int) and ddof == 0):
+            raise TdslTypeError(f"{name}: only ddof=0 is supported, not {ddof!r}", caller_location())
+        return self._typed_reduction(name, axis, dtype, out, keepdims)
+
     def named(self, name: str) -> "Var":
         """The same value with a name, shown by explain() and returned by trace()."""
         return Var(self.node.with_name(name))

@@ -529,6 +529,11 @@ def call(name: str, args: list, kwargs: dict, loc: Location | None) -> Node:
         raise TdslTypeError(f"unknown function '{name}'", loc)
     names = param_names(name)
     defaults = _defaults(BUILDERS[name], names)
+    from inspect import CO_VARARGS
+    rest = []   # a variadic builder (`def einsum(loc, spec, *operands)`) takes the extra positionals
+    builder = BUILDERS[name]
+    if builder.__code__.co_flags & CO_VARARGS and _param_names(builder) == names and len(args) > len(names):
+        args, rest = args[:len(names)], args[len(names):]
     if len(args) > len(names):
         raise TdslTypeError(f"{name}() takes at most {len(names)} arguments ({', '.join(names)}), "
                             f"got {len(args)}", loc)
@@ -542,7 +547,7 @@ def call(name: str, args: list, kwargs: dict, loc: Location | None) -> Node:
     missing = [n for n in names if n not in bound and n not in defaults]
     if missing:
         raise TdslTypeError(f"{name}() is missing argument '{missing[0]}' (it takes {', '.join(names)})", loc)
-    return BUILDERS[name](loc, *[bound.get(n, defaults.get(n)) for n in names])
+    return BUILDERS[name](loc, *[bound.get(n, defaults.get(n)) for n in names], *rest)
 
 
 def _defaults(fn: Callable, names: list[str]) -> dict:

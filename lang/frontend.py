@@ -10,7 +10,7 @@ import difflib
 
 from lark import Token, Tree
 
-from . import builtins, infer
+from . import builtins, extras, infer
 from .dims import Dim, DimTooComplex, is_nonnegative, shape_str
 from .dtypes import DTYPES, can_cast_safe, kind
 from .errors import Location, TdslSyntaxError, TdslTypeError, location_of
@@ -383,6 +383,8 @@ class Scope:
             return self.program.consts[name]
         if name in DTYPES:
             return builtins.DType(name)
+        if name in extras.CONSTS:   # inf, nan, pi, e: below every name the program binds itself
+            return extras.const_node(name, self.loc(t))
         if name in self.program.fns or name in builtins.BUILDERS:
             raise TdslTypeError(f"'{name}' is a function; call it", self.loc(t))
         self.undefined(name, self.loc(t))
@@ -398,6 +400,13 @@ class Scope:
         near = difflib.get_close_matches(name, known, n=1)
         raise TdslTypeError(f"undefined name '{name}'", loc,
                             hint=f"did you mean '{near[0]}'?" if near else None)
+
+    def argument(self, tree):
+        """A call's argument: an expression, or a string literal (as a Python str; the grammar
+        allows one only here, for a spec such as einsum's)."""
+        if tree.data == "str_lit":
+            return str(tree.children[0])[1:-1]
+        return self.expr(tree)
 
     def e_tuple_lit(self, t):
         return tuple(self.expr(c) for c in t.children)
@@ -565,12 +574,12 @@ class Scope:
             if a.data == "arg_pos":
                 if kwargs:
                     raise TdslTypeError("a positional argument cannot follow a keyword argument", self.loc(a))
-                args.append(self.expr(a.children[0]))
+                args.append(self.argument(a.children[0]))
             else:
                 key, expr = a.children
                 if str(key) in kwargs:
                     raise TdslTypeError(f"argument '{key}' given twice", self.loc(key))
-                kwargs[str(key)] = self.expr(expr)
+                kwargs[str(key)] = self.argument(expr)
         if name in self.program.fns:
             outputs = self.program.inline(name, args, kwargs, loc)
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
