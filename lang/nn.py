@@ -126,13 +126,16 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
     padded = _pad(x, pads, loc)
     out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
     batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
-    # cols[b, c * K + k, l]: the k-th kernel offset's input under output position l
-    cols = _stack_last(_window_slices(padded, kernel, s, out, check, loc), loc, 2)
-    cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
+    # cols[c * K + k, (b, positions)]: the k-th kernel offset's input under each output position,
+    # so that the whole batch is one GEMM (per-image GEMMs of this size spend their time in
+    # OpenBLAS's thread synchronization), forward and backward.
+    per_channel = [infer.transpose(s_, (1, 0) + tuple(range(2, nd + 2)), loc)
+                   for s_ in _window_slices(padded, kernel, s, out, check, loc)]
+    cols = _stack_last(per_channel, loc, 1)                       # [c, K, b, *out]
+    cols = infer.reshape(cols, (channels * count, batch * shape_size(out)), loc)
     matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
-    result = infer.matmul(matrix, cols, loc)   # [batch, channels_out, positions]: one GEMM per image
-    return infer.reshape(result, (batch, w.shape[0]) + out, loc)
-
+    result = infer.reshape(infer.matmul(matrix, cols, loc), (w.shape[0], batch) + out, loc)
+    return infer.transpose(result, (1, 0) + tuple(range(2, nd + 2)), loc)
 
 
 def conv1d(loc, x, w, stride=1, padding=0):
