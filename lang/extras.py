@@ -223,12 +223,13 @@ def _shown(value) -> str:
 
 
 def _safe_sqrt(s: Node, loc) -> Node:
-    """sqrt(s) whose gradient at s = 0 is 0, not NaN (the 2-norm's subgradient at 0)."""
-    positive = infer.elementwise("gt", [s, infer.const(0, "i64", (), True, loc)], loc)
-    one = infer.const(1, "i64", (), True, loc)
+    """sqrt(s) whose gradient at s = 0 is 0, not NaN (the 2-norm's subgradient at 0): the root of
+    1 where s is 0, so no infinite derivative meets a zero one (a NaN s stays NaN)."""
     zero = infer.const(0, "i64", (), True, loc)
-    root = infer.elementwise("sqrt", [infer.elementwise("where", [positive, s, one], loc)], loc)
-    return infer.elementwise("where", [positive, root, zero], loc)
+    at_zero = infer.elementwise("eq", [s, zero], loc)
+    root = infer.elementwise("sqrt", [infer.elementwise("where", [at_zero, infer.const(1, "i64", (), True, loc), s],
+                                                        loc)], loc)
+    return infer.elementwise("where", [at_zero, zero, root], loc)
 
 
 def norm(loc, x, ord=None, axis=None, keepdims=False):  # noqa: A002 (NumPy's name)
