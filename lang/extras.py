@@ -272,8 +272,9 @@ def _two_norm(x: Node, axes, keep: bool, loc) -> Node:
 
 # -- diff ---------------------------------------------------------------------------------
 
-def diff(loc, x, n=1, axis=-1):
-    """NumPy's diff: `x[1:] - x[:-1]` along `axis`, `n` times; of bool, `!=` as NumPy's."""
+def diff(loc, x, axis=-1, n=1):
+    """NumPy's diff: `x[1:] - x[:-1]` along `axis`, `n` times; of bool, `!=` as NumPy's. The
+    second positional argument is the axis, as everywhere in the language (NumPy's is n)."""
     x = as_node(x, loc)
     times = static_int(n, loc, "diff's n")
     if times < 0:

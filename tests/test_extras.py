@@ -331,8 +331,8 @@ def test_norm_errors(call, message):
 
 DIFF_SOURCE = """
 fn last(x: f64[n, k]) -> f64[n, k - 1] { return diff(x) }
-fn first(x: f32[n, k]) -> f32[n - 1, k] { return diff(x, axis=0) }
-fn twice(x: f64[n]) -> f64[n - 2] { return diff(x, 2) }
+fn first(x: f32[n, k]) -> f32[n - 1, k] { return diff(x, 0) }
+fn twice(x: f64[n]) -> f64[n - 2] { return diff(x, n=2) }
 fn none(x: f64[n]) -> f64[n] { return diff(x, n=0) }
 fn flags(b: bool[n, k]) -> bool[n, k - 1] { return diff(b, axis=-1) }
 fn ints(i: i32[n]) -> i32[n - 1] { return diff(i) }
@@ -380,7 +380,7 @@ def test_diff_gradients(target, fn):
 
 DIFF_ERRORS = [
     ("diff(s)", "needs an array"),
-    ("diff(v, -1)", "n must be zero or more"),
+    ("diff(v, n=-1)", "n must be zero or more"),
     ("diff(v, axis=1)", "axis 1 is out of range"),
     ("diff(w)", "needs a longer axis"),
     ("diff(v, prepend=0.0)", "has no argument 'prepend'"),
