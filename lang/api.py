@@ -142,6 +142,8 @@ class Var:
         """`x.reshape(2, 3)` or `x.reshape((2, 3))`; sizes may be size-variable names and one -1."""
         if order != "C":
             raise TdslTypeError(f"reshape supports only order='C', not {order!r}", caller_location())
+        if not shape:
+            raise TdslTypeError("reshape needs a shape, e.g. x.reshape(2, 3) or x.reshape(())", caller_location())
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return self._method("reshape", None, shape=shape)

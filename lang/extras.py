@@ -150,7 +150,7 @@ def _arrange(x: Node, term: list[str], order: list[str], loc) -> Node:
     return infer.reshape(x, tuple(dims.get(lab, Dim.of(1)) for lab in order), loc)
 
 
-def _contract(a: Node, ta: list[str], b: Node, tb: list[str], keep: set, sizes, loc) -> tuple[Node, list[str]]:
+def _contract(a: Node, ta: list[str], b: Node, tb: list[str], keep: set, loc) -> tuple[Node, list[str]]:
     """The product of two operands summed over their shared indices not in `keep`: a matmul
     (batch, a's, shared) @ (batch, shared, b's) when some index is summed, else a broadcast `*`."""
     batch = [lab for lab in ta if lab in tb and lab in keep]
@@ -160,21 +160,19 @@ def _contract(a: Node, ta: list[str], b: Node, tb: list[str], keep: set, sizes, 
     if not summed:
         order = batch + only_a + only_b
         return infer.elementwise("mul", [_arrange(a, ta, order, loc), _arrange(b, tb, order, loc)], loc), order
-    a, b = (_broadcast_labels(x, t, batch + summed, sizes, loc) for x, t in ((a, ta), (b, tb)))
-    dims = {**dict(zip(ta, a.shape)), **dict(zip(tb, b.shape))}   # shared ones are equal now
+    # matmul needs the shared indices' sizes equal: a literal 1 on one side broadcasts to the other's
+    dims_a, dims_b = dict(zip(ta, a.shape)), dict(zip(tb, b.shape))
+    for lab in batch + summed:
+        dims_a[lab] = dims_b[lab] = dims_b[lab] if dims_a[lab] == 1 else dims_a[lab]
+    a = infer.broadcast_to(a, tuple(dims_a[lab] for lab in ta), loc)
+    b = infer.broadcast_to(b, tuple(dims_b[lab] for lab in tb), loc)
+    dims = {**dims_a, **dims_b}
     bdims = tuple(dims[lab] for lab in batch)
     rows, inner, cols = (shape_size(tuple(dims[lab] for lab in ls)) for ls in (only_a, summed, only_b))
     a2 = infer.reshape(_arrange(a, ta, batch + only_a + summed, loc), bdims + (rows, inner), loc)
     b2 = infer.reshape(_arrange(b, tb, batch + summed + only_b, loc), bdims + (inner, cols), loc)
-    out = infer.matmul(a2, b2, loc)
     order = batch + only_a + only_b
-    return infer.reshape(out, tuple(dims[lab] for lab in order), loc), order
-
-
-def _broadcast_labels(x: Node, term: list[str], labels: list[str], sizes, loc) -> Node:
-    """x with its axes of size 1 whose index has another size broadcast to it (matmul needs equal sizes)."""
-    shape = tuple(sizes[lab] if lab in labels and d == 1 else d for lab, d in zip(term, x.shape))
-    return infer.broadcast_to(x, shape, loc)
+    return infer.reshape(infer.matmul(a2, b2, loc), tuple(dims[lab] for lab in order), loc), order
 
 
 def einsum(loc, spec, *operands):
@@ -198,7 +196,7 @@ def einsum(loc, spec, *operands):
     acc, ta = terms[0]
     for i, (b, tb) in enumerate(terms[1:], start=1):
         keep = set(out).union(*ins[i + 1:])
-        acc, ta = _contract(acc, ta, b, tb, keep, sizes, loc)
+        acc, ta = _contract(acc, ta, b, tb, keep, loc)
         acc, ta = _sum_unused(acc, ta, keep, loc)
     acc, ta = _sum_unused(acc, ta, set(out), loc)
     acc = infer.transpose(acc, tuple(ta.index(lab) for lab in out), loc)

@@ -108,6 +108,9 @@ EINSUM = [
     ("i...->...", "a: f64[n, k, m]"),
     ("ijkl,ljmk->mi", "a: f64[n, k, m, p], b: f64[p, k, 3, m]"),
     ("ab,bc,cd,da->", "a: f64[n, k], b: f64[k, m], c: f64[m, p], d: f64[p, n]"),
+    ("ij,jk->ik", "a: f64[n, 1], b: f64[3, m]"),
+    ("bij,bjk->bik", "a: f64[1, n, k], b: f64[p, k, m]"),
+    ("ij,jk,ik->i", "a: f64[1, k], b: f64[k, m], c: f64[n, 1]"),
 ]
 PARAM = re.compile(r"(\w+): (\w+)(?:\[([^\]]*)\])?")
 EINSUM_SOURCE = "".join(f'fn e{i}({params}) {{ return einsum("{spec}", {", ".join(n for n, _, _ in PARAM.findall(params))}) }}\n'
