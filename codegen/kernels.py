@@ -248,7 +248,9 @@ class MapKernel:
     out_index: Affine
     loops: tuple[Loop, ...]
     value: Expr
-    serial: bool = False   # the points run in order (a scatter: the last write wins)
+    serial: bool = False   # the points run in order (a scatter: the last write wins) ...
+    free: tuple[str, ...] = ()   # ... but for these loops, whose points never write one element twice:
+                                 # they may run in parallel, each running the others in order
     kind: str = field(default="map", init=False)
 
 

@@ -323,18 +323,27 @@ class Lowering:
         return kernels
 
     def scatter_kernels(self, node: Node, target: Buffer) -> list:
-        """A copy of x, then each value written at its gathered position, in order (the last
-        write wins, as in NumPy's assignment): a serial loop."""
+        """A copy of x, then each value written (`scatter`: the last write wins, as in NumPy's
+        assignment) or added (`scatter_add`: numpy.add.at, a read-modify-write in order) at its
+        gathered position. The index's loops run in order; the other loops (`free`) never write
+        the same element twice, so they may run in parallel (see MapKernel)."""
         x, indices, v = node.inputs
-        axis = node.attr("axis")
+        axis, along = node.attr("axis"), bool(node.attr("along"))
         kernels = [] if self._in_place(x, target) else [self.map_kernel(x, target, copy=True)]
         loops, idx = self.index_space(v.shape, "i")
         extent = x.shape[axis]
         error = self.errors.code(_range_error(node, extent))
-        gathered = self.intern(Gather, self.value(indices, idx[axis:axis + indices.ndim]), extent, error)
-        placed = idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + indices.ndim:]
-        kernels.append(MapKernel(self.origin(node, "scatter"), target, row_major(placed, target.shape),
-                                 tuple(loops), self.value(v, idx), serial=True))
+        stop = axis + 1 if along else axis + indices.ndim    # the index's axes of v: [axis, stop)
+        at = idx if along else idx[axis:stop]
+        gathered = self.intern(Gather, self.value(indices, at), extent, error)
+        placed = idx[:axis] + (Affine(((gathered, ONE),)),) + idx[stop:]
+        value = self.value(v, idx)
+        if node.op == "scatter_add":
+            value = self.intern(Apply, "add", node.dtype, (self.load(target, placed), value), None)
+        serial = {f"i{k}" for k in range(axis, stop)}
+        free = tuple(loop.var for loop in loops if loop.var not in serial)
+        kernels.append(MapKernel(self.origin(node), target, row_major(placed, target.shape),
+                                 tuple(loops), value, serial=True, free=free))
         return kernels
 
     def _in_place(self, x: Node, target: Buffer) -> bool:
@@ -432,6 +441,8 @@ class Lowering:
             return self.value(node.inputs[0], input_index(node, idx))
         if op == "take":
             return self.take(node, idx)
+        if op == "take_along_axis":
+            return self.take_along(node, idx)
         if _kind(node) not in ("elementwise", "cast"):
             raise AssertionError(f"{op} must have a buffer")
         args = tuple(self.value(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs)
@@ -474,6 +485,16 @@ class Lowering:
         self.checked.setdefault(id(node), []).append((idx[axis:axis + rank], value))
         return value
 
+    def take_along(self, node: Node, idx: tuple) -> object:
+        """take_along_axis: x at the position idx holds on the axis, every other axis in place."""
+        x, axis = node.inputs[0], node.attr("axis")
+        gathered = self.gathered(node, idx)
+        value = self.value(x, idx[:axis] + (Affine(((gathered, ONE),)),) + idx[axis + 1:])
+        if not _mentions(value, gathered):   # as in take: keep the range check
+            value = self.intern(Check, self.never(gathered), gathered.error, value)
+        self.checked.setdefault(id(node), []).append((idx, value))
+        return value
+
     def never(self, gathered: Gather) -> Apply:
         """A condition that never holds but reads (and so range-checks) a gathered index."""
         position = self.intern(Position, Affine(((gathered, ONE),)))
@@ -484,7 +505,7 @@ class Lowering:
         """A pass over the check domain of each failing value that `kernels` do not check in full
         (a value sliced, left unread by its user, or computed under loops that may run zero times).
         Only the points no kernel reached are in doubt, so the pass is gated on that."""
-        failing = [n for n in self.nodes if value_checked(n) and n.op != "scatter"]   # a scatter checks as it writes
+        failing = [n for n in self.nodes if value_checked(n) and _kind(n) != "scatter"]   # a scatter checks as it writes
         doubt = {id(n): [] for n in failing}
         for k in kernels if failing else ():
             if k.kind == "region":
@@ -509,7 +530,7 @@ class Lowering:
         if missed:   # a kernel checked every point unless another of its loops ran zero times
             count = self.intern(Position, Affine((), min(missed, key=lambda d: len(d.terms))))
             gate = self.intern(Apply, "eq", "bool", (count, self.const(0, "i64")), None)
-        if node.op == "take":
+        if _kind(node) == "gather":
             gathered = self.gathered(node, idx, gate)
             cond, error = self.never(gathered), gathered.error
         else:
@@ -602,7 +623,8 @@ class Lowering:
             else:
                 size, message = x.shape[axis], "argmax/argmin over an empty axis"
             return [SizeCheck(((size, "==0"),), self.errors.code(ErrorInfo(message, node.loc)))]
-        if node.op == "take":
+        if _kind(node) in ("gather", "scatter"):
+            # no position exists on an empty axis (a scatter would write past its result's end)
             extent = x.shape[node.attr("axis")]
             code = self.errors.code(_range_error(node, extent))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
@@ -616,7 +638,7 @@ def _computed_nodes(graph: FunctionGraph, nodes: list[Node]) -> list[Node]:
     reached = set(toposort(graph.outputs))
     operands = [n.inputs[OPS[n.op].fails.operand] for n in nodes if value_checked(n) and n not in reached]
     # loops and scatters run for their checks (a scatter checks its positions as it writes them)
-    regions = [n for n in nodes if (n.op in REGION_OPS or n.op == "scatter") and n not in reached]
+    regions = [n for n in nodes if (n.op in REGION_OPS or _kind(n) == "scatter") and n not in reached]
     return toposort(list(graph.outputs) + operands + regions)
 
 

@@ -112,7 +112,7 @@ def launch_plan(launch: Launch) -> dict:
     if launch.local_max is not None:
         plan["local_max"] = launch.local_max
     if launch.serial:
-        plan["serial"] = True    # one work-item runs every point in order
+        plan["serial"] = True    # a work-item per free point runs the other points in order
     plan["fails"] = launch.fails
     return plan
 

@@ -21,7 +21,7 @@ from tdsl.ops import OPS
 from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
 from .loops import affine_gathers, kernel_expressions
-from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule
+from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule, serial_loops
 from .render import kernel_comment, scalar_math
 from .templating import environment
 
@@ -220,6 +220,10 @@ class FunctionKernels:
         view.total, view.decl = self.count(k.loops), self.decompose(k.loops, "point")
         view.body, view.store, view.width = body.lines, self.store(k, body, value), launch.width
         view.inner_var, view.serial = None, launch.serial
+        if launch.serial:   # a work-item per point of the free loops, the others in order (kernels.cl.j2)
+            free, ordered = serial_loops(k)
+            view.free_total, view.free_decl = self.count(free), self.decompose(free, "item")
+            view.total, view.decl = self.count(ordered), self.decompose(ordered, "point")
         if launch.runs:   # runs along the last axis (kernels.cl.j2)
             view.inner_var, view.inner_extent = k.loops[-1].var, self.names.dim(k.loops[-1].extent)
             view.outer_total, view.decl = self.count(k.loops[:-1]), self.decompose(k.loops[:-1], "outer")

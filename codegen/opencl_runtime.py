@@ -437,8 +437,8 @@ class FunctionRunner:
         extra = []
         if launch["kind"] == "map":
             local = min(local, MAP_WG)
-            if launch.get("serial"):   # one work-item writes every point in order
-                items = 1
+            if launch.get("serial"):   # a work-item per point of the free loops (opencl_schedule.Launch)
+                items = counts[0]
             elif launch.get("chunked"):   # counts[0] elements, TDSL_MAP_CHUNK vectors of `width` per work-item
                 items = -(-counts[0] // (launch["width"] * prog.map_chunk))
             else:   # runs: outer points times runs of the last axis; else a work-item per point

@@ -45,7 +45,8 @@ class Launch:
     runs: bool = False        # map: a work-item takes a run of the last axis
     strip: bool = False       # reduce: on a CPU, a work-item takes a strip of neighbouring results
     local_max: int | None = None   # the largest work-group (None: the device's, for matmul)
-    serial: bool = False      # map: one work-item writes every point in order (a scatter)
+    serial: bool = False      # map: a work-item per point of the free loops, each writing the
+                              # points of the others in order (a scatter; counts [free, serial])
     outline: bool = False     # sines and cosines called out of line (too many to inline)
     f64: bool = False         # the kernel holds f64 values
 
@@ -103,11 +104,19 @@ def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
 def launch_counts(k, runs: bool) -> tuple[Dim, ...]:
     """The counts that size the kernel's NDRange (see Launch)."""
     count = lambda loops: shape_size(tuple(l.extent for l in loops))  # noqa: E731
+    if k.kind == "map" and getattr(k, "serial", False):
+        free, ordered = serial_loops(k)
+        return (count(free), count(ordered))
     if k.kind == "map":
         return (count(k.loops[:-1]), k.loops[-1].extent) if runs else (count(k.loops),)
     if k.kind == "matmul":
         return (k.col.extent, k.loops[-1].extent, count(k.loops[:-1]))
     return (count(k.loops), count(k.reduce_loops))
+
+
+def serial_loops(k) -> tuple[list, list]:
+    """A serial map's free loops (a work-item per point) and the loops each work-item runs in order."""
+    return [l for l in k.loops if l.var in k.free], [l for l in k.loops if l.var not in k.free]
 
 
 def fails(nodes) -> bool:

@@ -307,8 +307,10 @@ class FunctionView:
         work = self.work(k)
         # `simd` marks the innermost loop of a map: its lanes are independent (outputs never
         # overlap inputs), so math calls vectorize; not where a lane may record an error.
-        vector = k.kind == "map" and bool(k.loops) and not view.fails
-        if k.loops and not nested and k.kind != "fused":
+        vector = k.kind == "map" and bool(k.loops) and not view.fails and not getattr(k, "serial", False)
+        if getattr(k, "serial", False):
+            view.omp = self.serial_omp(k, view, work) if not nested else None
+        elif k.loops and not nested and k.kind != "fused":
             view.omp = self.omp(self.size(work, k), view.fails, simd=vector and len(k.loops) == 1)
         if vector and (nested or len(k.loops) > 1):
             view.simd = "TDSL_OMP(simd)"
@@ -364,6 +366,15 @@ class FunctionView:
         # `if (parallel: ...)`: a bare `if` would also turn off the `simd` of `parallel for simd`
         clause = f"TDSL_OMP(parallel for{' simd' if simd else ''} if (parallel: {size} > TDSL_PARALLEL_MIN)"
         return clause + (" reduction(max: err))" if fails else ")")
+
+    def serial_omp(self, k, view, work) -> str | None:
+        """A scatter's points run in order, but for its free loops (kernels.MapKernel): threads
+        share the outermost loop when it is free (an axis before the scattered one), never
+        otherwise. No atomics: each element is written by one thread, in the order NumPy's is, so
+        the result is deterministic, and the serial inner loop runs at the speed of memory."""
+        if not k.loops or k.loops[0].var not in k.free:
+            return None
+        return self.omp(self.size(work, k), view.fails)
 
     def store(self, k, body: Body, value: str) -> str:
         target = self.names.buffer(k.out)

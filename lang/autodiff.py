@@ -201,17 +201,31 @@ class GradContext:
         return out
 
     def take_rule(self) -> list:
-        """A scatter-add, written as a one-hot matrix product (tdsl has no scatter op)."""
+        """A scatter-add of the adjoint into zeros of x's shape: memory the size of x, never
+        len(idx) x len(x) (section 12)."""
+        from .scatter import scatter_add_node
         x, idx = self.node.inputs
+        zeros = _zeros(x.shape, self.g.dtype, self.loc)
+        return [self.sym(scatter_add_node(zeros, idx, self.g.node, self.node.attr("axis"), self.loc)), None]
+
+    def take_along_rule(self) -> list:
+        """take_along_axis: the adjoint added back along the axis (put_along_axis with add)."""
+        from .scatter import scatter_add_node
+        x, idx = self.node.inputs
+        zeros = _zeros(x.shape, self.g.dtype, self.loc)
+        return [self.sym(scatter_add_node(zeros, idx, self.g.node, self.node.attr("axis"), self.loc,
+                                          along=True)), None]
+
+    def scatter_add_rule(self) -> list:
+        """x passes the adjoint through; each value gets the adjoint at the position it was added to."""
+        from .scatter import take_along_node
+        x, idx, v = self.node.inputs
         axis = self.node.attr("axis")
-        dim, count = x.shape[axis], shape_size(idx.shape)
-        flat = self.reshape(self.sym(idx), (count, Dim.of(1)))
-        flat = self.where(flat < 0, flat + self.dim(dim), flat)
-        hot = self.cast(flat.eq(self.sym(infer.iota(dim, self.loc))), x.dtype)       # [count, dim]
-        pre, post = shape_size(x.shape[:axis]), shape_size(x.shape[axis + 1:])
-        g3 = self.reshape(self.g, (pre, count, post))
-        scattered = infer.matmul(infer.transpose(hot.node, (1, 0), self.loc), g3.node, self.loc)
-        return [self.reshape(self.sym(scattered), x.shape), None]
+        if self.node.attr("along"):
+            part = take_along_node(self.g.node, idx, axis, self.loc)
+        else:
+            part = infer.take(self.g.node, idx, axis, self.loc)
+        return [self.g, None, self.sym(part)]
 
     def update_rule(self) -> list:
         """The overwritten region of x gets no gradient; v gets the adjoint of its region."""
