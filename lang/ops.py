@@ -465,7 +465,47 @@ STRUCTURAL = [
 # Section 12's primitives, one list per family (the builtins composed of them are in
 # lang/ordering.py, lang/scatter.py and lang/rng.py).
 ORDERING: list[Op] = []   # cumulative sums and products, sorting
-GATHER_SCATTER: list[Op] = []   # gathers and scatters along an axis
+
+
+def _along(idx: np.ndarray, axis: int) -> tuple:
+    """The index tuple that reads idx's positions along `axis` and every other axis in place
+    (NumPy's take_along_axis and put_along_axis, as fancy indexing)."""
+    grids = list(np.ix_(*[np.arange(n) for n in idx.shape]))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+def _scatter_add(x, idx, v, axis, along=False, in_place=False):
+    """numpy.add.at into a copy of x: repeated positions accumulate, in order."""
+    x, idx = np.asarray(x), np.asarray(idx)
+    n = x.shape[axis]
+    if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
+        raise _range_error(idx, n, False)
+    out = x if in_place else np.array(x, copy=True)
+    where = _along(idx, axis) if along else (slice(None),) * axis + (idx,)
+    np.add.at(out, where, np.asarray(v, dtype=out.dtype))
+    return out
+
+
+def _take_along_axis(x, idx, axis):
+    x, idx = np.asarray(x), np.asarray(idx)
+    n = x.shape[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise _range_error(idx, n, False)
+    return np.take_along_axis(x, idx, axis=axis)
+
+
+GATHER_SCATTER: list[Op] = [   # gathers and scatters along an axis (lang/scatter.py builds them)
+    Op("scatter_add", "scatter", 3, "given", _scatter_add,
+       doc="x with the values added at the positions idx along an axis, in order (numpy.add.at); "
+           "`along`: idx has x's rank and names a position on the axis for every other position",
+       grad=lambda d: d.scatter_add_rule(), fails=Fails("values", operand=1, domain=1, safe=_scatter_in_range)),
+    Op("take_along_axis", "gather", 2, "given", _take_along_axis,
+       doc="x read at the positions idx along an axis, every other axis in place",
+       grad=lambda d: d.take_along_rule(), fails=Fails("values", operand=1, domain=1, safe=_take_in_range)),
+]
+
+
 # Counter-based random numbers (lang/rng.py builds them; lang/philox.py is the reference). Each
 # op is elementwise over (key, position): a value depends on its key and its flat position only,
 # so it fuses into its consumers and never depends on threads or work-items. The preludes hold
