@@ -263,3 +263,30 @@ def test_the_embedding_gradients_memory_is_the_tables(fn):
     for k in ir.kernels:
         extents = {str(l.extent) for l in tuple(k.loops) + tuple(getattr(k, "reduce_loops", ()))}
         assert not {"n", "m"} <= extents, (k.origin, extents)
+
+
+BIG_SRC = """
+fn assign(x: f64[n], i: i64[m], v: f64[m]) -> f64[n] {
+    x[i] = v
+    return x
+}
+fn add_rows(x: f64[n, k], i: i64[m], v: f64[m, k]) -> f64[n, k] { return scatter_add(x, i, v) }
+fn add_cols(x: f64[k, n], i: i64[m], v: f64[k, m]) -> f64[k, n] { return scatter_add(x, i, v, axis=1) }
+"""
+
+
+def test_large_scatters_keep_numpys_order(target):
+    """Past the threads' threshold (65,536 points) a scatter still runs its index in order: the
+    last write wins, and additions happen in NumPy's order, so even float sums are NumPy's bit
+    for bit (the free loops run in parallel, each element written by one thread)."""
+    i = RNG.integers(-10, 10, size=200_000)
+    v = RNG.normal(size=200_000)
+    expected = np.zeros(10)
+    expected[i] = v
+    assert_same(run(BIG_SRC, "assign", target, np.zeros(10), i, v), expected, rtol=0, atol=0)
+    rows, cols = RNG.normal(size=(20_000, 8)), RNG.normal(size=(8, 20_000))
+    j = RNG.integers(-10, 10, size=20_000)
+    assert_same(run(BIG_SRC, "add_rows", target, np.zeros((10, 8)), j, rows),
+                add_at(np.zeros((10, 8)), j, rows), rtol=0, atol=0)
+    assert_same(run(BIG_SRC, "add_cols", target, np.zeros((8, 10)), j, cols),
+                add_at(np.zeros((8, 10)), j, cols, 1), rtol=0, atol=0)
