@@ -50,10 +50,20 @@ def as_u64(x) -> np.ndarray:
 def words(key, position) -> np.ndarray:
     """Word `position` of `key`'s stream, as uint64 (broadcast)."""
     key, w = as_u64(key), as_u64(position)
+    if key.ndim == 0 and w.size > 64:
+        first, last = int(w.min()), int(w.max())
+        if last - first < 4 * w.size:   # dense positions (a rand's): NumPy's own Philox makes them
+            return _stream(int(key), first, last)[(w - U64(first)).astype(np.intp)]
     with np.errstate(over="ignore"):
         out = block((w >> U64(2)) + U64(1), 0, 0, 0, key, 0)
     lane = (w & U64(3)).astype(np.intp)
     return np.choose(lane, out)
+
+
+def _stream(key: int, first: int, last: int) -> np.ndarray:
+    """Words first..last of key's stream, from numpy.random.Philox (block b has counter b + 1)."""
+    bitgen = np.random.Philox(key=key, counter=[first // 4, 0, 0, 0])
+    return bitgen.random_raw(last - first // 4 * 4 + 1)[first % 4:]
 
 
 def uniform_f64(key, position) -> np.ndarray:
