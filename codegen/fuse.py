@@ -24,19 +24,23 @@ from .loops import MAX_KERNEL_OPS, kernel_affines, kernel_expressions, kernel_lo
 SHARED = "i0r"   # the shared loop's variable (an internal name: user names like it get a prefix)
 
 
+BARRIERS = ("region", "row")   # kernels no pass fuses across: loops and branches, row routines
+
+
 def fuse_module(module: ModuleIR) -> ModuleIR:
     return replace(module, functions=tuple(fuse_function(fn) for fn in module.functions))
 
 
 def fuse_function(fn: FunctionIR) -> FunctionIR:
     """The function with its kernels regrouped into fused passes where dependences allow: between
-    loops and branches (region kernels, whose bodies are fused on their own), never across them."""
-    if not any(k.kind == "region" for k in fn.kernels):
+    loops and branches (region kernels, whose bodies are fused on their own) and row routines
+    (section 12's sorts and running sums), never across them."""
+    if not any(k.kind in BARRIERS for k in fn.kernels):
         return _fuse_segment(fn)
     uses = {id(k): _buffers_used(k) for k in fn.kernels}
     kernels, locals_, segment = [], set(), []
     for k in fn.kernels + (None,):
-        if k is None or k.kind == "region":
+        if k is None or k.kind in BARRIERS:
             if segment:
                 inside = {id(s) for s in segment}   # what the rest of the function reads stays a buffer
                 external = set().union(*(u for key, u in uses.items() if key not in inside))
@@ -44,7 +48,9 @@ def fuse_function(fn: FunctionIR) -> FunctionIR:
                 kernels += fused.kernels
                 locals_ |= {t.name for t in fn.temps} - {t.name for t in fused.temps}
                 segment = []
-            if k is not None:
+            if k is not None and k.kind == "row":
+                kernels.append(k)
+            elif k is not None:
                 kernels.append(replace(k, bodies=tuple(fuse_function(b) for b in k.bodies)))
         else:
             segment.append(k)
@@ -55,6 +61,8 @@ def _buffers_used(k) -> set[str]:
     """The buffers a kernel reads or writes (a loop's: its inputs, results and second buffers)."""
     if k.kind == "region":
         return {b.name for b in k.inputs + k.results + k.scratch if b is not None and hasattr(b, "role")}
+    if k.kind == "row":
+        return {b.name for b in k.buffers}
     return {load.buffer.name for load in kernel_loads(k)} | {k.out.name} if hasattr(k, "out") else \
         {load.buffer.name for load in kernel_loads(k)}
 

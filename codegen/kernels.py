@@ -359,7 +359,44 @@ class RegionKernel:
         return 0 if self.region == "if" else len(self.results)
 
 
-Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel, FusedKernel, RegionKernel]
+@dataclass(frozen=True)
+class RowKernel:
+    """One routine per row, the rows in parallel (section 12: cumsum, sort, ...).
+
+    Every buffer holds `rows` contiguous rows with the routine's axis last (the lowering
+    copies an operand into that layout first). `ins` and the first output have rows of
+    `length` elements, but for `top_k` (outputs of `count` per row: values, indices) and
+    `unsort` (inputs of `count` per row, written at their positions in an output row of
+    `length`). `scratch` are the routine's work rows (radix keys and indices, `length` per
+    row). `dtype` is the values' dtype. The routines' text is written once, for C and
+    OpenCL, in templates/common/rows.j2.
+    """
+
+    origin: Origin
+    routine: str                      # cumsum | cumprod | cumprod_grad | sort | argsort | top_k | unsort
+    outs: tuple[Buffer, ...]
+    ins: tuple[Buffer, ...]
+    scratch: tuple[Buffer, ...]
+    rows: Dim
+    length: Dim
+    count: Dim
+    dtype: str
+    kind: str = field(default="row", init=False)
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        return ()   # no loop nest of the IR: the routine walks its rows (a barrier for fusion)
+
+    @property
+    def out_index(self) -> Affine:
+        return Affine()   # no index expressions: the walks over kernels' indices find none
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return self.ins + self.outs + self.scratch
+
+
+Kernel = Union[MapKernel, ReduceKernel, ArgReduceKernel, MatmulKernel, FusedKernel, RegionKernel, RowKernel]
 
 
 # -- functions and modules -------------------------------------------------------

@@ -20,12 +20,12 @@ from tdsl.ops import OPS, SLICE_OUT_OF_RANGE
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
-                      ModuleIR, Origin, Position, ReduceKernel, RegionKernel, SizeCheck, SizeLimit, SizeVar,
+                      ModuleIR, Origin, Position, ReduceKernel, RegionKernel, RowKernel, SizeCheck, SizeLimit, SizeVar,
                       row_major, with_calls)
 from .layout import LAYOUT, broadcast_index, input_index
 from .loops import MAX_KERNEL_OPS, expression_children, simplify
 
-ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat", "region", "update", "scatter")
+ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat", "region", "update", "scatter", "ordering")
 
 
 class ErrorTable:
@@ -197,7 +197,8 @@ class Lowering:
             return [self.map_kernel(node, target, copy=True)]
         build = {"reduce": self.reduce_kernel, "argreduce": self.argreduce_kernel,
                  "matmul": self.matmul_kernel, "concat": self.concat_kernels, "region": self.region_kernels,
-                 "update": self.update_kernels, "scatter": self.scatter_kernels}.get(_kind(node))
+                 "update": self.update_kernels, "scatter": self.scatter_kernels,
+                 "ordering": self.row_kernels}.get(_kind(node))
         return build(node, target) if build else [self.map_kernel(node, target)]
 
     @staticmethod
@@ -401,6 +402,63 @@ class Lowering:
             return self.const(node.attr("value"), node.dtype)
         raise AssertionError(f"region input {node.op} has no buffer")
 
+    # -- row routines (section 12: cumsum, sort, top_k, ...) ---------------------------
+    def row_kernels(self, node: Node, target: Buffer) -> list:
+        """One RowKernel: its operands copied into contiguous rows with the axis last (the copy
+        fuses their elementwise producers), its results copied back when the axis is not last."""
+        axis, x = node.attr("axis"), node.inputs[0]
+        rows = shape_size(x.shape[:axis] + x.shape[axis + 1:])
+        length = node.attr("length") if node.op == "unsort" else x.shape[axis]
+        count = node.shape[axis] if node.op == "top_k" else x.shape[axis]
+        kernels, ins = [], []
+        for operand in node.inputs:
+            buf, copy = self.row_operand(node, operand, axis)
+            ins.append(buf)
+            kernels += copy
+        out, back = self.row_result(node, axis, target)
+        routine = node.op
+        if node.op == "top_k":   # values and positions: the other result goes to scratch rows
+            other = self.row_buffer(node, "i64" if node.attr("result") == 0 else x.dtype,
+                                    (rows, count), "other")
+            outs = (out, other) if node.attr("result") == 0 else (other, out)
+        else:
+            outs = (out,)
+        key = "i64" if to_numpy(x.dtype).itemsize == 8 else "i32"
+        scratch = {"sort": [key] * 2, "argsort": [key] * 2 + ["i64"], "top_k": [key] * 2 + ["i64"] * 2}
+        work = tuple(self.row_buffer(node, dtype, (rows, length), "work") for dtype in scratch.get(node.op, ()))
+        kernels.append(RowKernel(self.origin(node), routine, outs, tuple(ins), work, rows, length, count,
+                                 node.inputs[0].dtype))
+        return kernels + back
+
+    def row_buffer(self, node: Node, dtype: str, shape: tuple, what: str) -> Buffer:
+        buf = Buffer(f"t{len(self.temps)}_{what}", dtype, tuple(shape), "temp")
+        self.temps.append(buf)
+        self.temp_nodes[buf.name] = node
+        return buf
+
+    def row_operand(self, node: Node, operand: Node, axis: int) -> tuple[Buffer, list]:
+        """`operand` as contiguous rows along `axis`: its own buffer when it is one, else a copy."""
+        buf = self.buffer_of.get(id(operand))
+        if buf is not None and buf.role != "const" and axis == operand.ndim - 1:
+            return buf, []
+        shape = operand.shape[:axis] + operand.shape[axis + 1:] + (operand.shape[axis],)
+        rows = self.row_buffer(node, operand.dtype, shape, "rows")
+        loops, idx = self.index_space(shape, "i")
+        at = idx[:axis] + (idx[-1],) + idx[axis:-1]
+        return rows, [MapKernel(self.origin(node, f"rows of {node.op}"), rows, row_major(idx, shape),
+                                tuple(loops), self.value(operand, at))]
+
+    def row_result(self, node: Node, axis: int, target: Buffer) -> tuple[Buffer, list]:
+        """Where the routine writes: the target itself when the axis is last, else rows copied back."""
+        if axis == node.ndim - 1:
+            return target, []
+        shape = node.shape[:axis] + node.shape[axis + 1:] + (node.shape[axis],)
+        rows = self.row_buffer(node, node.dtype, shape, "rows")
+        loops, idx = self.index_space(node.shape, "i")
+        at = idx[:axis] + idx[axis + 1:] + (idx[axis],)
+        return rows, [MapKernel(self.origin(node, f"{node.op} along axis {axis}"), target,
+                                row_major(idx, node.shape), tuple(loops), self.load(rows, at))]
+
     # -- values ----------------------------------------------------------------------
     def value(self, node: Node, idx: tuple) -> object:
         """The value of `node` at `idx`: a load when it has a buffer, else its fused expression."""
@@ -508,7 +566,7 @@ class Lowering:
         failing = [n for n in self.nodes if value_checked(n) and _kind(n) != "scatter"]   # a scatter checks as it writes
         doubt = {id(n): [] for n in failing}
         for k in kernels if failing else ():
-            if k.kind == "region":
+            if k.kind in ("region", "row"):
                 continue
             live = _live_expressions(k)
             loops = {l.var: l.extent for l in _work_loops(k)}

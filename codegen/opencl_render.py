@@ -22,7 +22,7 @@ from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
 from .loops import affine_gathers, kernel_expressions
 from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule, serial_loops
-from .render import kernel_comment, scalar_math
+from .render import kernel_comment, row_routine, scalar_math
 from .templating import environment
 
 # OpenCL C's words beyond C's (keywords, types, builtins the kernels call, vloadN/vstoreN among
@@ -235,6 +235,10 @@ class FunctionKernels:
             view.var, view.vbody = var, vector.lines
             view.vstore = f"vstore{view.width}(({vector.dialect.ctype(k.out.dtype)})({result}), 0, {target});"
         return body
+
+    def _row(self, k, view, launch: Launch) -> None:
+        """A work-item per row runs the routine (templates/common/rows.j2, C's text too)."""
+        view.r = row_routine(k, self.names, STORAGE.get, opencl=True)
 
     def _reduction(self, k, view) -> Body:
         body = self.body()

@@ -448,6 +448,8 @@ class FunctionRunner:
             local = min(local, MAP_WG)
             shape, group = (_round_up(-(-counts[0] // prog.reduce_strip), local),), (local,)
             extra = [np.int64(1)]   # `lanes`, unused by the strip layout
+        elif launch["kind"] == "row":   # a work-item per row
+            shape, group = (_round_up(counts[0], local),), (local,)
         elif launch["kind"] == "reduce":
             local = min(local, prog.wg)
             lanes = min(local, _pow2_ceil(counts[1]), prog.max_lanes)

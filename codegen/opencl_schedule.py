@@ -19,7 +19,8 @@ from tdsl.ops import OPS
 from .kernels import Affine, Apply, Check, Const, DivMod, FunctionIR, Gather, Load, ModuleIR, SizeVar
 from .loops import kernel_affines, kernel_expressions
 
-KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul"}
+KIND_OF = {"map": "map", "reduce": "reduce", "argreduce": "reduce", "matmul": "matmul", "row": "row"}
+ROW_ITEM_BYTES = 16 * 1024   # a row routine's radix counts (8 x 256 longs) per work-item
 VECTOR_WIDTH = {"f32": 16, "f64": 8}        # two 256-bit vectors: AVX2 CPUs (PoCL) overlap their work
 VECTOR_MAX_NODES = 200   # PoCL keeps a kernel's values per work-item on a worker's stack: long
                          # chains of vectors (a thousand statements) would overflow it
@@ -32,12 +33,12 @@ class Launch:
 
     `counts`: map [elements] (vector maps), [outer points, last extent] (maps in runs) or
     [points] (a map without loops); reduce [results, reduced elements]; matmul [columns,
-    rows, batch points]. `args` are ("size", name), ("param" | "output" | "temp", index)
+    rows, batch points]; row [rows] (a work-item per row). `args` are ("size", name), ("param" | "output" | "temp", index)
     or ("err",), in that order.
     """
 
     name: str
-    kind: str                 # map | reduce | matmul: the host's launch model
+    kind: str                 # map | reduce | matmul | row: the host's launch model
     counts: tuple[Dim, ...]
     args: tuple[tuple, ...]
     fails: bool               # some work-item can raise the error flag
@@ -90,6 +91,8 @@ def module_schedule(module: ModuleIR) -> ModuleSchedule:
 
 def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
     """The launch of kernel `k` of `fn`."""
+    if k.kind == "row":
+        return row_launch(fn, k, name)
     kind = KIND_OF[k.kind]
     nodes = kernel_expressions(k)
     serial = getattr(k, "serial", False)
@@ -99,6 +102,17 @@ def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
     return Launch(name=name, kind=kind, counts=launch_counts(k, runs), args=kernel_args(fn, k, nodes),
                   fails=fails(nodes), width=width, runs=runs, strip=strip_reduction(k, nodes), local_max=local_max,
                   outline=trig_count(nodes) > INLINE_TRIG, f64=holds_f64(k, nodes), serial=serial)
+
+
+def row_launch(fn: FunctionIR, k, name: str) -> Launch:
+    """A row routine (kernels.RowKernel): a work-item per row, taking the sizes and buffers it names."""
+    sizes = set().union(*(d.variables() for d in (k.rows, k.length, k.count)))
+    names = {b.name for b in k.buffers}
+    args = [("size", v) for v in fn.size_vars if v in sizes]
+    for role, group in (("param", fn.params), ("output", fn.outputs), ("temp", fn.temps)):
+        args += [(role, i) for i, b in enumerate(group) if b.role == role and b.name in names]
+    return Launch(name=name, kind="row", counts=(k.rows,), args=tuple(args), fails=False,
+                  local_max=local_limit(ROW_ITEM_BYTES), f64=any(b.dtype == "f64" for b in k.buffers))
 
 
 def launch_counts(k, runs: bool) -> tuple[Dim, ...]:

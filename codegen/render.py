@@ -195,6 +195,29 @@ def scalar_functions(calls: dict, dialect: Dialect = C) -> list[SimpleNamespace]
     return out
 
 
+_KEY_TYPES = {False: {32: "uint32_t", 64: "uint64_t"}, True: {32: "uint", 64: "ulong"}}
+
+
+def row_routine(k, names: Names, ctype, opencl: bool) -> SimpleNamespace:
+    """What templates/common/rows.j2 needs to write a RowKernel's routine in one dialect:
+    `ctype` gives the buffers' element types (OpenCL stores bool as uchar)."""
+    dtype = k.dtype
+    bits = 64 if dtype in ("f64", "i64") else 32
+    acc = "tdsl_acc", "tdsl_x[tdsl_i]"
+    combine = ""
+    if k.routine in ("cumsum", "cumprod"):
+        op = "add" if k.routine == "cumsum" else "mul"
+        fields = Body(None, [0], C).type_fields(dtype)
+        combine = OPS[op].c_template(kind(dtype)).format(*acc, **fields)
+    buffer = names.buffer
+    return SimpleNamespace(
+        routine=k.routine, G="__global " if opencl else "", vt=ctype(dtype), kt=_KEY_TYPES[opencl][bits],
+        it="long" if opencl else "int64_t", ft={"f32": "float", "f64": "double"}.get(dtype, ""),
+        bits=bits, kind=kind(dtype), ins=[buffer(b) for b in k.ins], outs=[buffer(b) for b in k.outs],
+        scratch=[buffer(b) for b in k.scratch], rows=names.dim(k.rows), n=paren(names.dim(k.length)),
+        k=paren(names.dim(k.count)), combine=combine)
+
+
 def surely_read(fn: FunctionIR) -> set[str]:
     """The parameters and size variables a function's C surely names, from its kernel IR: the
     buffers its kernels load and the sizes of their loops. Every other one gets a `(void)`, which
@@ -204,6 +227,10 @@ def surely_read(fn: FunctionIR) -> set[str]:
         if k.kind == "region":
             found.update(b.name for b in k.inputs if hasattr(b, "role"))
             found.update(v for b in k.bodies for v in b.size_vars)
+            continue
+        if k.kind == "row":
+            found.update(b.name for b in k.buffers)
+            found.update(v for d in (k.rows, k.length, k.count) for v in d.variables())
             continue
         found.update(load.buffer.name for load in kernel_loads(k))
         for part in (k, *k.parts) if k.kind == "fused" else (k,):
@@ -446,6 +473,13 @@ class FunctionView:
         if item.is_scalar and item.role in ("output", "const"):
             return f"{name}[0]"
         return name
+
+    def _row(self, k, body: Body, view) -> None:
+        """A routine per row (templates/common/rows.j2), the rows on threads."""
+        view.r = row_routine(k, self.names, self.dialect.ctype, opencl=False)
+        view.rows = view.r.rows
+        work = f"{paren(view.r.rows)} * {paren(view.r.n)}"
+        view.omp = f"TDSL_OMP(parallel for if (parallel: {work} > TDSL_PARALLEL_MIN))"
 
     def _map(self, k, body: Body, view) -> None:
         value = body.value(k.value)

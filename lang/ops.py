@@ -464,7 +464,30 @@ STRUCTURAL = [
 
 # Section 12's primitives, one list per family (the builtins composed of them are in
 # lang/ordering.py, lang/scatter.py and lang/rng.py).
-ORDERING: list[Op] = []   # cumulative sums and products, sorting
+def _ordering(name: str) -> Callable:
+    """A function of lang/ordering.py, imported when first called (it imports the type checker)."""
+    def call(*args, **kwargs):
+        from . import ordering
+        return getattr(ordering, name)(*args, **kwargs)
+    call.__name__ = name
+    return call
+
+
+def _row_op(name: str, arity: int, grad: str | None, doc: str) -> Op:
+    """An op along one axis (attr `axis`) that the targets run as one routine per row."""
+    return Op(name, "ordering", arity, "given", _quiet(_ordering(f"{name}_impl")),
+              grad=_ordering(grad) if grad else None, doc=doc)
+
+
+ORDERING: list[Op] = [   # cumulative sums and products, sorting
+    _row_op("cumsum", 1, "cumsum_grad", "running sums along an axis, in order (np.cumsum)"),
+    _row_op("cumprod", 1, "cumprod_grad", "running products along an axis, in order (np.cumprod)"),
+    _row_op("cumprod_grad", 2, None, "the adjoint of cumprod: (x, adjoint) -> adjoint of x"),
+    _row_op("sort", 1, "sort_grad", "values sorted along an axis, NaN last (np.sort, stable)"),
+    _row_op("argsort", 1, None, "the stable sorting permutation along an axis (np.argsort, stable)"),
+    _row_op("top_k", 1, "top_k_grad", "the k largest values (result 0) or their positions (1)"),
+    _row_op("unsort", 2, None, "(adjoints, positions) -> the adjoints written at their positions, 0 elsewhere"),
+]
 
 
 def _along(idx: np.ndarray, axis: int) -> tuple:
