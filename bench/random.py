@@ -44,15 +44,17 @@ def numpy_dropout(key: int, x: np.ndarray, p: float) -> np.ndarray:
 
 
 def interleaved(cases: dict, repeat: int) -> dict:
-    """Median seconds of each callable, one call of each per round, after one warm-up round."""
-    times = {name: [] for name in cases}
+    """Median (wall, CPU) seconds of each callable, one call of each per round, after a warm-up
+    round. CPU time sums the threads': on a busy machine it is the steadier measure of work."""
+    times = {name: ([], []) for name in cases}
     for round_ in range(repeat + 1):
         for name, call in cases.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             call()
             if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+                times[name][0].append(time.perf_counter() - wall)
+                times[name][1].append(time.process_time() - cpu)
+    return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in times.items()}
 
 
 def main() -> None:
@@ -71,13 +73,16 @@ def main() -> None:
         "rand f32": (lambda: m.rand_f32(key, x32), lambda: numpy_rand(key, n, np.float32)),
         "dropout f64": (lambda: m.dropout(key, x, 0.1), lambda: numpy_dropout(key, x, 0.1)),
     }
-    print(f"target {args.target}, {n:,} values, medians of {args.repeat} interleaved rounds")
-    print(f"{'workload':<14}{'tdsl ms':>10}{'NumPy ms':>10}{'NumPy/tdsl':>12}")
+    print(f"target {args.target}, {n:,} values, medians of {args.repeat} interleaved rounds, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'workload':<14}{'tdsl ms':>9}{'NumPy ms':>10}{'NumPy/tdsl':>12}{'tdsl CPU ms':>13}"
+          f"{'NumPy CPU ms':>14}{'CPU ratio':>11}")
     for name, (ours, theirs) in workloads.items():
         np.testing.assert_array_equal(ours(), theirs())
         t = interleaved({"tdsl": ours, "numpy": theirs}, args.repeat)
-        print(f"{name:<14}{t['tdsl'] * 1e3:>10.1f}{t['numpy'] * 1e3:>10.1f}{t['numpy'] / t['tdsl']:>11.2f}x")
-
+        (wall, cpu), (np_wall, np_cpu) = t["tdsl"], t["numpy"]
+        print(f"{name:<14}{wall * 1e3:>9.1f}{np_wall * 1e3:>10.1f}{np_wall / wall:>11.2f}x{cpu * 1e3:>13.1f}"
+              f"{np_cpu * 1e3:>14.1f}{np_cpu / cpu:>10.2f}x")
 
 if __name__ == "__main__":
     main()
