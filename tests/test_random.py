@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tdsl
-from conftest import compiled, require_target, run
+from conftest import VARIANTS, compiled, compiled_variant, require_target, run
 from tdsl import philox
 
 KEYS = [0, 1, 2**63 + 5, 123456789]
@@ -80,6 +80,18 @@ def test_rand_fuses_with_its_consumers_and_any_layout(target):
     np.testing.assert_array_equal(run(UNIFORM, "dropout", target, key, x, 0.25), np.where(u < 0.25, 0.0, x / 0.75))
     np.testing.assert_array_equal(run(UNIFORM, "transposed", target, 7, x), numpy_rand(7, (9, 40)).T + x)
     np.testing.assert_array_equal(run(UNIFORM, "sliced", target, 7), numpy_rand(7, (6, 5))[1::2, ::-1])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_launch_layout_gives_numpys_numbers(variant):
+    """OpenCL's CPU and GPU layouts (work-group sizes, vector maps) and C's threads: positions
+    alone decide the values."""
+    m = compiled_variant(UNIFORM, variant)
+    x = np.random.default_rng(1).normal(size=(300, 33))
+    got64, got32 = m.sized(5, x)
+    np.testing.assert_array_equal(got64, numpy_rand(5, x.shape))
+    np.testing.assert_array_equal(got32, numpy_rand(5, x.shape, np.float32))
+    np.testing.assert_array_equal(m.dropout(5, x, 0.5), np.where(numpy_rand(5, x.shape) < 0.5, 0.0, x / 0.5))
 
 
 # -- fold_in and loops ---------------------------------------------------------------------------
