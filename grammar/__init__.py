@@ -58,7 +58,7 @@ _COMPARISONS = {"EQ", "NE", "LT", "LE", "GT", "GE"}
 _OPERATORS = _COMPARISONS | {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT",
                              "POW", "AND", "OR", "LPAR", "LSQB", "DOT"}
 _TOKEN_WORDS = {"NAME": "a name", "INT": "a number", "FLOAT": "a number",
-                "_NL": "a new line", "$END": "end of file", "AUGOP": "'+=' (or another augmented assignment)"}
+                "STRING": "a string", "_NL": "a new line", "$END": "end of file", "AUGOP": "'+=' (or another augmented assignment)"}
 
 # Slips recognised by the parser state they leave behind; "{token}" is the unexpected text.
 _EXAMPLES = {
@@ -357,7 +357,7 @@ def _expected_words(accepts: set[str]) -> str:
     names = set(accepts)
     words = set()
     if _EXPRESSION_START <= names:
-        names -= _EXPRESSION_START | {"NOT"}
+        names -= _EXPRESSION_START | {"NOT", "STRING"}   # a string (einsum's spec) is an argument too
         words.add("an expression")
     if "PLUS" in names:  # after a complete operand: any operator could follow
         names -= _OPERATORS

@@ -509,6 +509,8 @@ from . import extras as _extras, nn as _nn, ordering as _ordering, rng as _rng, 
 
 for _module in (_extras, _nn, _ordering, _rng, _scatter):
     BUILDERS.update(_module.BUILDERS)
+# New builtins never break a program: a user's function or const may take one of these names.
+VERSION2: frozenset[str] = frozenset(name for m in (_extras, _nn, _ordering, _rng, _scatter) for name in m.BUILDERS)
 
 # The elementwise builtins whose arity is fixed by a lambda: record their parameter names here.
 _ELEMENTWISE_PARAMS = {1: ["x"], 2: ["a", "b"], 3: ["condition", "a", "b"]}

@@ -41,7 +41,8 @@ class Program:
             name_tok = item.children[0]
             if name_tok in self.consts or name_tok in self.fns:
                 raise TdslTypeError(f"'{name_tok}' is defined twice", self.loc(name_tok))
-            if name_tok in DTYPES or name_tok in builtins.BUILDERS or name_tok == "grad":
+            if name_tok in DTYPES or name_tok == "grad" or (name_tok in builtins.BUILDERS
+                                                            and name_tok not in builtins.VERSION2):
                 raise TdslTypeError(f"'{name_tok}' is the name of a builtin", self.loc(name_tok))
             if item.data == "fn_def":
                 self.fns[str(name_tok)] = item

@@ -458,3 +458,24 @@ def test_cumsum_method_follows_the_builtin():
     else:
         with pytest.raises(tdsl.TdslTypeError, match="cumsum is not a builtin"):
             x.cumsum()
+
+
+def test_version2_names_can_be_shadowed():
+    """New builtins and predefined consts never break a program (LANGUAGE.md section 2)."""
+    src = """
+fn diff(x: f64[n]) -> f64[n] { return x * 2.0 }
+const norm = 3.0
+fn g(x: f64[n], e: f64) -> f64[n] {
+    rand = x + e
+    return diff(rand) + norm
+}
+"""
+    m = tdsl.compile(src, target="numpy")
+    np.testing.assert_array_equal(m.g(np.arange(3.0), 1.0), (np.arange(3.0) + 1.0) * 2.0 + 3.0)
+    with pytest.raises(tdsl.TdslTypeError, match="name of a builtin"):
+        tdsl.compile("fn exp(x: f64) -> f64 { return x }", target="numpy")
+
+
+def test_syntax_error_in_an_argument_names_an_expression():
+    with pytest.raises(tdsl.TdslSyntaxError, match=r"expected '\)' or an expression"):
+        tdsl.compile("fn f(x: f64[n]) -> f64 { return sum(,) }", target="numpy")
