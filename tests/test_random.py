@@ -230,14 +230,14 @@ def test_bad_arguments_are_errors_at_the_call(source, message, col):
 # -- printing and threads -------------------------------------------------------------------------
 
 def test_random_programs_print_back_to_source_that_computes_the_same():
+    """to_tdsl spells the ops by name (philox_bits, mulhi, randint_span, ...) and they parse back."""
     from tdsl.printer import to_tdsl
     m = compiled(DRAWS, "numpy")
-    for name in ("ints", "normals"):
+    for name, args in (("ints", (3, 1, 9, np.zeros(6))), ("normals", (3, np.zeros(6))),
+                       ("coins", (3, np.zeros(6), np.array([0.1, 0.5, 0.9], np.float32)))):
         again = tdsl.compile(to_tdsl(getattr(m, name).graph), target="numpy")
-        got, want = getattr(again, name)(3, *(([1, 9]) if name == "ints" else []), np.zeros(6)), \
-            getattr(m, name)(3, *(([1, 9]) if name == "ints" else []), np.zeros(6))
-        for g, w in zip(got, want):
-            np.testing.assert_array_equal(g, w)
+        for got, want in zip(getattr(again, name)(*args), getattr(m, name)(*args)):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
