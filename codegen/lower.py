@@ -407,6 +407,9 @@ class Lowering:
         """One RowKernel: its operands copied into contiguous rows with the axis last (the copy
         fuses their elementwise producers), its results copied back when the axis is not last."""
         axis, x = node.attr("axis"), node.inputs[0]
+        sibling = self.top_k_sibling(node) if node.op == "top_k" else None
+        if sibling is True:
+            return []   # the routine of top_k's other result wrote this one
         rows = shape_size(x.shape[:axis] + x.shape[axis + 1:])
         length = node.attr("length") if node.op == "unsort" else x.shape[axis]
         count = node.shape[axis] if node.op == "top_k" else x.shape[axis]
@@ -416,19 +419,37 @@ class Lowering:
             ins.append(buf)
             kernels += copy
         out, back = self.row_result(node, axis, target)
-        routine = node.op
-        if node.op == "top_k":   # values and positions: the other result goes to scratch rows
-            other = self.row_buffer(node, "i64" if node.attr("result") == 0 else x.dtype,
-                                    (rows, count), "other")
-            outs = (out, other) if node.attr("result") == 0 else (other, out)
-        else:
-            outs = (out,)
+        outs = (out,)
+        if node.op == "top_k":
+            outs, back = self.top_k_outputs(node, sibling, out, back, rows, count)
         key = "i64" if to_numpy(x.dtype).itemsize == 8 else "i32"
         scratch = {"sort": [key] * 2, "argsort": [key] * 2 + ["i64"], "top_k": [key] * 2 + ["i64"] * 2}
         work = tuple(self.row_buffer(node, dtype, (rows, length), "work") for dtype in scratch.get(node.op, ()))
-        kernels.append(RowKernel(self.origin(node), routine, outs, tuple(ins), work, rows, length, count,
+        kernels.append(RowKernel(self.origin(node), node.op, outs, tuple(ins), work, rows, length, count,
                                  node.inputs[0].dtype))
         return kernels + back
+
+    def top_k_sibling(self, node: Node):
+        """The node of top_k's other result, when a kernel needs it too (one routine writes both),
+        else None; True when that routine is made already (this node's is then none)."""
+        rest = lambda n: tuple((k, v) for k, v in n.attrs if k != "result")   # noqa: E731
+        key = ("top_k", node.inputs, rest(node))
+        if key in self.regions:   # the memo of kernels made once: loops, branches, and these
+            return True
+        self.regions[key] = node
+        return next((n for n in self.computed if n.op == "top_k" and n.attr("result") != node.attr("result")
+                     and n.inputs == node.inputs and rest(n) == key[2] and id(n) in self.buffer_of), None)
+
+    def top_k_outputs(self, node: Node, sibling, out: Buffer, back: list, rows, count) -> tuple[tuple, list]:
+        """(values, positions) rows of a top_k, and the copies back: the other result's own rows
+        when a node computes it too (`sibling`), else work rows."""
+        mine = node.attr("result")
+        if sibling is not None:
+            second, more = self.row_result(sibling, node.attr("axis"), self.buffer_of[id(sibling)])
+            back = back + more
+        else:
+            second = self.row_buffer(node, "i64" if mine == 0 else node.inputs[0].dtype, (rows, count), "other")
+        return ((out, second) if mine == 0 else (second, out)), back
 
     def row_buffer(self, node: Node, dtype: str, shape: tuple, what: str) -> Buffer:
         buf = Buffer(f"t{len(self.temps)}_{what}", dtype, tuple(shape), "temp")

@@ -63,6 +63,9 @@ fn fused(x: f64[n, m]) -> (f64[n, m], f64[n * m]) {
 fn listed() -> i64[4] {
     return cumsum([1, 2, 3, 4])
 }
+fn of_scalar(x: f64, b: bool[n]) {
+    return cumsum(x), cumprod(x * 2.0), cumsum(b), cumprod(b)
+}
 """
 
 
@@ -90,6 +93,10 @@ def test_cumulative_non_contiguous_and_fused(target):
     same_bits(got[0], np.cumsum(y * 2.0 + 1.0, 0))
     np.testing.assert_allclose(got[1], np.cumprod(np.exp(y)), rtol=1e-13)
     same_bits(run(CUMULATIVE, "listed", target), np.cumsum([1, 2, 3, 4]))
+    b = np.array([True, False, True, True])
+    got = run(CUMULATIVE, "of_scalar", target, -0.0, b)
+    for g, e in zip(got, (np.cumsum(-0.0), np.cumprod(-0.0 * 2.0), np.cumsum(b), np.cumprod(b))):
+        same_bits(g, e)
 
 
 def test_cumulative_wraps_and_propagates_nan(target):
