@@ -198,6 +198,12 @@ fn g_set_loop(x: f64[n], v: f64[t, m], i: i64[t, m]) -> f64 {
     }
     return sum(sin(x))
 }
+fn g_add_loop(x: f64[n], v: f64[t, m], i: i64[t, m]) -> f64 {
+    for s in range(t) {
+        x = scatter_add(x, i[s], v[s] * x[0])
+    }
+    return sum(sin(x))
+}
 """
 
 
@@ -212,6 +218,7 @@ fn g_set_loop(x: f64[n], v: f64[t, m], i: i64[t, m]) -> f64 {
     ("g_index", lambda: (normal(5, 3), REPEATED)),
     ("g_set", lambda: (normal(5), normal(7), REPEATED)),
     ("g_set_loop", lambda: (normal(5), normal(3, 4), np.array([[0, 0, 1, -1], [2, 2, 2, 2], [1, 4, 1, 3]]))),
+    ("g_add_loop", lambda: (normal(5), normal(3, 4), np.array([[0, 0, 1, -1], [2, 2, 2, 2], [1, 4, 1, 3]]))),
 ])
 def test_gradients_match_finite_differences(target, fn, args):
     errors = tdsl.check_grad(getattr(compiled(GRAD_SRC, target), fn), *args())
