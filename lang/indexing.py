@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import infer
 from .dims import Dim, is_nonnegative
 from .errors import Location, TdslTypeError
@@ -136,10 +138,28 @@ def index(x: Node, subs: list[Sub], loc: Location | None) -> Node:
         from .updates import dynamic_index
         return dynamic_index(x, expanded, loc)
     starts, steps, lengths, checks, final = region(x, expanded, loc)
+    if x.op == "const" and all(d.is_const for d in (*starts, *lengths, *final)):
+        return _const_index(x, starts, steps, lengths, final, loc)
     out = x
     if any(not (st == 0 and sp == 1 and ln == d) for st, sp, ln, d in zip(starts, steps, lengths, x.shape)):
         out = infer.slice_node(x, starts, steps, lengths, checks, loc)
     return infer.reshape(out, tuple(final), loc)
+
+
+def _const_index(x: Node, starts, steps, lengths, final, loc: Location | None) -> Node:
+    """A static subscript of a const is a const, weak as the const is (`L[1]` of a const array
+    literal is a Python scalar to NumPy: `x_f32 + L[1]` stays f32)."""
+    from .limits import const_value
+    value = const_value(x)
+    if x.ndim:
+        value = value[np.ix_(*[st.const + sp * np.arange(ln.const, dtype=np.int64)
+                               for st, sp, ln in zip(starts, steps, lengths)])]
+    value = value.reshape(tuple(d.const for d in final))
+    return infer.const(_nested(value.tolist()), x.dtype, value.shape, x.weak, loc)
+
+
+def _nested(v):
+    return tuple(_nested(e) for e in v) if isinstance(v, list) else v
 
 
 def flip_axes(x: Node, axes: tuple[int, ...], loc: Location | None) -> Node:

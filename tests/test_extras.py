@@ -479,3 +479,17 @@ fn g(x: f64[n], e: f64) -> f64[n] {
 def test_syntax_error_in_an_argument_names_an_expression():
     with pytest.raises(tdsl.TdslSyntaxError, match=r"expected '\)' or an expression"):
         tdsl.compile("fn f(x: f64[n]) -> f64 { return sum(,) }", target="numpy")
+
+
+def test_static_subscript_of_a_const_stays_weak(target):
+    src = """
+const L = [-inf, 0.0, inf]
+const M = [[1, 2, 3], [4, 5, 6]]
+fn f(x: f32[n]) -> f32[n] { return x + L[1] + L[0] * 0.0 }
+fn g() -> i64[2] { return M[::-1, 1] }
+fn h() -> i64[0] { return M[0, 3:] }
+"""
+    got = run(src, "f", target, np.ones(3, np.float32))
+    assert got.dtype == np.float32 and np.isnan(got).all()
+    np.testing.assert_array_equal(run(src, "g", target), [5, 2])
+    assert run(src, "h", target).shape == (0,)
