@@ -703,9 +703,11 @@ class Lowering:
                 size, message = x.shape[axis], "argmax/argmin over an empty axis"
             return [SizeCheck(((size, "==0"),), self.errors.code(ErrorInfo(message, node.loc)))]
         if _kind(node) in ("gather", "scatter"):
-            # no position exists on an empty axis (a scatter would write past its result's end)
+            # no position exists on an empty axis (a scatter would write past its result's end);
+            # a size check knows no index, so its message names none
             extent = x.shape[node.attr("axis")]
-            code = self.errors.code(_range_error(node, extent))
+            info = _range_error(node, extent)
+            code = self.errors.code(ErrorInfo(info.message, info.loc, info.extent))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
         return []
 

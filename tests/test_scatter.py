@@ -159,6 +159,17 @@ def test_an_index_out_of_range_is_a_call_time_error(target, fn, args, bad):
         getattr(compiled(SRC, target), fn)(*args())
 
 
+@pytest.mark.parametrize("fn, args", [
+    ("sa0", lambda: (normal(0, 3), np.array([2]), normal(1, 3))),
+    ("ta1", lambda: (normal(2, 0), np.array([[1], [0]]))),
+])
+def test_an_index_into_an_empty_axis_is_a_call_time_error(target, fn, args):
+    """No position exists (a compiled scatter would write past its result's end): an error as
+    NumPy's; the compiled targets know it from the sizes alone, so they name no index."""
+    with pytest.raises(TdslRuntimeError, match="out of range for an axis of length 0"):
+        getattr(compiled(SRC, target), fn)(*args())
+
+
 @pytest.mark.parametrize("source, message", [
     ("fn f(x: bool[n], i: i64[m]) { return scatter_add(x, i, true) }", "arithmetic on bool"),
     ("fn f(x: f32[n], i: f32[m]) { return scatter_add(x, i, 1.0) }", "integer indices"),
