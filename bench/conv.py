@@ -12,17 +12,21 @@ one's median over the rounds. The goal: NumPy time / tdsl time >= 1.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+# Run as a script, this folder comes first on sys.path, where bench/random.py would hide the
+# standard library's random module (which statistics and tempfile import).
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
 import tdsl  # noqa: E402
-from run import median_time  # noqa: E402
 
 SOURCE = """
 fn conv_step(x: f32[b, c, h, w], k: f32[o, c, 3, 3], g: f32[b, o, h, w]) -> (f32[b, o, h, w], f32[b, c, h, w], f32[o, c, 3, 3]) {
@@ -31,6 +35,21 @@ fn conv_step(x: f32[b, c, h, w], k: f32[o, c, 3, 3], g: f32[b, o, h, w]) -> (f32
     return y, gx, gk
 }
 """
+
+
+def median_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:
+    """Seconds per call: warm up, then the median of `repeat` batches of at least `min_time`."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    inner = max(1, int(min_time / max(time.perf_counter() - start, 1e-9)))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
 
 
 def numpy_conv_step(x, w, g, pad=1):

@@ -15,6 +15,8 @@ from .builtins import as_node, static_int, zeros
 from .dims import Dim, shape_size
 from .errors import Location, TdslTypeError
 from .graph import Node
+from .indexing import Sub
+from .updates import set_item
 
 SPATIAL_NAMES = {1: "w", 2: "h, w"}
 
@@ -81,19 +83,15 @@ def _padding(name: str, padding, kernel: tuple[int, ...], stride: int, loc) -> l
 
 
 def _pad(x: Node, pads: list[tuple[int, int]], loc) -> Node:
-    """`x` with zeros before and after each of its last len(pads) axes."""
-    nd = len(pads)
-    for i, (before, after) in enumerate(pads):
-        axis = x.ndim - nd + i
-        pieces = []
-        for size in (before, None, after):
-            if size is None:
-                pieces.append(x)
-            elif size:
-                shape = x.shape[:axis] + (Dim.of(size),) + x.shape[axis + 1:]
-                pieces.append(zeros(loc, shape, x.dtype))
-        x = infer.concat(pieces, axis, loc)
-    return x
+    """`x` with zeros before and after each of its last len(pads) axes: one write of x into
+    zeros (its adjoint is a slice of the padded one's; padding by concatenation would copy
+    once per axis)."""
+    if not any(before or after for before, after in pads):
+        return x
+    lead = x.ndim - len(pads)
+    shape = x.shape[:lead] + tuple(d + before + after for d, (before, after) in zip(x.shape[lead:], pads))
+    subs = [Sub("slice")] * lead + [Sub("slice", before, d + before) for d, (before, _) in zip(x.shape[lead:], pads)]
+    return set_item(zeros(loc, shape, x.dtype), subs, x, loc)
 
 
 def _check_operand(name: str, x: Node, rank: int, what: str, layout: str, loc) -> None:
@@ -126,16 +124,15 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
     padded = _pad(x, pads, loc)
     out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
     batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
-    # cols[c * K + k, (b, positions)]: the k-th kernel offset's input under each output position,
-    # so that the whole batch is one GEMM (per-image GEMMs of this size spend their time in
-    # OpenBLAS's thread synchronization), forward and backward.
-    per_channel = [infer.transpose(s_, (1, 0) + tuple(range(2, nd + 2)), loc)
-                   for s_ in _window_slices(padded, kernel, s, out, check, loc)]
-    cols = _stack_last(per_channel, loc, 1)                       # [c, K, b, *out]
-    cols = infer.reshape(cols, (channels * count, batch * shape_size(out)), loc)
+    # cols[b, c * K + k, position]: the k-th kernel offset's input under each output position.
+    # The matmul is one GEMM per image. (One GEMM for the whole batch needs the output's
+    # adjoint transposed to [channels_out, batch * positions], which is no strided matrix:
+    # the backward GEMM then runs without BLAS.)
+    cols = _stack_last(_window_slices(padded, kernel, s, out, check, loc), loc, 2)   # [b, c, K, *out]
+    cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
     matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
-    result = infer.reshape(infer.matmul(matrix, cols, loc), (w.shape[0], batch) + out, loc)
-    return infer.transpose(result, (1, 0) + tuple(range(2, nd + 2)), loc)
+    result = infer.matmul(matrix, cols, loc)
+    return infer.reshape(result, (batch, w.shape[0]) + out, loc)
 
 
 def conv1d(loc, x, w, stride=1, padding=0):
