@@ -102,7 +102,10 @@ fn c2_mixed(x: f32[b, c, h, w], k: f64[o, c, 3, 3]) { return conv2d(x, k, paddin
 fn c2_i64(x: i64[b, c, h, w], k: i64[o, c, 2, 2]) { return conv2d(x, k, padding=1) }
 fn c2_i32f32(x: i32[b, c, h, w], k: f32[o, c, 2, 2]) { return conv2d(x, k) }
 fn c2_fixed(x: f64[2, 3, 5, 6], k: f64[4, 3, 3, 3]) -> f64[2, 4, 3, 4] { return conv2d(x, k) }
+fn c2_same(x: f64[b, c, h, w], k: f64[o, c, 2, 4]) -> f64[b, o, h, w] { return conv2d(x, k, padding="same") }
+fn c2_valid(x: f64[b, c, h, w], k: f64[o, c, 2, 4]) -> f64[b, o, h - 1, w - 3] { return conv2d(x, k, 1, "valid") }
 fn c1(x: f64[b, c, n], k: f64[o, c, 3]) { return conv1d(x, k) }
+fn c1_same(x: f64[b, c, n], k: f64[o, c, 4]) -> f64[b, o, n] { return conv1d(x, k, padding="same") }
 fn c1_s2p1(x: f64[b, c, n], k: f64[o, c, 3]) -> f64[b, o, (n - 1) // 2 + 1] {
     return conv1d(x, k, stride=2, padding=1)
 }
@@ -119,6 +122,9 @@ CONV_CASES = [  # function, x shape, kernel shape, stride, padding, dtypes
     ("c2_1x1", (2, 5, 4, 3), (6, 5, 1, 1), 1, 0, "f8"),
     ("c2_f32", (2, 3, 6, 5), (4, 3, 3, 3), 1, 1, "f4"),
     ("c2_fixed", (2, 3, 5, 6), (4, 3, 3, 3), 1, 0, "f8"),
+    ("c2_same", (2, 3, 5, 6), (4, 3, 2, 4), 1, "same", "f8"),   # the extra zero goes after
+    ("c2_same", (1, 1, 1, 1), (2, 1, 2, 4), 1, "same", "f8"),
+    ("c2_valid", (2, 3, 5, 6), (4, 3, 2, 4), 1, 0, "f8"),
 ]
 
 
@@ -126,7 +132,8 @@ CONV_CASES = [  # function, x shape, kernel shape, stride, padding, dtypes
 def test_conv2d(target, fn, xshape, kshape, stride, padding, dtype):
     x, k = rand(xshape, dtype), rand(kshape, dtype, seed=1)
     got = run(CONV, fn, target, x, k)
-    expected = conv2d_ref(x, k, stride, ((padding, padding),) * 2).astype(dtype)
+    pads = same_pads(kshape[2:]) if padding == "same" else ((padding, padding),) * 2
+    expected = conv2d_ref(x, k, stride, pads).astype(dtype)
     assert_same(got, expected, rtol=1e-4 if dtype == "f4" else 1e-10, atol=1e-5 if dtype == "f4" else 1e-12)
 
 
@@ -152,11 +159,13 @@ def test_conv2d_non_contiguous(target):
 
 @pytest.mark.parametrize("fn,xshape,kshape,stride,padding", [
     ("c1", (2, 3, 9), (4, 3, 3), 1, 0), ("c1_s2p1", (2, 3, 10), (4, 3, 3), 2, 1),
-    ("c1_s2p1", (1, 1, 1), (1, 1, 3), 2, 1), ("c1_even", (3, 2, 7), (5, 2, 4), 1, 2)])
+    ("c1_s2p1", (1, 1, 1), (1, 1, 3), 2, 1), ("c1_even", (3, 2, 7), (5, 2, 4), 1, 2),
+    ("c1_same", (2, 3, 6), (4, 3, 4), 1, "same")])
 def test_conv1d(target, fn, xshape, kshape, stride, padding):
     dtype = np.float32 if fn == "c1_even" else np.float64
     x, k = rand(xshape, dtype), rand(kshape, dtype, seed=1)
-    expected = conv1d_ref(x, k, stride, (padding, padding)).astype(dtype)
+    pads = same_pads(kshape[2:])[0] if padding == "same" else (padding, padding)
+    expected = conv1d_ref(x, k, stride, pads).astype(dtype)
     assert_same(run(CONV, fn, target, x, k), expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
@@ -208,17 +217,22 @@ fn g1(x: f64[b, c, n], k: f64[o, c, 3]) {
     y = conv1d(x, k, stride=2, padding=1)
     return grad(sum(square(y)) / 2, x, k)
 }
+fn g2_same(x: f64[b, c, h, w], k: f64[o, c, 3, 2]) {
+    y = conv2d(x, k, padding="same")
+    return grad(sum(square(y)) / 2, x, k)
+}
 fn loss(x: f64[b, c, h, w], k: f64[o, c, 3, 2]) -> f64 { return sum(sin(conv2d(x, k, stride=2, padding=1))) }
 """
 
 
 @pytest.mark.parametrize("fn,xshape,kshape,stride,padding,dtype", [
     ("g2", (2, 3, 7, 9), (4, 3, 3, 3), 2, 1, "f8"), ("g2", (1, 1, 4, 4), (1, 1, 3, 3), 2, 1, "f8"),
-    ("g2_even", (2, 3, 5, 6), (4, 3, 2, 4), 1, 1, "f8"), ("g2_f32", (2, 3, 6, 5), (4, 3, 3, 3), 1, 1, "f4")])
+    ("g2_even", (2, 3, 5, 6), (4, 3, 2, 4), 1, 1, "f8"), ("g2_f32", (2, 3, 6, 5), (4, 3, 3, 3), 1, 1, "f4"),
+    ("g2_same", (2, 3, 5, 6), (4, 3, 3, 2), 1, "same", "f8")])
 def test_conv2d_grad(target, fn, xshape, kshape, stride, padding, dtype):
     """The gradient of sum(y**2)/2 is the convolution's adjoint applied to y."""
     x, k = rand(xshape, dtype), rand(kshape, dtype, seed=1)
-    pads = ((padding, padding),) * 2
+    pads = same_pads(kshape[2:]) if padding == "same" else ((padding, padding),) * 2
     y = conv2d_ref(x.astype(np.float64), k.astype(np.float64), stride, pads)
     gx, gk = conv2d_grads_ref(x.astype(np.float64), k.astype(np.float64), y, stride, pads)
     tol = dict(rtol=1e-3, atol=1e-4) if dtype == "f4" else dict(rtol=1e-9, atol=1e-10)
@@ -239,7 +253,7 @@ def test_conv2d_check_grad(target):
     assert max(errors.values()) < 1e-6, errors
 
 
-# -- padding="same" through the Python builder (the grammar has no string literals yet) ------------
+# -- padding="same" through the Python builder ------------------------------------------------------
 
 def same_module(target):
     x = tdsl.tensor("x", "f64", ("b", "c", "h", "w"))
@@ -288,6 +302,9 @@ def test_padding_same_shape_and_errors():
     ("conv2d(x, k, stride=0)", "the stride must be positive, not 0", 12),
     ("conv2d(x, k, padding=-1)", r"the padding cannot be negative \(-1\)", 12),
     ("conv2d(x, k, stride=s)", "conv2d's stride must be an integer literal", 12),
+    ("conv2d(x, k, stride=2, padding=\"same\")", "padding=\"same\" needs stride 1, not 2", 12),
+    ("conv2d(x, k, padding=\"full\")", "padding must be an integer, \"same\" or \"valid\", not 'full'", 12),
+    ("conv2d(x, k, \"1\")", "conv2d's stride must be an integer literal", 12),
     ("conv2d(x[0], k)", r"conv2d needs the input of rank 4 \(\[batch, channels_in, h, w\]\), not f32\[c, h, w\]", 12),
     ("conv2d(x, k[0])", r"needs the kernel of rank 4 \(\[channels_out, channels_in, kh, kw\]\)", 12),
     ("conv1d(x, k)", r"conv1d needs the input of rank 3", 12),
