@@ -48,7 +48,7 @@ def scatter_add(loc, x, idx, values, axis=0):
     shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
     values = storable(values, x, loc)
     if values.shape != shape:
-        if values.ndim > len(shape) or infer.broadcast_shapes([values.shape, shape], loc) != shape:
+        if not _broadcasts(values.shape, shape):
             raise TdslTypeError(f"scatter_add: values of shape {_shape(values.shape)} do not broadcast to "
                                 f"{_shape(shape)} (x's shape with idx's at axis {axis})", loc)
         values = infer.broadcast_to(values, shape, loc)
@@ -76,6 +76,13 @@ def take_along_axis(loc, x, idx, axis):
     x = infer.broadcast_to(x, common[:axis] + (x.shape[axis],) + common[axis + 1:], loc)
     idx = infer.broadcast_to(idx, common[:axis] + (idx.shape[axis],) + common[axis + 1:], loc)
     return take_along_node(x, idx, axis, loc)
+
+
+def _broadcasts(shape, to) -> bool:
+    """Whether an array of `shape` broadcasts to `to` (NumPy's rule: aligned from the end)."""
+    if len(shape) > len(to):
+        return False
+    return all(d == 1 or d == t for d, t in zip(shape[::-1], to[::-1]))
 
 
 def _shape(shape) -> str:
