@@ -368,8 +368,10 @@ class RowKernel:
     `length` elements, but for `top_k` (outputs of `count` per row: values, indices) and
     `unsort` (inputs of `count` per row, written at their positions in an output row of
     `length`). `scratch` are the routine's work rows (radix keys and indices, `length` per
-    row). `dtype` is the values' dtype. The routines' text is written once, for C and
-    OpenCL, in templates/common/rows.j2.
+    row). `dtype` is the values' dtype. cumsum and cumprod read their operand in place
+    instead: a block of `inner` rows, interleaved (element i of row j at `i * inner + j`),
+    per each of `rows`; every other routine has `inner` 1. The routines' text is written
+    once, for C and OpenCL, in templates/common/rows.j2.
     """
 
     origin: Origin
@@ -381,6 +383,7 @@ class RowKernel:
     length: Dim
     count: Dim
     dtype: str
+    inner: Dim = ONE
     kind: str = field(default="row", init=False)
 
     @property

@@ -407,6 +407,8 @@ class Lowering:
         """One RowKernel: its operands copied into contiguous rows with the axis last (the copy
         fuses their elementwise producers), its results copied back when the axis is not last."""
         axis, x = node.attr("axis"), node.inputs[0]
+        if node.op in ("cumsum", "cumprod"):
+            return self.running_kernels(node, target)
         sibling = self.top_k_sibling(node) if node.op == "top_k" else None
         if sibling is True:
             return []   # the routine of top_k's other result wrote this one
@@ -428,6 +430,22 @@ class Lowering:
         kernels.append(RowKernel(self.origin(node), node.op, outs, tuple(ins), work, rows, length, count,
                                  node.inputs[0].dtype))
         return kernels + back
+
+    def running_kernels(self, node: Node, target: Buffer) -> list:
+        """cumsum and cumprod in place: the operand in its own layout (a copy only when it has no
+        buffer), each block of `inner` interleaved rows walked along the axis at once."""
+        axis, x = node.attr("axis"), node.inputs[0]
+        kernels = []
+        buf = self.buffer_of.get(id(x))
+        if buf is None or buf.role == "const":
+            buf = self.row_buffer(node, x.dtype, x.shape, "rows")
+            loops, idx = self.index_space(x.shape, "i")
+            kernels.append(MapKernel(self.origin(node, f"operand of {node.op}"), buf, row_major(idx, x.shape),
+                                     tuple(loops), self.value(x, idx)))
+        n = x.shape[axis]
+        kernels.append(RowKernel(self.origin(node), node.op, (target,), (buf,), (), shape_size(x.shape[:axis]),
+                                 n, n, x.dtype, shape_size(x.shape[axis + 1:])))
+        return kernels
 
     def top_k_sibling(self, node: Node):
         """The node of top_k's other result, when a kernel needs it too (one routine writes both),

@@ -33,7 +33,7 @@ class Launch:
 
     `counts`: map [elements] (vector maps), [outer points, last extent] (maps in runs) or
     [points] (a map without loops); reduce [results, reduced elements]; matmul [columns,
-    rows, batch points]; row [rows] (a work-item per row). `args` are ("size", name), ("param" | "output" | "temp", index)
+    rows, batch points]; row [rows] (a work-item per row, interleaved ones too). `args` are ("size", name), ("param" | "output" | "temp", index)
     or ("err",), in that order.
     """
 
@@ -106,12 +106,12 @@ def kernel_launch(fn: FunctionIR, k, name: str) -> Launch:
 
 def row_launch(fn: FunctionIR, k, name: str) -> Launch:
     """A row routine (kernels.RowKernel): a work-item per row, taking the sizes and buffers it names."""
-    sizes = set().union(*(d.variables() for d in (k.rows, k.length, k.count)))
+    sizes = set().union(*(d.variables() for d in (k.rows, k.length, k.count, k.inner)))
     names = {b.name for b in k.buffers}
     args = [("size", v) for v in fn.size_vars if v in sizes]
     for role, group in (("param", fn.params), ("output", fn.outputs), ("temp", fn.temps)):
         args += [(role, i) for i, b in enumerate(group) if b.role == role and b.name in names]
-    return Launch(name=name, kind="row", counts=(k.rows,), args=tuple(args), fails=False,
+    return Launch(name=name, kind="row", counts=(k.rows * k.inner,), args=tuple(args), fails=False,
                   local_max=local_limit(ROW_ITEM_BYTES), f64=any(b.dtype == "f64" for b in k.buffers))
 
 

@@ -203,7 +203,7 @@ def row_routine(k, names: Names, ctype, opencl: bool) -> SimpleNamespace:
     `ctype` gives the buffers' element types (OpenCL stores bool as uchar)."""
     dtype = k.dtype
     bits = 64 if dtype in ("f64", "i64") else 32
-    acc = "tdsl_acc", "tdsl_x[tdsl_i]"
+    acc = "tdsl_prev[tdsl_j]", "tdsl_here[tdsl_j]"
     combine = ""
     if k.routine in ("cumsum", "cumprod"):
         op = "add" if k.routine == "cumsum" else "mul"
@@ -215,7 +215,8 @@ def row_routine(k, names: Names, ctype, opencl: bool) -> SimpleNamespace:
         it="long" if opencl else "int64_t", ft={"f32": "float", "f64": "double"}.get(dtype, ""),
         bits=bits, kind=kind(dtype), ins=[buffer(b) for b in k.ins], outs=[buffer(b) for b in k.outs],
         scratch=[buffer(b) for b in k.scratch], rows=names.dim(k.rows), n=paren(names.dim(k.length)),
-        k=paren(names.dim(k.count)), combine=combine)
+        k=paren(names.dim(k.count)), inner=paren(names.dim(k.inner)), combine=combine,
+        simd="" if opencl else "TDSL_OMP(simd)")
 
 
 def surely_read(fn: FunctionIR) -> set[str]:
@@ -230,7 +231,7 @@ def surely_read(fn: FunctionIR) -> set[str]:
             continue
         if k.kind == "row":
             found.update(b.name for b in k.buffers)
-            found.update(v for d in (k.rows, k.length, k.count) for v in d.variables())
+            found.update(v for d in (k.rows, k.length, k.count, k.inner) for v in d.variables())
             continue
         found.update(load.buffer.name for load in kernel_loads(k))
         for part in (k, *k.parts) if k.kind == "fused" else (k,):
@@ -478,7 +479,7 @@ class FunctionView:
         """A routine per row (templates/common/rows.j2), the rows on threads."""
         view.r = row_routine(k, self.names, self.dialect.ctype, opencl=False)
         view.rows = view.r.rows
-        work = f"{paren(view.r.rows)} * {paren(view.r.n)}"
+        work = f"{paren(view.r.rows)} * {view.r.n} * {view.r.inner}"
         view.omp = f"TDSL_OMP(parallel for if (parallel: {work} > TDSL_PARALLEL_MIN))"
 
     def _map(self, k, body: Body, view) -> None:
