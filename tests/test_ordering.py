@@ -299,6 +299,15 @@ fn c_top(x: f64[n, m], w: f64[n, 2]) -> f64 {
     v, i = top_k(x, 2)
     return sum(v * w)
 }
+fn c_loop(x: f64[n, m], w: f64[n, m]) -> f64 {
+    y = x
+    for i in range(2) {
+        y = sort(cumprod(y, 0) * 0.5, 1)
+        v, j = top_k(y, 2)
+        y = y + sum(v) * w
+    }
+    return sum(y * y)
+}
 fn g_prod(x: f64[n], w: f64[n]) -> f64[n] {
     return grad(sum(cumprod(x) * w), x)
 }
@@ -312,7 +321,7 @@ def test_gradients_by_finite_differences(target):
     x = rng.normal(size=(4, 5))
     w = rng.normal(size=(4, 5))
     for name, args in (("c_sum", (x, w)), ("c_prod", (x, w)), ("c_sort", (x, w)),
-                       ("c_top", (x, w[:, :2]))):
+                       ("c_top", (x, w[:, :2])), ("c_loop", (x, w))):
         errors = tdsl.check_grad(fn(GRADS, name, target), *args)
         assert errors["x"] < 1e-6, (name, errors)
 
