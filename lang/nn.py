@@ -172,11 +172,9 @@ def max_pool2d(loc, x, size, stride=None):
 
 
 def avg_pool2d(loc, x, size, stride=None):
-    """The mean of each size x size window of x [batch, channels, h, w] (integers give f64)."""
+    """The mean of each size x size window of x [batch, channels, h, w] (integers, bool give f64)."""
     windows, axes = _pool("avg_pool2d", loc, x, size, stride)
-    if windows.dtype == "bool":
-        raise TdslTypeError("avg_pool2d: arithmetic on bool is not allowed", loc, hint=infer.BOOL_HINT)
-    if windows.dtype not in ("f32", "f64"):
+    if windows.dtype not in ("f32", "f64"):   # as mean: integers and bool give f64
         windows = infer.cast(windows, "f64", loc)
     total = infer.reduce("sum", windows, axes, False, loc)
     k = static_int(size, loc, "avg_pool2d's size")

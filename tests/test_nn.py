@@ -314,7 +314,6 @@ def test_padding_same_shape_and_errors():
     ("max_pool2d(x, 0)", "the window size must be positive, not 0", 12),
     ("max_pool2d(x2, 3)", r"max_pool2d: the window \(3\) is larger than the \(padded\) input \(2\)", 12),
     ("avg_pool2d(x, 2, stride=-1)", "the stride must be positive, not -1", 12),
-    ("avg_pool2d(x > 0, 2)", "avg_pool2d: arithmetic on bool is not allowed", 12),
     ("max_pool2d(x[0], 2)", r"max_pool2d needs an input of rank 4", 12),
 ])
 def test_errors(call, message, col):
@@ -339,6 +338,8 @@ fn ap2(x: f64[b, c, h, w]) { return avg_pool2d(x, 2) }
 fn ap3s2(x: f32[b, c, h, w]) { return avg_pool2d(x, 3, stride=2) }
 fn mp_i32(x: i32[b, c, h, w]) { return max_pool2d(x, 2) }
 fn ap_i32(x: i32[b, c, h, w]) { return avg_pool2d(x, 2) }
+fn ap_bool(x: i32[b, c, h, w]) { return avg_pool2d(x > 0, 2) }
+fn mp_bool(x: i32[b, c, h, w]) { return max_pool2d(x > 0, 3, stride=2) }
 fn gmp2(x: f64[b, c, h, w]) { return grad(sum(square(max_pool2d(x, 2))) / 2, x) }
 fn gmp3s2(x: f64[b, c, h, w]) { return grad(sum(square(max_pool2d(x, 3, stride=2))) / 2, x) }
 fn gap3s2(x: f64[b, c, h, w]) { return grad(sum(square(avg_pool2d(x, 3, stride=2))) / 2, x) }
@@ -367,6 +368,8 @@ def test_pool_nan_integers_and_non_contiguous(target):
     xi = (np.arange(2 * 3 * 5 * 4).reshape(2, 3, 5, 4) * 7919 % 101 - 50).astype(np.int32)
     assert_same(run(POOL, "mp_i32", target, xi), pool_ref(xi, 2, 2, np.max))
     assert_same(run(POOL, "ap_i32", target, xi), pool_ref(xi, 2, 2, np.mean))
+    assert_same(run(POOL, "ap_bool", target, xi), pool_ref(xi > 0, 2, 2, np.mean))
+    assert_same(run(POOL, "mp_bool", target, xi), pool_ref(xi > 0, 3, 2, np.max))
     view = rand((3, 2, 9, 16)).transpose(1, 0, 3, 2)[:, :, ::2, 1:]
     assert_same(run(POOL, "mp3s2", target, view), pool_ref(view, 3, 2, np.max))
 
