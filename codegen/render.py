@@ -15,8 +15,8 @@ from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
-from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR, SizeVar
-from .loops import affine_gathers, kernel_expressions, kernel_loads, value_children
+from .kernels import Apply, Check, Const, DivMod, FunctionIR, Load, ModuleIR, Position, SizeVar
+from .loops import affine_gathers, expression_children, kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
@@ -79,6 +79,31 @@ def error_views(errors) -> list:
 # (measured: bench/threshold.py, docs/performance.md).
 MATH_OPS = math_ops()
 MATH_COST = 1
+
+
+def _loop_vars(root) -> set[str]:
+    """The loop variables an expression reads (through its loads' and positions' indices)."""
+    found, seen, stack = set(), set(), [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        index = item.offset if isinstance(item, Load) else item.index if isinstance(item, Position) else None
+        if index is not None:
+            found |= _affine_vars(index)
+        stack.extend(expression_children(item))
+    return found
+
+
+def _affine_vars(aff) -> set[str]:
+    found = set()
+    for atom, _ in aff.terms:
+        if isinstance(atom, str):
+            found.add(atom)
+        elif isinstance(atom, DivMod):
+            found |= _affine_vars(atom.index)
+    return found
 
 
 def point_cost(k) -> int:
@@ -483,9 +508,28 @@ class FunctionView:
         view.omp = f"TDSL_OMP(parallel for if (parallel: {work} > TDSL_PARALLEL_MIN))"
 
     def _map(self, k, body: Body, view) -> None:
+        view.head = []
+        view.split = self.hoist_positions(k, body, view) if getattr(k, "serial", False) else 0
         value = body.value(k.value)
         view.body = body.lines
         view.store = self.store(k, body, value)
+        if view.split and not body.fails:   # the inner loops are free: their lanes write distinct elements
+            view.simd = "TDSL_OMP(simd)"
+
+    def hoist_positions(self, k, body: Body, view) -> int:
+        """A scatter whose positions depend on its outer loops only, its inner loops free (the rows
+        of an embedding): the positions and their range checks are computed once per outer point
+        (`view.head`), before the inner loops. The number of outer loops, or 0 (no split)."""
+        gathers = affine_gathers(k.out_index)
+        used = set().union(*(_loop_vars(g.value) for g in gathers))
+        split = max((j + 1 for j, loop in enumerate(k.loops) if loop.var in used), default=0)
+        if split in (0, len(k.loops)) or any(loop.var not in k.free for loop in k.loops[split:]):
+            return 0
+        for gathered in gathers:
+            body.value(gathered)
+        view.head, body.lines = body.lines, []
+        view.fails, body.fails = body.fails, False
+        return split
 
     def _reduce(self, k, body: Body, view) -> None:
         dtype = k.value.dtype
