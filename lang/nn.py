@@ -11,7 +11,7 @@ import math
 from typing import Callable
 
 from . import infer
-from .builtins import as_node, static_int, zeros
+from .builtins import as_node, dim_node, static_int, zeros
 from .dims import Dim, shape_size
 from .errors import Location, TdslTypeError
 from .graph import Node
@@ -124,15 +124,42 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
     padded = _pad(x, pads, loc)
     out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
     batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
-    # cols[b, c * K + k, position]: the k-th kernel offset's input under each output position.
-    # The matmul is one GEMM per image. (One GEMM for the whole batch needs the output's
-    # adjoint transposed to [channels_out, batch * positions], which is no strided matrix:
-    # the backward GEMM then runs without BLAS.)
-    cols = _stack_last(_window_slices(padded, kernel, s, out, check, loc), loc, 2)   # [b, c, K, *out]
+    # cols[b, c, k, *out]: the k-th kernel offset's input under each output position, gathered
+    # from the flattened padded input by one `take` (its adjoint is one scatter-add into the
+    # padded input; kh * kw slices would have one padded adjoint each)
+    if check:   # the windows fit: checked at call time on a slice of the whole padded input
+        padded = infer.slice_node(padded, (Dim.of(0),) * padded.ndim, (1,) * padded.ndim, padded.shape, check, loc)
+    flat = infer.reshape(padded, (batch, channels, shape_size(padded.shape[2:])), loc)
+    positions = _window_positions(padded.shape[2:], kernel, s, out, loc)
+    cols = infer.take(flat, positions, 2, loc)
     cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
     matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
-    result = infer.matmul(matrix, cols, loc)
+    result = infer.matmul(matrix, cols, loc)     # a GEMM per image (see below)
     return infer.reshape(result, (batch, w.shape[0]) + out, loc)
+
+
+def _window_positions(sizes, kernel, stride: int, out, loc) -> Node:
+    """i64[K, *out]: the flat position in an array of spatial shape `sizes` that kernel offset
+    k (row-major) reads for each output position: sum over axes of (o * stride + d) * pitch."""
+    nd = len(kernel)
+    offsets = [()]
+    for k in kernel:
+        offsets = [o + (i,) for o in offsets for i in range(k)]
+    total, pitch = None, Dim.of(1)
+    for axis in reversed(range(nd)):
+        grown = tuple(out[a] if a == axis else Dim.of(1) for a in range(nd))
+        along = infer.reshape(infer.iota(out[axis], loc), (Dim.of(1),) + grown, loc)
+        offset = infer.const(tuple(o[axis] for o in offsets), "i64", (Dim.of(len(offsets)),), True, loc)
+        offset = infer.reshape(offset, (Dim.of(len(offsets)),) + (Dim.of(1),) * nd, loc)
+        index = infer.elementwise("add", [infer.elementwise("mul", [along, _int(stride, loc)], loc), offset], loc)
+        term = infer.elementwise("mul", [index, dim_node(pitch, loc)], loc)
+        total = term if total is None else infer.elementwise("add", [total, term], loc)
+        pitch = pitch * sizes[axis]
+    return total
+
+
+def _int(value: int, loc) -> Node:
+    return infer.const(value, "i64", (), True, loc)
 
 
 def conv1d(loc, x, w, stride=1, padding=0):
