@@ -404,7 +404,7 @@ def make_builtin(name: str):
     def call(*args, **kwargs):
         loc = caller_location()
         node = builtins.call(name, [_unwrap(a) for a in args], {k: _unwrap(v) for k, v in kwargs.items()}, loc)
-        return Var(node)
+        return _wrap(node)   # a Var, or a tuple of them (top_k)
     call.__name__ = name
     call.__qualname__ = name
     call.__doc__ = f"The tdsl builtin {name}({', '.join(builtins.param_names(name))})."

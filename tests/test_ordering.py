@@ -345,3 +345,12 @@ def test_gradient_f32_and_empty(target):
     got = run(GRADS, "g_f32", target, x)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_top_k_through_the_python_builder_gives_two_vars():
+    x = tdsl.tensor("x", "f32", ("n",))
+    values, indices = tdsl.top_k(x, 2)
+    f = tdsl.function([x], [values, indices], target="numpy")
+    got_values, got_indices = f(np.array([3.0, 1.0, 5.0, 5.0], np.float32))
+    np.testing.assert_array_equal(got_values, [5.0, 5.0])
+    np.testing.assert_array_equal(got_indices, [2, 3])

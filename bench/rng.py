@@ -1,6 +1,6 @@
 """Random numbers: tdsl's rand against NumPy's Generator(Philox(key)).random, side by side.
 
-    python bench/random.py [--target c] [--size 10000000] [--repeat 9]
+    python bench/rng.py [--target c] [--size 10000000] [--repeat 9]
 
 Each workload runs tdsl and NumPy interleaved (one call of each per round, so both see the same
 machine state), checks that they agree, and prints the medians and NumPy's time over tdsl's
