@@ -9,6 +9,11 @@ training step's convolution). The NumPy version is the one a NumPy user writes: 
 shifted slices. Implementations are timed in blocks (warm-up, then the median of
 `--repeat` batches), and the blocks interleaved over `--rounds` rounds; the result is each
 one's median over the rounds. The goal: NumPy time / tdsl time >= 1.
+
+Page faults per call are printed too: they are where the time goes when it is lost
+(docs/language.md, "Convolutions and pooling"). NumPy asks for transparent huge pages for
+its large arrays (madvise); the C target's buffers come from malloc, which does so only
+with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc 2.35 and later).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -50,6 +56,14 @@ def median_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:
             fn()
         samples.append((time.perf_counter() - start) / inner)
     return statistics.median(samples)
+
+
+def faults_per_call(fn, calls: int = 3) -> float:
+    """Minor page faults per call: memory touched for the first time (fresh allocations)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
 def numpy_conv_step(x, w, g, pad=1):
@@ -117,10 +131,12 @@ def main(argv=None) -> int:
         for name, fn in impls.items():
             times[name].append(median_time(fn, repeat=args.repeat, min_time=0.2))
     median = {name: statistics.median(ts) for name, ts in times.items()}
+    faults = {name: faults_per_call(fn) for name, fn in impls.items()}
     t_np, t_td = median["numpy"], median[f"tdsl {args.target}"]
     print(f"conv2d forward + backward, x f32{list(x.shape)}, w f32{list(w.shape)}, padding 1")
     for name, t in median.items():
-        print(f"  {name:10s} {t * 1e3:8.2f} ms   (rounds: {', '.join(f'{s * 1e3:.1f}' for s in times[name])})")
+        print(f"  {name:10s} {t * 1e3:8.2f} ms  {faults[name]:8.0f} page faults a call   "
+              f"(rounds: {', '.join(f'{s * 1e3:.1f}' for s in times[name])})")
     print(f"NumPy / tdsl: {t_np / t_td:.2f}x (goal >= 1x: {'met' if t_np >= t_td else 'NOT met'})")
     if "jax" in median:
         print(f"JAX / tdsl:   {median['jax'] / t_td:.2f}x")
