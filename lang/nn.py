@@ -1,9 +1,10 @@
-"""Section 12's convolutions and pooling, composed of slices, concatenation, reshapes and matmuls.
+"""Section 12's convolutions and pooling, composed of existing nodes (update, take, slices,
+concatenation, reshapes, matmul, reductions).
 
-Nothing here generates code: a convolution is im2col (the kernel's strided slices of the
-padded input, stacked) followed by one matmul with the kernel reshaped to a matrix, so it
-fuses, runs on every target, goes through BLAS where the matmul can, and differentiates
-through the rules of slices, concatenations and matmuls.
+Nothing here generates code: a convolution is im2col (one `take` of the flattened padded
+input at the windows' positions) followed by a matmul with the kernel reshaped to a matrix,
+so it fuses, runs on every target, goes through BLAS where the matmul can, and
+differentiates through the existing rules (the adjoint of the `take` is one scatter-add).
 """
 from __future__ import annotations
 
@@ -21,17 +22,22 @@ from .updates import set_item
 SPATIAL_NAMES = {1: "w", 2: "h, w"}
 
 
+def _kernel_offsets(kernel: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Every offset inside a window of shape `kernel`, in row-major order."""
+    offsets = [()]
+    for k in kernel:
+        offsets = [o + (i,) for o in offsets for i in range(k)]
+    return offsets
+
+
 def _window_slices(x: Node, kernel: tuple[int, ...], stride: int, out: tuple[Dim, ...],
                    check: tuple, loc: Location | None) -> list[Node]:
     """For each kernel offset (row-major), the strided slice of `x` it multiplies: on each
     spatial axis, `out` elements from the offset by `stride`. The first carries `check`."""
     nd = len(kernel)
-    offsets = [()]
-    for k in kernel:
-        offsets = [o + (i,) for o in offsets for i in range(k)]
     lead = x.shape[:-nd]
     slices = []
-    for n, offset in enumerate(offsets):
+    for n, offset in enumerate(_kernel_offsets(kernel)):
         starts = (Dim.of(0),) * len(lead) + tuple(Dim.of(i) for i in offset)
         steps = (1,) * len(lead) + (stride,) * nd
         checks = check if n == 0 else ()
@@ -102,7 +108,8 @@ def _check_operand(name: str, x: Node, rank: int, what: str, layout: str, loc) -
                             hint=infer.BOOL_HINT)
 
 
-def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
+def _conv_operands(name: str, nd: int, loc, x, w) -> tuple[Node, Node, tuple[int, ...]]:
+    """x and w checked and converted to their common dtype, and the kernel's spatial sizes."""
     x, w = as_node(x, loc), as_node(w, loc)
     spatial = SPATIAL_NAMES[nd]
     _check_operand(name, x, nd + 2, "the input", f"batch, channels_in, {spatial}", loc)
@@ -117,11 +124,14 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
                             f"{w.type_str}", loc)
     if any(k == 0 for k in kernel):
         raise TdslTypeError(f"{name}: the kernel cannot be empty ({w.type_str})", loc)
-    s = _static_stride(name, stride, loc)
-    pads = _padding(name, padding, kernel, s, loc)
     dtype, _ = infer.promote([(x.dtype, x.weak), (w.dtype, w.weak)])
-    x, w = infer.cast(x, dtype, loc), infer.cast(w, dtype, loc)
-    padded = _pad(x, pads, loc)
+    return infer.cast(x, dtype, loc), infer.cast(w, dtype, loc), kernel
+
+
+def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
+    x, w, kernel = _conv_operands(name, nd, loc, x, w)
+    s = _static_stride(name, stride, loc)
+    padded = _pad(x, _padding(name, padding, kernel, s, loc), loc)
     out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
     batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
     # cols[b, c, k, *out]: the k-th kernel offset's input under each output position, gathered
@@ -134,17 +144,16 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
     cols = infer.take(flat, positions, 2, loc)
     cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
     matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
-    result = infer.matmul(matrix, cols, loc)     # a GEMM per image (see below)
+    # a GEMM per image: one for the whole batch would need the output's adjoint transposed
+    # to [channels_out, batch * positions], no strided matrix, and that GEMM would miss BLAS
+    result = infer.matmul(matrix, cols, loc)
     return infer.reshape(result, (batch, w.shape[0]) + out, loc)
 
 
 def _window_positions(sizes, kernel, stride: int, out, loc) -> Node:
     """i64[K, *out]: the flat position in an array of spatial shape `sizes` that kernel offset
     k (row-major) reads for each output position: sum over axes of (o * stride + d) * pitch."""
-    nd = len(kernel)
-    offsets = [()]
-    for k in kernel:
-        offsets = [o + (i,) for o in offsets for i in range(k)]
+    nd, offsets = len(kernel), _kernel_offsets(kernel)
     total, pitch = None, Dim.of(1)
     for axis in reversed(range(nd)):
         grown = tuple(out[a] if a == axis else Dim.of(1) for a in range(nd))
