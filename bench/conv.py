@@ -17,22 +17,15 @@ with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc 2.35 and later).
 """
 from __future__ import annotations
 
+import argparse
+import resource
+import statistics
 import sys
-from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, where bench/random.py would hide the
-# standard library's random module (which statistics and tempfile import).
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import tdsl  # noqa: E402
+import tdsl
+from run import median_time
 
 SOURCE = """
 fn conv_step(x: f32[b, c, h, w], k: f32[o, c, 3, 3], g: f32[b, o, h, w]) -> (f32[b, o, h, w], f32[b, c, h, w], f32[o, c, 3, 3]) {
@@ -41,21 +34,6 @@ fn conv_step(x: f32[b, c, h, w], k: f32[o, c, 3, 3], g: f32[b, o, h, w]) -> (f32
     return y, gx, gk
 }
 """
-
-
-def median_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:
-    """Seconds per call: warm up, then the median of `repeat` batches of at least `min_time`."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    inner = max(1, int(min_time / max(time.perf_counter() - start, 1e-9)))
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
 
 
 def faults_per_call(fn, calls: int = 3) -> float:

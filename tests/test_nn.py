@@ -2,7 +2,10 @@
 references written here: forward values, gradients in x and w, dtypes, errors."""
 from __future__ import annotations
 
-import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -393,3 +396,13 @@ def test_max_pool_grad_shares_ties(target):
     expected = np.array([[[[0, 0, 1, 0], [0, 0, 1, 1]]]], np.float32)   # g = max: 0 and 3
     expected[0, 0, :, :2] = 0.0                                          # a window of zeros: max 0, g 0
     assert_same(got, expected)
+
+
+@pytest.mark.slow   # a subprocess that compiles and times
+def test_conv_benchmark_runs():
+    """bench/conv.py checks its implementations agree, then prints their times and the ratio."""
+    require_target("c")
+    script = Path(__file__).resolve().parent.parent / "bench" / "conv.py"
+    out = subprocess.run([sys.executable, str(script), "--batch", "2", "--rounds", "1", "--repeat", "1"],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ), check=True).stdout
+    assert "tdsl c" in out and "numpy" in out and "NumPy / tdsl:" in out, out
