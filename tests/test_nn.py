@@ -225,6 +225,10 @@ fn g2_same(x: f64[b, c, h, w], k: f64[o, c, 3, 2]) {
     return grad(sum(square(y)) / 2, x, k)
 }
 fn loss(x: f64[b, c, h, w], k: f64[o, c, 3, 2]) -> f64 { return sum(sin(conv2d(x, k, stride=2, padding=1))) }
+fn second(x: f64[b, c, h, w], k: f64[o, c, 3, 2]) -> f64 {
+    gk = grad(loss(x, k), k)
+    return sum(square(gk)) + sum(square(grad(sum(sin(max_pool2d(x, 3, stride=2))), x)))
+}
 """
 
 
@@ -253,6 +257,13 @@ def test_conv2d_check_grad(target):
     """Finite differences agree with the compiled gradient (stride 2, padding 1, an even kernel)."""
     require_target(target)
     errors = tdsl.check_grad(compiled(CONV_GRAD, target).loss, rand((2, 2, 5, 6)), rand((3, 2, 3, 2), seed=1))
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_second_derivatives(target):
+    """Gradients of gradients go through the convolution's and the pool's rules too."""
+    require_target(target)
+    errors = tdsl.check_grad(compiled(CONV_GRAD, target).second, rand((2, 2, 5, 6)), rand((3, 2, 3, 2), seed=1))
     assert max(errors.values()) < 1e-6, errors
 
 
