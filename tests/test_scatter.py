@@ -24,6 +24,7 @@ fn sa_col(x: f32[n, k], i: i64[m], c: f32[m, 1]) -> f32[n, k] { return scatter_a
 fn sa_int(x: i32[n], i: i64[m], v: i32[m]) -> i32[n] { return scatter_add(x, i, v) }
 fn sa_i64(x: i64[n, k], i: i32[m], v: i64[m, k]) -> i64[n, k] { return scatter_add(x, i, v) }
 fn sa_cast(x: f64[n], i: i64[m], v: i32[m]) -> f64[n] { return scatter_add(x, i, v) }
+fn sa_one(x: f64[n, k], v: f64[k], j: i64) -> f64[n, k] { return scatter_add(x, j, v) + scatter_add(x, -1, v) }
 fn ta1(x: f64[n, k], i: i64[n, j]) -> f64[n, j] { return take_along_axis(x, i, 1) }
 fn ta0(x: f64[n, k], i: i64[j, k]) -> f64[j, k] { return take_along_axis(x, i, axis=0) }
 fn ta_last(x: f64[p, n, k], i: i64[p, n, j]) -> f64[p, n, j] { return take_along_axis(x, i, -1) }
@@ -98,6 +99,11 @@ def test_scatter_add_of_integers_wraps_and_casts_safely(target):
     assert_same(run(SRC, "sa_i64", target, xi, REPEATED.astype(np.int32), vi), add_at(xi, REPEATED, vi))
     xf = normal(5)
     assert_same(run(SRC, "sa_cast", target, xf, REPEATED, v), add_at(xf, REPEATED, v.astype(np.float64)))
+
+
+def test_scatter_add_of_one_index(target):
+    x, v = normal(4, 3), normal(3)
+    assert_same(run(SRC, "sa_one", target, x, v, -2), add_at(x, -2, v) + add_at(x, -1, v))
 
 
 def test_scatter_add_of_no_indices_and_non_contiguous_inputs(target):
@@ -199,6 +205,7 @@ fn g_ta0(x: f64[n, k], i: i64[1, k]) -> f64 { return sum(sin(take_along_axis(x, 
 fn g_take(x: f64[n, k], i: i64[m]) -> f64 { return sum(sin(take(x, i))) }
 fn g_take1(x: f64[n, k], i: i64[a, b]) -> f64 { return sum(sin(take(x, i, axis=1))) }
 fn g_index(x: f64[n, k], i: i64[m]) -> f64 { return sum(sin(x[i, 1:])) }
+fn g_one(x: f64[n, k], v: f64[k], j: i64) -> f64 { return sum(sin(scatter_add(x, j, v * 2.0) * x[j])) }
 fn g_set(x: f64[n], v: f64[m], i: i64[m]) -> f64 {
     x[i] = v
     return sum(sin(x) * arange(n))
@@ -227,6 +234,7 @@ fn g_add_loop(x: f64[n], v: f64[t, m], i: i64[t, m]) -> f64 {
     ("g_take", lambda: (normal(5, 3), REPEATED)),
     ("g_take1", lambda: (normal(2, 5), np.array([[0, -1, 0], [4, 4, 4]]))),
     ("g_index", lambda: (normal(5, 3), REPEATED)),
+    ("g_one", lambda: (normal(5, 3), normal(3), np.int64(-2))),
     ("g_set", lambda: (normal(5), normal(7), REPEATED)),
     ("g_set_loop", lambda: (normal(5), normal(3, 4), np.array([[0, 0, 1, -1], [2, 2, 2, 2], [1, 4, 1, 3]]))),
     ("g_add_loop", lambda: (normal(5), normal(3, 4), np.array([[0, 0, 1, -1], [2, 2, 2, 2], [1, 4, 1, 3]]))),
