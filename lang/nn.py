@@ -14,7 +14,7 @@ from typing import Callable
 from . import infer
 from .builtins import as_node, dim_node, static_int, zeros
 from .dims import Dim, shape_size
-from .errors import Location, TdslTypeError
+from .errors import TdslTypeError
 from .graph import Node
 from .indexing import Sub
 from .updates import set_item
@@ -28,28 +28,6 @@ def _kernel_offsets(kernel: tuple[int, ...]) -> list[tuple[int, ...]]:
     for k in kernel:
         offsets = [o + (i,) for o in offsets for i in range(k)]
     return offsets
-
-
-def _window_slices(x: Node, kernel: tuple[int, ...], stride: int, out: tuple[Dim, ...],
-                   check: tuple, loc: Location | None) -> list[Node]:
-    """For each kernel offset (row-major), the strided slice of `x` it multiplies: on each
-    spatial axis, `out` elements from the offset by `stride`. The first carries `check`."""
-    nd = len(kernel)
-    lead = x.shape[:-nd]
-    slices = []
-    for n, offset in enumerate(_kernel_offsets(kernel)):
-        starts = (Dim.of(0),) * len(lead) + tuple(Dim.of(i) for i in offset)
-        steps = (1,) * len(lead) + (stride,) * nd
-        checks = check if n == 0 else ()
-        slices.append(infer.slice_node(x, starts, steps, lead + out, checks, loc))
-    return slices
-
-
-def _stack_last(xs: list[Node], loc: Location | None, axis: int) -> Node:
-    """The arrays, of one shape, stacked along a new axis `axis`."""
-    shape = xs[0].shape
-    grown = shape[:axis] + (Dim.of(1),) + shape[axis:]
-    return infer.concat([infer.reshape(x, grown, loc) for x in xs], axis, loc)
 
 
 def _out_sizes(name: str, sizes, kernel, stride: int, loc) -> tuple[tuple[Dim, ...], tuple]:
@@ -134,20 +112,26 @@ def _conv(name: str, nd: int, loc, x, w, stride, padding) -> Node:
     padded = _pad(x, _padding(name, padding, kernel, s, loc), loc)
     out, check = _out_sizes(name, padded.shape[2:], kernel, s, loc)
     batch, channels, count = x.shape[0], x.shape[1], math.prod(kernel)
-    # cols[b, c, k, *out]: the k-th kernel offset's input under each output position, gathered
-    # from the flattened padded input by one `take` (its adjoint is one scatter-add into the
-    # padded input; kh * kw slices would have one padded adjoint each)
-    if check:   # the windows fit: checked at call time on a slice of the whole padded input
-        padded = infer.slice_node(padded, (Dim.of(0),) * padded.ndim, (1,) * padded.ndim, padded.shape, check, loc)
-    flat = infer.reshape(padded, (batch, channels, shape_size(padded.shape[2:])), loc)
-    positions = _window_positions(padded.shape[2:], kernel, s, out, loc)
-    cols = infer.take(flat, positions, 2, loc)
+    # cols[b, c, k, *out]: the k-th kernel offset's input under each output position, one
+    # `take` (its adjoint one scatter-add; kh * kw slices would have a padded adjoint each)
+    cols = _windows(padded, kernel, s, out, check, loc)
     cols = infer.reshape(cols, (batch, channels * count, shape_size(out)), loc)
     matrix = infer.reshape(w, (w.shape[0], channels * count), loc)
     # a GEMM per image: one for the whole batch would need the output's adjoint transposed
     # to [channels_out, batch * positions], no strided matrix, and that GEMM would miss BLAS
     result = infer.matmul(matrix, cols, loc)
     return infer.reshape(result, (batch, w.shape[0]) + out, loc)
+
+
+def _windows(x: Node, kernel: tuple[int, ...], stride: int, out, check: tuple, loc) -> Node:
+    """[*lead, K, *out]: for each kernel offset k (row-major), x's elements under each output
+    position, gathered from x with its spatial axes flattened. `check` (the windows fit) is
+    checked at call time, on a slice of the whole of x."""
+    nd = len(kernel)
+    if check:
+        x = infer.slice_node(x, (Dim.of(0),) * x.ndim, (1,) * x.ndim, x.shape, check, loc)
+    flat = infer.reshape(x, x.shape[:-nd] + (shape_size(x.shape[-nd:]),), loc)
+    return infer.take(flat, _window_positions(x.shape[-nd:], kernel, stride, out, loc), x.ndim - nd, loc)
 
 
 def _window_positions(sizes, kernel, stride: int, out, loc) -> Node:
@@ -182,8 +166,8 @@ def conv2d(loc, x, w, stride=1, padding=0):
 
 
 def _pool(name: str, loc, x, size, stride) -> tuple[Node, tuple[int, ...]]:
-    """The windows of x stacked: [batch, channels, out_h, out_w, size*size] (or, when the
-    windows tile the input, [batch, channels, out_h, size, out_w, size]), and the axes to reduce."""
+    """The windows of x: [batch, channels, size*size, out_h, out_w] (or, when the windows tile
+    the input, [batch, channels, out_h, size, out_w, size]), and the axes to reduce."""
     x = as_node(x, loc)
     if x.ndim != 4:
         raise TdslTypeError(f"{name} needs an input of rank 4 ([batch, channels, h, w]), not {x.type_str}", loc)
@@ -198,7 +182,7 @@ def _pool(name: str, loc, x, size, stride) -> tuple[Node, tuple[int, ...]]:
         part = infer.slice_node(x, (Dim.of(0),) * 4, (1,) * 4, lead + (out[0] * k, out[1] * k), check, loc)
         tiles = infer.reshape(part, lead + (out[0], Dim.of(k), out[1], Dim.of(k)), loc)
         return tiles, (3, 5)
-    return _stack_last(_window_slices(x, (k, k), s, out, check, loc), loc, 4), (4,)
+    return _windows(x, (k, k), s, out, check, loc), (2,)
 
 
 def max_pool2d(loc, x, size, stride=None):
