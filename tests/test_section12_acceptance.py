@@ -1000,3 +1000,355 @@ def test_errors(target, src, needle):
 def test_einsum_string_elsewhere_is_an_error():
     with pytest.raises(tdsl.TdslError):
         tdsl.compile('fn f(x: f32[n]) {\n    return sum(x, "a")\n}', target="numpy")
+
+
+# ---------------------------------------------------------------------------------------------
+# more corner cases: long rows (radix sort), integer extremes, wrapping
+# ---------------------------------------------------------------------------------------------
+
+LONG = """
+fn s(x: f64[n, k], i: i64[n, k], b: bool[n, k], j: i32[n, k]) {
+    return sort(x), argsort(x), sort(i), argsort(i), argsort(b), argsort(x, 0), sort(j), argsort(j), sort(x, 0)
+}
+
+fn t(x: f64[n, k], i: i64[n, k]) {
+    v, p = top_k(x, 5)
+    w, q = top_k(i, 2, 0)
+    return v, p, w, q
+}
+
+fn c(i: i64[n], j: i32[n], x: f32[n]) {
+    return cumsum(i), cumprod(j), cumprod(i), cumsum(x), cumprod(x)
+}
+"""
+
+
+def test_sort_long_rows_extremes(target):
+    x = rng.integers(-3, 4, (3, 50)).astype(np.float64)
+    x[0, [1, 7, 30]] = np.nan
+    x[1, [2, 40]] = -0.0
+    x[1, 3] = 0.0
+    x[2, 5] = -np.inf
+    i = rng.integers(-2**62, 2**62, (3, 50))
+    i[0, :2] = [np.iinfo(np.int64).min, np.iinfo(np.int64).max]
+    b = rng.integers(0, 2, (3, 50)).astype(bool)
+    j = rng.integers(-2**31, 2**31, (3, 50)).astype(np.int32)
+    got = run(LONG, "s", target, x, i, b, j)
+    st = dict(kind="stable")
+    assert_same(got, (np.sort(x, **st), np.argsort(x, **st), np.sort(i, **st), np.argsort(i, **st),
+                      np.argsort(b, **st), np.argsort(x, 0, **st), np.sort(j, **st), np.argsort(j, **st),
+                      np.sort(x, 0, **st)))
+    assert np.array_equal(np.signbit(got[0]), np.signbit(np.sort(x, **st)))
+    assert_same(run(LONG, "t", target, x, i), (*_top_k(x, 5), *_top_k(i, 2, 0)))
+
+
+def test_cumulative_wraps(target):
+    i = np.array([2**62, 2**62, 2**62, 5], np.int64)
+    j = np.array([2**16, 2**16, 3, -1], np.int32)
+    x = np.array([1e30, 1e30, -0.0, np.nan], np.float32)
+    with np.errstate(all="ignore"):
+        expected = (np.cumsum(i), np.cumprod(j), np.cumprod(i), np.cumsum(x), np.cumprod(x))
+    assert_same(run(LONG, "c", target, i, j, x), expected)
+
+
+def test_extras_special_values(target):
+    a = np.array([np.inf, np.nan, -0.0, 1e308, -np.inf, 1e-310, 3.0, 27.0])
+    b = np.array([np.nan, np.inf, -1.0, 1e308, -np.inf, -1e-310, np.nan, -2.0])
+    zi = np.zeros(8, np.int32)
+    got = run(CONSTS, "elem", target, f32(a), f32(b), a, b, zi)
+    with np.errstate(all="ignore"):
+        assert_same(got[4:8], (np.hypot(a, b), np.logaddexp(a, b), np.cbrt(a), np.copysign(a, b)))
+        assert_same(got[:3], (np.hypot(f32(a), f32(b)), np.logaddexp(f32(a), f32(b)), np.cbrt(f32(a))))
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients of gradients ("Gradients of gradients are allowed", section 7)
+# ---------------------------------------------------------------------------------------------
+
+HESS = {
+    "extras": "fn extras(a: f64[n], b: f64[n]) {\n    g = grad(sum(hypot(a, b) * logaddexp(a, b) + cbrt(a) * b), a)\n    return g, grad(sum(g * g), a)\n}",
+    "cumsum": "fn cumsum_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(sum(w * cumsum(x, 1) * cumsum(x, 1)), x)\n    return g, grad(sum(g * g), x)\n}",
+    "diff": "fn diff_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(sum(diff(x) ** 3), x)\n    return g, grad(sum(g * g), x)\n}",
+    "norm": "fn norm_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(norm(x) + norm(x[0], 1) + norm(x[1], inf), x)\n    return g, grad(sum(g * g * x), x)\n}",
+    "einsum": "fn einsum_h(x: f64[n, k], w: f64[k, m]) {\n    g = grad(sum(einsum(\"ij,jk->ik\", x, w) ** 2), x)\n    return g, grad(sum(g * g), w)\n}",
+    "sort": "fn sort_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(sum(w * sort(x) * sort(x)), x)\n    return g, grad(sum(g * w), x)\n}",
+    "top_k": "fn top_k_h(x: f64[n, k], w: f64[n, k]) {\n    v, i = top_k(x, 2)\n    g = grad(sum(v * v), x)\n    return g, grad(sum(g * w), x)\n}",
+    "cumprod": "fn cumprod_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(sum(w * cumprod(x, 1)), x)\n    return g, grad(sum(g * g), x)\n}",
+    "take_along_axis": "fn take_h(x: f64[n, k], w: f64[n, k]) {\n    g = grad(sum(take_along_axis(x, argsort(w), 1) ** 3 * w), x)\n    return g, grad(sum(g * g), x)\n}",
+    "conv2d": "fn conv_h(x: f64[b, c, h, w], k: f64[o, c, 3, 3]) {\n    g = grad(sum(conv2d(x, k, padding=1) ** 2), k)\n    return g, grad(sum(g * g), x)\n}",
+}
+
+
+def _np_first(name, x, w):
+    """The first gradient, analytically in NumPy (the second is a finite difference of it)."""
+    if name == "extras":
+        return (x / np.hypot(x, w)) * np.logaddexp(x, w) + np.hypot(x, w) * np.exp(x) / (np.exp(x) + np.exp(w)) \
+            + w / (3 * np.cbrt(x) ** 2)
+    if name == "cumsum":
+        c = np.cumsum(x, 1)
+        return np.flip(np.cumsum(np.flip(2 * w * c, 1), 1), 1)
+    if name == "diff":
+        d = 3 * np.diff(x) ** 2
+        g = np.zeros_like(x)
+        g[:, 1:] += d
+        g[:, :-1] -= d
+        return g
+    if name == "norm":
+        g = x / np.linalg.norm(x)
+        g[0] += np.sign(x[0])
+        m = np.abs(x[1]) == np.abs(x[1]).max()
+        g[1] += m * np.sign(x[1]) / m.sum()
+        return g
+    if name == "einsum":
+        return 2 * (x @ w) @ w.T
+    if name == "sort":
+        perm = np.argsort(x, 1, kind="stable")
+        g = np.zeros_like(x)
+        np.put_along_axis(g, perm, 2 * w * np.sort(x, 1, kind="stable"), 1)
+        return g
+    if name == "top_k":
+        v, idx = _top_k(x, 2)
+        g = np.zeros_like(x)
+        np.put_along_axis(g, idx, 2 * v, 1)
+        return g
+    if name == "cumprod":
+        return _cumprod_grad(x, w)
+    if name == "take_along_axis":
+        perm = np.argsort(w, 1, kind="stable")
+        g = np.zeros_like(x)
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                g[r, perm[r, c]] += 3 * x[r, perm[r, c]] ** 2 * w[r, c]
+        return g
+    raise AssertionError(name)
+
+
+def _conv_k_grad(x, k):
+    xp = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])
+    win = sliding_window_view(xp, (3, 3), axis=(2, 3))
+    y = np.einsum("bchwij,ocij->bohw", win, k)
+    return 2 * np.einsum("bchwij,bohw->ocij", win, y)
+
+
+HESS_BROKEN = {"sort": "the gradient of sort ('unsort') has no gradient: 'cannot differentiate through unsort'",
+               "top_k": "the gradient of top_k values ('unsort') has no gradient: 'cannot differentiate through unsort'",
+               "cumprod": "cumprod's gradient ('cumprod_grad') has no gradient (documented as not offered, "
+                          "but section 7 allows gradients of gradients)"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=HESS_BROKEN[n], strict=True)) if n in HESS_BROKEN else n
+    for n in HESS])
+def test_second_derivatives(target, name):
+    src = HESS[name]
+    fn_name = src.split("(")[0][3:]
+    if name == "conv2d":
+        x = rng.standard_normal((1, 2, 4, 4))
+        k = rng.standard_normal((2, 2, 3, 3))
+        got = run(src, fn_name, target, x, k)
+        second = _fd_grad(lambda z: np.sum(_conv_k_grad(z, k) ** 2), x, 1e-5)
+        assert_same(got, (_conv_k_grad(x, k), second), rtol=1e-4, atol=1e-4)
+        return
+    x = rng.uniform(0.5, 2.0, (3, 4)) * np.where(rng.random((3, 4)) < 0.5, -1, 1)
+    w = rng.standard_normal((4, 3)) if name == "einsum" else rng.standard_normal((3, 4))
+    if name == "extras":
+        x, w = x[0], np.abs(w[0]) + 0.5
+    got = run(src, fn_name, target, x, w)
+    first = _np_first(name, x, w)
+    if name == "norm":
+        second = _fd_grad(lambda z: np.sum(_np_first(name, z, w) ** 2 * z), x, 1e-5)
+    elif name in ("sort", "top_k"):
+        second = _fd_grad(lambda z: np.sum(_np_first(name, z, w) * w), x, 1e-5)
+    elif name == "einsum":
+        second = _fd_grad(lambda z: np.sum(_np_first(name, x, z) ** 2), w, 1e-5)
+    else:
+        second = _fd_grad(lambda z: np.sum(_np_first(name, z, w) ** 2), x, 1e-5)
+    assert_same(got, (first, second), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# to_tdsl: "the graph as .tdsl text, which parses back" (section 8), for section-12 builtins
+# ---------------------------------------------------------------------------------------------
+
+_X = ("x", "f64", ("n", "k"))
+TO_TDSL = {
+    "consts": lambda x, key: (x * tdsl.inf, x + tdsl.nan, x * -tdsl.inf, x * tdsl.pi + tdsl.e),
+    "extras": lambda x, key: (tdsl.hypot(x, x), tdsl.logaddexp(x, -tdsl.inf), tdsl.cbrt(x), tdsl.copysign(x, -0.0)),
+    "cumsum": lambda x, key: tdsl.cumsum(x, 1),
+    "cumprod": lambda x, key: tdsl.cumprod(x, 1),
+    "diff": lambda x, key: tdsl.diff(x),
+    "sort": lambda x, key: tdsl.sort(x),
+    "argsort": lambda x, key: tdsl.argsort(x),
+    "top_k": lambda x, key: tdsl.top_k(x, 2),
+    "einsum": lambda x, key: tdsl.einsum("ij,kj->ik", x, x),
+    "norm": lambda x, key: (tdsl.norm(x), tdsl.norm(x, tdsl.inf, axis=1), tdsl.norm(x, 1, axis=0)),
+    "scatter_add": lambda x, key: tdsl.scatter_add(x, tdsl.argmax(x, axis=0), 1.0),
+    "take_along_axis": lambda x, key: tdsl.take_along_axis(x, tdsl.argmax(x, axis=1).reshape("n", 1), 1),
+    "grad_of_take": lambda x, key: tdsl.grad(tdsl.sum(tdsl.take(x, tdsl.argmax(x, axis=0), 0) ** 2), x),
+    "conv2d": lambda x, key: tdsl.conv2d(x.reshape(1, 1, "n", "k"), tdsl.ones((1, 1, 2, 2))),
+    "pools": lambda x, key: (tdsl.max_pool2d(x.reshape(1, 1, "n", "k"), 2), tdsl.avg_pool2d(x.reshape(1, 1, "n", "k"), 2)),
+    "random": lambda x, key: (tdsl.rand(key, ("n", "k")), tdsl.randn(key, 3), tdsl.randint(key, 0, 5, ("n",)),
+                              tdsl.bernoulli(key, 0.5, ("k",)), tdsl.fold_in(key, 3)),
+}
+TO_TDSL_BROKEN = {name: f"to_tdsl raises ValueError: no source form for op {op}" for name, op in [
+    ("cumsum", "cumsum"), ("cumprod", "cumprod"), ("sort", "sort"), ("argsort", "argsort"), ("top_k", "top_k"),
+    ("scatter_add", "scatter_add"), ("take_along_axis", "take_along_axis"), ("grad_of_take", "scatter_add")]}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=TO_TDSL_BROKEN[n], strict=True)) if n in TO_TDSL_BROKEN else n
+    for n in TO_TDSL])
+def test_to_tdsl_parses_back(target, name):
+    require_target(target)
+    x = tdsl.tensor(*_X)
+    key = tdsl.scalar("key", "i64")
+    f = tdsl.function([x, key], TO_TDSL[name](x, key), target=target, name="f")
+    text = f.to_tdsl()
+    back = compiled(text, target).f
+    xv = rng.standard_normal((4, 4))
+    assert_same(back(xv, 5), f(xv, 5))
+
+
+# ---------------------------------------------------------------------------------------------
+# the documented transforms (docs/language.md "Random numbers"), checked against NumPy's Philox
+# ---------------------------------------------------------------------------------------------
+
+RANDOM_DOC = """
+fn r(key: i64, x: f32[n]) {
+    return randn(key, (n,)), randint(key, -7, 1000003, (n,)), randn(key, n, dtype=f32)
+}
+
+fn big() {
+    return rand(9223372036854775813, 4), rand(-1, 4)
+}
+
+fn ri(key: i64, lo: i64, hi: i64, n: i64[m]) {
+    return randint(key, lo, hi, (m,)), randint(key, lo, hi, (m,), dtype=i32)
+}
+
+fn fk(key: i64, i: i64[m]) {
+    return fold_in(key, i)
+}
+"""
+
+
+def test_random_documented_transforms(target):
+    n, key = 1001, 77
+    raw = np.random.Philox(key=key).random_raw(2 * n)
+    u1 = (raw[0::2] >> np.uint64(11)) * 2.0**-53
+    u2 = (raw[1::2] >> np.uint64(11)) * 2.0**-53
+    normal = np.sqrt(-2 * np.log(1 - u1)) * np.cos(2 * np.pi * u2)
+    raw1 = np.random.Philox(key=key).random_raw(n)
+    ints = np.array([-7 + ((int(v) * (1000003 + 7)) >> 64) for v in raw1], np.int64)
+    got = run(RANDOM_DOC, "r", target, key, np.zeros(n, np.float32))
+    np.testing.assert_allclose(got[0], normal, rtol=1e-12, atol=1e-12)
+    assert_same(got[1], ints)
+    assert got[2].dtype == np.float32 and got[2].shape == (n,)
+    assert_same(run(RANDOM_DOC, "big", target), (_philox(9223372036854775813).random(4), _philox(-1).random(4)),
+                rtol=0, atol=0)
+    lo_hi = run(RANDOM_DOC, "ri", target, 1, -3, 3, np.zeros(2000, np.int64))
+    assert lo_hi[0].min() == -3 and lo_hi[0].max() == 2 and lo_hi[1].dtype == np.int32
+    with pytest.raises(tdsl.TdslError, match="low < high"):
+        getattr(compiled(RANDOM_DOC, target), "ri")(1, 5, 5, np.zeros(3, np.int64))
+    idx = [0, 1, 3, -3, 2**62, -1]
+    keys = run(RANDOM_DOC, "fk", target, 5, np.array(idx))
+    for i, k in zip(idx, keys):
+        counter = np.array([(i - 1) % 2**64, 0, 0, 1] if i else [2**64 - 1] * 3 + [0], np.uint64)
+        assert int(k) % 2**64 == int(np.random.Philox(key=5, counter=counter).random_raw(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# shadowing across a module, call-time errors, the embedding gradient's memory
+# ---------------------------------------------------------------------------------------------
+
+SHADOW2 = """
+const pi = 3
+
+fn sort(x: f64[n]) {
+    return x + 1.0
+}
+
+fn a(x: f64[n], inf: f64) {
+    return sort(x) * inf, pi * x, hypot(x, e)
+}
+
+fn b(x: f64[n]) {
+    e = 2.0
+    return x * e, x * inf, cumsum(x)
+}
+
+fn c(x: i32[n]) {
+    return x * pi
+}
+
+fn norm(x: f64[n], k: i64) {
+    return x * f64(k)
+}
+
+fn f(x: f64[n]) {
+    return norm(x, 2)
+}
+"""
+
+
+def test_shadowing_module(target):
+    x = np.array([1.0, -2.0, 3.0])
+    assert_same(run(SHADOW2, "a", target, x, 2.0), ((x + 1) * 2.0, 3 * x, np.hypot(x, np.e)))
+    assert_same(run(SHADOW2, "b", target, x), (x * 2.0, x * np.inf, np.cumsum(x)))
+    assert_same(run(SHADOW2, "c", target, np.array([1, 2], np.int32)), np.array([3, 6], np.int32))
+    assert_same(run(SHADOW2, "f", target, x), x * 2.0)
+
+
+CALL_ERRORS = """
+fn t(x: f32[n], i: i64[m]) {
+    return take_along_axis(x, i, 0)
+}
+
+fn s(x: f32[n], i: i64[m]) {
+    return scatter_add(x, i, 1.0)
+}
+
+fn c(x: f32[b, 1, h, w], k: f32[2, 1, 3, 3]) {
+    return conv2d(x, k)
+}
+
+fn dd(x: f32[n]) {
+    return diff(x)
+}
+
+fn tk(x: f32[n], y: f32[m]) {
+    v, i = top_k(x, m)
+    return v
+}
+
+fn gt(e: f32[n, d], i: i64[m], w: f32[m, d]) {
+    return grad(sum(take(e, i) * w), e)
+}
+"""
+
+
+@pytest.mark.parametrize("fn_name,args,line,needle", [
+    ("t", (np.zeros(5, np.float32), np.array([1, 7])), 3, "index 7 is out of range for an axis of length 5"),
+    ("s", (np.zeros(5, np.float32), np.array([-6, 1])), 7, "index -6 is out of range for an axis of length 5"),
+    ("c", (np.zeros((1, 1, 2, 5), np.float32), np.zeros((2, 1, 3, 3), np.float32)), 11, "h = 2"),
+    ("dd", (np.zeros(0, np.float32),), 15, "n = 0"),
+    ("tk", (np.zeros(2, np.float32), np.zeros(3, np.float32)), 19, "m = 3"),
+])
+def test_call_time_errors(target, fn_name, args, line, needle):
+    require_target(target)
+    f = getattr(compiled(CALL_ERRORS, target), fn_name)
+    with pytest.raises(tdsl.TdslError) as caught:
+        f(*args)
+    assert f":{line}:" in str(caught.value) and needle in str(caught.value), str(caught.value)
+
+
+def test_embedding_gradient_is_a_scatter(target):
+    # 100,000 x 64 f32 with 4,096 indices: a one-hot product would need 1.6e9 elements
+    table = np.ones((100_000, 64), np.float32)
+    idx = rng.integers(-100_000, 100_000, 4096)
+    w = f32(rng.standard_normal((4096, 64)))
+    require_target(target)
+    got = getattr(compiled(CALL_ERRORS, target), "gt")(table, idx, w)
+    expected = np.zeros_like(table)
+    np.add.at(expected, idx, w)
+    assert_same(got, expected)
