@@ -270,7 +270,7 @@ def in_place_results(region: Region) -> dict[int, str]:
                 users[i.attr("name")] = users.get(i.attr("name"), 0) + 1
     found = {}
     for k, out in enumerate(body.outputs):
-        if out.op in ("update", "scatter") and out.inputs[0].op == "param":
+        if out.op in ("update", "scatter", "scatter_add") and out.inputs[0].op == "param":
             name = out.inputs[0].attr("name")
             if name == names[lead + k] and users.get(name) == 1 and list(body.outputs).count(out) == 1:
                 found[k] = name

@@ -79,7 +79,7 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
                     regions[key] = run_region(node, [values[i] for i in node.inputs], sizes, inner)
                 values[node] = regions[key][node.attr("result")]
                 continue
-            if mutable and node.op in ("update", "scatter") and node.inputs[0].op == "param" \
+            if mutable and node.op in ("update", "scatter", "scatter_add") and node.inputs[0].op == "param" \
                     and node.inputs[0].attr("name") in mutable:
                 # a loop's own copy of a carried value, which nothing else reads: updated in place
                 values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args, in_place=True)

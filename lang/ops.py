@@ -486,7 +486,7 @@ ORDERING: list[Op] = [   # cumulative sums and products, sorting
     _row_op("sort", 1, "sort_grad", "values sorted along an axis, NaN last (np.sort, stable)"),
     _row_op("argsort", 1, None, "the stable sorting permutation along an axis (np.argsort, stable)"),
     _row_op("top_k", 1, "top_k_grad", "the k largest values (result 0) or their positions (1)"),
-    _row_op("unsort", 2, None, "(adjoints, positions) -> the adjoints written at their positions, 0 elsewhere"),
+    _row_op("unsort", 2, "unsort_grad", "(adjoints, positions) -> the adjoints written at their positions, 0 elsewhere"),
 ]
 
 

@@ -116,6 +116,14 @@ def top_k_grad(d) -> list:
     return [_unsort(d.g.node, order, x, axis, d.loc)]
 
 
+def unsort_grad(d) -> list:
+    """unsort writes g[j] at position order[j]: its adjoint reads the adjoint back at order[j]
+    (a gather along the axis), so gradients of gradients through sort and top_k work."""
+    from .scatter import take_along_node
+    order, axis = d.node.inputs[1], d.node.attr("axis")
+    return [take_along_node(d.g.node, order, axis, d.loc), None]
+
+
 def _unsort(g: Node, order: Node, x: Node, axis: int, loc) -> Node:
     g = infer.cast(g, x.dtype, loc)
     return Node("unsort", x.dtype, x.shape, (g, order), make_attrs(axis=axis, length=x.shape[axis]), False, loc)

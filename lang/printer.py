@@ -22,6 +22,10 @@ def _literal(value, dtype: str) -> str:
     return str(int(value))
 
 
+# Nodes only gradients build (section 12), printed through `grad` (_SourcePrinter.section12).
+_ADJOINT_OPS = ("unsort", "cumprod_grad")
+
+
 def _dims(shape) -> str:
     inner = ", ".join(str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
@@ -123,6 +127,12 @@ def expression(node: Node, names: dict) -> str:
         return f"take({a[0]}, {a[1]}, axis={node.attr('axis')})"
     if op == "matmul":
         return f"matmul({a[0]}, {a[1]})"
+    if op in ("cumsum", "cumprod", "sort", "argsort"):
+        return f"{op}({a[0]}, axis={node.attr('axis')})"
+    if op == "scatter_add" and not node.attr("along"):   # the `along` form is a gradient's, unnamed
+        return f"scatter_add({a[0]}, {a[1]}, {a[2]}, axis={node.attr('axis')})"
+    if op == "take_along_axis":
+        return f"take_along_axis({a[0]}, {a[1]}, axis={node.attr('axis')})"
     raise ValueError(f"no source form for op {op}")
 
 
@@ -207,6 +217,8 @@ class _SourcePrinter:
                 self.emit(depth, f"{name} = {x}")
                 self.emit(depth, f"{name}[{_slice_text(node, node.inputs[0])}] = {v}")
                 names[node] = name
+            elif node.op in _ADJOINT_OPS or node.op == "top_k" or (node.op == "scatter_add" and node.attr("along")):
+                names[node] = self.section12(node, names, depth)
             elif node.op == "scatter":
                 x, idx, v = (names[i] for i in node.inputs)
                 name = self.fresh(node.name)
@@ -218,6 +230,33 @@ class _SourcePrinter:
                 self.emit(depth, f"{name} = {expression(node, names)}")
                 names[node] = name
         return names
+
+    def section12(self, node: Node, names: dict, depth: int) -> str:
+        """top_k (a tuple: one statement binds both results), and the adjoint nodes that gradients
+        through sort, top_k, cumprod and take_along_axis build, which no builtin names: each prints
+        as `grad` of the forward builtin with respect to zeros `z` it reads (`z` fresh, so the
+        adjoint fed in, which may depend on anything else, is held constant)."""
+        args = [names[i] for i in node.inputs]
+        axis = node.attr("axis")
+        if node.op == "top_k":
+            first, second = self.fresh(None), self.fresh(None)
+            self.emit(depth, f"{first}, {second} = top_k({args[0]}, {node.attr('k')}, axis={axis})")
+            return (first, second)[node.attr("result")]
+        z = self.fresh(None)
+        name = self.fresh(node.name)
+        if node.op == "unsort":            # g written at positions order along the axis
+            g, order = args
+            self.emit(depth, f"{z} = zeros({_dims(node.shape)}, dtype={node.dtype})")
+            self.emit(depth, f"{name} = grad(sum(take_along_axis({z}, {order}, axis={axis}) * {g}), {z})")
+        elif node.op == "cumprod_grad":    # (x, g) -> the adjoint of x through cumprod
+            x, g = args
+            self.emit(depth, f"{z} = zeros({_dims(node.shape)}, dtype={node.dtype})")
+            self.emit(depth, f"{name} = grad(sum(cumprod({x} + {z}, axis={axis}) * {g}), {z})")
+        else:                              # scatter_add along an axis: x plus v put at idx
+            x, idx, v = args
+            self.emit(depth, f"{z} = zeros({_dims(node.shape)}, dtype={node.dtype})")
+            self.emit(depth, f"{name} = {x} + grad(sum(take_along_axis({z}, {idx}, axis={axis}) * {v}), {z})")
+        return name
 
     def region(self, node: Node, names: dict, depth: int) -> list[str]:
         """Print a loop or branch; the names of its results, in order."""

@@ -193,13 +193,19 @@ def test_check_grad_on_the_f32_logistic_example(target):
 # -- the op table: every op has a gradient rule or cannot carry one --------------------------------
 
 NO_GRADIENT = {"eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "isnan", "isinf", "isfinite",
-               "any", "all", "argmax", "argmin"}  # their results are bool or integer
+               "any", "all", "argmax", "argmin",  # their results are bool or integer
+               "argsort",                          # section 12: an integer result too
+               "cumprod_grad"}                     # cumprod's adjoint: no second derivative
 
 
 def test_every_op_has_a_gradient_rule_and_a_test():
-    from tdsl.ops import OPS
+    from tdsl.ops import OPS, RANDOM
     tested = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {"cast", "reshape", "transpose", "broadcast", "slice",
                                                             "concat", "take", "matmul", "update", "scatter"}
+    # section 12: tests/test_scatter.py, tests/test_ordering.py
+    tested |= {"scatter_add", "take_along_axis", "cumsum", "cumprod", "sort", "top_k",
+               "unsort"}
+    tested |= {op.name for op in RANDOM}   # random numbers: constants, no adjoint (tests/test_random.py)
     for name, op in OPS.items():
         if op.kind in ("source", "region"):   # regions: tests/test_control_grad.py
             continue

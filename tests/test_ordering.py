@@ -354,3 +354,21 @@ def test_top_k_through_the_python_builder_gives_two_vars():
     got_values, got_indices = f(np.array([3.0, 1.0, 5.0, 5.0], np.float32))
     np.testing.assert_array_equal(got_values, [5.0, 5.0])
     np.testing.assert_array_equal(got_indices, [2, 3])
+
+
+def test_to_tdsl_of_section12_gradients_parses_back():
+    """to_tdsl prints top_k as one statement and the adjoint nodes of sort, top_k, cumprod and
+    take_along_axis through grad, so the text parses back to the same values."""
+    src = """
+fn g(x: f64[n, 3], j: i64[n, 2]) -> f64[n, 3] {
+    v, i = top_k(x * x, 2)
+    return grad(sum(sort(x) * x) + sum(v) + sum(cumprod(x, 1) * x) + sum(take_along_axis(x, j, 1) * x[:, :2]), x)
+}
+fn h(x: f64[n]) -> f64[n] { return cumsum(x, 0) + f64(argsort(x, 0)) }
+"""
+    m = tdsl.compile(src, target="numpy")
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    j = np.array([[0, 2], [1, 1], [2, 0], [1, 2]])
+    again = tdsl.compile(m.g.to_tdsl() + "\n" + m.h.to_tdsl(), target="numpy")
+    np.testing.assert_allclose(again.g(x, j), m.g(x, j))
+    np.testing.assert_allclose(again.h(x[:, 0]), m.h(x[:, 0]))
