@@ -29,7 +29,7 @@ def expect_compile_error(src: str, needle: str, target: str = "numpy"):
     col = lines[line_no - 1].index(needle) + 1
     with pytest.raises(tdsl.TdslError) as caught:
         tdsl.compile(src, target=target)
-    assert isinstance(caught.value, tdsl.TdslTypeError), type(caught.value)
+    assert isinstance(caught.value, (tdsl.TdslTypeError, tdsl.TdslSyntaxError)), type(caught.value)
     message = str(caught.value)
     assert f":{line_no}:{col}:" in message, message
     return message
@@ -988,6 +988,27 @@ ERRORS = [
     ("fn f(x: f32[n, k]) {\n    return sort(x, 1.5)\n}", "sort"),
     ("fn f(x: bool[n]) {\n    return einsum(\"i->\", x)\n}", "einsum"),
     ("fn f(x: f32[n]) {\n    return hypot(x)\n}", "hypot"),
+    ("fn f(x: f32[n]) {\n    return diff(x, n=-1)\n}", "diff"),
+    ("fn f(x: f32[b, 1, h, w], k: f32[1, 1, 3, 3]) {\n    return conv2d(x, k, padding=-1)\n}", "conv2d"),
+    ("fn f(x: f32[b, 1, h, w], k: f32[1, 1, 3, 3]) {\n    return conv2d(x, k, stride=0)\n}", "conv2d"),
+    ("fn f(x: f32[b, 1, h, w], k: f32[1, 1, 3, 3]) {\n    return conv2d(x, k, padding=\"full\")\n}", "conv2d"),
+    ("fn f(x: f32[b, 1, h, w], k: f32[1, 1, 3]) {\n    return conv1d(x, k)\n}", "conv1d"),
+    ("fn f(x: bool[b, 1, h, w], k: bool[1, 1, 3, 3]) {\n    return conv2d(x, k)\n}", "conv2d"),
+    ("fn f(x: f32[1, 1, 2, 2], k: f32[1, 1, 3, 3]) {\n    return conv2d(x, k)\n}", "conv2d"),
+    ("fn f(x: f32[1, 1, 2, 2]) {\n    return max_pool2d(x, 3)\n}", "max_pool2d"),
+    ("fn f(v: f32[n]) {\n    return einsum(\"i->j\", v)\n}", "einsum"),
+    ("fn f(v: f32[n]) {\n    return einsum(\"i,i->\", v)\n}", "einsum"),
+    ("fn f(a: f32[n, m]) {\n    return einsum(\"ii->i\", a)\n}", "einsum"),
+    ("fn f(a: f32[n, m, k]) {\n    return norm(a, axis=(0, 1, 2))\n}", "norm"),
+    ("fn f(a: f32[n]) {\n    return norm(a, 0)\n}", "norm"),
+    ("fn f(a: f32[n, m], i: i64[n]) {\n    return take_along_axis(a, i, 1)\n}", "take_along_axis"),
+    ("fn f(a: f32[n, m], i: i64[p], v: f32[p, 3]) {\n    return scatter_add(a, i, v)\n}", "scatter_add"),
+    ("fn f(a: f32[n], i: f32[p]) {\n    return scatter_add(a, i, 1.0)\n}", "scatter_add"),
+    ("fn f() {\n    return randint(1, 0, 10000000000, 3, dtype=i32)\n}", "randint"),
+    ("fn f(x: f64) {\n    return fold_in(1, x)\n}", "fold_in"),
+    ("fn f(x: f32[n, 3]) {\n    return cumsum(x, (0, 1))\n}", "cumsum"),
+    ("fn f(x: bool[n]) {\n    return hypot(x, x)\n}", "hypot"),
+    ('fn f(x: f64[n]) {\n    s = "ij"\n    return x\n}', '"ij"'),
 ]
 
 
@@ -995,6 +1016,37 @@ ERRORS = [
 def test_errors(target, src, needle):
     require_target(target)
     expect_compile_error(src, needle, target)
+
+
+@pytest.mark.xfail(reason="bernoulli with a non-scalar key: the message names 'rand' ('the key of rand must be...')", strict=True)
+def test_bernoulli_key_error_names_bernoulli():
+    message = expect_compile_error("fn f(k: i64[n]) {\n    return bernoulli(k, 0.5, 3)\n}", "bernoulli")
+    first_line = message.splitlines()[0]
+    assert "bernoulli" in first_line and "rand" not in first_line.replace("bernoulli", ""), first_line
+
+
+@pytest.mark.xfail(reason="top_k's call-time k check points at the statement (line:5), not at the call (line:12)", strict=True)
+def test_top_k_call_time_error_at_the_call(target):
+    require_target(target)
+    f = getattr(compiled(CALL_ERRORS, target), "tk")
+    with pytest.raises(tdsl.TdslError) as caught:
+        f(np.zeros(2, np.float32), np.zeros(3, np.float32))
+    assert ":19:12:" in str(caught.value), str(caught.value)
+
+
+def test_builder_integer_methods(target):
+    require_target(target)
+    i = tdsl.tensor("i", "i32", ("n", 3))
+    b = tdsl.tensor("b", "bool", ("n",))
+    outs = (i.sum(), i.mean(), i.prod(), i.max(axis=0), i.argmin(), i.astype("bool"), i.transpose((1, 0)),
+            b.sum(), b.prod(), b.mean(), b.T, b.max(), i.sum(axis=(0, 1), keepdims=True), i.reshape(-1, 1),
+            i.argmax(axis=-1, keepdims=True))
+    iv = np.array([[1, -2, 3], [4, 5, -6]], np.int32)
+    bv = np.array([True, False])
+    expected = (iv.sum(), iv.mean(), iv.prod(), iv.max(axis=0), iv.argmin(), iv.astype(bool), iv.transpose((1, 0)),
+                bv.sum(), bv.prod(), bv.mean(), bv.T, bv.max(), iv.sum(axis=(0, 1), keepdims=True),
+                iv.reshape(-1, 1), iv.argmax(axis=-1, keepdims=True))
+    assert_same(tdsl.function([i, b], outs, target=target)(iv, bv), expected)
 
 
 def test_einsum_string_elsewhere_is_an_error():
@@ -1130,9 +1182,7 @@ def _conv_k_grad(x, k):
     return 2 * np.einsum("bchwij,bohw->ocij", win, y)
 
 
-HESS_BROKEN = {"sort": "the gradient of sort ('unsort') has no gradient: 'cannot differentiate through unsort'",
-               "top_k": "the gradient of top_k values ('unsort') has no gradient: 'cannot differentiate through unsort'",
-               "cumprod": "cumprod's gradient ('cumprod_grad') has no gradient (documented as not offered, "
+HESS_BROKEN = {"cumprod": "cumprod's gradient ('cumprod_grad') has no gradient (documented as not offered, "
                           "but section 7 allows gradients of gradients)"}
 
 
@@ -1190,9 +1240,7 @@ TO_TDSL = {
     "random": lambda x, key: (tdsl.rand(key, ("n", "k")), tdsl.randn(key, 3), tdsl.randint(key, 0, 5, ("n",)),
                               tdsl.bernoulli(key, 0.5, ("k",)), tdsl.fold_in(key, 3)),
 }
-TO_TDSL_BROKEN = {name: f"to_tdsl raises ValueError: no source form for op {op}" for name, op in [
-    ("cumsum", "cumsum"), ("cumprod", "cumprod"), ("sort", "sort"), ("argsort", "argsort"), ("top_k", "top_k"),
-    ("scatter_add", "scatter_add"), ("take_along_axis", "take_along_axis"), ("grad_of_take", "scatter_add")]}
+TO_TDSL_BROKEN: dict = {}   # sort, argsort, top_k, cumsum, cumprod, scatter_add, take_along_axis: fixed
 
 
 @pytest.mark.parametrize("name", [
