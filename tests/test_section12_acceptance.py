@@ -1400,3 +1400,48 @@ def test_embedding_gradient_is_a_scatter(target):
     expected = np.zeros_like(table)
     np.add.at(expected, idx, w)
     assert_same(got, expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# values stay immutable (section 11): a scatter_add of a loop's carried value seen through
+# another name bound to it. lang/graph.py in_place_results counts the readers of a carried
+# parameter among node inputs only, so `t = s` (a body result that is the parameter itself)
+# is not seen and the update happens in place under t as well.
+# ---------------------------------------------------------------------------------------------
+
+ALIAS = {
+    "scatter_add": "s = scatter_add(s, idx, 1.0)",
+    "update": "s[idx] = 7.0",
+    "update_slice": "s[1:3] = 7.0",
+}
+ALIAS_SRC = """
+fn h(x: f64[n], idx: i64[m]) {{
+    s = x
+    t = x
+    for i in range({iters}) {{
+        t = s
+        {stmt}
+    }}
+    return s, t
+}}
+"""
+
+
+@pytest.mark.xfail(reason="in-place update of a carried value also changes another name bound to it "
+                          "(t = s; s = scatter_add(s, ...) / s[idx] = v in a loop): t sees the new s", strict=True)
+@pytest.mark.parametrize("kind", list(ALIAS))
+def test_loop_update_does_not_alias(target, kind):
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    idx = np.array([0, 2, 2, -1])
+    src = ALIAS_SRC.format(iters=1, stmt=ALIAS[kind])
+    s, t = x.copy(), x.copy()
+    for _ in range(1):
+        t = s.copy()
+        if kind == "scatter_add":
+            np.add.at(s, idx, 1.0)
+        elif kind == "update":
+            s[idx] = 7.0
+        else:
+            s[1:3] = 7.0
+    assert_same(run(src, "h", target, x, idx), (s, t))
+    assert_same(x, np.array([1.0, 2.0, 3.0, 4.0]))      # the input is never modified
