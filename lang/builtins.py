@@ -503,14 +503,22 @@ BUILDERS: dict[str, Callable] = {
     "eye": eye, "one_hot": one_hot, "take": take,
 }
 
-# Section 12's builtins live in modules of their own, each with a BUILDERS dict of the same form
-# (imported here, after everything they import from this module is defined).
+# Section 12's builtins live in modules of their own, each with a BUILDERS dict of the same form,
+# merged here by `register`. A family imported first (`import tdsl.nn`) is still running its own
+# body when this module imports it back: it registers itself at its end instead.
+# New builtins never break a program: a user's function or const may take one of VERSION2's names.
+VERSION2: set[str] = set()
+
+
+def register(family: dict[str, Callable]) -> None:
+    BUILDERS.update(family)
+    VERSION2.update(family)
+
+
 from . import extras as _extras, nn as _nn, ordering as _ordering, rng as _rng, scatter as _scatter  # noqa: E402
 
 for _module in (_extras, _nn, _ordering, _rng, _scatter):
-    BUILDERS.update(_module.BUILDERS)
-# New builtins never break a program: a user's function or const may take one of these names.
-VERSION2: frozenset[str] = frozenset(name for m in (_extras, _nn, _ordering, _rng, _scatter) for name in m.BUILDERS)
+    register(getattr(_module, "BUILDERS", {}))
 
 # The elementwise builtins whose arity is fixed by a lambda: record their parameter names here.
 _ELEMENTWISE_PARAMS = {1: ["x"], 2: ["a", "b"], 3: ["condition", "a", "b"]}

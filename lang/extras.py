@@ -289,3 +289,7 @@ def diff(loc, x, axis=-1, n=1):
 
 
 BUILDERS: dict[str, Callable] = {"einsum": einsum, "norm": norm, "diff": diff}
+
+from .builtins import register  # noqa: E402  (see builtins.register)
+
+register(BUILDERS)

@@ -204,3 +204,7 @@ def avg_pool2d(loc, x, size, stride=None):
 BUILDERS: dict[str, Callable] = {
     "conv1d": conv1d, "conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
 }
+
+from .builtins import register  # noqa: E402  (see builtins.register)
+
+register(BUILDERS)

@@ -200,3 +200,7 @@ BUILDERS: dict[str, Callable] = {
     "cumsum": _cumulative("cumsum"), "cumprod": _cumulative("cumprod"),
     "sort": sort, "argsort": argsort, "top_k": top_k,
 }
+
+from .builtins import register  # noqa: E402  (see builtins.register)
+
+register(BUILDERS)

@@ -122,3 +122,7 @@ BUILDERS: dict[str, Callable] = {
         ("philox_f64", "f64"), ("philox_f32", "f32"), ("philox_normal_f64", "f64"),
         ("philox_normal_f32", "f32"), ("philox_bits", "i64"), ("mulhi", "i64"), ("randint_span", "i64"))},
 }
+
+from .builtins import register  # noqa: E402  (see builtins.register)
+
+register(BUILDERS)

@@ -90,3 +90,7 @@ def _shape(shape) -> str:
 
 
 BUILDERS: dict[str, Callable] = {"scatter_add": scatter_add, "take_along_axis": take_along_axis}
+
+from .builtins import register  # noqa: E402  (see builtins.register)
+
+register(BUILDERS)

@@ -493,3 +493,12 @@ fn h() -> i64[0] { return M[0, 3:] }
     assert got.dtype == np.float32 and np.isnan(got).all()
     np.testing.assert_array_equal(run(src, "g", target), [5, 2])
     assert run(src, "h", target).shape == (0,)
+
+
+@pytest.mark.parametrize("family", ["extras", "nn", "ordering", "rng", "scatter"])
+def test_a_builtin_family_imported_first_registers_its_builtins(family):
+    import subprocess
+    import sys
+    code = (f"import tdsl.{family}, tdsl.builtins as b; "
+            "assert {'einsum', 'conv2d', 'cumsum', 'rand', 'scatter_add'} <= set(b.BUILDERS) & b.VERSION2")
+    subprocess.run([sys.executable, "-c", code], check=True)
