@@ -1542,3 +1542,35 @@ fn r(key: i64, n: i64[m]) {
 """
     expected = np.stack([_philox(i).random(3) + _philox(-13).random(3) for i in range(4)])
     assert_same(run(src, "r", target, -7, np.zeros(4, np.int64)), expected, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# kinks: the 2-norm's gradient at 0 is 0 (docs, as abs'(0) = 0); hypot(a, b) is the 2-norm of
+# (a, b) and hypot(x, 0) is abs(x), so by the same rule its gradient at the origin is 0, not NaN
+# ---------------------------------------------------------------------------------------------
+
+KINKS = """
+fn norms0(x: f64[n, k]) {
+    return grad(sum(norm(x, axis=1)), x), grad(norm(x), x), grad(norm(x[0], inf), x)
+}
+
+fn hypot0(a: f64[n], b: f64[n]) {
+    ha, hb = grad(sum(hypot(a, b)), a, b)
+    return ha, hb, grad(sum(abs(a)), a)
+}
+"""
+
+
+def test_norm_gradient_zero_rows(target):
+    x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    got = run(KINKS, "norms0", target, x)
+    assert_same(got, (np.array([[0.0, 0.0], [0.6, 0.8]]), x / 5.0, np.zeros((2, 2))))
+
+
+@pytest.mark.xfail(reason="grad of hypot(a, b) at a = b = 0 is NaN (the 2-norm's and abs's subgradient there is 0)",
+                   strict=True)
+def test_hypot_gradient_at_origin(target):
+    a = np.array([0.0, 3.0])
+    b = np.array([0.0, 4.0])
+    got = run(KINKS, "hypot0", target, a, b)
+    assert_same(got, (np.array([0.0, 0.6]), np.array([0.0, 0.8]), np.array([0.0, 1.0])))
