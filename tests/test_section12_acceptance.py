@@ -1574,3 +1574,28 @@ def test_hypot_gradient_at_origin(target):
     b = np.array([0.0, 4.0])
     got = run(KINKS, "hypot0", target, a, b)
     assert_same(got, (np.array([0.0, 0.6]), np.array([0.0, 0.8]), np.array([0.0, 1.0])))
+
+
+NEGNAN_SRC = """
+fn s(x: f32[n, k], y: f64[n, k]) {
+    v, i = top_k(x, 3)
+    return sort(x), argsort(x), sort(y), argsort(y), i
+}
+"""
+
+
+@pytest.mark.parametrize("k", [6, 40])   # the insertion sort and the radix sort
+def test_sort_negative_nan_last(target, k):
+    """A NaN with its sign bit set sorts last too, as NumPy's (not first, as its bits would)."""
+    negnan32 = np.frombuffer(np.uint32(0xFFC00000).tobytes(), np.float32)[0]
+    x = f32(rng.standard_normal((2, k)))
+    x[:, 1] = negnan32
+    x[:, 3] = np.nan
+    x[0, 4] = -np.inf
+    y = x.astype(np.float64)
+    y[:, 1] = -np.float64(np.nan)
+    assert np.signbit(x[0, 1]) and np.signbit(y[0, 1])
+    got = run(NEGNAN_SRC, "s", target, x, y)
+    st = dict(kind="stable")
+    expected = (np.sort(x, **st), np.argsort(x, **st), np.sort(y, **st), np.argsort(y, **st), _top_k(x, 3)[1])
+    assert_same(got, expected)
