@@ -1599,3 +1599,19 @@ def test_sort_negative_nan_last(target, k):
     st = dict(kind="stable")
     expected = (np.sort(x, **st), np.argsort(x, **st), np.sort(y, **st), np.argsort(y, **st), _top_k(x, 3)[1])
     assert_same(got, expected)
+
+
+def test_builder_loop_random_and_grad(target):
+    require_target(target)
+    key = tdsl.scalar("key", "i64")
+    x = tdsl.tensor("x", "f64", ("n",))
+    acc = tdsl.fori_loop(0, 3, lambda i, a: a + tdsl.rand(tdsl.fold_in(key, i), ("n",)), x * 0.0)
+    v, _ = tdsl.top_k(x, 2)
+    g = tdsl.grad(tdsl.sum(v * v) + tdsl.sum(tdsl.cumsum(x) * x), x)
+    f = tdsl.function([key, x], (acc, g), target=target)
+    assert f.signature == "f(key: i64, x: f64[n]) -> (f64[n], f64[n])"
+    xv = np.array([3.0, 1.0, 2.0])
+    keys = getattr(compiled(RANDOM_DOC, "numpy"), "fk")(5, np.arange(3))
+    expected_acc = sum(_philox(int(k)).random(3) for k in keys)
+    expected_g = np.array([6.0, 0.0, 4.0]) + np.cumsum(xv) + np.flip(np.cumsum(np.flip(xv)))
+    assert_same(f(5, xv), (expected_acc, expected_g), rtol=1e-12, atol=0)
