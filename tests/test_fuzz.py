@@ -233,3 +233,37 @@ def test_locals_never_take_the_name_of_a_function_of_the_module():
         for p in progs:
             shown_locals = {v for k, v in p.rename.items() if k != p.name and not k.startswith("x")}
             assert not shown_locals & functions, (p.shown, shown_locals & functions)
+
+
+def test_generator_covers_section_12():
+    """Section 12's builtins appear in straight-line programs, grads and loops (no compile needed)."""
+    cfg = fuzz.Config([], grads=0.2)
+    seen, grad_seen, control_seen = set(), set(), set()
+    for index in range(800):
+        prog = fuzz.program(CI_SEED, index, cfg)
+        ops = set(fuzz.ops_of(prog))
+        (control_seen if prog.stmts is not None else grad_seen if prog.grad_of is not None else seen).update(ops)
+        fuzz.render_program(prog)
+    assert {"const", "cum", "diff", "sort", "topk_part", "einsum", "norm", "scatter_add", "take_along", "conv",
+            "pool", "rand", "randn", "randint", "bernoulli", "fold_in"} <= seen, seen
+    assert {"cum", "sort", "einsum", "norm", "conv", "pool", "take_along", "scatter_add"} <= grad_seen, grad_seen
+    assert {"cum", "einsum"} <= control_seen, control_seen
+
+
+def test_section_12_mirrors_agree_with_numpy_and_the_contract():
+    """The oracle's Philox, top_k order and random transforms: the documented definitions."""
+    from fuzz import sec12
+    key = 12345
+    raw = np.random.Philox(key=key).random_raw(8)
+    block = sec12.philox_block((1, 0, 0, 0), (key, 0))
+    assert [int(w) for w in raw[:4]] == list(block)
+    assert np.array_equal(sec12._rand(key, (2, 3), "f64"),
+                          np.random.Generator(np.random.Philox(key=key)).random(6).reshape(2, 3))
+    x = np.array([1.0, np.nan, 3.0, 3.0, -np.inf, np.nan])
+    assert sec12._top_order(x, 0).tolist() == [1, 5, 2, 3, 0, 4]
+    i = np.array([np.iinfo(np.int64).min, 5, 5, np.iinfo(np.int64).max])
+    assert sec12._top_order(i, 0).tolist() == [3, 1, 2, 0]
+    ints = sec12._randint(key, -3, 4, (1000,), "i64")
+    assert ints.min() == -3 and ints.max() == 3
+    assert sec12._randint(key, 0, 2**63 - 1, (4,), "i64").tolist() == [(int(w) * (2**63 - 1)) >> 64 for w in raw[:4]]
+    assert sec12._fold_in(np.int64(-1), 3) == sec12._fold_in(2**64 - 1, np.int64(3))

@@ -20,6 +20,8 @@ from .tree import (AVOID, broadcast, is_lit, is_simple, lit, make_elementwise, N
 from .gen import (define_size_vars, Gen, GRAD_LITERALS, mk_binary, mk_cast, mk_clip, mk_matmul, mk_reduce,
     mk_unary, mk_where, SMOOTH)
 from .shapes import mk_index, mk_layout
+from .gen import uses_sec12
+from .sec12 import CONTROL_MAKERS12
 
 
 BOUNDED = ("tanh", "sin", "cos", "sigmoid", "atan", "erf")
@@ -193,8 +195,9 @@ def expression(g: CGen, steps: int | None = None) -> Node | None:
     """A value over the names in scope (the generic makers, plus run-time subscripts)."""
     g.pool = g.strong()
     made = None
+    makers = EXPR_MAKERS + (CONTROL_MAKERS12 if g.sec12 else ())
     for _ in range(steps or g.rng.randint(1, 3)):
-        maker = g.rng.choices([m for m, _ in EXPR_MAKERS], [w for _, w in EXPR_MAKERS])[0]
+        maker = g.rng.choices([m for m, _ in makers], [w for _, w in makers])[0]
         node = maker(g)
         if node is not None:
             g.pool.append(node)
@@ -642,6 +645,7 @@ def generate_control(seed: int, name: str = "f") -> Program:
     """A random well-typed program with loops, branches and updates."""
     rng = random.Random(seed)
     g = CGen(rng, name)
+    g.sec12 = uses_sec12(seed)
     for i in range(rng.randint(1, 3)):
         dtype = rng.choice(["f32", "f64", "f64", "f32", "i32", "i64", "bool"] if i else ["f32", "f64"])
         shape = g.shape(max_rank=2)

@@ -12,6 +12,15 @@ from .tree import (ARITH, broadcast, CALL_FORM, COMPARE, lit, make_elementwise, 
     SIZE_VARS, transposed, tup, UNARY_ARITH, UNARY_FLOAT)
 from .oracle import _reduce
 from .shapes import mk_create, mk_index, mk_join, mk_layout, mk_take
+from .sec12 import const_node, grad12, MAKERS12
+
+
+SEC12 = 0.4   # fraction of programs that draw section 12's makers too (drawn apart: other programs stay as before)
+
+
+def uses_sec12(seed: int) -> bool:
+    """Whether program `seed` draws section 12's builtins (from its own random stream)."""
+    return random.Random(seed ^ 0x5EC12).random() < SEC12
 
 
 # Valid tdsl names that C, OpenCL, Python or the generated code's own locals also use.
@@ -64,6 +73,7 @@ class Gen:
         self.rng, self.name = rng, name
         self.vars = rng.sample(SIZE_VARS, rng.randint(1, 3))
         self.params, self.pool, self.min_size, self.count = [], [], {}, 0
+        self.sec12 = False   # section 12: its makers, and the constants inf, nan, pi, e among literals
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
@@ -107,6 +117,8 @@ class Gen:
     def literal(self, context: str) -> Node:
         if context == "bool":
             return lit(self.chance(0.5))
+        if self.sec12 and context in ("f32", "f64") and self.chance(0.1):
+            return const_node(self)
         if context.startswith("i") or self.chance(0.3):
             if context == "i64" and self.chance(0.03):
                 return lit(self.rng.choice([2**63 - 1, -2**63]))
@@ -270,12 +282,15 @@ def generate(seed: int, name: str = "f") -> Program:
     """A random well-typed program."""
     rng = random.Random(seed)
     g = Gen(rng, name)
+    g.sec12 = uses_sec12(seed)
     for _ in range(rng.randint(1, 3)):
         dtype = rng.choice(["f32", "f64", "f64", "f32", "i32", "i64", "bool"])
         g.param(dtype, g.shape())
     made = []
     # swarm testing: each program draws from a few kinds of op, so those meet each other often
     swarm = rng.sample(MAKERS, rng.randint(2, 5))
+    if g.sec12:
+        swarm += rng.sample(MAKERS12, rng.randint(1, 2))
     for _ in range(rng.randint(2, 7)):
         maker = rng.choices([m for m, _ in swarm], [w for _, w in swarm])[0]
         node = g.add(maker(g))
@@ -311,6 +326,7 @@ def generate_grad(seed: int, name: str = "f") -> Program:
     """A float scalar of smooth ops (sometimes one kink) and its gradient with respect to x0."""
     rng = random.Random(seed)
     g = Gen(rng, name)
+    g.sec12 = uses_sec12(seed)
     g.vars = ["n", "m"][: rng.randint(1, 2)]
     dtype = "f32" if rng.random() < 0.2 else "f64"
     x = g.param(dtype, tuple(g.vars))
@@ -320,7 +336,13 @@ def generate_grad(seed: int, name: str = "f") -> Program:
     for _ in range(rng.randint(1, 5)):
         a = g.pick()
         choice = rng.random()
-        if choice < 0.4 or a.dtype != x.dtype:
+        node = None
+        if g.sec12 and a.dtype == x.dtype and random.Random(seed * 31 + len(g.pool)).random() < 0.45:
+            node, ok = grad12(g, a)
+            smooth &= ok
+        if node is not None:
+            pass
+        elif choice < 0.4 or a.dtype != x.dtype:
             fn = rng.choice(SMOOTH + KINKED) if rng.random() < 0.2 else rng.choice(SMOOTH)
             smooth &= fn not in KINKED
             node = make_elementwise("un", fn, [a], NP_UNARY[fn])

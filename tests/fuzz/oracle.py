@@ -1,6 +1,7 @@
 """The NumPy oracle: evaluates a program's tree with NumPy alone, and the tolerances results are compared with."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -265,6 +266,11 @@ EVAL = {
     "dindex": lambda n, v, s: np.asarray(v[0])[_resolve(n, v, s)],
     "guard": lambda n, v, s: _guard(n, v[0], v[1]),
 }
+
+
+from .sec12 import EVAL12, EXACT12  # noqa: E402
+EVAL.update(EVAL12)
+EXACT_OPS |= EXACT12
 
 
 def _slice_len(sl: slice, length: int) -> int:
@@ -551,6 +557,15 @@ def weak_default(out):
     return out
 
 
+def _difference(values: list, h: float) -> float:
+    """A central difference; 0 where y does not move (an infinite y: logsumexp of nothing is -inf)."""
+    if values[0] == values[1]:
+        return 0.0
+    if not (math.isfinite(values[0]) and math.isfinite(values[1])):
+        raise Unspecified("y is not finite next to x: no finite difference")
+    return (values[0] - values[1]) / (2 * h)
+
+
 def finite_difference(prog: Program, env: dict, sizes: dict):
     """d y / d x by central differences in f64 (smooth programs only; see docs/testing.md)."""
     x_name = prog.params[0].name
@@ -571,7 +586,7 @@ def finite_difference(prog: Program, env: dict, sizes: dict):
                     values.append(float(run_program(prog, dict(env, **{x_name: moved}), sizes, trace)))
                     if trace != decided:
                         raise Unspecified("a branch or trip count changes within the finite difference's step")
-                grad[i] = (values[0] - values[1]) / (2 * h)
+                grad[i] = _difference(values, h)
         finally:
             GUARD["promote32"] = False
         return grad.astype(NP[prog.params[0].dtype])
@@ -583,7 +598,7 @@ def finite_difference(prog: Program, env: dict, sizes: dict):
             moved[i] += sign * h
             local = dict(env, **{x_name: moved.astype(env[x_name].dtype) if prog.params[0].dtype == "f64" else moved})
             values.append(float(evaluate(prog.grad_of, local, sizes, {})))
-        grad[i] = (values[0] - values[1]) / (2 * h)
+        grad[i] = _difference(values, h)
     return grad.astype(NP[prog.params[0].dtype])
 
 

@@ -399,6 +399,14 @@ def render_program(prog: Program) -> str:
         return text
 
     def expr(node: Node, top: bool = False) -> str:
+        if node.op == "topk_part":   # a tuple statement `v, i = top_k(...)`, once per pair
+            pair = node.kids[0]
+            if id(pair) not in seen:
+                seen.add(id(pair))
+                text = expr(pair, True)
+                lines.append(f"    {pair.attrs['names'][0]}, {pair.attrs['names'][1]} = {text}")
+            if not node.name or top:
+                return pair.attrs["names"][node.attrs["part"]]
         if node.name and not top:
             if id(node) not in seen:
                 seen.add(id(node))
@@ -459,3 +467,7 @@ def matmul_shape(a: tuple, b: tuple):
         return None
     out = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
     return out
+
+
+from .sec12 import RENDER12  # noqa: E402 -- section 12's ops render beside the others
+RENDER.update(RENDER12)
