@@ -268,6 +268,9 @@ def in_place_results(region: Region) -> dict[int, str]:
         for i in dict.fromkeys(n.inputs):
             if i.op == "param":
                 users[i.attr("name")] = users.get(i.attr("name"), 0) + 1
+    for out in body.outputs:   # a result that is a parameter itself (`t = s`) reads it too
+        if out.op == "param":
+            users[out.attr("name")] = users.get(out.attr("name"), 0) + 1
     found = {}
     for k, out in enumerate(body.outputs):
         if out.op in ("update", "scatter", "scatter_add") and out.inputs[0].op == "param":

@@ -154,9 +154,12 @@ def collect_checks(graph: FunctionGraph) -> list[tuple[str, Dim, str, object]]:
     named values no result reads are checked too."""
     found, seen = [], set()
     for node in toposort(computed_roots(graph)):
-        for op, dim, message in node.attr("checks", ()):
+        for check in node.attr("checks", ()):
+            op, dim, message = check[:3]
             key = (op, dim, message)
             if key not in seen:
                 seen.add(key)
-                found.append((op, dim, message, node.loc))
+                # a check may carry the location of the call that needs it (top_k's k): the node's
+                # own location is where its value is named
+                found.append((op, dim, message, check[3] if len(check) > 3 else node.loc))
     return found

@@ -225,7 +225,8 @@ ELEMENTWISE = [
             grad=lambda d: [d.g * d.y / (d.x * d.x + d.y * d.y), -d.g * d.x / (d.x * d.x + d.y * d.y)],
             **_math("atan2", 2)),
     _binary("hypot", "float", np.hypot,
-            grad=lambda d: [d.g * d.x / d.out, d.g * d.y / d.out], **_math("hypot", 2, libmvec=2)),
+            grad=lambda d: [d.where(d.out.eq(0), 0, d.g * d.x / d.out), d.where(d.out.eq(0), 0, d.g * d.y / d.out)],
+            **_math("hypot", 2, libmvec=2)),   # at (0, 0) the subgradient 0, as abs's and norm's
     _binary("logaddexp", "float", np.logaddexp, "tdsl_logaddexp_{T}({0}, {1})",
             grad=lambda d: [d.g * d.exp(d.x - d.out), d.g * d.exp(d.y - d.out)], helper=_LOGADDEXP),
     # copysign only moves a sign bit: every form gives the same bits (no vector_math)
@@ -482,7 +483,7 @@ def _row_op(name: str, arity: int, grad: str | None, doc: str) -> Op:
 ORDERING: list[Op] = [   # cumulative sums and products, sorting
     _row_op("cumsum", 1, "cumsum_grad", "running sums along an axis, in order (np.cumsum)"),
     _row_op("cumprod", 1, "cumprod_grad", "running products along an axis, in order (np.cumprod)"),
-    _row_op("cumprod_grad", 2, None, "the adjoint of cumprod: (x, adjoint) -> adjoint of x"),
+    _row_op("cumprod_grad", 2, "cumprod_grad_grad", "the adjoint of cumprod: (x, adjoint) -> adjoint of x"),
     _row_op("sort", 1, "sort_grad", "values sorted along an axis, NaN last (np.sort, stable)"),
     _row_op("argsort", 1, None, "the stable sorting permutation along an axis (np.argsort, stable)"),
     _row_op("top_k", 1, "top_k_grad", "the k largest values (result 0) or their positions (1)"),

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import infer
 from .builtins import as_node, static_axes, static_dim
-from .dims import is_nonnegative, shape_size
+from .dims import Dim, is_nonnegative, shape_size
 from .errors import TdslTypeError
 from .graph import Node, make_attrs
 
@@ -124,6 +124,38 @@ def unsort_grad(d) -> list:
     return [take_along_node(d.g.node, order, axis, d.loc), None]
 
 
+def cumprod_grad_grad(d) -> list:
+    """The gradient of cumprod's adjoint node, through a form of it built from differentiable
+    nodes: the adjoint of x_i is sum over j >= i of g_j times the product over k <= j, k != i of
+    x_k, that is a cumprod along j of x with x_i replaced by 1 (an n x n intermediate per row,
+    only in second derivatives). Its own gradient needs cumprod's first one only."""
+    from .autodiff import vjp
+    from .builtins import eye
+    from .control_grad import _placeholder, substitute
+    axis, loc = d.node.attr("axis"), d.loc
+    # on placeholders: x and g are independent here even where g is x, or computed from it
+    inputs = d.node.inputs
+    x, g = (_placeholder(f"_cumprod_{k}", v.dtype, v.shape, loc) for k, v in enumerate(inputs))
+    n = x.shape[axis]
+    trailing = (Dim.of(1),) * (x.ndim - axis - 1)
+    pair = (n, n) + trailing                       # (i, j) at axes (axis, axis + 1)
+    diagonal = infer.reshape(infer.cast(eye(loc, n), "bool", loc), pair, loc)
+    rows = infer.reshape(x, x.shape[:axis] + (Dim.of(1),) + x.shape[axis:], loc)
+    one = infer.const(1, "i64", (), True, loc)
+    products = _row_op("cumprod", infer.elementwise("where", [diagonal, one, rows], loc), axis + 1, loc)
+    i = infer.reshape(infer.iota(n, loc), (n, Dim.of(1)) + trailing, loc)
+    j = infer.reshape(infer.iota(n, loc), (Dim.of(1), n) + trailing, loc)
+    upper = infer.elementwise("le", [i, j], loc)
+    adjoints = infer.reshape(g, g.shape[:axis] + (Dim.of(1),) + g.shape[axis:], loc)
+    terms = infer.elementwise("where", [upper, infer.elementwise("mul", [adjoints, products], loc),
+                                        infer.const(0, "i64", (), True, loc)], loc)
+    form = infer.reduce("sum", terms, (axis + 1,), False, loc)
+    adjoints = vjp([form], [d.g.node], [x, g], loc)
+    found = [a for a in adjoints if a is not None]
+    back = iter(substitute(found, {x: inputs[0], g: inputs[1]}))
+    return [None if a is None else next(back) for a in adjoints]
+
+
 def _unsort(g: Node, order: Node, x: Node, axis: int, loc) -> Node:
     g = infer.cast(g, x.dtype, loc)
     return Node("unsort", x.dtype, x.shape, (g, order), make_attrs(axis=axis, length=x.shape[axis]), False, loc)
@@ -187,7 +219,7 @@ def top_k(loc, x, k, axis=-1):
         if dim.is_const and dim.const < 0:
             raise TdslTypeError(message, loc)
         if not is_nonnegative(dim):
-            checks.append((">=", dim, message))
+            checks.append((">=", dim, message, loc))
     shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
     nodes = []
     for result, dtype in ((0, x.dtype), (1, "i64")):

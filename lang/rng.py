@@ -98,7 +98,7 @@ def bernoulli(loc, key, p, shape):
         raise TdslTypeError(f"bernoulli's p must be a number or an array of numbers, not {p.type_str}", loc)
     if infer.broadcast_shapes([p.shape, shape], loc) != shape:
         raise TdslTypeError(f"bernoulli's p ({p.type_str}) does not broadcast to the shape {shape}", loc)
-    uniform = rand(loc, key, shape)
+    uniform = _op("philox_f64", "f64", _integer(key, loc, "the key of bernoulli", True), _positions(shape, loc), loc)
     return infer.elementwise("lt", [uniform, p], loc)
 
 

@@ -372,3 +372,26 @@ fn h(x: f64[n]) -> f64[n] { return cumsum(x, 0) + f64(argsort(x, 0)) }
     again = tdsl.compile(m.g.to_tdsl() + "\n" + m.h.to_tdsl(), target="numpy")
     np.testing.assert_allclose(again.g(x, j), m.g(x, j))
     np.testing.assert_allclose(again.h(x[:, 0]), m.h(x[:, 0]))
+
+
+def test_second_derivative_of_cumprod_with_zeros(target):
+    """cumprod's adjoint node has a gradient (a cumprod of x with x_i replaced by 1), also when the
+    adjoint fed in is x itself."""
+    src = """
+fn g1(x: f64[n, 4]) -> f64[n, 4] { return grad(sum(cumprod(x, 1) * x), x) }
+fn h(x: f64[n, 4]) -> f64[n, 4] {
+    g = grad(sum(cumprod(x, 1) * x), x)
+    return grad(sum(g * g * x), x)
+}
+"""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4))
+    x[1, 2] = x[2, 0] = x[2, 3] = 0.0
+    m = tdsl.compile(src, target="numpy")
+    expected = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        a, b = x.copy(), x.copy()
+        a[idx] += 1e-5
+        b[idx] -= 1e-5
+        expected[idx] = ((m.g1(a) ** 2 * a).sum() - (m.g1(b) ** 2 * b).sum()) / 2e-5
+    np.testing.assert_allclose(run(src, "h", target, x), expected, rtol=1e-5, atol=1e-6)
