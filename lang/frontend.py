@@ -385,6 +385,8 @@ class Scope:
         if name in DTYPES:
             return builtins.DType(name)
         if name in extras.CONSTS:   # inf, nan, pi, e: below every name the program binds itself
+            if self.gone_at(name) is not None or name in self.gone:
+                self.undefined(name, self.loc(t))   # `e` bound in a branch is not the const after it
             return extras.const_node(name, self.loc(t))
         if name in self.program.fns or name in builtins.BUILDERS:
             raise TdslTypeError(f"'{name}' is a function; call it", self.loc(t))

@@ -502,3 +502,9 @@ def test_a_builtin_family_imported_first_registers_its_builtins(family):
     code = (f"import tdsl.{family}, tdsl.builtins as b; "
             "assert {'einsum', 'conv2d', 'cumsum', 'rand', 'scatter_add'} <= set(b.BUILDERS) & b.VERSION2")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_const_name_bound_in_a_branch_is_not_the_const_after_it():
+    src = "fn f(x: f64[n]) -> f64[n] {\n    if n > 2 { e = 1.0 }\n    return x * e\n}"
+    with pytest.raises(tdsl.TdslTypeError, match=r"3:16: error: 'e' is local to the loop or branch"):
+        tdsl.compile(src, target="numpy")
