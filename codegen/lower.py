@@ -61,6 +61,19 @@ def _through_layout(node: Node) -> Node:
     return node
 
 
+def _merged_view(node: Node) -> bool:
+    """Whether a reshape merges axes of a transposed, sliced or broadcast view: its elements are
+    then no strided matrix, and a matmul reading it would run its own loops, not BLAS."""
+    reshaped = False
+    while node.op in LAYOUT:
+        if node.op == "reshape":
+            reshaped = True
+        elif reshaped:
+            return True
+        node = node.inputs[0]
+    return False
+
+
 def _computes(node: Node) -> bool:
     """Whether reading `node` inline does arithmetic (rather than loads and casts)."""
     while node.op in LAYOUT or node.op == "cast":
@@ -110,10 +123,13 @@ class Lowering:
             if _kind(node) == "region":
                 keep.update(id(i) for i in node.inputs if not (i.op == "param" or i.op == "const"))
             elif node.op == "matmul":
-                for operand in map(_through_layout, node.inputs):
+                for view in node.inputs:
+                    operand = _through_layout(view)
                     if not (operand.op in ("param", "const", "sizevar", "iota")
                             or _kind(operand) in ALWAYS_BUFFERED):
                         keep.add(id(operand))
+                    if _merged_view(view) and node.dtype in ("f32", "f64"):
+                        keep.add(id(view))   # a contiguous copy that BLAS can read
             elif node.op == "take":
                 x, indices = node.inputs
                 self._keep_if_expanded(x, None, keep)
