@@ -11,6 +11,7 @@ import random
 import sys
 import tempfile
 
+from . import gen
 from .runner import Config, sanitized_run
 from .report import Report, run
 from .parser_fuzz import parser_child, parser_fuzz
@@ -42,6 +43,8 @@ def main(argv: list | None = None) -> int:
     ap.add_argument("--grads", type=float, default=0.15, help="fraction of programs that are a grad")
     ap.add_argument("--control", type=float, default=0.3,
                     help="fraction of programs with loops, branches and indexed updates (section 11)")
+    ap.add_argument("--sec12", type=float, default=None,
+                    help="fraction of programs that also draw section 12's builtins (default: gen.SEC12)")
     ap.add_argument("--max-shrink", type=int, default=12, help="findings to shrink (the rest are counted)")
     ap.add_argument("--findings", default=None, help="append findings (markdown) to this file")
     ap.add_argument("--parser-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -50,6 +53,8 @@ def main(argv: list | None = None) -> int:
     if args.parser_child is not None:
         parser_child(seed, args.parser_child, args.parser)
         return 0
+    if args.sec12 is not None:
+        gen.SEC12 = args.sec12
     faulthandler.enable()
     own_cache = None
     if "TDSL_CACHE_DIR" not in os.environ:   # a run's modules do not pile up in the user's cache

@@ -21,7 +21,7 @@ from .gen import (define_size_vars, Gen, GRAD_LITERALS, mk_binary, mk_cast, mk_c
     mk_unary, mk_where, SMOOTH)
 from .shapes import mk_index, mk_layout
 from .gen import uses_sec12
-from .sec12 import CONTROL_MAKERS12
+from .sec12 import CONTROL_MAKERS12, mk_scatter
 
 
 BOUNDED = ("tanh", "sin", "cos", "sigmoid", "atan", "erf")
@@ -318,6 +318,17 @@ def st_rebind(g: CGen) -> Stmt | None:
     return _rebind(g, Stmt("assign", name, fit(g, t, e)), t)
 
 
+def st_scatter(g: CGen) -> Stmt | None:
+    """name = scatter_add(name, idx, values, axis): section 12's update of a (carried) value, done in place."""
+    names = writable(g, lambda v: v.shape and v.dtype != "bool")
+    if not names:
+        return None
+    t = g.rng.choice(names)
+    g.pool = g.strong()
+    node = mk_scatter(g, t)
+    return _rebind(g, Stmt("assign", t.attrs["name"], node), t) if node is not None else None
+
+
 def _rebind(g: CGen, stmt: Stmt, t: Node) -> Stmt:
     g.bind(stmt.name, t)
     return stmt
@@ -379,7 +390,7 @@ def _replace_slot(node: Node, slot: Node, target: Node) -> Node:
 def body(g: CGen, count: int) -> list:
     """A block's statements."""
     out = []
-    makers = [(st_rebind, 4), (st_set, 4), (st_local, 2)]
+    makers = [(st_rebind, 4), (st_set, 4), (st_local, 2)] + ([(st_scatter, 1.5)] if g.sec12 else [])
     if g.depth < 2:
         makers += [(st_for, 1.5), (st_if, 1.5), (st_while, 0.7)]
     for _ in range(count):

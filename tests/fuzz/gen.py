@@ -290,7 +290,7 @@ def generate(seed: int, name: str = "f") -> Program:
     # swarm testing: each program draws from a few kinds of op, so those meet each other often
     swarm = rng.sample(MAKERS, rng.randint(2, 5))
     if g.sec12:
-        swarm += rng.sample(MAKERS12, rng.randint(1, 2))
+        swarm += rng.sample(MAKERS12, rng.randint(1, 3))
     for _ in range(rng.randint(2, 7)):
         maker = rng.choices([m for m, _ in swarm], [w for _, w in swarm])[0]
         node = g.add(maker(g))
