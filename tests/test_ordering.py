@@ -318,8 +318,11 @@ fn g_f32(x: f32[n]) -> f32[n] {
 
 
 def test_gradients_by_finite_differences(target):
-    x = rng.normal(size=(4, 5))
-    w = rng.normal(size=(4, 5))
+    # a generator of its own: these values stay away from the kinks of sort and top_k (the shared
+    # one gives each test values that depend on which tests ran before it in the process)
+    local = np.random.default_rng(2024)
+    x = local.normal(size=(4, 5))
+    w = local.normal(size=(4, 5))
     for name, args in (("c_sum", (x, w)), ("c_prod", (x, w)), ("c_sort", (x, w)),
                        ("c_top", (x, w[:, :2])), ("c_loop", (x, w))):
         errors = tdsl.check_grad(fn(GRADS, name, target), *args)
