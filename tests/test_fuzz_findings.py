@@ -307,3 +307,35 @@ fn g(x1: f32[1], x2: f32[m]) {
 def test_weak_counter_stays_weak_beside_a_weak_carried_value_read_through_a_function(target):
     m = compile_for(WEAK_COUNTER_AFTER_LOOP, target)
     assert_same(m.g(np.ones(1, np.float32), np.ones(2, np.float32)), np.float32(4.0))
+
+
+# 11. (Section 12, tests/fuzz/sec12.py; seed 701, `--sec12 1.0 --control 0.7`.) A loop body that rebinds a
+#     carried value to a scatter_add into itself with itself as the values, x = scatter_add(x, i, x), on c and
+#     opencl: the scatter runs in place (lang/graph.py, in_place_results, since 5f1fbfa) and later additions read
+#     values the earlier ones already changed. The users count there takes each node's inputs once
+#     (dict.fromkeys(n.inputs)), so x, read twice by the scatter, counts as one reader. Expected NumPy's
+#     out = x.copy(); np.add.at(out, i, x): [6, 3, 3]; c and opencl give [7, 3, 3] (x[1] += x[0] gives 3,
+#     then x[0] += x[1] adds that 3, not 2). The reference interpreter and the same scatter outside a loop are
+#     right. AVOID key: scatter-add-values-alias-carried (the generator then takes other values).
+SCATTER_INTO_ITSELF = """
+fn g(x: f64[m], i: i64[m]) {
+    for q in range(1) {
+        x = scatter_add(x, i, x)
+    }
+    return x
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="in-place scatter_add of a carried value reads its own updates "
+                                       "(lang/graph.py in_place_results counts x once)")
+def test_scatter_add_of_a_carried_value_into_itself(compiled_target):
+    m = compile_for(SCATTER_INTO_ITSELF, compiled_target)
+    x = np.array([1.0, 2.0, 3.0])
+    i = np.array([1, 0, 0])
+    assert_same(m.g(x, i), np.array([6.0, 3.0, 3.0]))
+
+
+def test_scatter_add_of_a_carried_value_into_itself_reference():
+    m = compile_for(SCATTER_INTO_ITSELF, "numpy")
+    assert_same(m.g(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 0])), np.array([6.0, 3.0, 3.0]))

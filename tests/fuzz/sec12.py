@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .tree import (broadcast, dim_value, Expected, is_lit, is_simple, lit, Node, NP, numeric, numpy_dtype,
+from .tree import (AVOID, broadcast, dim_value, Expected, is_lit, is_simple, lit, Node, NP, numeric, numpy_dtype,
     TDSL_NAME, tup, Unspecified)
 
 if TYPE_CHECKING:
@@ -632,7 +632,8 @@ def mk_scatter(g: Gen, x: Node | None = None) -> Node | None:
     idx = g.param(g.rng.choice(["i64", "i64", "i32"]), g.shape(max_rank=2), index_for=d)
     target = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
     ok = [v for v in g.pool if not v.weak and v.dtype != "bool" and broadcast(v.shape, target) == target
-          and np.can_cast(NP[v.dtype], NP[x.dtype], "safe")]
+          and np.can_cast(NP[v.dtype], NP[x.dtype], "safe")
+          and not (hasattr(g, "scope") and v is x and "scatter-add-values-alias-carried" in AVOID)]
     if ok and g.chance(0.6):
         values = g.rng.choice(ok)
     elif g.chance(0.5):
