@@ -76,7 +76,8 @@ def main(argv: list | None = None) -> int:
         status |= 1 if stats["problems"] else 0
     if args.sanitize and not os.environ.get("TDSL_SANITIZE") and args.count:
         rc = sanitized_run(["--count", str(args.count), "--seed", str(seed), "--batch", str(args.batch)]
-                           + (["--findings", args.findings] if args.findings else []))
+                           + (["--findings", args.findings] if args.findings else [])
+                           + (["--sec12", str(args.sec12)] if args.sec12 is not None else []))
         status |= 0 if rc == 0 else 1
     return status
 
