@@ -339,3 +339,31 @@ def test_scatter_add_of_a_carried_value_into_itself(compiled_target):
 def test_scatter_add_of_a_carried_value_into_itself_reference():
     m = compile_for(SCATTER_INTO_ITSELF, "numpy")
     assert_same(m.g(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 0])), np.array([6.0, 3.0, 3.0]))
+
+
+# 12. (Section 12; seed 503, `--sec12 1.0 --large 0.25`.) On c, take_along_axis of a keepdims reduction (sum,
+#     argmax, ... over an axis, kept as length 1) does not check its indices: an index 1 into that axis of
+#     length 1 returns the reduced value (sum: [[1.0, 1.0]]) where numpy and opencl raise "index 1 is out of
+#     range for an axis of length 1" (the contract: an index out of range is a call-time error). The same
+#     gather of zeros((k, 1)), of a parameter or of x * 2.0 raises; the producer being a reduction is what
+#     loses the check (the gather fused into the reduction's loop, probably). Not in AVOID.
+GATHER_OF_A_REDUCTION = """
+fn g(x: f32[k, 1], i: i64[k, n]) {
+    return take_along_axis(sum(x, axis=1, keepdims=true), i, -1)
+}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="c: take_along_axis of a keepdims reduction skips the index check")
+def test_gather_of_a_keepdims_reduction_checks_its_indices_on_c():
+    m = compile_for(GATHER_OF_A_REDUCTION, "c")
+    with pytest.raises(tdsl.TdslError, match="out of range"):
+        m.g(np.ones((1, 1), np.float32), np.array([[0, 1]]))
+
+
+def test_gather_of_a_keepdims_reduction_checks_its_indices(target):
+    if target == "c":
+        pytest.skip("the xfail above")
+    m = compile_for(GATHER_OF_A_REDUCTION, target)
+    with pytest.raises(tdsl.TdslError, match="out of range"):
+        m.g(np.ones((1, 1), np.float32), np.array([[0, 1]]))
