@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from tdsl.dtypes import kind
 
-from .kernels import (Affine, Apply, Buffer, Const, FunctionIR, FusedKernel, Load, Loop, ModuleIR, Origin, SizeVar,
+from .kernels import (Affine, Apply, Buffer, Const, FunctionIR, FusedKernel, Gather, Load, Loop, ModuleIR, Origin, SizeVar,
                       row_strides)
 from .loops import MAX_KERNEL_OPS, kernel_affines, kernel_expressions, kernel_loads, map_affines, rename_loop, \
     replace_nodes
@@ -164,7 +164,9 @@ class _Group:
         if not buf.shape or buf.shape[0] != self.loop.extent:
             return False
         stride = row_strides(buf.shape)[0]
-        return offset.coef(SHARED) == stride and SHARED not in _atoms(offset.without(SHARED))
+        # a gathered index is data: it may fall outside the row (and must be range-checked there)
+        return offset.coef(SHARED) == stride and SHARED not in _atoms(offset.without(SHARED)) and \
+            not any(isinstance(atom, Gather) for atom, _ in offset.terms)
 
     def kernel(self, fn: FunctionIR, outside: list[set[str]]):
         """The fused kernel (or the lone original kernel); `outside`: the buffers other kernels read."""

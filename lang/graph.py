@@ -275,7 +275,8 @@ def in_place_results(region: Region) -> dict[int, str]:
     for k, out in enumerate(body.outputs):
         if out.op in ("update", "scatter", "scatter_add") and out.inputs[0].op == "param":
             name = out.inputs[0].attr("name")
-            if name == names[lead + k] and users.get(name) == 1 and list(body.outputs).count(out) == 1:
+            if name == names[lead + k] and users.get(name) == 1 and list(body.outputs).count(out) == 1 \
+                    and out.inputs[0] not in out.inputs[1:]:   # `x = scatter_add(x, i, x)` reads x as it writes
                 found[k] = name
     return found
 
