@@ -9,9 +9,7 @@ layer, differentiated with `grad`). The held-out accuracy is printed at the end;
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import tdsl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_digits import CLASSES, Progress, load_data  # noqa: E402
+from train_digits import CLASSES, arguments, load_data, train  # noqa: E402
 
 
 def init_weights(rng: np.random.Generator) -> list[np.ndarray]:
@@ -32,50 +30,12 @@ def init_weights(rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default="c", help="c (default), numpy or opencl")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--decay", type=float, default=1e-4)
-    parser.add_argument("--limit", type=int, default=None, help="use only this many samples (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-accuracy", type=float, default=None,
-                        help="exit with status 1 when the held-out accuracy ends below this")
-    args = parser.parse_args(argv)
-
+    args = arguments(__doc__.splitlines()[0], epochs=20, lr=0.02).parse_args(argv)
     model = tdsl.load(HERE / "cnn_digits.tdsl", target=args.target)
     (x, y), (x_test, y_test) = load_data(args.limit, args.seed)
-    x, x_test = x.reshape(-1, 1, 8, 8), x_test.reshape(-1, 1, 8, 8)   # [n, channels, h, w] images
+    data = (x.reshape(-1, 1, 8, 8), y), (x_test.reshape(-1, 1, 8, 8), y_test)   # [n, channels, h, w] images
     rng = np.random.default_rng(args.seed)
-    weights = init_weights(rng)
-    velocities = [np.zeros_like(w) for w in weights]
-    batches = -(-len(y) // args.batch_size)
-    print(f"target {args.target}: {len(y)} training and {len(y_test)} held-out digits, "
-          f"{batches} batches an epoch")
-
-    progress = Progress(batches * args.epochs, args.epochs)
-    start = time.perf_counter()
-    accuracy = 0.0
-    for epoch in range(1, args.epochs + 1):
-        order = rng.permutation(len(y))
-        losses = []
-        for first in range(0, len(y), args.batch_size):
-            batch = order[first:first + args.batch_size]
-            *state, loss = model.train_step(x[batch], y[batch], *weights, *velocities,
-                                            args.lr, args.momentum, args.decay)
-            weights, velocities = state[:6], state[6:]
-            losses.append(float(loss))
-            progress.step(losses[-1])
-        accuracy = float(np.mean(model.predict(x_test, *weights) == y_test))
-        progress.epoch(epoch, float(np.mean(losses)), accuracy, time.perf_counter() - start)
-    progress.close()
-    print(f"held-out accuracy {accuracy:.3f} after {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
-    if args.min_accuracy is not None and accuracy < args.min_accuracy:
-        print(f"below the required {args.min_accuracy:.3f}", file=sys.stderr)
-        return 1
-    return 0
+    return train(model, args, init_weights(rng), data, rng)
 
 
 if __name__ == "__main__":

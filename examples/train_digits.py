@@ -69,43 +69,46 @@ class Progress:
             self.bar.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str, epochs: int, lr: float) -> argparse.ArgumentParser:
+    """The options every digits example takes (each adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--target", default="c", help="c (default), numpy or opencl")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--decay", type=float, default=1e-4)
     parser.add_argument("--limit", type=int, default=None, help="use only this many samples (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 when the held-out accuracy ends below this")
-    args = parser.parse_args(argv)
+    return parser
 
-    model = tdsl.load(HERE / "digits_mlp.tdsl", target=args.target)
-    (x, y), (x_test, y_test) = load_data(args.limit, args.seed)
-    rng = np.random.default_rng(args.seed)
-    weights = init_weights(x.shape[1], args.hidden, rng)
+
+def train(model, args, weights: list[np.ndarray], data, rng: np.random.Generator, about: str = "",
+          extra=lambda step: ()) -> int:
+    """SGD with momentum over shuffled minibatches, one `train_step` call each (its results: the new
+    weights, the new velocities, the loss; `extra(step)` its arguments after `decay`); the held-out
+    accuracy after each epoch. Returns the exit status (1 below `--min-accuracy`)."""
+    (x, y), (x_test, y_test) = data
     velocities = [np.zeros_like(w) for w in weights]
     batches = -(-len(y) // args.batch_size)
     print(f"target {args.target}: {len(y)} training and {len(y_test)} held-out digits, "
-          f"{args.hidden} hidden units, {batches} batches an epoch")
-
+          f"{about}{batches} batches an epoch")
     progress = Progress(batches * args.epochs, args.epochs)
     start = time.perf_counter()
-    accuracy = 0.0
+    accuracy, step = 0.0, 0
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(y))
         losses = []
         for first in range(0, len(y), args.batch_size):
             batch = order[first:first + args.batch_size]
             *state, loss = model.train_step(x[batch], y[batch], *weights, *velocities,
-                                            args.lr, args.momentum, args.decay)
-            weights, velocities = state[:4], state[4:]
+                                            args.lr, args.momentum, args.decay, *extra(step))
+            weights, velocities = state[:len(weights)], state[len(weights):]
             losses.append(float(loss))
             progress.step(losses[-1])
+            step += 1
         accuracy = float(np.mean(model.predict(x_test, *weights) == y_test))
         progress.epoch(epoch, float(np.mean(losses)), accuracy, time.perf_counter() - start)
     progress.close()
@@ -114,6 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"below the required {args.min_accuracy:.3f}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(__doc__.splitlines()[0], epochs=30, lr=0.05)
+    parser.add_argument("--hidden", type=int, default=64)
+    args = parser.parse_args(argv)
+    model = tdsl.load(HERE / "digits_mlp.tdsl", target=args.target)
+    data = load_data(args.limit, args.seed)
+    rng = np.random.default_rng(args.seed)
+    weights = init_weights(data[0][0].shape[1], args.hidden, rng)
+    return train(model, args, weights, data, rng, f"{args.hidden} hidden units, ")
 
 
 if __name__ == "__main__":
