@@ -1,18 +1,24 @@
 """Building a C module: one compiler call into the compile cache, then ctypes loads the library.
 
-The compiler is `TDSL_CC`, else `CC`, else `cc`. A build asks for every optional
-feature (OpenMP, `-march=native`, glibc's SIMD math library); when the compiler or
-the system refuses one, the build is retried without it, and what works is
-remembered in the cache, so no probe runs before the first build. With
-`TDSL_SANITIZE=1` modules are built with AddressSanitizer and UBSan (see
-tests/test_c_backend.py for how to run a process with them).
+The compiler is `TDSL_CC`, else `CC`, else `cc`. The optional features (OpenMP,
+`-march=native`, glibc's SIMD math library, TLS descriptors) are probed once per
+compiler, each with a tiny test program of its own, and the answer is kept in the
+cache (the features marker); a failed build of a module never changes it, and is
+reported as the build error it is. A compiler run that takes longer than
+`TDSL_CC_TIMEOUT` seconds (default 300) is stopped with its whole process group.
+Processes loading the same new module take a file lock on its cache entry, so one
+compiles and the others load what it built. With `TDSL_SANITIZE=1` modules are
+built with AddressSanitizer and UBSan (see tests/test_c_backend.py for how to run a
+process with them).
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import shlex
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,11 +40,98 @@ SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
 LIBS = ("-lm",)
 NO_COMPILER_HINT = ("install one (e.g. `apt install gcc`, or `xcode-select --install` on macOS), "
                     "name it with TDSL_CC or CC, or use target=\"numpy\"")
+DEFAULT_CC_TIMEOUT_S = 300.0
+# How much longer than the compiler timeout a process waits for another one's lock on a cache
+# entry (the holder runs the compiler once, then writes the entry).
+LOCK_MARGIN_S = 60.0
 
 
 def compiler() -> tuple[str, ...]:
     """The compiler command: `TDSL_CC`, else `CC`, else `cc` (it may hold options)."""
     return tuple(shlex.split(os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"))
+
+
+def cc_timeout() -> float:
+    """Seconds one compiler run may take: `TDSL_CC_TIMEOUT`, else 300."""
+    text = os.environ.get("TDSL_CC_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_CC_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise TdslBuildError(f"TDSL_CC_TIMEOUT must be a positive number of seconds, not {text!r}")
+    return value
+
+
+class CompilerTimeout(TdslBuildError):
+    """The compiler ran longer than `TDSL_CC_TIMEOUT` and was stopped."""
+
+
+def run_compiler(command: list[str], timeout: float):
+    """Run the compiler in a process group of its own; the whole group is killed after `timeout` s.
+
+    A CompletedProcess with text output; `CompilerTimeout` when it ran too long (never retried),
+    `TdslBuildError` when it cannot be started.
+    """
+    import subprocess
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except (OSError, ValueError) as err:
+        raise TdslBuildError(f"cannot run the C compiler '{command[0]}': {err}; {NO_COMPILER_HINT}") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise CompilerTimeout(f"the C compiler timed out after {timeout:g} s and was stopped with its child "
+                              f"processes ({shlex.join(command)}); set TDSL_CC_TIMEOUT to a number of "
+                              f"seconds to allow it longer") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, out.decode("utf-8", "replace"),
+                                       err.decode("utf-8", "replace"))
+
+
+def _kill_group(proc) -> None:
+    """Kill the compiler's process group (it leads it) and reap the compiler."""
+    import signal
+    import subprocess
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:   # a child that left the group still holds the pipes
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+
+
+@contextmanager
+def entry_lock(path: Path):
+    """Hold the file lock of the cache entry `path` (`path.lock`): one process builds it at a time."""
+    import filelock
+    lock_path = path.with_name(path.name + ".lock")
+    wait = cc_timeout() + LOCK_MARGIN_S
+    lock = filelock.FileLock(str(lock_path), timeout=wait)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise TdslBuildError(f"waited {wait:g} s for the lock file {lock_path}, which another process building "
+                             f"the same cache entry holds (the compiler timeout, TDSL_CC_TIMEOUT, plus "
+                             f"{LOCK_MARGIN_S:g} s); if no tdsl process is building, remove that file") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def sanitizing() -> bool:
@@ -49,14 +142,10 @@ def sanitizing() -> bool:
 def compiler_version(cc: tuple[str, ...]) -> str:
     """The compiler's resolved path and first line of `--version`; an error when there is none."""
     import shutil
-    import subprocess
     path = shutil.which(cc[0]) if cc else None
     if path is None:
         raise TdslBuildError(f"no C compiler found (looked for '{' '.join(cc) or 'cc'}'): {NO_COMPILER_HINT}")
-    try:
-        result = subprocess.run(list(cc) + ["--version"], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as err:
-        raise TdslBuildError(f"cannot run the C compiler '{cc[0]}': {err}; {NO_COMPILER_HINT}") from None
+    result = run_compiler(list(cc) + ["--version"], cc_timeout())
     first = (result.stdout or result.stderr).strip().splitlines()
     return f"{path}: {first[0] if first else 'unknown version'}"
 
@@ -81,8 +170,8 @@ def vector_math_level() -> int:
     return 2 if (major, minor) >= (2, 35) else 1 if (major, minor) >= (2, 22) else 0
 
 
-# Optional features, dropped from the end when a build with them fails. `-z defs` turns a
-# missing libmvec function into a link error (and so into a build without vector math).
+# Optional features, each probed once per compiler with a test program of its own (_PROBES).
+# `-z defs` turns a missing libmvec function into a link error (and so into no vector math).
 FEATURE_FLAGS = {
     "openmp": lambda: ("-fopenmp",),
     "native": lambda: ("-march=native",),
@@ -91,6 +180,8 @@ FEATURE_FLAGS = {
     # prelude) is read without a __tls_get_addr call per element (rand of 10M f64: 1.3x faster)
     "tls_descriptors": lambda: ("-mtls-dialect=gnu2",),
 }
+# A feature whose probe (and use) needs another one: the SIMD math declarations are OpenMP's.
+_PROBE_NEEDS = {"vector_math": ("openmp",)}
 
 
 def wanted_features() -> tuple[str, ...]:
@@ -99,18 +190,137 @@ def wanted_features() -> tuple[str, ...]:
         (("tls_descriptors",) if platform.machine() in ("x86_64", "AMD64") else ())
 
 
-@lru_cache(maxsize=None)
+_MARKER_HEADER = "tdsl build features 1"
+_features: dict[Path, tuple[str, ...]] = {}
+
+
 def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
-    """The features a build uses: all that apply, less those a failed build ruled out here."""
+    """The features a module build uses: those this compiler's probes passed (probed once, kept).
+
+    When the compiler cannot build even the plain probe, nothing is recorded and a module is
+    built without features, so its build reports the compiler's own error.
+    """
+    marker = features_marker(cc)
+    found = _features.get(marker)
+    if found is None:
+        found = read_features(marker)
+    if found is None:
+        with entry_lock(marker):   # one process probes, the others wait and read its answer
+            found = read_features(marker)
+            if found is None:
+                found = probe_features(cc)
+                if found is None:
+                    return ()
+                cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
+    _features[marker] = found
+    return found
+
+
+def forget_features() -> None:
+    """Drop this process's memory of the features markers (they are read again)."""
+    _features.clear()
+
+
+usable_features.cache_clear = forget_features   # as when it was an lru_cache
+
+
+def read_features(marker: Path) -> tuple[str, ...] | None:
+    """The features a marker records; None when it is absent, unreadable or not a marker."""
+    data = cache.read_small(marker, 4096)
     try:
-        return tuple(features_marker(cc).read_text().split())
-    except OSError:
-        return wanted_features()
+        lines = data.decode("ascii").splitlines() if data is not None else []
+    except UnicodeDecodeError:
+        return None
+    if len(lines) != 2 or lines[0] != _MARKER_HEADER:
+        return None
+    names = tuple(lines[1].split())
+    if len(set(names)) != len(names) or not all(name in FEATURE_FLAGS for name in names):
+        return None
+    return names
 
 
 def features_marker(cc: tuple[str, ...]) -> Path:
-    key = cache.key(*cc, compiler_version(cc), cpu_identity(), "sanitize" if sanitizing() else "")
+    from tdsl.version import __version__
+    key = cache.key(*cc, compiler_version(cc), cpu_identity(), "sanitize" if sanitizing() else "",
+                    __version__, " ".join(wanted_features()))
     return cache.entry("features", key, ".txt")
+
+
+# One test program per feature (and "" for none): a library exporting `int tdsl_probe(void)`,
+# built as a module is (flags, -shared, LIBS), loaded and called; it must return 1.
+_EXPORT = '__attribute__((visibility("default"))) int tdsl_probe(void)'
+_PROBES = {
+    "": f"{_EXPORT} {{ volatile int one = 1; return one; }}\n",
+    "openmp": f"""#include <omp.h>
+{_EXPORT}
+{{
+    int n = 0;
+#pragma omp parallel reduction(+: n)
+    n += omp_get_num_threads() > 0;
+    return n > 0;
+}}
+""",
+    "native": f"{_EXPORT} {{ volatile double x = 1.5; return x * x == 2.25; }}\n",
+    "vector_math": f"""#pragma omp declare simd notinbranch
+double exp(double);
+#if TDSL_VECTOR_MATH >= 2
+#pragma omp declare simd notinbranch
+double exp2(double);
+#define TDSL_PROBE_F(x) exp2(x)
+#else
+#define TDSL_PROBE_F(x) exp(x)
+#endif
+static double values[64];
+{_EXPORT}
+{{
+    int i;
+    double sum = 0.0;
+    for (i = 0; i < 64; i++) values[i] = i * 0.001;
+#pragma omp simd
+    for (i = 0; i < 64; i++) values[i] = TDSL_PROBE_F(values[i]);
+    for (i = 0; i < 64; i++) sum += values[i];
+    return sum > 64.0 && sum < 68.0;   /* 1 <= f(x) < 1.05 */
+}}
+""",
+    "tls_descriptors": f"static __thread int counter;\n{_EXPORT} {{ return ++counter > 0; }}\n",
+}
+
+
+def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The wanted features whose probes build, load and run here; None when the plain probe fails.
+
+    A probe that times out raises (the compiler hangs: no module would build either).
+    """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    names = ("",) + wanted_features()
+    timeout = cc_timeout()
+    with tempfile.TemporaryDirectory(prefix="tdsl-probe-") as tmp:
+        def build(name: str) -> Path | None:
+            source = Path(tmp) / f"tdsl-probe-{name or 'plain'}.c"
+            library = source.with_suffix(".so")
+            source.write_text(_PROBES[name])
+            features = _PROBE_NEEDS.get(name, ()) + ((name,) if name else ())
+            command = list(cc) + list(flags(cc, features)) + [str(source), "-o", str(library)] + list(LIBS)
+            return library if run_compiler(command, timeout).returncode == 0 else None
+
+        with ThreadPoolExecutor(len(names)) as pool:
+            built = dict(zip(names, pool.map(build, names)))
+        passed = {name for name, library in built.items() if library is not None and _probe_runs(library)}
+    if "" not in passed:
+        return None
+    return tuple(name for name in names[1:] if name in passed and all(n in passed for n in _PROBE_NEEDS.get(name, ())))
+
+
+def _probe_runs(library: Path) -> bool:
+    _openmp_waits_passively()
+    try:
+        probe = ctypes.CDLL(str(library)).tdsl_probe
+    except (OSError, AttributeError):
+        return False
+    probe.restype = ctypes.c_int
+    probe.argtypes = []
+    return probe() == 1
 
 
 @lru_cache(maxsize=None)
@@ -166,13 +376,18 @@ def _probe_openmp(cc: tuple[str, ...]) -> bool:
 
 
 def load_library(source: str, name: str, library: Path | None = None) -> ctypes.CDLL:
-    """The library built from `source`, from the cache or built now (a broken entry is rebuilt)."""
+    """The library built from `source`, from the cache or built now (a broken entry is rebuilt).
+
+    Building holds the entry's file lock: of the processes loading the same new module, one
+    compiles and the others wait for it and load what it built.
+    """
     library = library or library_path(source, name)
-    if library.exists():
-        loaded = _try_load(library)
-        if loaded is not None:
-            return loaded
-    return build_library(source, library)
+    loaded = _try_load(library) if library.exists() else None
+    if loaded is not None:
+        return loaded
+    with entry_lock(library):
+        loaded = _try_load(library) if library.exists() else None   # built while this process waited
+        return loaded if loaded is not None else build_library(source, library)
 
 
 def load_built(library: Path) -> ctypes.CDLL | None:
@@ -187,46 +402,41 @@ def library_path(source: str, name: str) -> Path:
     build_flags = flags(cc)
     identity = cpu_identity() if "-march=native" in build_flags else ""
     digest = cache.key(source, " ".join(cc), compiler_version(cc), " ".join(build_flags), __version__, identity)
-    return cache.entry(name, digest, ".so")
+    path = cache.entry(name, digest, ".so")
+    _keyed_flags[path] = build_flags
+    return path
+
+
+# The flags each library path was keyed by, so its build uses them even when the features were
+# not determined (and so not recorded) and another probe now gives a different answer.
+_keyed_flags: dict[Path, tuple[str, ...]] = {}
 
 
 def build_library(source: str, library: Path) -> ctypes.CDLL:
-    """Build `library` with every usable feature, dropping features from the end while it fails."""
+    """Build `library` once, with the probed features; a failure is the build's error, as it is."""
     cc = compiler()
     source_path = library.with_suffix(".c")
     cache.write_atomic(source_path, source.encode("utf-8"))
-    features = usable_features(cc)
-    while True:
-        try:
-            compile_library(cc, flags(cc, features), source_path, library)
-        except TdslBuildError:
-            if not features:
-                raise
-            features = features[:-1]
-            continue
-        loaded = _try_load(library)
-        if loaded is not None:
-            break
-        if not features:
-            raise TdslBuildError(f"the library {library} was built but cannot be loaded; "
-                                 f"the generated source is kept at {source_path}")
-        features = features[:-1]
-    if features != usable_features(cc):
-        cache.write_atomic(features_marker(cc), (" ".join(features) + "\n").encode())
-        usable_features.cache_clear()
+    compile_library(cc, _keyed_flags.get(library) or flags(cc), source_path, library)
+    loaded = _try_load(library)
+    if loaded is None:
+        raise TdslBuildError(f"the library {library} was built but cannot be loaded; "
+                             f"the generated source is kept at {source_path}")
     return loaded
 
 
 def compile_library(cc: tuple[str, ...], build_flags: tuple[str, ...], source: Path, library: Path) -> None:
     """One compiler call into a temporary file, renamed onto `library` when it succeeds."""
-    import subprocess   # here: a warm load never compiles
     output = cache.temporary(library)
     command = list(cc) + list(build_flags) + [str(source), "-o", str(output)] + list(LIBS)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.SubprocessError) as err:
+        result = run_compiler(command, cc_timeout())
+    except CompilerTimeout as err:
         output.unlink(missing_ok=True)
-        raise TdslBuildError(f"cannot run the C compiler '{cc[0]}': {err}; {NO_COMPILER_HINT}") from None
+        raise CompilerTimeout(f"{err}; the generated source is kept at {source}") from None
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
     if result.returncode != 0:
         output.unlink(missing_ok=True)
         message = (result.stderr or result.stdout).strip()

@@ -2,7 +2,9 @@
 
 It lives in the platform's user cache folder, or in `TDSL_CACHE_DIR`. Entries are
 written under a temporary name and renamed into place, so a reader (another
-process building the same module at the same time) never sees half a file.
+process building the same module at the same time) never sees half a file, and a
+process building an entry holds its file lock (`NAME.lock`, codegen/build.py), so
+processes loading the same new module compile it once.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-ENTRY_SUFFIXES = (".so", ".c", ".txt", ".pkl")
+ENTRY_SUFFIXES = (".so", ".c", ".txt", ".pkl", ".lock")
 
 
 def cache_dir() -> Path:
@@ -51,6 +53,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         _remove(Path(tmp))
         raise
+
+
+def read_small(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most `limit` bytes; None when it is absent, unreadable,
+    larger, or not a regular file (a FIFO, a device, a link to one: never opened for reading)."""
+    import stat
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
 
 
 def temporary(path: Path) -> Path:
