@@ -8,6 +8,7 @@ compiler. Every test has a private cache folder (`TDSL_CACHE_DIR`).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -44,7 +45,7 @@ if [ -f "$here/fail_count" ]; then
 fi
 if [ -f "$here/hang" ]; then
     sleep 600 &
-    echo $! > "$here/child.pid"
+    echo $! >> "$here/child.pids"
     sleep 600
     exit 1
 fi
@@ -188,8 +189,7 @@ def test_a_hanging_compiler_times_out_with_its_children(fake_cc, monkeypatch):
     assert time.monotonic() - start < 20
     assert "kept at" in str(info.value)
     assert len(fake_cc.module_runs()) == before + 1   # never retried
-    child = int((fake_cc.folder / "child.pid").read_text())
-    assert_gone(child)
+    assert_children_gone(fake_cc)
     assert not list((fake_cc.folder.parent / "cache").glob("*.tmp"))
 
 
@@ -201,7 +201,15 @@ def test_a_compiler_hanging_in_the_probes_times_out(fake_cc, monkeypatch):
         compile_and_check(10.5)
     assert time.monotonic() - start < 20
     assert not build.features_marker(cc()).exists()
-    assert_gone(int((fake_cc.folder / "child.pid").read_text()))
+    assert_children_gone(fake_cc)
+
+
+def assert_children_gone(fake: FakeCC) -> None:
+    """Every process the hanging fake compilers started has been killed."""
+    pids = [int(line) for line in (fake.folder / "child.pids").read_text().split()]
+    assert pids
+    for pid in pids:
+        assert_gone(pid)
 
 
 def assert_gone(pid: int) -> None:
@@ -255,7 +263,6 @@ def test_a_lock_held_too_long_is_a_build_error_naming_the_lock(fake_cc, monkeypa
     fake_cc.flag("fail_count", "1")
     with pytest.raises(tdsl.TdslBuildError, match=r"kept at (\S+\.c)") as info:
         compile_and_check(13.5)
-    import re
     library = re.search(r"kept at (\S+)\.c", str(info.value)).group(1) + ".so"
     lock = library + ".lock"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
