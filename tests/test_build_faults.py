@@ -35,7 +35,8 @@ if [ -f "$here/refuse" ]; then
         if [ "$arg" = "$(cat "$here/refuse")" ]; then echo "fake cc: $arg is not supported" >&2; exit 1; fi
     done
 fi
-if [ -f "$here/fail_count" ]; then
+if [ -f "$here/fail" ]; then echo "fake cc: a lasting failure" >&2; exit 1; fi
+if [ -f "$here/fail_count" ]; then   # (not atomic: only for runs one after another)
     left=$(cat "$here/fail_count")
     if [ "$left" -gt 0 ]; then
         echo $((left - 1)) > "$here/fail_count"
@@ -169,8 +170,8 @@ def test_the_features_marker_key_holds_the_tdsl_version(fake_cc, monkeypatch):
 
 
 def test_a_compiler_that_builds_nothing_records_no_features(fake_cc):
-    fake_cc.flag("fail_count", "1000")
-    with pytest.raises(tdsl.TdslBuildError, match="a transient failure"):
+    fake_cc.flag("fail")
+    with pytest.raises(tdsl.TdslBuildError, match="a lasting failure"):
         compile_and_check(7.5)
     assert not build.features_marker(cc()).exists()
     assert len(fake_cc.module_runs()) == 1
