@@ -289,6 +289,7 @@ static double values[64];
 def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
     """The wanted features whose probes build, load and run here; None when the plain probe fails.
 
+    A failed probe of a feature is run twice before the feature counts as refused.
     A probe that times out raises (the compiler hangs: no module would build either).
     """
     import tempfile
@@ -302,7 +303,12 @@ def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
             source.write_text(_PROBES[name])
             features = _PROBE_NEEDS.get(name, ()) + ((name,) if name else ())
             command = list(cc) + list(flags(cc, features)) + [str(source), "-o", str(library)] + list(LIBS)
-            return library if run_compiler(command, timeout).returncode == 0 else None
+            # a feature's probe that fails is run once more before the feature is recorded off:
+            # a passing failure (a killed or starved compiler) must not cost it for good
+            for _ in range(2 if name else 1):
+                if run_compiler(command, timeout).returncode == 0:
+                    return library
+            return None
 
         with ThreadPoolExecutor(len(names)) as pool:
             built = dict(zip(names, pool.map(build, names)))

@@ -32,7 +32,10 @@ esac
 printf '%s\\n' "$*" >> "$here/runs.log"
 if [ -f "$here/refuse" ]; then
     for arg in "$@"; do
-        if [ "$arg" = "$(cat "$here/refuse")" ]; then echo "fake cc: $arg is not supported" >&2; exit 1; fi
+        if [ "$arg" = "$(cat "$here/refuse")" ]; then
+            if [ -f "$here/refuse_once" ]; then rm -f "$here/refuse" "$here/refuse_once"; fi
+            echo "fake cc: $arg is not supported" >&2; exit 1
+        fi
     done
 fi
 if [ -f "$here/fail" ]; then echo "fake cc: a lasting failure" >&2; exit 1; fi
@@ -139,6 +142,17 @@ def test_a_feature_the_compiler_refuses_is_probed_off(fake_cc):
     features = build.usable_features(cc())
     assert "native" not in features
     assert all("-march=native" not in r.split() for r in fake_cc.module_runs())
+    assert sum("-march=native" in r.split() for r in fake_cc.probe_runs()) == 2   # refused twice
+
+
+def test_a_feature_probe_failing_once_is_not_recorded_off(fake_cc):
+    name = "tls_descriptors" if "tls_descriptors" in build.wanted_features() else "native"
+    (refused,) = build.FEATURE_FLAGS[name]()
+    fake_cc.flag("refuse", refused)
+    fake_cc.flag("refuse_once")   # the fake refuses the flag once, then no more
+    compile_and_check(5.75)
+    assert name in build.usable_features(cc())
+    assert sum(refused in r.split() for r in fake_cc.probe_runs()) == 2
 
 
 @pytest.mark.parametrize("damage", [b"tdsl build features 1\nopenmp warp_drive\n", b"openmp native\n",
