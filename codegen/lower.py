@@ -66,12 +66,16 @@ def _merged_view(node: Node) -> bool:
     then no strided matrix, and a matmul reading it would run its own loops, not BLAS."""
     reshaped = False
     while node.op in LAYOUT:
-        if node.op == "reshape":
-            reshaped = True
+        if node.op == "reshape" and _drop_ones(node.shape) != _drop_ones(node.inputs[0].shape):
+            reshaped = True   # (a reshape that only adds or drops axes of length 1 merges nothing: xs[i])
         elif reshaped:
             return True
         node = node.inputs[0]
     return False
+
+
+def _drop_ones(shape) -> tuple:
+    return tuple(d for d in shape if d != 1)
 
 
 def _computes(node: Node) -> bool:

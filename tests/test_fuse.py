@@ -167,3 +167,11 @@ def test_a_matmul_of_merged_axes_reads_a_contiguous_copy(compiled_target):
     g = rng().random((3, 6, 4), dtype=np.float32)
     got = run_both(src, "f", compiled_target, a, g)
     np.testing.assert_allclose(got, a @ np.transpose(g, (1, 0, 2)).reshape(6, 12), rtol=1e-5)
+
+
+def test_a_matmul_of_a_row_of_a_stack_reads_it_in_place():
+    """xs[i] (a slice, then a reshape that only drops the axis of length 1) is a strided matrix
+    already: no copy before the matmul (a loop would pay it every iteration)."""
+    src = "fn f(xs: f32[t, b, d], w: f32[d, k]) -> f32[b, k] { return xs[1] @ w }"
+    fn = fused(src)
+    assert [k.kind for k in fn.kernels] == ["matmul"]
