@@ -77,7 +77,7 @@ def _note_atoms(aff: Affine, stack: list, blocked: set[str]) -> None:
         if isinstance(atom, Gather):
             stack.append(atom)
         elif isinstance(atom, DivMod):
-            blocked.update(_all_vars(atom.index))
+            blocked.update(all_vars(atom.index))
             stack.extend(affine_gathers(atom.index))   # a gather read through a reshape's digits
 
 
@@ -108,13 +108,13 @@ def expression_children(item) -> list:
     return _Rewriter._children(item)
 
 
-def _all_vars(aff: Affine) -> set[str]:
+def all_vars(aff: Affine) -> set[str]:
     found = set()
     for atom, _ in aff.terms:
         if isinstance(atom, str):
             found.add(atom)
         elif isinstance(atom, DivMod):
-            found |= _all_vars(atom.index)
+            found |= all_vars(atom.index)
     return found
 
 

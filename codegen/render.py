@@ -15,8 +15,8 @@ from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
 from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
-from .kernels import Apply, Check, Const, DivMod, FunctionIR, Load, ModuleIR, Position, SizeVar
-from .loops import affine_gathers, expression_children, kernel_expressions, kernel_loads, value_children
+from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR, Position, SizeVar
+from .loops import affine_gathers, all_vars, expression_children, kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
@@ -91,18 +91,8 @@ def _loop_vars(root) -> set[str]:
         seen.add(id(item))
         index = item.offset if isinstance(item, Load) else item.index if isinstance(item, Position) else None
         if index is not None:
-            found |= _affine_vars(index)
+            found |= all_vars(index)
         stack.extend(expression_children(item))
-    return found
-
-
-def _affine_vars(aff) -> set[str]:
-    found = set()
-    for atom, _ in aff.terms:
-        if isinstance(atom, str):
-            found.add(atom)
-        elif isinstance(atom, DivMod):
-            found |= _affine_vars(atom.index)
     return found
 
 

@@ -413,12 +413,17 @@ def _update(x, v, starts, steps, shape, in_place=False):
     return out
 
 
-def _scatter(x, idx, v, axis, of_slice=False, in_place=False):
+def _scatter_target(x, idx, axis, of_slice, in_place):
+    """The array a scatter writes (x itself in place, else a copy), once idx is in range on the axis."""
     x, idx = np.asarray(x), np.asarray(idx)
     n = x.shape[axis]
     if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
         raise _range_error(idx, n, of_slice)
-    out = x if in_place else np.array(x, copy=True)
+    return (x if in_place else np.array(x, copy=True)), idx
+
+
+def _scatter(x, idx, v, axis, of_slice=False, in_place=False):
+    out, idx = _scatter_target(x, idx, axis, of_slice, in_place)
     out[(slice(None),) * axis + (idx,)] = v     # NumPy's assignment: the last write wins
     return out
 
@@ -501,11 +506,7 @@ def _along(idx: np.ndarray, axis: int) -> tuple:
 
 def _scatter_add(x, idx, v, axis, along=False, in_place=False):
     """numpy.add.at into a copy of x: repeated positions accumulate, in order."""
-    x, idx = np.asarray(x), np.asarray(idx)
-    n = x.shape[axis]
-    if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
-        raise _range_error(idx, n, False)
-    out = x if in_place else np.array(x, copy=True)
+    out, idx = _scatter_target(x, idx, axis, False, in_place)
     where = _along(idx, axis) if along else (slice(None),) * axis + (idx,)
     np.add.at(out, where, np.asarray(v, dtype=out.dtype))
     return out
