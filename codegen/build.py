@@ -118,20 +118,68 @@ def _kill_group(proc) -> None:
 @contextmanager
 def entry_lock(path: Path):
     """Hold the file lock of the cache entry `path` (`path.lock`): one process builds it at a time."""
-    import filelock
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = lock_file(path)
     wait = cc_timeout() + LOCK_MARGIN_S
-    lock = filelock.FileLock(str(lock_path), timeout=wait)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
+    lock = _acquire(lock_path, wait)
+    if lock is None:
         raise TdslBuildError(f"waited {wait:g} s for the lock file {lock_path}, which another process building "
                              f"the same cache entry holds (the compiler timeout, TDSL_CC_TIMEOUT, plus "
-                             f"{LOCK_MARGIN_S:g} s); if no tdsl process is building, remove that file") from None
+                             f"{LOCK_MARGIN_S:g} s); if no tdsl process is building, remove that file")
     try:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def entry_lock_if_free(path: Path):
+    """Hold the lock of the cache entry `path` if no process holds it now: yields True when held
+    (nobody is building the entry, which may then be removed with its lock file), else False."""
+    lock = _acquire(lock_file(path), 0)
+    try:
+        yield lock is not None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file of the cache entry `path`."""
+    return path.with_name(path.name + ".lock")
+
+
+def _acquire(lock_path: Path, wait: float):
+    """The held lock on `lock_path`, or None when it stays taken for `wait` s.
+
+    A lock file removed (`tdslc cache clear`) while a process waited on it is not the lock any
+    more: holding it is checked against the file now at `lock_path`, and taken again if needed.
+    """
+    import time
+    import filelock
+    deadline = time.monotonic() + wait
+    while True:
+        lock = filelock.FileLock(str(lock_path), timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            return None
+        except OSError as err:
+            raise TdslBuildError(f"cannot take the lock file {lock_path}: {err.strerror or err}") from None
+        if _holds_current(lock, lock_path):
+            return lock
+        lock.release()
+        if time.monotonic() > deadline:
+            return None
+
+
+def _holds_current(lock, lock_path: Path) -> bool:
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if fd is None:
+        return True
+    try:
+        return os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+    except OSError:
+        return False
 
 
 def sanitizing() -> bool:

@@ -45,7 +45,7 @@ def entry(name: str, digest: str, suffix: str) -> Path:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     import tempfile
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -76,10 +76,16 @@ def read_small(path: Path, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
+def temporary_prefix(path: Path) -> str:
+    """How the temporary files for `path` begin: `NAME.PID.` (then a random part and `.tmp`), so
+    the leftovers of a builder that died can be told from the files of one still writing."""
+    return f"{path.name}.{os.getpid()}."
+
+
 def temporary(path: Path) -> Path:
     """A fresh name next to `path`, for a file to be renamed onto it."""
     import tempfile
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     os.close(fd)
     return Path(tmp)
 
@@ -90,33 +96,3 @@ def _remove(path: Path) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def entries() -> list[Path]:
-    """The files of the cache, built libraries, kept sources and temporaries alike."""
-    folder = cache_dir()
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and (p.suffix in ENTRY_SUFFIXES or p.name.endswith(".tmp")))
-
-
-def info() -> str:
-    """A summary for `tdslc cache info`: where the cache is and what it holds."""
-    files = entries()
-    libraries = [p for p in files if p.suffix == ".so"]
-    size = sum(p.stat().st_size for p in files if p.exists())
-    return (f"cache folder: {cache_dir()}\n"
-            f"libraries: {len(libraries)}\n"
-            f"files: {len(files)} ({_human(size)})")
-
-
-def clear() -> int:
-    """Remove every cache entry; the number of files removed."""
-    return sum(_remove(p) for p in entries())
-
-
-def _human(size: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} bytes"

@@ -106,11 +106,11 @@ def cmd_build(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from tdsl.codegen import cache
+    from tdsl.codegen import cache, cache_admin
     if args.action == "info":
-        print(cache.info())
+        print(cache_admin.info())
     else:
-        print(f"removed {cache.clear()} cache entries from {cache.cache_dir()}")
+        print(f"removed {cache_admin.clear()} cache entries from {cache.cache_dir()}")
     return 0
 
 

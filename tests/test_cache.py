@@ -17,7 +17,7 @@ import pytest
 
 import tdsl
 from conftest import require_target
-from tdsl.codegen import cache
+from tdsl.codegen import cache, cache_admin
 
 SOURCE = "fn f(x: f64[n]) -> f64[n] {{ return x * {scale} - 1.0 }}"
 
@@ -103,10 +103,10 @@ def test_eight_processes_building_the_same_module_at_once(fresh_cache):
 
 def test_info_and_clear(fresh_cache):
     tdsl.compile(SOURCE.format(scale=6.0), target="c")
-    text = cache.info()
+    text = cache_admin.info()
     assert str(fresh_cache) in text and "libraries: 1" in text
-    assert cache.clear() >= 2           # the library and its source (and the OpenMP probe's answer)
-    assert not libraries(fresh_cache) and "libraries: 0" in cache.info()
+    assert cache_admin.clear() >= 2           # the library and its source (and the OpenMP probe's answer)
+    assert not libraries(fresh_cache) and "libraries: 0" in cache_admin.info()
 
 
 def test_a_failing_compiler_is_a_build_error_that_keeps_the_source(fresh_cache, monkeypatch):
