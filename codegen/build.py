@@ -47,8 +47,15 @@ LOCK_MARGIN_S = 60.0
 
 
 def compiler() -> tuple[str, ...]:
-    """The compiler command: `TDSL_CC`, else `CC`, else `cc` (it may hold options)."""
-    return tuple(shlex.split(os.environ.get("TDSL_CC") or os.environ.get("CC") or "cc"))
+    """The compiler command: `TDSL_CC`, else `CC`, else `cc` (it may hold options, quoted as in
+    a POSIX shell)."""
+    name = "TDSL_CC" if os.environ.get("TDSL_CC") else "CC" if os.environ.get("CC") else None
+    text = os.environ.get(name, "") if name else "cc"
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as err:   # an unterminated quote, a trailing backslash
+        raise TdslBuildError(f"{name} is not a command line tdsl can read ({err}): {text!r}; quote its words "
+                             f"as a POSIX shell would (e.g. TDSL_CC='gcc -I\"/my dir/include\"')") from None
 
 
 def cc_timeout() -> float:
@@ -157,6 +164,7 @@ def _acquire(lock_path: Path, wait: float):
     import time
     import filelock
     deadline = time.monotonic() + wait
+    _only_a_file(lock_path)
     while True:
         lock = filelock.FileLock(str(lock_path), timeout=max(0.0, deadline - time.monotonic()))
         try:
@@ -164,12 +172,30 @@ def _acquire(lock_path: Path, wait: float):
         except filelock.Timeout:
             return None
         except OSError as err:
-            raise TdslBuildError(f"cannot take the lock file {lock_path}: {err.strerror or err}") from None
+            raise TdslBuildError(f"cannot take the lock file {lock_path}: {err.strerror or err}; "
+                                 f"set TDSL_CACHE_DIR to a folder you can write") from None
         if _holds_current(lock, lock_path):
             return lock
         lock.release()
         if time.monotonic() > deadline:
             return None
+
+
+def _only_a_file(lock_path: Path) -> None:
+    """Remove what a damaged cache holds in place of a lock file (a folder, a FIFO, a link to a
+    device: locking one of those would hang or lock something shared)."""
+    import stat
+    try:
+        mode = os.lstat(lock_path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        cache.make_room(lock_path)
+        if stat.S_ISLNK(mode):
+            try:
+                os.unlink(lock_path)
+            except OSError:
+                pass
 
 
 def _holds_current(lock, lock_path: Path) -> bool:
@@ -259,7 +285,10 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
                 found = probe_features(cc)
                 if found is None:
                     return ()
-                cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
+                try:
+                    cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
+                except cache.CacheWriteError:
+                    pass   # known to this process; the module's own build reports a full disk
     _features[marker] = found
     return found
 
@@ -395,12 +424,14 @@ def cpu_identity() -> str:
 def openmp_supported(cc: tuple[str, ...]) -> bool:
     """Whether `cc -fopenmp` builds and runs a parallel program; asked once per compiler."""
     marker = cache.entry("openmp", cache.key(*cc, compiler_version(cc)), ".txt")
-    try:
-        return marker.read_text().strip() == "yes"
-    except OSError:
-        pass
+    answer = cache.read_small(marker, 16)
+    if answer in (b"yes\n", b"no\n"):
+        return answer == b"yes\n"
     supported = _probe_openmp(cc)
-    cache.write_atomic(marker, b"yes\n" if supported else b"no\n")
+    try:
+        cache.write_atomic(marker, b"yes\n" if supported else b"no\n")
+    except cache.CacheWriteError:
+        pass
     return supported
 
 
@@ -436,12 +467,32 @@ def load_library(source: str, name: str, library: Path | None = None) -> ctypes.
     compiles and the others wait for it and load what it built.
     """
     library = library or library_path(source, name)
-    loaded = _try_load(library) if library.exists() else None
-    if loaded is not None:
-        return loaded
+    loaded = _try_load(library)
+    if loaded is None:
+        try:
+            loaded = _locked_build(source, library)
+        except cache.CacheWriteError as err:   # a full disk: build in a temporary folder instead
+            moved = cache.fall_back(library.parent, err.message) / library.name
+            _keyed_flags[moved] = _keyed_flags.get(library) or flags(compiler())
+            return _locked_build(source, moved)
+    _keep_source(source, library.with_suffix(".c"))
+    return loaded
+
+
+def _locked_build(source: str, library: Path) -> ctypes.CDLL:
     with entry_lock(library):
-        loaded = _try_load(library) if library.exists() else None   # built while this process waited
+        loaded = _try_load(library)   # built while this process waited
         return loaded if loaded is not None else build_library(source, library)
+
+
+def _keep_source(source: str, path: Path) -> None:
+    """Write the kept source of a library again when it is missing or damaged (warm loads read it)."""
+    data = source.encode("utf-8")
+    if cache.read_small(path, len(data)) != data:
+        try:
+            cache.write_atomic(path, data)
+        except cache.CacheWriteError:
+            pass
 
 
 def load_built(library: Path) -> ctypes.CDLL | None:
@@ -494,11 +545,30 @@ def compile_library(cc: tuple[str, ...], build_flags: tuple[str, ...], source: P
     if result.returncode != 0:
         output.unlink(missing_ok=True)
         message = (result.stderr or result.stdout).strip()
-        raise TdslBuildError(f"the C compiler failed ({shlex.join(command)}):\n{message}\n"
-                             f"the generated source is kept at {source}")
-    with open(output, "ab") as f:
-        f.write(_trailer(output.read_bytes()))
-    os.replace(output, library)
+        full = _disk_full(library.parent)
+        error = cache.CacheWriteError if full else TdslBuildError   # (a full disk: built elsewhere)
+        raise error(f"the C compiler failed ({shlex.join(command)}):\n{message}\n"
+                    f"the generated source is kept at {source}{full}")
+    try:
+        with open(output, "ab") as f:
+            f.write(_trailer(output.read_bytes()))
+        cache.make_room(library)
+        os.replace(output, library)
+    except OSError as err:
+        output.unlink(missing_ok=True)
+        raise cache.write_error(library, err) from None
+
+
+def _disk_full(folder: Path) -> str:
+    """A line saying the folder's disk is full (under 1 MiB free), or "": the compiler's own
+    message may not say so."""
+    try:
+        info = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return ""
+    free = info.f_bavail * info.f_frsize
+    return (f"\nthe disk of {folder} is full ({free} bytes free): free some space, or remove old builds "
+            f"with `tdslc cache prune`") if free < (1 << 20) else ""
 
 
 # A library ends with a trailer: a magic word and the SHA-256 of everything before it (the
@@ -511,11 +581,14 @@ def _trailer(content: bytes) -> bytes:
     return _MAGIC + hashlib.sha256(content).digest()
 
 
+LIBRARY_LIMIT = 1 << 30   # bytes: a larger file in the cache is no library of ours
+
+
 def intact(path: Path) -> bool:
-    """Whether a built library is complete: its trailer matches its contents."""
-    try:
-        data = path.read_bytes()
-    except OSError:
+    """Whether a built library is complete: a regular file whose trailer matches its contents
+    (a folder, a FIFO or a link in its place is not: never opened for reading)."""
+    data = cache.read_small(path, LIBRARY_LIMIT)
+    if data is None:
         return False
     size = len(_MAGIC) + hashlib.sha256().digest_size
     return len(data) > size and data[-size:] == _trailer(data[:-size])

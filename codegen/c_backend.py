@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tdsl.dtypes import to_numpy
-from tdsl.errors import TdslRuntimeError
+from tdsl.errors import TdslBuildError, TdslRuntimeError
 from tdsl.graph import FunctionGraph
 from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
@@ -37,7 +37,10 @@ class CTarget:
     standalone_suffixes = (".c", ".h")
 
     def unavailable(self) -> str | None:
-        cc = build.compiler()
+        try:
+            cc = build.compiler()
+        except TdslBuildError as err:   # TDSL_CC that cannot be read
+            return err.message
         return None if cc and shutil.which(cc[0]) else f"no C compiler ({' '.join(cc)}) on this machine"
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> ModuleIR:

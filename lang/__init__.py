@@ -9,7 +9,7 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING
 
 from .errors import (TdslArgumentError, TdslBuildError, TdslError, TdslRuntimeError, TdslSyntaxError,
-                     TdslTypeError)
+                     TdslTypeError, TdslWarning)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ _LAZY = {"Var": "api", "function": "api", "grad": "api", "scalar": "api", "tenso
 __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", "scalar", "tensor", "Var", "Function", "Module",
            "fori_loop", "while_loop", "cond",
            "TdslError", "TdslSyntaxError", "TdslTypeError", "TdslArgumentError", "TdslRuntimeError",
-           "TdslBuildError", "__version__", "inf", "nan", "pi", "e"]
+           "TdslBuildError", "TdslWarning", "__version__", "inf", "nan", "pi", "e"]
 
 
 def load(path, target: str = "c") -> Module:

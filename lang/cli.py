@@ -106,12 +106,51 @@ def cmd_build(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from tdsl.codegen import cache, cache_admin
+    from tdsl.codegen import cache_admin
     if args.action == "info":
         print(cache_admin.info())
+    elif args.action == "clear":
+        print(cache_admin.empty().summary())
     else:
-        print(f"removed {cache_admin.clear()} cache entries from {cache.cache_dir()}")
+        print(cache_admin.prune(args.older_than, args.max_size).summary())
     return 0
+
+
+def _cache_parser(sub) -> None:
+    """`tdslc cache info|clear|prune`: the compile cache (codegen/cache_admin.py)."""
+    from tdsl.codegen import cache_admin
+
+    def checked(parse):
+        def convert(text: str):
+            try:
+                return parse(text)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+        convert.__name__ = parse.__name__.removeprefix("parse_")   # argparse names it in errors
+        return convert
+
+    cache = sub.add_parser("cache", help="show, clear or prune the compile cache",
+                           description="The compile cache: an entry being built by another process "
+                                       "is never removed; leftovers of dead builders always are.")
+    actions = cache.add_subparsers(dest="action", required=True)
+    actions.add_parser("info", help="where the cache is, what it holds, entries in use, leftovers")
+    actions.add_parser("clear", help="remove every entry no process is building, the leftovers of "
+                                     "dead builders and the opencl folder")
+    prune = actions.add_parser(
+        "prune", help="remove entries not used lately, and the least recently used over a size",
+        description="Remove the entries not used for DAYS, then the least recently used ones until the "
+                    "cache is at most SIZE, and the leftovers of dead builders. An entry's last use is "
+                    "the newest modification time of its files; entries being built are kept; the "
+                    "opencl folder is left alone.")
+    prune.add_argument("--older-than", type=checked(cache_admin.parse_days), metavar="DAYS",
+                       default=cache_admin.DEFAULT_PRUNE_DAYS,
+                       help=f"remove entries not used for DAYS days (a number >= 0, `inf`: no age limit; "
+                            f"default {cache_admin.DEFAULT_PRUNE_DAYS:g})")
+    prune.add_argument("--max-size", type=checked(cache_admin.parse_size), metavar="SIZE",
+                       help="then remove the least recently used entries until the cache holds at most "
+                            "SIZE: bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M; "
+                            "default: no size limit")
+    cache.set_defaults(run=cmd_cache)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,9 +179,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", required=True)
     build.add_argument("--prefix")
     build.set_defaults(run=cmd_build)
-    cache = sub.add_parser("cache", help="show or clear the compile cache")
-    cache.add_argument("action", choices=["info", "clear"])
-    cache.set_defaults(run=cmd_cache)
+    _cache_parser(sub)
     return p
 
 
@@ -159,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return 0
+    except OSError as err:   # the file system refused something no tdsl check foresaw: no traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

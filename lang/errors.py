@@ -85,3 +85,7 @@ class TdslRuntimeError(TdslError):
 
 class TdslBuildError(TdslError):
     """The C compiler or the OpenCL build failed, or no toolchain is available."""
+
+
+class TdslWarning(UserWarning):
+    """Something worth knowing that does not stop tdsl (a cache folder it cannot write)."""
