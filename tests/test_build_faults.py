@@ -254,9 +254,10 @@ def test_an_invalid_compiler_timeout_is_a_build_error(fake_cc, monkeypatch, valu
 
 # -- one compile for concurrent loads ----------------------------------------------------------
 
-def test_six_processes_loading_one_new_program_compile_it_once(fake_cc):
+@pytest.mark.slow
+def test_sixteen_processes_loading_one_new_program_compile_it_once(fake_cc):
     source = SOURCE.format(scale=12.5)
-    start = time.time() + 3   # every process starts loading at this moment, after its imports
+    start = time.time() + 8   # every process starts loading at this moment, after its imports
     script = f"""
         import time, numpy as np, tdsl
         while time.time() < {start}:
@@ -265,7 +266,7 @@ def test_six_processes_loading_one_new_program_compile_it_once(fake_cc):
         assert np.array_equal(m.f(np.arange(6.0)), np.arange(6.0) * 12.5 + 0.5)
         """
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=dict(os.environ),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(16)]
     outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in outcomes), [err for code, err in outcomes if code]
     assert len(fake_cc.module_runs()) == 1
