@@ -100,16 +100,26 @@ def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
     except runtime.BuildFailed as err:
         kept = cache.entry(name, cache.key(source), ".cl")
-        cache.write_atomic(kept, source.encode("utf-8"))
-        raise TdslBuildError(f"the OpenCL build failed:\n{err}\nthe generated source is kept at {kept}") from None
+        try:
+            cache.write_atomic(kept, source.encode("utf-8"))
+            where = f"the generated source is kept at {kept}"
+        except cache.CacheWriteError as failed:   # the build's error is the one to report
+            where = f"the generated source could not be kept: {failed.message}"
+        raise TdslBuildError(f"the OpenCL build failed:\n{err}\n{where}") from None
 
 
 @lru_cache(maxsize=64)
 def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
     """The program for `queue`'s device; `layout` (TDSL_OPENCL_LAYOUT) picks its launch layout."""
     folder = cache.cache_dir() / "opencl"
-    folder.mkdir(exist_ok=True)
-    return runtime.Program(source, uses_f64, str(folder), queue)
+    try:
+        if not folder.is_dir():
+            if os.path.lexists(folder):   # a damaged cache: a file, a FIFO, a link where the folder goes
+                folder.unlink()
+            folder.mkdir(exist_ok=True, mode=0o700)
+    except OSError:
+        folder = None   # pyopencl then builds without keeping binaries
+    return runtime.Program(source, uses_f64, str(folder) if folder else None, queue)
 
 
 class Runner(BaseRunner):

@@ -362,3 +362,23 @@ def test_entry_lock_if_free_says_whether_a_build_holds_the_entry(private_cache):
         probe.start()
         probe.join(10)
         assert seen == [False]
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_a_damaged_opencl_folder_is_replaced(tmp_path, kind):
+    require_target("opencl")
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    if kind == "file":
+        (folder / "opencl").write_text("not a folder")
+    else:
+        os.mkfifo(folder / "opencl")
+    code = textwrap.dedent("""
+        import numpy as np, tdsl
+        m = tdsl.compile("fn f(x: f64[n]) -> f64[n] { return x * 2.5 }", target="opencl")
+        print(m.f(np.arange(3.0)).tolist())
+        """)
+    done = subprocess.run([sys.executable, "-c", code], env=env_with(folder), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0.0, 2.5, 5.0]" and (folder / "opencl").is_dir()
