@@ -218,9 +218,11 @@ def _in_use(group: Group) -> bool:
 def empty() -> Report:
     """Remove every entry no process is building, the leftovers and the opencl folder."""
     folder = _folder()
-    report = _sweep(folder, scan(folder), lambda groups: groups)
-    report.opencl_removed = (folder / "opencl").exists()
-    shutil.rmtree(folder / "opencl", ignore_errors=True)   # pyopencl builds again what it misses
+    report = _sweep(folder, lambda group: True)
+    opencl = folder / "opencl"
+    existed = opencl.exists()
+    shutil.rmtree(opencl, ignore_errors=True)   # pyopencl builds again what it misses
+    report.opencl_removed = existed and not opencl.exists()
     return _checked(report)
 
 
@@ -231,38 +233,25 @@ def clear() -> int:
 
 def prune(older_than_days: float = DEFAULT_PRUNE_DAYS, max_size: int | None = None) -> Report:
     """Remove the entries not used for `older_than_days`, then the least recently used ones
-    until the cache holds at most `max_size` bytes; entries being built and live temporaries
-    stay. Used: the newest modification time of an entry's files."""
+    until the cache holds at most `max_size` bytes, and the leftovers; entries being built and
+    live temporaries stay. Used: the newest modification time of an entry's files."""
     if not older_than_days >= 0:
         raise TdslBuildError(f"the age limit must be a number of days >= 0, not {older_than_days}")
     if max_size is not None and max_size < 0:
         raise TdslBuildError(f"the size limit must be a number of bytes >= 0, not {max_size}")
-    folder = _folder()
     cutoff = time.time() - older_than_days * 86400.0
-
-    def chosen(groups: list[Group]) -> list[Group]:
-        old = [g for g in groups if g.last_used() < cutoff]
-        if max_size is None:
-            return old
-        rest = sorted((g for g in groups if g.last_used() >= cutoff), key=Group.last_used)
-        total = sum(g.size() for g in rest)
-        for group in rest:
-            if total <= max_size:
-                break
-            old.append(group)
-            total -= group.size()
-        return old
-
-    return _checked(_sweep(folder, scan(folder), chosen))
+    return _checked(_sweep(_folder(), lambda group: group.last_used() < cutoff, max_size))
 
 
-def _sweep(folder: Path, groups: list[Group], choose) -> Report:
-    """Remove the groups `choose(groups)` picks (each whole, under its locks), and every leftover."""
+def _sweep(folder: Path, old, budget: int | None = None) -> Report:
+    """Remove every leftover, the groups `old(group)` picks, and the least recently used ones
+    while the cache holds more than `budget` bytes: each group whole, under its locks."""
     report = Report(folder)
     now = time.time()
-    picked = {id(g) for g in choose(groups)}
+    groups = sorted(scan(folder), key=Group.last_used)
+    total = sum(m.size for g in groups for m in g.members if not leftover(m, now))
     for group in groups:
-        whole = id(group) in picked
+        whole = old(group) or (budget is not None and total > budget)
         doomed = [m for m in group.members if (whole and m.kind != "temporary") or leftover(m, now)]
         gone, busy = [], False
         if doomed:
@@ -270,6 +259,7 @@ def _sweep(folder: Path, groups: list[Group], choose) -> Report:
                 busy = not free
                 if free:
                     gone = _remove(group, doomed, whole, report)
+        total -= sum(m.size for m in gone if not leftover(m, now))
         kept = [m for m in group.members if m not in gone]
         report.in_use += busy and whole
         report.removed_entries += whole and not busy and group.is_entry() and not _entries(kept)
@@ -284,11 +274,14 @@ def _entries(members: list[Member]) -> list[Member]:
 
 
 def _remove(group: Group, doomed: list[Member], whole: bool, report: Report) -> list[Member]:
-    """Remove `doomed` (the group's lock files last); the members that are gone."""
+    """Remove `doomed` (the group's lock files last); the members that are gone (removed here,
+    or by another process meanwhile)."""
     gone = []
     for member in sorted(doomed, key=lambda m: m.kind == "lock"):
-        if _unlink(member.path, report):
+        removed = _unlink(member.path, report)
+        if removed is not None:
             gone.append(member)
+        if removed:
             report.removed_files += 1
             report.removed_bytes += member.size
             report.removed_leftovers += member.kind == "temporary"
@@ -298,8 +291,9 @@ def _remove(group: Group, doomed: list[Member], whole: bool, report: Report) -> 
     return gone
 
 
-def _unlink(path: Path, report: Report) -> bool:
-    """Remove a file; False when it was gone already (another clear) or cannot be removed."""
+def _unlink(path: Path, report: Report) -> bool | None:
+    """Remove a file: True; False when it was gone already (another clear); None when it cannot
+    be removed (the reason goes to the report)."""
     try:
         path.unlink()
         return True
@@ -307,7 +301,7 @@ def _unlink(path: Path, report: Report) -> bool:
         return False
     except OSError as err:
         report.failures.append(f"{path}: {err.strerror or err}")
-        return False
+        return None
 
 
 def _checked(report: Report) -> Report:

@@ -136,10 +136,13 @@ def test_a_group_being_built_is_kept_by_prune_and_clear(folder, capsys):
     libraries = sorted(folder.glob("*.so"))
     held = libraries[0]
     age(folder.iterdir(), 60 * DAY)
+    age(folder.glob(held.stem + ".*"), 70 * DAY)   # the least recently used
+    size = sum(p.stat().st_size for p in folder.glob(held.stem + ".*"))
     with build.entry_lock(held):
-        code, out, _ = tdslc(capsys, "prune", "--older-than", "0")
-        assert code == 0 and "kept 1 entry in use" in out
+        code, out, _ = tdslc(capsys, "prune", "--older-than", "inf", "--max-size", str(size))
+        assert code == 0 and "kept 1 entry in use" in out   # so the next ones go instead
         assert held.exists() and held.with_suffix(".c").exists() and not libraries[1].exists()
+        assert sum(p.stat().st_size for p in folder.iterdir()) <= size
         code, out, _ = tdslc(capsys, "clear")
         assert code == 0 and "kept 1 entry in use" in out
         assert sorted(p.name for p in folder.iterdir()) == group(held)
