@@ -94,7 +94,7 @@ class Report:
         if self.opencl_removed:
             text += " and the opencl folder"
         if self.in_use:
-            text += f"; kept {_count(self.in_use, 'entry')} in use (another process is building them)"
+            text += f"; kept {_count(self.in_use, 'entry')} in use (another process holds their lock)"
         if self.live_temporaries:
             text += (f"; kept {_count(self.live_temporaries, 'temporary file')} that running processes "
                      f"are writing")
@@ -136,7 +136,7 @@ def _member(path: Path) -> Member | None:
         pid = int(match["pid"]) if match else None
     else:
         entry = _ENTRY.fullmatch(name)
-        if not entry or entry["suffix"] not in cache.ENTRY_SUFFIXES + KEPT_SOURCES:
+        if not entry or entry["suffix"] not in (*cache.ENTRY_SUFFIXES, *KEPT_SOURCES):
             return None
         kind, pid = ("lock" if entry["lock"] else "entry"), None
     try:
@@ -203,7 +203,7 @@ def info() -> str:
     return (f"cache folder: {folder}\n"
             f"libraries: {sum(1 for m in files if m.kind == 'entry' and m.suffix == LIBRARY)}\n"
             f"files: {len(files)} ({_human(size)})\n"
-            f"entries: {sum(g.is_entry() for g in groups)}, {in_use} in use (another process is building them)\n"
+            f"entries: {sum(g.is_entry() for g in groups)}, {in_use} in use (another process holds their lock)\n"
             f"leftovers of dead builders: {len(left)} ({_human(sum(m.size for m in left))})\n"
             f"opencl folder: {opencl_files} files ({_human(opencl_bytes)})\n"
             f"total size: {_human(size + opencl_bytes)}")

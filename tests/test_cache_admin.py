@@ -25,14 +25,15 @@ from tdsl.codegen import build, cache_admin
 SOURCE = "fn f(x: f64[n]) -> f64[n] {{ return x * {scale} - 0.25 }}"
 DAY = 86400.0
 
-# A compiler that sleeps (the seconds in the file `sleep` beside it) before building a module of
-# the cache folder, after writing its pid to `started`; probes and `--version` run at once.
+# A compiler that waits (at most 60 s) for the file `go` beside it before building a module of the
+# cache folder, after writing its pid to `started`; probes and `--version` run at once.
 SLOW_CC = """#!/bin/sh
 here=$(dirname "$0")
 case "$*" in
     *"$TDSL_CACHE_DIR"*)
         echo $$ > "$here/started.tmp" && mv "$here/started.tmp" "$here/started"
-        sleep "$(cat "$here/sleep")" ;;
+        i=0
+        while [ ! -f "$here/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done ;;
 esac
 exec {real} "$@"
 """
@@ -114,16 +115,16 @@ def wait_for(path, timeout: float = 60.0) -> str:
 # -- clear and prune never break a build --------------------------------------------------------
 
 def test_clear_while_another_process_builds_keeps_its_entry(folder, slow_cc, capsys):
-    (slow_cc / "sleep").write_text("3")
     proc = builder(folder, slow_cc, 1.5)
     try:
         wait_for(slow_cc / "started")   # the builder holds the lock, its source is written
         code, out, _ = tdslc(capsys, "clear")
         out_info = cache_admin.info()
     finally:
+        (slow_cc / "go").touch()
         stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0 and stdout.strip() == "ok", stderr
-    assert code == 0 and "kept 1 entry in use (another process is building them)" in out
+    assert code == 0 and "kept 1 entry in use (another process holds their lock)" in out
     assert "entries: " in out_info and "1 in use" in out_info
     (library,) = folder.glob("*.so")
     assert build.intact(library) and library.with_suffix(".c").exists()
@@ -153,7 +154,6 @@ def test_a_group_being_built_is_kept_by_prune_and_clear(folder, capsys):
 # -- leftovers of dead builders ----------------------------------------------------------------
 
 def test_a_builder_killed_during_its_build_leaves_a_leftover_that_prune_removes(folder, slow_cc, capsys):
-    (slow_cc / "sleep").write_text("60")
     proc = builder(folder, slow_cc, 4.5)
     compiler = int(wait_for(slow_cc / "started"))
     proc.kill()   # SIGKILL: the builder cannot clean up
