@@ -299,3 +299,21 @@ def test_a_file_that_cannot_be_removed_is_a_tdsl_error_naming_it(folder, capsys,
     assert code == 1 and "Traceback" not in err
     assert f"could not remove {library}: Permission denied" in err and "error:" in err
     assert library.exists() and not library.with_suffix(".c").exists()
+
+
+def test_clear_removes_kept_opencl_sources_and_the_opencl_folder_and_nothing_else(folder, capsys):
+    compile_and_check(13.5)
+    kept = folder / f"m-{'0' * 32}.cl"   # a failed OpenCL build's source
+    kept.write_text("kernel void k() {}")
+    binaries = folder / "opencl" / "pyopencl-cache" / "data"
+    binaries.mkdir(parents=True)
+    (binaries / "binary").write_bytes(b"x" * 1000)
+    foreign = [folder / "notes.txt", folder / "m-not-a-key.so"]   # not entries: left alone
+    for path in foreign:
+        path.write_text("mine")
+    assert "opencl folder: 1 files (1000 bytes)" in cache_admin.info()
+    code, out, _ = tdslc(capsys, "prune")
+    assert code == 0 and kept.exists() and binaries.exists()   # prune leaves recent entries and opencl/
+    code, out, _ = tdslc(capsys, "clear")
+    assert code == 0 and "and the opencl folder" in out
+    assert sorted(folder.iterdir()) == sorted(foreign)
