@@ -56,9 +56,6 @@ class Group:
         """Whether it holds more than temporaries."""
         return any(m.kind != "temporary" for m in self.members)
 
-    def size(self) -> int:
-        return sum(m.size for m in self.members)
-
     def last_used(self) -> float:
         """The newest modification time of its entry files (lock files change when locked)."""
         entries = [m.mtime for m in self.members if m.kind == "entry"] or [m.mtime for m in self.members]
