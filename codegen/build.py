@@ -500,6 +500,20 @@ def load_built(library: Path) -> ctypes.CDLL | None:
     return _try_load(library)
 
 
+USED_EVERY_S = 86400.0
+
+
+def mark_used(path: Path) -> None:
+    """Move a cache entry's modification time to now, at most once a day: `tdslc cache prune`
+    removes the entries not used lately by that time."""
+    import time
+    try:
+        if time.time() - os.stat(path).st_mtime > USED_EVERY_S:
+            os.utime(path)
+    except OSError:
+        pass
+
+
 def library_path(source: str, name: str) -> Path:
     """Where the library built from `source` lives in the cache."""
     from tdsl.version import __version__
@@ -599,9 +613,11 @@ def _try_load(path: Path) -> ctypes.CDLL | None:
         return None
     _openmp_waits_passively()
     try:
-        return ctypes.CDLL(str(path))
+        library = ctypes.CDLL(str(path))
     except OSError:
         return None
+    mark_used(path)
+    return library
 
 
 def _openmp_waits_passively() -> None:

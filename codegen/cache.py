@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tdsl.errors import TdslBuildError
 
-ENTRY_SUFFIXES = (".so", ".c", ".txt", ".json", ".pkl", ".lock")
+ENTRY_SUFFIXES = (".so", ".c", ".txt", ".json", ".pkl", ".cl", ".lock")
 
 
 # The folder each value of TDSL_CACHE_DIR ("" for none) resolved to in this process, and the
@@ -37,6 +37,12 @@ def cache_dir() -> Path:
     found = _usable(_configured(setting))
     _resolved[setting] = found
     return found
+
+
+def configured_dir() -> Path:
+    """The cache folder the settings name (`TDSL_CACHE_DIR` or the user cache folder), neither
+    created nor checked (`tdslc cache` works on it)."""
+    return _configured(os.environ.get("TDSL_CACHE_DIR", ""))
 
 
 def _configured(setting: str) -> Path:

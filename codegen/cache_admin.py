@@ -30,7 +30,6 @@ from . import build, cache
 LEFTOVER_AGE_S = 3600.0
 DEFAULT_PRUNE_DAYS = 30.0
 LIBRARY = ".so"   # a module's build holds the library's lock, and writes its source `.c` under it
-KEPT_SOURCES = (".cl",)   # a failed OpenCL build's source (opencl_backend), not in ENTRY_SUFFIXES
 _ENTRY = re.compile(r"(?P<stem>.+-[0-9a-f]{32})(?P<suffix>\.[^.]+)(?P<lock>\.lock)?")
 _TEMPORARY = re.compile(r"(?P<entry>.+)\.(?P<pid>\d+)\.[^.]+\.tmp")
 
@@ -133,7 +132,7 @@ def _member(path: Path) -> Member | None:
         pid = int(match["pid"]) if match else None
     else:
         entry = _ENTRY.fullmatch(name)
-        if not entry or entry["suffix"] not in (*cache.ENTRY_SUFFIXES, *KEPT_SOURCES):
+        if not entry or entry["suffix"] not in cache.ENTRY_SUFFIXES:
             return None
         kind, pid = ("lock" if entry["lock"] else "entry"), None
     try:
@@ -310,11 +309,9 @@ def _checked(report: Report) -> Report:
 
 
 def _folder() -> Path:
-    try:
-        return cache.cache_dir()
-    except OSError as err:
-        raise TdslBuildError(f"cannot make the cache folder {err.filename or ''}: {err.strerror or err}; "
-                             f"set TDSL_CACHE_DIR to a folder you can write") from None
+    """The configured cache folder, as it is: upkeep never creates it, and never works on the
+    temporary folder a process falls back to when the configured one cannot be written."""
+    return cache.configured_dir()
 
 
 def _tree_size(folder: Path) -> tuple[int, int]:

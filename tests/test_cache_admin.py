@@ -317,3 +317,24 @@ def test_clear_removes_kept_opencl_sources_and_the_opencl_folder_and_nothing_els
     code, out, _ = tdslc(capsys, "clear")
     assert code == 0 and "and the opencl folder" in out
     assert sorted(folder.iterdir()) == sorted(foreign)
+
+
+def test_loading_a_module_marks_it_used_so_prune_keeps_it(folder, capsys):
+    """A module built long ago but loaded today is not "unused": a load moves its library's time
+    (at most once a day), on the warm path and on the cold one."""
+    compile_and_check(9.5)
+    (library,) = folder.glob("*.so")
+    for warm in (True, False):
+        age(folder.iterdir(), 40 * DAY)
+        if not warm:
+            for entry in folder.glob("warm-*"):
+                entry.unlink()
+        code = textwrap.dedent(f"""
+            import numpy as np, tdsl
+            m = tdsl.compile({SOURCE.format(scale=9.5)!r}, target="c")
+            assert np.array_equal(m.f(np.arange(4.0)), np.arange(4.0) * 9.5 - 0.25)
+            """)
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+        assert time.time() - library.stat().st_mtime < 3600
+        code, out, _ = tdslc(capsys, "prune")
+        assert code == 0 and build.intact(library) and library.with_suffix(".c").exists()
