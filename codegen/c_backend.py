@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from tdsl.dtypes import to_numpy
-from tdsl.errors import TdslBuildError, TdslRuntimeError
+from tdsl.errors import TdslBuildError, TdslError, TdslRuntimeError
 from tdsl.graph import FunctionGraph
 from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
-from . import build, warm
+from . import build, cache, warm
 from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
 from .kernels import ModuleIR, with_symbols
@@ -62,20 +62,27 @@ class CTarget:
         return {call.name: Runner(built.library, call, built.source, module.prefix) for call in module.calls}
 
     def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
-        warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
+        """Keep a warm entry for `text`; one that cannot be written (a full disk) only costs the next
+        load its warm start."""
+        try:
+            warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
+        except (OSError, TdslError):
+            pass
 
     def recall(self, text: str, path: str) -> list | None:
         """[(graph, runner)] of a module this cache has built from `text` before, or None."""
         found = warm.recall(text, path)
         if found is None:
             return None
-        graphs, calls, library_path, prefix = found
-        library = build.load_built(library_path)
-        if library is None:
-            return None
+        graphs, calls, library_name, prefix = found
+        library_path = cache.cache_dir() / library_name   # a plain file name (warm.valid_library_name)
+        kept = cache.read_small(library_path.with_suffix(".c"), warm.LIMIT)
         try:
-            source = library_path.with_suffix(".c").read_text(encoding="utf-8")
-        except OSError:
+            source = None if kept is None else kept.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        library = None if source is None else build.load_built(library_path)
+        if library is None:
             return None
         attach_blas(library, prefix)
         return [(g, Runner(library, call, source, prefix)) for g, call in zip(graphs, calls)]
