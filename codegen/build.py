@@ -18,6 +18,7 @@ import hashlib
 import math
 import os
 import shlex
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -276,21 +277,52 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
     """
     marker = features_marker(cc)
     found = _features.get(marker)
-    if found is None:
-        found = read_features(marker)
-    if found is None:
-        with entry_lock(marker):   # one process probes, the others wait and read its answer
+    if found is not None:
+        return found
+    with _probing:   # one thread probes (prefetch_features), the others wait for its answer
+        found = _features.get(marker)
+        if found is None:
             found = read_features(marker)
-            if found is None:
-                found = probe_features(cc)
+        if found is None:
+            with entry_lock(marker):   # one process probes, the others wait and read its answer
+                found = read_features(marker)
                 if found is None:
-                    return ()
-                try:
-                    cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
-                except cache.CacheWriteError:
-                    pass   # known to this process; the module's own build reports a full disk
-    _features[marker] = found
+                    found = probe_features(cc)
+                    if found is None:
+                        return ()
+                    try:
+                        cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
+                    except cache.CacheWriteError:
+                        pass   # known to this process; the module's own build reports a full disk
+        _features[marker] = found
     return found
+
+
+def prefetch_features() -> None:
+    """Start finding the compiler's features in a background thread, when this process knows
+    none yet: a first load then probes (compiler runs, on other cores) while it parses, checks
+    and lowers, and its build waits only for what is left."""
+    import threading
+    if _features or _probing.locked():
+        return
+
+    def find() -> None:
+        try:
+            usable_features(compiler())
+        except Exception:  # noqa: BLE001 - the build asks again, and reports what is wrong
+            pass
+
+    threading.Thread(target=find, name="tdsl-features", daemon=True).start()
+
+
+def _new_probing_lock() -> None:
+    global _probing
+    _probing = threading.Lock()   # a child forked while a thread probed must not inherit it held
+
+
+_probing = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_probing_lock)
 
 
 def forget_features() -> None:

@@ -44,6 +44,7 @@ class CTarget:
         return None if cc and shutil.which(cc[0]) else f"no C compiler ({' '.join(cc)}) on this machine"
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
+        build.prefetch_features()   # a first load probes the compiler while it lowers and renders
         from .fuse import fuse_module
         from .lower import lower_module
         module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
@@ -70,7 +71,14 @@ class CTarget:
             pass
 
     def recall(self, text: str, path: str) -> list | None:
-        """[(graph, runner)] of a module this cache has built from `text` before, or None."""
+        """[(graph, runner)] of a module this cache has built from `text` before, or None (a
+        first load follows: the compiler's features are probed meanwhile, if not known)."""
+        loaded = self._recall(text, path)
+        if loaded is None:
+            build.prefetch_features()
+        return loaded
+
+    def _recall(self, text: str, path: str) -> list | None:
         found = warm.recall(text, path)
         if found is None:
             return None
