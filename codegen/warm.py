@@ -77,8 +77,12 @@ def remember(text: str, path: str | None, graphs: list, specs: list, library: Pa
 
 def recall(text: str, path: str | None) -> tuple[list, list, str, str] | None:
     """(graphs, call specs, library file name, prefix) kept for `text`, or None (absent, damaged)."""
-    data = cache.read_small(cache.entry("warm", warm_key(text, path), SUFFIX), LIMIT)
-    return None if data is None else read_entry(data)
+    entry = cache.entry("warm", warm_key(text, path), SUFFIX)
+    data = cache.read_small(entry, LIMIT)
+    found = None if data is None else read_entry(data)
+    if found is not None:
+        build.mark_used(entry)   # (`tdslc cache prune` goes by last use)
+    return found
 
 
 def read_entry(data: bytes) -> tuple[list, list, str, str] | None:
