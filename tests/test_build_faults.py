@@ -257,7 +257,7 @@ def test_an_invalid_compiler_timeout_is_a_build_error(fake_cc, monkeypatch, valu
 @pytest.mark.slow
 def test_sixteen_processes_loading_one_new_program_compile_it_once(fake_cc):
     source = SOURCE.format(scale=12.5)
-    start = time.time() + 8   # every process starts loading at this moment, after its imports
+    start = time.time() + 5   # every process starts loading at this moment, after its imports
     script = f"""
         import time, numpy as np, tdsl
         while time.time() < {start}:
