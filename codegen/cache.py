@@ -46,10 +46,10 @@ def configured_dir() -> Path:
 
 
 def _configured(setting: str) -> Path:
-    if setting:
-        return Path(setting).expanduser()
+    if setting:   # (absolute: a process that changes its working folder keeps its cache)
+        return Path(setting).expanduser().absolute()
     import platformdirs
-    return Path(platformdirs.user_cache_dir("tdsl", appauthor=False))
+    return Path(platformdirs.user_cache_dir("tdsl", appauthor=False)).absolute()
 
 
 def _usable(path: Path) -> Path:
