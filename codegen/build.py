@@ -355,22 +355,24 @@ def features_marker(cc: tuple[str, ...]) -> Path:
     return cache.entry("features", key, ".txt")
 
 
-# One test program per feature (and "" for none): a library exporting `int tdsl_probe(void)`,
-# built as a module is (flags, -shared, LIBS), loaded and called; it must return 1.
-_EXPORT = '__attribute__((visibility("default"))) int tdsl_probe(void)'
+# One test per feature (and "" for none): C text defining `{fn}`, a function that returns 1
+# when the feature works. A probe is a library exporting `int tdsl_probe(void)`, built as a
+# module is (flags, -shared, LIBS), loaded and called: first one testing every wanted feature
+# at once (one compiler run, which passes on a usual machine), and only when that fails one
+# probe per feature, to learn which ones work.
 _PROBES = {
-    "": f"{_EXPORT} {{ volatile int one = 1; return one; }}\n",
-    "openmp": f"""#include <omp.h>
-{_EXPORT}
-{{
+    "": "{fn} { volatile int one = 1; return one; }\n",
+    "openmp": """#include <omp.h>
+{fn}
+{
     int n = 0;
 #pragma omp parallel reduction(+: n)
     n += omp_get_num_threads() > 0;
     return n > 0;
-}}
+}
 """,
-    "native": f"{_EXPORT} {{ volatile double x = 1.5; return x * x == 2.25; }}\n",
-    "vector_math": f"""#pragma omp declare simd notinbranch
+    "native": "{fn} { volatile double x = 1.5; return x * x == 2.25; }\n",
+    "vector_math": """#pragma omp declare simd notinbranch
 double exp(double);
 #if TDSL_VECTOR_MATH >= 2
 #pragma omp declare simd notinbranch
@@ -379,52 +381,67 @@ double exp2(double);
 #else
 #define TDSL_PROBE_F(x) exp(x)
 #endif
-static double values[64];
-{_EXPORT}
-{{
+static double tdsl_probe_values[64];
+{fn}
+{
     int i;
     double sum = 0.0;
-    for (i = 0; i < 64; i++) values[i] = i * 0.001;
+    for (i = 0; i < 64; i++) tdsl_probe_values[i] = i * 0.001;
 #pragma omp simd
-    for (i = 0; i < 64; i++) values[i] = TDSL_PROBE_F(values[i]);
-    for (i = 0; i < 64; i++) sum += values[i];
+    for (i = 0; i < 64; i++) tdsl_probe_values[i] = TDSL_PROBE_F(tdsl_probe_values[i]);
+    for (i = 0; i < 64; i++) sum += tdsl_probe_values[i];
     return sum > 64.0 && sum < 68.0;   /* 1 <= f(x) < 1.05 */
-}}
-""",
-    "tls_descriptors": f"static __thread int counter;\n{_EXPORT} {{ return ++counter > 0; }}\n",
 }
+""",
+    "tls_descriptors": "static __thread int tdsl_probe_counter;\n{fn} { return ++tdsl_probe_counter > 0; }\n",
+}
+_EXPORT = '__attribute__((visibility("default"))) int tdsl_probe(void)'
+
+
+def probe_source(names: tuple[str, ...]) -> str:
+    """The probe testing the features `names` ("" alone: the plain one)."""
+    if len(names) == 1:
+        return _PROBES[names[0]].replace("{fn}", _EXPORT)
+    parts = [_PROBES[name].replace("{fn}", f"static int tdsl_probe_{name or 'plain'}(void)") for name in names]
+    calls = " && ".join(f"tdsl_probe_{name or 'plain'}()" for name in names)
+    return "".join(parts) + f"{_EXPORT} {{ return {calls}; }}\n"
 
 
 def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
     """The wanted features whose probes build, load and run here; None when the plain probe fails.
 
-    A failed probe of a feature is run twice before the feature counts as refused.
-    A probe that times out raises (the compiler hangs: no module would build either).
+    One probe tests them all; when it fails, each is probed on its own, and a failed probe of
+    a feature is run twice before the feature counts as refused. A probe that times out raises
+    (the compiler hangs: no module would build either).
     """
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
-    names = ("",) + wanted_features()
+    wanted = wanted_features()
     timeout = cc_timeout()
     with tempfile.TemporaryDirectory(prefix="tdsl-probe-") as tmp:
-        def build(name: str) -> Path | None:
-            source = Path(tmp) / f"tdsl-probe-{name or 'plain'}.c"
+        def passes(label: str, names: tuple[str, ...], tries: int = 1) -> bool:
+            source = Path(tmp) / f"tdsl-probe-{label}.c"
             library = source.with_suffix(".so")
-            source.write_text(_PROBES[name])
-            features = _PROBE_NEEDS.get(name, ()) + ((name,) if name else ())
+            source.write_text(probe_source(names))
+            features = tuple(n for n in names if n)
             command = list(cc) + list(flags(cc, features)) + [str(source), "-o", str(library)] + list(LIBS)
             # a feature's probe that fails is run once more before the feature is recorded off:
             # a passing failure (a killed or starved compiler) must not cost it for good
-            for _ in range(2 if name else 1):
+            for _ in range(tries):
                 if run_compiler(command, timeout).returncode == 0:
-                    return library
-            return None
+                    return _probe_runs(library)
+            return False
 
+        if wanted and passes("all", ("",) + wanted):
+            return wanted
+        names = ("",) + wanted
         with ThreadPoolExecutor(len(names)) as pool:
-            built = dict(zip(names, pool.map(build, names)))
-        passed = {name for name, library in built.items() if library is not None and _probe_runs(library)}
+            results = pool.map(lambda name: passes(name or "plain", _PROBE_NEEDS.get(name, ()) + (name,),
+                                                   2 if name else 1), names)
+            passed = {name for name, ok in zip(names, results) if ok}
     if "" not in passed:
         return None
-    return tuple(name for name in names[1:] if name in passed and all(n in passed for n in _PROBE_NEEDS.get(name, ())))
+    return tuple(name for name in wanted if name in passed and all(n in passed for n in _PROBE_NEEDS.get(name, ())))
 
 
 def _probe_runs(library: Path) -> bool:
