@@ -19,6 +19,7 @@ import math
 import os
 import shlex
 import threading
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -162,7 +163,6 @@ def _acquire(lock_path: Path, wait: float):
     A lock file removed (`tdslc cache clear`) while a process waited on it is not the lock any
     more: holding it is checked against the file now at `lock_path`, and taken again if needed.
     """
-    import time
     import filelock
     deadline = time.monotonic() + wait
     _only_a_file(lock_path)
@@ -281,46 +281,67 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
         return found
     with _probing:   # one thread probes (prefetch_features), the others wait for its answer
         found = _features.get(marker)
+        failed, when = _probe_failures.pop(marker, (None, 0.0))
+        if failed is not None and time.monotonic() - when < 30:   # the background probe failed
+            raise failed   # (timed out, say): its error, not a second wait as long
         if found is None:
             found = read_features(marker)
         if found is None:
-            with entry_lock(marker):   # one process probes, the others wait and read its answer
-                found = read_features(marker)
-                if found is None:
-                    found = probe_features(cc)
-                    if found is None:
-                        return ()
-                    try:
-                        cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
-                    except cache.CacheWriteError:
-                        pass   # known to this process; the module's own build reports a full disk
+            try:
+                found = _probe_and_record(cc, marker)
+            except TdslBuildError as err:
+                if threading.current_thread() is not threading.main_thread() and _prefetching.is_set():
+                    _probe_failures[marker] = (err, time.monotonic())   # for the load waiting on it
+                raise
+            if found is None:
+                return ()
         _features[marker] = found
     return found
+
+
+def _probe_and_record(cc: tuple[str, ...], marker: Path) -> tuple[str, ...] | None:
+    with entry_lock(marker):   # one process probes, the others wait and read its answer
+        found = read_features(marker)
+        if found is not None:
+            return found
+        found, conclusive = probe_features(cc)
+        if found is not None and conclusive:   # (a probe killed by a signal proves nothing)
+            try:
+                cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
+            except cache.CacheWriteError:
+                pass   # known to this process; the module's own build reports a full disk
+        return found
 
 
 def prefetch_features() -> None:
     """Start finding the compiler's features in a background thread, when this process knows
     none yet: a first load then probes (compiler runs, on other cores) while it parses, checks
     and lowers, and its build waits only for what is left."""
-    import threading
-    if _features or _probing.locked():
+    if _features or _probing.locked() or _prefetching.is_set():
         return
 
     def find() -> None:
         try:
             usable_features(compiler())
-        except Exception:  # noqa: BLE001 - the build asks again, and reports what is wrong
+        except Exception:  # noqa: BLE001 - the build asks again, and gets the error kept for it
             pass
+        finally:
+            _prefetching.clear()
 
+    _prefetching.set()
     threading.Thread(target=find, name="tdsl-features", daemon=True).start()
 
 
 def _new_probing_lock() -> None:
-    global _probing
+    global _probing, _prefetching
     _probing = threading.Lock()   # a child forked while a thread probed must not inherit it held
+    _prefetching = threading.Event()
 
 
 _probing = threading.Lock()
+_prefetching = threading.Event()   # set while a background thread probes
+# {marker: (the error of a background probe, when)}, raised once to the load that waited for it
+_probe_failures: dict[Path, tuple[TdslBuildError, float]] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_probing_lock)
 
@@ -328,6 +349,7 @@ if hasattr(os, "register_at_fork"):
 def forget_features() -> None:
     """Drop this process's memory of the features markers (they are read again)."""
     _features.clear()
+    _probe_failures.clear()
 
 
 usable_features.cache_clear = forget_features   # as when it was an lru_cache
@@ -407,8 +429,9 @@ def probe_source(names: tuple[str, ...]) -> str:
     return "".join(parts) + f"{_EXPORT} {{ return {calls}; }}\n"
 
 
-def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The wanted features whose probes build, load and run here; None when the plain probe fails.
+def probe_features(cc: tuple[str, ...]) -> tuple[tuple[str, ...] | None, bool]:
+    """(the wanted features whose probes build, load and run here, or None when the plain probe
+    fails; whether the answer is conclusive: no compiler run was killed by a signal).
 
     One probe tests them all; when it fails, each is probed on its own, and a failed probe of
     a feature is run twice before the feature counts as refused. A probe that times out raises
@@ -418,6 +441,7 @@ def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
     from concurrent.futures import ThreadPoolExecutor
     wanted = wanted_features()
     timeout = cc_timeout()
+    killed = []
     with tempfile.TemporaryDirectory(prefix="tdsl-probe-") as tmp:
         def passes(label: str, names: tuple[str, ...], tries: int = 1) -> bool:
             source = Path(tmp) / f"tdsl-probe-{label}.c"
@@ -428,20 +452,25 @@ def probe_features(cc: tuple[str, ...]) -> tuple[str, ...] | None:
             # a feature's probe that fails is run once more before the feature is recorded off:
             # a passing failure (a killed or starved compiler) must not cost it for good
             for _ in range(tries):
-                if run_compiler(command, timeout).returncode == 0:
+                code = run_compiler(command, timeout).returncode
+                if code == 0:
                     return _probe_runs(library)
+                if code < 0:   # killed by a signal (the OOM killer, say): no answer about the feature
+                    killed.append(label)
             return False
 
         if wanted and passes("all", ("",) + wanted):
-            return wanted
+            return wanted, True
         names = ("",) + wanted
         with ThreadPoolExecutor(len(names)) as pool:
             results = pool.map(lambda name: passes(name or "plain", _PROBE_NEEDS.get(name, ()) + (name,),
                                                    2 if name else 1), names)
             passed = {name for name, ok in zip(names, results) if ok}
+    conclusive = not killed
     if "" not in passed:
-        return None
-    return tuple(name for name in wanted if name in passed and all(n in passed for n in _PROBE_NEEDS.get(name, ())))
+        return None, conclusive
+    return tuple(name for name in wanted
+                 if name in passed and all(n in passed for n in _PROBE_NEEDS.get(name, ()))), conclusive
 
 
 def _probe_runs(library: Path) -> bool:
@@ -555,7 +584,6 @@ USED_EVERY_S = 86400.0
 def mark_used(path: Path) -> None:
     """Move a cache entry's modification time to now, at most once a day: `tdslc cache prune`
     removes the entries not used lately by that time."""
-    import time
     try:
         if time.time() - os.stat(path).st_mtime > USED_EVERY_S:
             os.utime(path)

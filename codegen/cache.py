@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tdsl.errors import TdslBuildError
 
-ENTRY_SUFFIXES = (".so", ".c", ".txt", ".json", ".pkl", ".cl", ".lock")
+ENTRY_SUFFIXES = (".so", ".c", ".txt", ".json", ".pkl", ".cl", ".lark", ".lock")
 
 
 # The folder each value of TDSL_CACHE_DIR ("" for none) resolved to in this process, and the

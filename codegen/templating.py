@@ -24,7 +24,7 @@ def environment():
     import jinja2
     import tdsl.templates
     try:
-        bytecode_cache = jinja2.FileSystemBytecodeCache()
+        bytecode_cache = _bytecode_cache(jinja2)
     except (OSError, RuntimeError):   # no usable temporary folder: compile every time
         bytecode_cache = None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(tdsl.templates.__file__).parent),
@@ -37,6 +37,30 @@ def environment():
     # user text (file names, signatures, source lines, messages) is printed through these only
     env.filters.update(c_comment=c_comment, c_string=c_string, py_text=py_text, py_string=py_string)
     return env
+
+
+def _bytecode_cache(jinja2):
+    """Jinja's bytecode cache (in its private folder of the temporary folder, which Jinja checks
+    is the user's own), read and written as the compile cache is: only regular files of bounded
+    size are read (a FIFO there would hang), and a failed write (a full disk) is no error."""
+    import io
+    from . import cache
+
+    class Cache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket) -> None:
+            data = cache.read_small(Path(self._get_cache_filename(bucket)), 16 << 20)
+            if data is not None:
+                bucket.load_bytecode(io.BytesIO(data))   # (a damaged one is ignored by Jinja)
+
+        def dump_bytecode(self, bucket) -> None:
+            out = io.BytesIO()
+            bucket.write_bytecode(out)
+            try:
+                cache.write_atomic(Path(self._get_cache_filename(bucket)), out.getvalue())
+            except cache.CacheWriteError:
+                pass
+
+    return Cache()
 
 
 def op_helpers(T: str, C: str, f: str) -> str:

@@ -148,15 +148,34 @@ def _get_parser() -> Lark:
     """The LALR parser, built once on first use."""
     global _parser
     if _parser is None:
-        # cache=True: Lark keeps the analyzed grammar in a temporary file keyed by the
-        # grammar's hash, so a fresh process builds the parser in ~20 ms instead of ~250 ms
-        options = dict(parser="lalr", lexer="basic", start="module", cache=True,
+        # cache: Lark keeps the analyzed grammar in a file, so a fresh process builds the
+        # parser in ~20 ms instead of ~250 ms (see _parser_cache for where)
+        options = dict(parser="lalr", lexer="basic", start="module", cache=_parser_cache(),
                        propagate_positions=True, postlex=BracketNewlines(), tree_class=_DepthTree)
         try:
             _parser = Lark.open_from_package("tdsl.grammar", "tdsl.lark", **options)
         except (ImportError, OSError):  # running from a source tree, not installed
             _parser = Lark.open(str(Path(__file__).with_name("tdsl.lark")), **options)
     return _parser
+
+
+def _parser_cache() -> str | bool:
+    """The file where Lark keeps the analyzed grammar (a pickle it loads): in tdsl's private
+    cache folder, keyed by the grammar, Lark's and Python's versions. Never Lark's default, a
+    predictable name in the shared temporary folder, where another user could plant a pickle
+    before us. False (no cache) when there is no usable folder."""
+    import sys
+    import lark
+    from tdsl.codegen import cache
+    try:
+        grammar = Path(__file__).with_name("tdsl.lark").read_bytes()
+        path = cache.entry("parser", cache.key(grammar.decode("utf-8"), lark.__version__, sys.version), ".lark")
+        cache.make_room(path)    # a damaged cache: a folder or a FIFO in its place
+        if path.is_symlink():    # (Lark would follow it)
+            path.unlink()
+    except Exception:  # noqa: BLE001 - a cache folder refused or unusable: parse without the cache
+        return False
+    return str(path)
 
 
 def parse(text: str, filename: str = "<string>") -> Tree:

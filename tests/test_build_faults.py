@@ -47,6 +47,12 @@ if [ -f "$here/fail_count" ]; then   # (not atomic: only for runs one after anot
         exit 1
     fi
 fi
+if [ -f "$here/kill_probes" ]; then   # killed by a signal, as the OOM killer does (not atomic)
+    case "$*" in *tdsl-probe-*)
+        left=$(cat "$here/kill_probes")
+        if [ "$left" -gt 0 ]; then echo $((left - 1)) > "$here/kill_probes"; kill -KILL $$; fi ;;
+    esac
+fi
 if [ -f "$here/hang" ]; then
     sleep 600 &
     echo $! >> "$here/child.pids"
@@ -221,6 +227,20 @@ def test_a_compiler_hanging_in_the_probes_times_out(fake_cc, monkeypatch):
     assert time.monotonic() - start < 20
     assert not build.features_marker(cc()).exists()
     assert_children_gone(fake_cc)
+    # one timeout, not one in the background probe and another in the build
+    assert len(fake_cc.probe_runs()) == 1 and time.monotonic() - start < 4 + 2
+
+
+def test_a_probe_killed_by_a_signal_records_nothing(fake_cc):
+    """A compiler killed during the probes (the OOM killer) says nothing about the features: the
+    answer serves this process, and the next one probes again."""
+    fake_cc.flag("kill_probes", "1")   # the probe of every feature at once is killed
+    compile_and_check(10.75)
+    assert build.usable_features(cc()) == build.wanted_features()   # each passed on its own
+    assert not build.features_marker(cc()).exists()
+    build.usable_features.cache_clear()
+    compile_and_check(10.875)   # a new module: its build asks for the features, probed again
+    assert build.read_features(build.features_marker(cc())) == build.wanted_features()
 
 
 def assert_children_gone(fake: FakeCC) -> None:

@@ -382,3 +382,46 @@ def test_a_damaged_opencl_folder_is_replaced(tmp_path, kind):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0.0, 2.5, 5.0]" and (folder / "opencl").is_dir()
+
+
+# -- the parser's and the templates' caches ---------------------------------------------------------
+
+PARSE_AND_RENDER = textwrap.dedent("""
+    import numpy as np, tdsl
+    m = tdsl.compile("fn f(x: f64[n]) -> f64[n] { return x * 11.25 }", target="c")
+    print(m.f(np.ones(2)).tolist())
+    """)
+
+
+def run_with_tmpdir(cache_folder, tmpdir) -> str:
+    done = subprocess.run([sys.executable, "-c", PARSE_AND_RENDER], capture_output=True, text=True, timeout=120,
+                          env=env_with(cache_folder) | {"TMPDIR": str(tmpdir)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_parser_tables_are_kept_in_the_private_cache_folder(private_cache, tmp_path):
+    """Lark's own cache is a pickle under a predictable name in the shared temporary folder, where
+    another user could plant one: tdsl keeps it in its private folder instead."""
+    shared = tmp_path / "shared_tmp"
+    shared.mkdir()
+    assert run_with_tmpdir(private_cache, shared) == "[11.25, 11.25]"
+    assert not [p for p in shared.rglob("*") if "lark" in p.name]
+    (kept,) = private_cache.glob("parser-*.lark")
+    damage(kept, "fifo")   # and a FIFO there is replaced, not waited on
+    for entry in private_cache.glob("warm-*"):
+        entry.unlink()
+    assert run_with_tmpdir(private_cache, shared) == "[11.25, 11.25]"
+    assert stat.S_ISREG(os.lstat(kept).st_mode)
+
+
+def test_fifos_in_the_template_cache_do_not_hang(private_cache, tmp_path):
+    shared = tmp_path / "shared_tmp"
+    shared.mkdir()
+    assert run_with_tmpdir(private_cache, shared) == "[11.25, 11.25]"
+    cached = list(shared.glob("_jinja2-cache-*/*.cache"))
+    assert cached
+    for path in cached:
+        damage(path, "fifo")
+    shutil.rmtree(private_cache)   # a cold load again: the templates are rendered
+    assert run_with_tmpdir(private_cache, shared) == "[11.25, 11.25]"
