@@ -43,6 +43,7 @@ LIBS = ("-lm",)
 NO_COMPILER_HINT = ("install one (e.g. `apt install gcc`, or `xcode-select --install` on macOS), "
                     "name it with TDSL_CC or CC, or use target=\"numpy\"")
 DEFAULT_CC_TIMEOUT_S = 300.0
+MAX_CC_TIMEOUT_S = 1e6   # (11 days; the waits below take no more)
 # How much longer than the compiler timeout a process waits for another one's lock on a cache
 # entry (the holder runs the compiler once, then writes the entry).
 LOCK_MARGIN_S = 60.0
@@ -54,10 +55,14 @@ def compiler() -> tuple[str, ...]:
     name = "TDSL_CC" if os.environ.get("TDSL_CC") else "CC" if os.environ.get("CC") else None
     text = os.environ.get(name, "") if name else "cc"
     try:
-        return tuple(shlex.split(text))
+        words = tuple(shlex.split(text))
     except ValueError as err:   # an unterminated quote, a trailing backslash
         raise TdslBuildError(f"{name} is not a command line tdsl can read ({err}): {text!r}; quote its words "
                              f"as a POSIX shell would (e.g. TDSL_CC='gcc -I\"/my dir/include\"')") from None
+    if not words or not words[0]:
+        raise TdslBuildError(f"{name} names no command: {text!r}; set it to a C compiler (e.g. TDSL_CC=gcc), or "
+                             f"unset it to use {'CC or ' if name == 'TDSL_CC' else ''}cc")
+    return words
 
 
 def cc_timeout() -> float:
@@ -69,8 +74,9 @@ def cc_timeout() -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise TdslBuildError(f"TDSL_CC_TIMEOUT must be a positive number of seconds, not {text!r}")
+    if not (math.isfinite(value) and 0 < value <= MAX_CC_TIMEOUT_S):
+        raise TdslBuildError(f"TDSL_CC_TIMEOUT must be a positive number of seconds (at most "
+                             f"{MAX_CC_TIMEOUT_S:,.0f}), not {text!r}")
     return value
 
 
@@ -167,14 +173,14 @@ def _acquire(lock_path: Path, wait: float):
     deadline = time.monotonic() + wait
     _only_a_file(lock_path)
     while True:
-        lock = filelock.FileLock(str(lock_path), timeout=max(0.0, deadline - time.monotonic()))
+        # 0600: another user who can read the folder cannot open the lock, so cannot hold it
+        lock = filelock.FileLock(str(lock_path), timeout=max(0.0, deadline - time.monotonic()), mode=0o600)
         try:
             lock.acquire()
         except filelock.Timeout:
             return None
-        except OSError as err:
-            raise TdslBuildError(f"cannot take the lock file {lock_path}: {err.strerror or err}; "
-                                 f"set TDSL_CACHE_DIR to a folder you can write") from None
+        except OSError as err:   # a full disk (no inode left), a folder made read-only: built elsewhere
+            raise cache.write_error(lock_path, err) from None
         if _holds_current(lock, lock_path):
             return lock
         lock.release()
@@ -300,7 +306,12 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _probe_and_record(cc: tuple[str, ...], marker: Path) -> tuple[str, ...] | None:
-    with entry_lock(marker):   # one process probes, the others wait and read its answer
+    try:
+        lock = entry_lock(marker)
+        lock.__enter__()   # one process probes, the others wait and read its answer
+    except cache.CacheWriteError:   # no lock file can be made there: probe for this process only
+        return probe_features(cc)[0]
+    try:
         found = read_features(marker)
         if found is not None:
             return found
@@ -309,8 +320,10 @@ def _probe_and_record(cc: tuple[str, ...], marker: Path) -> tuple[str, ...] | No
             try:
                 cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
             except cache.CacheWriteError:
-                pass   # known to this process; the module's own build reports a full disk
+                pass   # known to this process; the module's own build moves to another folder
         return found
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def prefetch_features() -> None:
@@ -629,7 +642,7 @@ def compile_library(cc: tuple[str, ...], build_flags: tuple[str, ...], source: P
         result = run_compiler(command, cc_timeout())
     except CompilerTimeout as err:
         output.unlink(missing_ok=True)
-        raise CompilerTimeout(f"{err}; the generated source is kept at {source}") from None
+        raise CompilerTimeout(f"{err.message}; the generated source is kept at {source}") from None
     except BaseException:
         output.unlink(missing_ok=True)
         raise

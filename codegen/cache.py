@@ -19,7 +19,7 @@ ENTRY_SUFFIXES = (".so", ".c", ".txt", ".json", ".pkl", ".cl", ".lark", ".lock")
 
 # The folder each value of TDSL_CACHE_DIR ("" for none) resolved to in this process, and the
 # temporary folder used when the configured one cannot be written.
-_resolved: dict[str, Path] = {}
+_resolved: dict[str, tuple[Path, tuple[int, int]]] = {}
 _fallback: Path | None = None
 
 
@@ -31,11 +31,18 @@ def cache_dir() -> Path:
     process, by a temporary folder, with one warning saying so.
     """
     setting = os.environ.get("TDSL_CACHE_DIR", "")
-    found = _resolved.get(setting)
-    if found is not None and os.path.isdir(found):
-        return found
+    known = _resolved.get(setting)
+    if known is not None:   # checked again when the folder is not the one checked before
+        found, identity = known
+        try:
+            info = os.stat(found)
+            if (info.st_dev, info.st_ino) == identity:
+                return found
+        except OSError:
+            pass
     found = _usable(_configured(setting))
-    _resolved[setting] = found
+    info = os.stat(found)
+    _resolved[setting] = (found, (info.st_dev, info.st_ino))
     return found
 
 
@@ -54,7 +61,14 @@ def _configured(setting: str) -> Path:
 
 def _usable(path: Path) -> Path:
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:   # (no C library loads from there)
+        return fall_back(path, "its path is not UTF-8 text")
+    try:
+        made = not path.is_dir()
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if made:
+            os.chmod(path, 0o700)   # whatever the umask
     except FileExistsError:
         return fall_back(path, "it is a file, not a folder")
     except OSError as err:
@@ -100,9 +114,10 @@ def fall_back(path: Path, reason: str) -> Path:
                       f"the temporary folder {_fallback}, removed when it ends, so nothing it builds is "
                       f"kept: set TDSL_CACHE_DIR to a folder you can write", TdslWarning,
                       stacklevel=_caller_level())
-    for setting, folder in list(_resolved.items()):
+    info = os.stat(_fallback)
+    for setting, (folder, _) in list(_resolved.items()):
         if folder == path:
-            _resolved[setting] = _fallback
+            _resolved[setting] = (_fallback, (info.st_dev, info.st_ino))
     return _fallback
 
 

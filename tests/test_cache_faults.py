@@ -105,13 +105,39 @@ def test_a_read_only_cache_folder_builds_in_a_temporary_one(tmp_path):
     check_fell_back(outcome, [1.25, 2.25], folder, "cannot be written")
 
 
-def test_a_full_cache_folder_builds_in_a_temporary_one(tmp_path):
+@pytest.mark.parametrize("out_of", ["bytes", "inodes"])
+def test_a_full_cache_folder_builds_in_a_temporary_one(tmp_path, out_of):
     require_target("c")
     folder = tmp_path / "full"
     folder.mkdir()
-    fill = f"(head -c 4M /dev/zero > {shlex.quote(str(folder))}/filler 2>/dev/null || true)"
-    outcome = run_script([1.5, 2.5], env=env_with(folder), prefix=in_mounted_tmpfs(folder, "size=256k", fill))
+    q = shlex.quote(str(folder))
+    if out_of == "bytes":
+        options, fill = "size=256k", f"(head -c 4M /dev/zero > {q}/filler 2>/dev/null || true)"
+    else:   # no file can be made, not even an empty lock file
+        options, fill = "size=4m,nr_inodes=8", f"(for i in 1 2 3 4 5 6 7 8 9; do touch {q}/f$i 2>/dev/null; done; true)"
+    outcome = run_script([1.5, 2.5], env=env_with(folder), prefix=in_mounted_tmpfs(folder, options, fill))
     check_fell_back(outcome, [1.5, 2.5], folder, "No space left on device")
+
+
+def test_a_cache_folder_made_read_only_while_a_process_runs(tmp_path):
+    require_target("c")
+    folder = tmp_path / "later_ro"
+    folder.mkdir()
+    script = textwrap.dedent(f"""
+        import json, subprocess, warnings, numpy as np, tdsl
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            first = tdsl.compile("fn f(x: f64[n]) -> f64[n] {{ return x * 1.125 }}", target="c").f(np.ones(1))
+            subprocess.run(["mount", "-o", "remount,ro", {str(folder)!r}], check=True)
+            second = tdsl.compile("fn f(x: f64[n]) -> f64[n] {{ return x * 2.125 }}", target="c").f(np.ones(1))
+        print(json.dumps([first.tolist(), second.tolist(), [str(w.message) for w in seen]]))
+        """)
+    done = subprocess.run([*in_mounted_tmpfs(folder, "size=4m"), sys.executable, "-c", script],
+                          env=env_with(folder), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    first, second, said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first == [1.125] and second == [2.125]
+    assert len(said) == 1 and "Read-only file system" in said[0]
 
 
 def test_a_nearly_full_cache_folder_where_the_library_does_not_fit(tmp_path):
@@ -176,10 +202,51 @@ def test_a_cache_folder_another_user_owns_is_refused(private_cache):
         tdsl.compile(SOURCE.format(scale=6.75), target="c")
 
 
-def test_a_new_cache_folder_is_private_whatever_the_umask(tmp_path):
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a folder away")
+def test_a_cache_folder_swapped_while_a_process_runs_is_checked_again(tmp_path, monkeypatch):
+    """Whoever can write the parent could put a link to their own folder in place of the cache
+    folder after a first load: the next load checks the folder again."""
     require_target("c")
+    link = tmp_path / "cache"
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir(mode=0o700)
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    link.symlink_to(mine)
+    monkeypatch.setenv("TDSL_CACHE_DIR", str(link))
+    tdsl.compile(SOURCE.format(scale=6.875), target="c")
+    link.unlink()
+    link.symlink_to(theirs)
+    with pytest.raises(tdsl.TdslBuildError, match="belongs to another user"):
+        tdsl.compile(SOURCE.format(scale=6.9375), target="c")
+    assert list(theirs.iterdir()) == []
+
+
+def test_lock_files_are_private(private_cache):
+    """Another user who can read the cache folder cannot open a lock file, so cannot hold it."""
+    tdsl.compile(SOURCE.format(scale=6.96875), target="c")
+    locks = list(private_cache.glob("*.lock"))
+    assert locks and all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in locks)
+
+
+def test_a_cache_folder_path_that_is_not_utf8_builds_in_a_temporary_one(tmp_path):
+    require_target("c")
+    env = os.environb.copy()
+    env[b"TDSL_CACHE_DIR"] = os.fsencode(tmp_path) + b"/bad\xff/cache"
+    script = textwrap.dedent(SCRIPT.format()).replace("SCALES", "[12.25]")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    outcome = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert outcome["results"] == expected([12.25])
+    assert [w for w in outcome["warnings"] if w[0] == "TdslWarning" and "UTF-8" in w[1]]
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o277])
+def test_a_new_cache_folder_is_private_whatever_the_umask(tmp_path, umask):
+    require_target("c")
+    (tmp_path / "deep").mkdir()
     folder = tmp_path / "deep" / "cache"
-    script = f"import os; os.umask(0o002); from tdsl.codegen import cache; print(cache.cache_dir())"
+    script = f"import os; os.umask({umask}); from tdsl.codegen import cache; print(cache.cache_dir())"
     done = subprocess.run([sys.executable, "-c", script], env=env_with(folder), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -207,6 +274,20 @@ def test_a_compiler_command_that_cannot_be_read_is_a_build_error(private_cache, 
     with pytest.raises(tdsl.TdslBuildError, match=variable) as info:
         tdsl.compile(SOURCE.format(scale=7.5), target="c")
     assert repr(text) in str(info.value) and "quote" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["   ", "''", '""'])
+def test_a_compiler_command_naming_nothing_is_a_build_error(private_cache, monkeypatch, text):
+    monkeypatch.setenv("TDSL_CC", text)
+    with pytest.raises(tdsl.TdslBuildError, match="TDSL_CC names no command"):
+        tdsl.compile(SOURCE.format(scale=7.625), target="c")
+
+
+@pytest.mark.parametrize("value", ["1e7", "1e400", "inf", "9" * 40])
+def test_a_compiler_timeout_too_large_is_a_build_error(private_cache, monkeypatch, value):
+    monkeypatch.setenv("TDSL_CC_TIMEOUT", value)
+    with pytest.raises(tdsl.TdslBuildError, match="TDSL_CC_TIMEOUT must be a positive number"):
+        tdsl.compile(SOURCE.format(scale=7.6875), target="c")
 
 
 def test_tdslc_says_why_a_compiler_command_cannot_be_read(private_cache, tmp_path, monkeypatch, capsys):
