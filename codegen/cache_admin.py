@@ -10,9 +10,17 @@ being built is kept and reported. A temporary is a leftover of a dead builder wh
 (the pid in its name) is no live process here, or when it is older than an hour whatever its
 pid says (a cache folder shared with another machine); leftovers are removed by `clear` and
 `prune`. The `opencl` folder is pyopencl's own cache: `clear` removes it, `prune` leaves it.
+
+A damaged entry (a folder, a link, a FIFO or a device where an entry's file belongs) is an entry
+like any other: `info` counts it, `clear` removes it and `prune` goes by its own modification
+time. Nothing here opens anything but folders, or follows a link: a link is removed as a link,
+and a folder is walked through descriptors opened with O_NOFOLLOW | O_DIRECTORY, so neither a
+FIFO (whose opening would wait for a writer) nor a link out of the cache folder is ever entered.
 """
 from __future__ import annotations
 
+import decimal
+import errno
 import math
 import os
 import re
@@ -32,6 +40,15 @@ DEFAULT_PRUNE_DAYS = 30.0
 LIBRARY = ".so"   # a module's build holds the library's lock, and writes its source `.c` under it
 _ENTRY = re.compile(r"(?P<stem>.+-[0-9a-f]{32})(?P<suffix>\.[^.]+)(?P<lock>\.lock)?")
 _TEMPORARY = re.compile(r"(?P<entry>.+)\.(?P<pid>\d+)\.[^.]+\.tmp")
+MAX_SIZE = (1 << 63) - 1   # bytes: a larger --max-size is an error, not a limit
+_MAX_DEPTH = 64            # folders nested deeper in a damaged entry are not walked
+# Opening a folder this way fails at once on a link (ELOOP) or anything but a folder (ENOTDIR).
+_FOLDER_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+_BY_DESCRIPTOR = (os.open in os.supports_dir_fd and os.unlink in os.supports_dir_fd
+                  and os.rmdir in os.supports_dir_fd and os.stat in os.supports_dir_fd
+                  and os.scandir in os.supports_fd and hasattr(os, "O_NOFOLLOW")
+                  and hasattr(os, "O_DIRECTORY"))
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class Member:
     kind: str              # "entry", "lock" or "temporary"
     suffix: str = ""       # the entry suffix it belongs to (".so" for X.so, X.so.lock, X.so.PID.R.tmp)
     pid: int | None = None
+    damaged: bool = False  # a folder, link, FIFO or device in place of the file
 
 
 @dataclass
@@ -141,10 +159,10 @@ def _member(path: Path) -> Member | None:
         return None
     except OSError as err:
         raise TdslBuildError(f"cannot read {path}: {err.strerror or err}") from None
-    if not stat.S_ISREG(info.st_mode):
-        return None
+    damaged = not stat.S_ISREG(info.st_mode)
+    size = _tree_size(path)[1] if stat.S_ISDIR(info.st_mode) else info.st_size
     entry = _ENTRY.fullmatch(_entry_name(name))
-    return Member(path, info.st_size, info.st_mtime, kind, entry["suffix"] if entry else "", pid)
+    return Member(path, size, info.st_mtime, kind, entry["suffix"] if entry else "", pid, damaged)
 
 
 def leftover(member: Member, now: float) -> bool:
@@ -176,8 +194,8 @@ def claimed(group: Group, whole: bool = True):
     To remove the whole group every lock is taken, made if missing (a build may start now); to
     remove only leftovers, the lock files there are (a build in progress holds one)."""
     targets = group.lock_targets()
-    if not whole:
-        targets = [t for t in targets if build.lock_file(t).exists()]
+    if not whole:   # a lock file no process holds is never made, nor one damaged (nobody holds it)
+        targets = [t for t in targets if _is_file(build.lock_file(t))]
     with ExitStack() as held:
         for target in targets:
             if not held.enter_context(build.entry_lock_if_free(target)):
@@ -194,14 +212,25 @@ def info() -> str:
     now = time.time()
     left = [m for m in files if leftover(m, now)]
     in_use = sum(_in_use(g) for g in groups)
-    opencl_files, opencl_bytes = _tree_size(folder / "opencl")
+    damaged = [m for m in files if m.damaged]
     size = sum(m.size for m in files)
+    opencl = folder / "opencl"
+    mode = _mode(opencl)
+    if mode is None or stat.S_ISDIR(mode):
+        opencl_files, opencl_bytes = _tree_size(opencl)
+        opencl_line = f"{opencl_files} files ({_human(opencl_bytes)})"
+    else:
+        opencl_bytes = 0
+        opencl_line = f"none: {_kind(mode)} in its place (not followed; clear removes it)"
+    libraries = sum(1 for m in files if m.kind == "entry" and m.suffix == LIBRARY and not m.damaged)
     return (f"cache folder: {folder}\n"
-            f"libraries: {sum(1 for m in files if m.kind == 'entry' and m.suffix == LIBRARY)}\n"
+            f"libraries: {libraries}\n"
             f"files: {len(files)} ({_human(size)})\n"
             f"entries: {sum(g.is_entry() for g in groups)}, {in_use} in use (another process holds their lock)\n"
             f"leftovers of dead builders: {len(left)} ({_human(sum(m.size for m in left))})\n"
-            f"opencl folder: {opencl_files} files ({_human(opencl_bytes)})\n"
+            f"damaged: {len(damaged)} (folders, links or special files where cache files belong; "
+            f"clear removes them)\n"
+            f"opencl folder: {opencl_line}\n"
             f"total size: {_human(size + opencl_bytes)}")
 
 
@@ -216,9 +245,12 @@ def empty() -> Report:
     folder = _folder()
     report = _sweep(folder, lambda group: True)
     opencl = folder / "opencl"
-    existed = opencl.exists()
-    shutil.rmtree(opencl, ignore_errors=True)   # pyopencl builds again what it misses
-    report.opencl_removed = existed and not opencl.exists()
+    existed = _mode(opencl) is not None
+    try:   # pyopencl builds again what it misses; a link or FIFO in its place goes as it is
+        _discard(opencl)
+    except OSError:
+        pass
+    report.opencl_removed = existed and _mode(opencl) is None
     return _checked(report)
 
 
@@ -233,9 +265,12 @@ def prune(older_than_days: float = DEFAULT_PRUNE_DAYS, max_size: int | None = No
     live temporaries stay. Used: the newest modification time of an entry's files."""
     if not older_than_days >= 0:
         raise TdslBuildError(f"the age limit must be a number of days >= 0, not {older_than_days}")
-    if max_size is not None and max_size < 0:
+    if max_size is not None and not max_size >= 0:
         raise TdslBuildError(f"the size limit must be a number of bytes >= 0, not {max_size}")
-    cutoff = time.time() - older_than_days * 86400.0
+    try:
+        cutoff = time.time() - float(older_than_days) * 86400.0
+    except OverflowError:   # an int past the floats: no age limit, as `inf`
+        cutoff = -math.inf
     return _checked(_sweep(_folder(), lambda group: group.last_used() < cutoff, max_size))
 
 
@@ -288,10 +323,10 @@ def _remove(group: Group, doomed: list[Member], whole: bool, report: Report) -> 
 
 
 def _unlink(path: Path, report: Report) -> bool | None:
-    """Remove a file: True; False when it was gone already (another clear); None when it cannot
-    be removed (the reason goes to the report)."""
+    """Remove whatever stands at `path` (see `_discard`): True; False when it was gone already
+    (another clear); None when it cannot be removed (the reason goes to the report)."""
     try:
-        path.unlink()
+        _discard(path)
         return True
     except FileNotFoundError:
         return False
@@ -314,15 +349,136 @@ def _folder() -> Path:
     return cache.configured_dir()
 
 
-def _tree_size(folder: Path) -> tuple[int, int]:
-    files = size = 0
-    for root, _, names in os.walk(folder):
-        for name in names:
+def _mode(path: Path) -> int | None:
+    """The mode of `path` itself (a link is not followed); None when nothing is there."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
+
+
+def _is_file(path: Path) -> bool:
+    mode = _mode(path)
+    return mode is not None and stat.S_ISREG(mode)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "a file"
+
+
+def _discard(path: Path) -> None:
+    """Remove what stands at `path`: a file, link, FIFO or device is unlinked (never opened nor
+    followed), a real folder removed with what it holds (see `_remove_tree`). OSError when that
+    fails, FileNotFoundError when nothing is there."""
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        _remove_tree(path)
+    else:
+        path.unlink()
+
+
+def _open_folder(name, dir_fd: int | None = None) -> int:
+    """A descriptor of the folder `name`; OSError at once for a link (ELOOP), anything but a
+    folder (ENOTDIR), or a folder that changed into one of those since it was looked at."""
+    return os.open(name, _FOLDER_FLAGS, dir_fd=dir_fd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the folder `path` and everything in it, the links in it as links."""
+    if not _BY_DESCRIPTOR:   # no FIFOs nor descriptor-relative calls (Windows): shutil checks links
+        shutil.rmtree(path)
+        return
+    parent = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _remove_in(parent, path.name, path, 0)
+    finally:
+        os.close(parent)
+
+
+def _remove_in(dir_fd: int, name: str, path: Path, depth: int) -> None:
+    try:
+        is_folder = stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        if depth == 0:
+            raise
+        return
+    if is_folder:
+        if depth >= _MAX_DEPTH:
+            raise OSError(errno.ELOOP, f"folders nested more than {_MAX_DEPTH} deep", str(path))
+        try:
+            fd = _open_folder(name, dir_fd)
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            is_folder = False   # replaced by something else meanwhile: unlinked as it is
+        else:
             try:
-                size += os.lstat(os.path.join(root, name)).st_size
-                files += 1
+                with os.scandir(fd) as entries:
+                    names = [entry.name for entry in entries]
+                for inner in names:
+                    _remove_in(fd, inner, path / inner, depth + 1)
+            finally:
+                os.close(fd)
+            os.rmdir(name, dir_fd=dir_fd)
+            return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if depth == 0:
+            raise
+
+
+def _tree_size(folder: Path) -> tuple[int, int]:
+    """The files in the real folder `folder` and their size, links counted as themselves and
+    never followed; (0, 0) when it is missing or no folder."""
+    if not _BY_DESCRIPTOR:
+        mode = _mode(folder)
+        if mode is None or not stat.S_ISDIR(mode):
+            return 0, 0
+        files = size = 0
+        for root, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    size += os.lstat(os.path.join(root, name)).st_size
+                    files += 1
+                except OSError:
+                    pass
+        return files, size
+    try:
+        top = _open_folder(folder)
+    except OSError:
+        return 0, 0
+    files = size = 0
+    pending = [(top, 0)]
+    try:
+        while pending:
+            fd, depth = pending.pop()
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if not stat.S_ISDIR(info.st_mode):
+                        files += 1
+                        size += info.st_size
+                    elif depth < _MAX_DEPTH:
+                        try:
+                            pending.append((_open_folder(entry.name, fd), depth + 1))
+                        except OSError:
+                            pass
             except OSError:
                 pass
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in pending:
+            os.close(fd)
     return files, size
 
 
@@ -330,22 +486,35 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(text: str) -> int:
-    """Bytes from `500M`, `2G`, `100K`, `1.5T` (powers of 1024; a trailing B or iB allowed) or `12345`."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    """Bytes from `500M`, `2G`, `100K`, `1.5T` (powers of 1024; a trailing B or iB allowed) or
+    `12345`, in ASCII digits; at most MAX_SIZE. ValueError for anything else."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kmgt]?)(?:i?b)?\s*", text.lower(), re.ASCII)
     if not match:
-        raise ValueError(f"{text!r} is not a size: a number of bytes, or one followed by K, M, G or T")
-    return int(float(match[1]) * _UNITS[match[2]])
+        raise ValueError(f"{_shown(text)} is not a size: a number of bytes, or one followed by K, M, G or T")
+    whole, _, fraction = match[1].partition(".")
+    whole = whole.lstrip("0")
+    if len(whole) > 24:   # past MAX_SIZE whatever the unit; never converted (no float infinity)
+        raise ValueError(f"{_shown(text)} is too large a size: at most {MAX_SIZE} bytes (8 EiB)")
+    exact = decimal.Context(prec=80, rounding=decimal.ROUND_DOWN)
+    value = exact.multiply(decimal.Decimal(f"{whole or 0}.{fraction[:40] or 0}"), _UNITS[match[2]])
+    if value > MAX_SIZE:
+        raise ValueError(f"{_shown(text)} is too large a size: at most {MAX_SIZE} bytes (8 EiB)")
+    return int(value)
 
 
 def parse_days(text: str) -> float:
-    """A number of days >= 0 (`inf`: no age limit)."""
-    try:
-        days = float(text)
-    except ValueError:
-        days = math.nan
+    """A number of days >= 0 in ASCII digits, with an optional exponent (`1.5`, `30`, `1e3`);
+    `inf`, or a number too large for a float, means no age limit. ValueError for anything else."""
+    number = r"\s*\+?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity)\s*"
+    days = float(text) if re.fullmatch(number, text.lower(), re.ASCII) else math.nan
     if not days >= 0:
-        raise ValueError(f"{text!r} is not a number of days >= 0")
+        raise ValueError(f"{_shown(text)} is not a number of days >= 0 (or inf: no age limit)")
     return days
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, its middle left out when it is long."""
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}...{text[-8:]!r} ({len(text)} characters)"
 
 
 def _count(n: int, noun: str) -> str:

@@ -6,6 +6,7 @@ by age and by size and removes whole entries. Every test has its own cache folde
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -338,3 +339,166 @@ def test_loading_a_module_marks_it_used_so_prune_keeps_it(folder, capsys):
         assert time.time() - library.stat().st_mtime < 3600
         code, out, _ = tdslc(capsys, "prune")
         assert code == 0 and build.intact(library) and library.with_suffix(".c").exists()
+
+
+# -- damaged entries, FIFOs and links: never opened, never followed, removed by clear -----------
+
+KEY = "0123456789abcdef" * 2
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 10):
+    """Fails the test (instead of hanging it) when the block takes longer than `seconds`: the
+    alarm interrupts a blocking open() of a FIFO."""
+    def hung(*_):
+        raise AssertionError(f"hung for {seconds} s (a FIFO opened?)")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A folder outside the cache, with files a link from the cache points at."""
+    path = tmp_path / "outside"
+    (path / "inner").mkdir(parents=True)
+    for name in ("a.so", "inner/b.bin"):
+        (path / name).write_bytes(b"y" * 3000)
+    return path
+
+
+def outside_intact(path) -> bool:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) == ["a.so", "inner", "inner/b.bin"]
+
+
+@pytest.mark.parametrize("make", ["fifo", "link", "file"])
+def test_something_else_at_opencl_is_removed_as_it_is_never_opened_nor_followed(folder, outside, capsys, make):
+    folder.mkdir()
+    opencl = folder / "opencl"
+    make_it = {"fifo": lambda: os.mkfifo(opencl), "link": lambda: opencl.symlink_to(outside),
+               "file": lambda: opencl.write_bytes(b"z")}[make]
+    kind = {"fifo": "a FIFO", "link": "a link", "file": "a file"}[make]
+    make_it()
+    with no_hang():
+        code, out, err = tdslc(capsys, "clear")
+    assert code == 0 and err == "" and "and the opencl folder" in out
+    assert not os.path.lexists(opencl) and outside_intact(outside)
+    make_it()
+    with no_hang():
+        text = cache_admin.info()
+    assert f"opencl folder: none: {kind} in its place" in text
+    assert "total size: 0 bytes" in text   # nothing of the outside folder counted
+    assert outside_intact(outside)
+
+
+def test_clear_removes_damaged_entries_and_follows_no_link(folder, outside, capsys):
+    folder.mkdir()
+    library = folder / f"m-{KEY}.so"   # a folder holding a file, a FIFO and a link out of the cache
+    (library / "sub").mkdir(parents=True)
+    (library / "sub" / "x").write_bytes(b"x" * 100)
+    os.mkfifo(library / "pipe")
+    (library / "out").symlink_to(outside)
+    os.mkfifo(folder / f"warm-{KEY}.json")
+    (folder / f"m-{KEY}.c").symlink_to(outside / "a.so")   # a link in place of an entry file
+    (folder / f"n-{KEY}.pkl").symlink_to(outside)
+    os.mkfifo(folder / f"n-{KEY}.pkl.lock")                # a FIFO in place of a lock file
+    foreign = folder / "notes.txt"
+    foreign.write_text("mine")
+    binaries = folder / "opencl" / "data"   # a real opencl folder holding a FIFO and a link out
+    binaries.mkdir(parents=True)
+    os.mkfifo(binaries / "pipe")
+    (binaries / "out").symlink_to(outside)
+    with no_hang():
+        text = cache_admin.info()
+        assert "opencl folder: 2 files (" in text
+        assert "damaged: 5 (" in text and "libraries: 0" in text and "entries: 3, 0 in use" in text
+        code, out, err = tdslc(capsys, "prune")   # all just made: kept
+        assert code == 0 and library.is_dir() and "3 entries" in out
+        code, out, err = tdslc(capsys, "clear")
+    assert code == 0 and err == "" and out.startswith("removed 3 entries")
+    assert "0 entries (0 bytes) remain" in out
+    assert sorted(folder.iterdir()) == [foreign] and outside_intact(outside)
+    with no_hang():
+        assert "damaged: 0 (" in cache_admin.info()
+
+
+def test_damaged_entries_of_a_built_module_are_cleared_and_it_builds_again(folder, capsys):
+    compile_and_check(14.5)
+    (library,) = folder.glob("*.so")
+    (warm,) = folder.glob("warm-*.json")
+    library.unlink()
+    library.mkdir()
+    warm.unlink()
+    os.mkfifo(warm)
+    with no_hang():
+        assert "damaged: 2 (" in cache_admin.info()
+        code, out, _ = tdslc(capsys, "clear")
+    assert code == 0 and " 0 entries (0 bytes) remain" in out and not list(folder.iterdir())
+    compile_and_check(14.5)
+
+
+def test_prune_goes_by_the_own_time_of_damaged_entries(folder, outside, capsys):
+    folder.mkdir()
+    old = [folder / f"o-{KEY}.so", folder / f"o-{KEY}.c", folder / f"w-{KEY}.json"]
+    old[0].mkdir()
+    old[1].symlink_to(outside)
+    os.mkfifo(old[2])
+    recent = folder / f"r-{KEY}.json"
+    recent.symlink_to(outside / "a.so")
+    stamp = time.time() - 40 * DAY
+    for path in old:
+        os.utime(path, (stamp, stamp), follow_symlinks=False)
+    with no_hang():
+        code, out, _ = tdslc(capsys, "prune")
+        assert code == 0 and out.startswith("removed 2 entries") and "1 entry (" in out
+        assert not any(os.path.lexists(p) for p in old) and recent.is_symlink()
+        code, out, _ = tdslc(capsys, "prune", "--max-size", "0")
+    assert code == 0 and not list(folder.iterdir()) and outside_intact(outside)
+
+
+# -- sizes and ages: too large, not finite, not ASCII --------------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("1" + "0" * 400, "(401 characters) is too large a size"),
+    ("9" * 5000, "(5000 characters) is too large a size"),
+    ("8388608T", "is too large a size"),
+    ("1e309", "is not a size"), ("nan", "is not a size"), ("inf", "is not a size"),
+    ("-0", "is not a size"), ("-1", "is not a size"), ("", "is not a size"),
+    ("\u0661\u0662", "is not a size"), ("\uff11\uff12", "is not a size"),
+])
+def test_sizes_too_large_or_not_numbers_are_clean_errors(folder, capsys, text, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["cache", "prune", f"--max-size={text}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["nan", "-inf", "-1", "-0", "", "\u0661\u0662", "1_0", "1e"])
+def test_ages_not_numbers_are_clean_errors(folder, capsys, text):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["cache", "prune", f"--older-than={text}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is not a number of days >= 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["inf", "Infinity", "1e309", "1" + "0" * 400])
+def test_ages_too_large_mean_no_age_limit(folder, capsys, text):
+    folder.mkdir()
+    entry = folder / f"m-{KEY}.json"
+    entry.write_text("{}")
+    age([entry], 10000 * DAY)
+    assert cache_admin.parse_days(text) == float("inf")
+    code, out, _ = tdslc(capsys, "prune", f"--older-than={text}")
+    assert code == 0 and entry.exists() and "1 entry (2 bytes) remain" in out
+    cache_admin.prune(older_than_days=10 ** 400)   # an int no float holds: no limit either
+    assert entry.exists()
+
+
+def test_sizes_up_to_the_largest(folder):
+    assert cache_admin.parse_size("8388607.99T") == 9223372025859659530   # exact, no float on the way
+    assert cache_admin.parse_size("0" * 400 + "1K") == 1024
+    assert cache_admin.parse_size("0." + "5" * 5000 + "K") == 568
