@@ -455,7 +455,7 @@ def probe_features(cc: tuple[str, ...]) -> tuple[tuple[str, ...] | None, bool]:
     wanted = wanted_features()
     timeout = cc_timeout()
     killed = []
-    with tempfile.TemporaryDirectory(prefix="tdsl-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"tdsl-probe-{os.getpid()}-") as tmp:
         def passes(label: str, names: tuple[str, ...], tries: int = 1) -> bool:
             source = Path(tmp) / f"tdsl-probe-{label}.c"
             library = source.with_suffix(".so")

@@ -108,7 +108,7 @@ def fall_back(path: Path, reason: str) -> Path:
         import tempfile
         import warnings
         from tdsl.errors import TdslWarning
-        _fallback = Path(tempfile.mkdtemp(prefix="tdsl-cache-"))
+        _fallback = Path(tempfile.mkdtemp(prefix=f"tdsl-cache-{os.getpid()}-"))
         atexit.register(shutil.rmtree, _fallback, ignore_errors=True)
         warnings.warn(f"tdsl cannot write its cache folder {path} ({reason}); so this process builds in "
                       f"the temporary folder {_fallback}, removed when it ends, so nothing it builds is "

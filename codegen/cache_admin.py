@@ -100,6 +100,7 @@ class Report:
     remaining_entries: int = 0
     remaining_bytes: int = 0
     opencl_removed: bool = False
+    removed_temporary_folders: int = 0   # of dead processes, in the temporary folder
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -107,6 +108,9 @@ class Report:
                 f"of dead builders ({_count(self.removed_files, 'file')}, {_human(self.removed_bytes)})")
         if self.opencl_removed:
             text += " and the opencl folder"
+        if self.removed_temporary_folders:
+            text += (f" and {_count(self.removed_temporary_folders, 'folder')} of dead processes from "
+                     f"the temporary folder")
         if self.in_use:
             text += f"; kept {_count(self.in_use, 'entry')} in use (another process holds their lock)"
         if self.live_temporaries:
@@ -231,6 +235,7 @@ def info() -> str:
             f"damaged: {len(damaged)} (folders, links or special files where cache files belong; "
             f"clear removes them)\n"
             f"opencl folder: {opencl_line}\n"
+            f"folders of dead processes in the temporary folder: {sum(d for _, d in temporary_folders())}\n"
             f"total size: {_human(size + opencl_bytes)}")
 
 
@@ -251,6 +256,7 @@ def empty() -> Report:
     except OSError:
         pass
     report.opencl_removed = existed and _mode(opencl) is None
+    _sweep_temporary_folders(report)
     return _checked(report)
 
 
@@ -271,7 +277,48 @@ def prune(older_than_days: float = DEFAULT_PRUNE_DAYS, max_size: int | None = No
         cutoff = time.time() - float(older_than_days) * 86400.0
     except OverflowError:   # an int past the floats: no age limit, as `inf`
         cutoff = -math.inf
-    return _checked(_sweep(_folder(), lambda group: group.last_used() < cutoff, max_size))
+    report = _sweep(_folder(), lambda group: group.last_used() < cutoff, max_size)
+    _sweep_temporary_folders(report)
+    return _checked(report)
+
+
+# What tdsl makes in the temporary folder, named with the pid of the process that made it: the
+# features probes' folder (codegen/build.py) and the cache folder of a process whose own cannot
+# be written (codegen/cache.py). A process killed with `kill -9` leaves them behind.
+_TEMPORARY_FOLDER = re.compile(r"tdsl-(?:cache|probe)-(?P<pid>\d+)-[^/]+")
+
+
+def temporary_folders() -> list[tuple[Path, bool]]:
+    """(folder, whether its process is gone) of this user's tdsl folders in the temporary folder."""
+    import tempfile
+    found = []
+    try:
+        with os.scandir(tempfile.gettempdir()) as entries:
+            for entry in entries:
+                match = _TEMPORARY_FOLDER.fullmatch(entry.name)
+                if match is None:
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == os.getuid()):
+                    found.append((Path(entry.path), not _alive(int(match["pid"]))))
+    except OSError:
+        pass
+    return found
+
+
+def _sweep_temporary_folders(report: Report) -> None:
+    for folder, dead in temporary_folders():
+        if dead:
+            try:
+                _remove_tree(folder)
+                report.removed_temporary_folders += 1
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                report.failures.append(f"{folder}: {err.strerror or err}")
 
 
 def _sweep(folder: Path, old, budget: int | None = None) -> Report:

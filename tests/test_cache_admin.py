@@ -502,3 +502,31 @@ def test_sizes_up_to_the_largest(folder):
     assert cache_admin.parse_size("8388607.99T") == 9223372025859659530   # exact, no float on the way
     assert cache_admin.parse_size("0" * 400 + "1K") == 1024
     assert cache_admin.parse_size("0." + "5" * 5000 + "K") == 568
+
+
+@pytest.mark.parametrize("action", [["prune"], ["clear"]])
+def test_folders_of_dead_processes_in_the_temporary_folder_are_removed(folder, tmp_path, monkeypatch, capsys,
+                                                                       action):
+    """A process killed while it probed the compiler, or while it built in the temporary folder
+    because its cache folder could not be written, leaves tdsl-probe-PID-* or tdsl-cache-PID-*."""
+    import tempfile
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    dead, live = dead_pid(), os.getpid()
+    (shared / f"tdsl-cache-{dead}-x1y2z3" / "inner").mkdir(parents=True)
+    (shared / f"tdsl-cache-{dead}-x1y2z3" / "inner" / "m.so").write_bytes(b"\0" * 10)
+    (shared / f"tdsl-probe-{dead}-abc").mkdir()
+    (shared / f"tdsl-probe-{live}-def").mkdir()
+    (shared / f"tdsl-cache-{live}-ghi").mkdir()
+    (shared / "tdsl-cache-unrelated").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (shared / f"tdsl-cache-{dead}-link").symlink_to(outside)   # a link is not one of ours
+    code, out, _ = tdslc(capsys, "info")
+    assert code == 0 and "folders of dead processes in the temporary folder: 2" in out
+    code, out, _ = tdslc(capsys, *action)
+    assert code == 0 and "2 folders of dead processes" in out
+    assert sorted(p.name for p in shared.iterdir()) == sorted(
+        [f"tdsl-probe-{live}-def", f"tdsl-cache-{live}-ghi", "tdsl-cache-unrelated", f"tdsl-cache-{dead}-link"])
+    assert outside.is_dir()
