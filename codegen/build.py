@@ -454,12 +454,20 @@ def probe_features(cc: tuple[str, ...]) -> tuple[tuple[str, ...] | None, bool]:
     from concurrent.futures import ThreadPoolExecutor
     wanted = wanted_features()
     timeout = cc_timeout()
-    killed = []
-    with tempfile.TemporaryDirectory(prefix=f"tdsl-probe-{os.getpid()}-") as tmp:
+    killed = []   # probes that proved nothing: killed by a signal, or not even written (a full disk)
+    try:
+        folder = tempfile.TemporaryDirectory(prefix=f"tdsl-probe-{os.getpid()}-", ignore_cleanup_errors=True)
+    except OSError:   # no temporary folder: no probe, no features (the module's build says why)
+        return None, False
+    with folder as tmp:
         def passes(label: str, names: tuple[str, ...], tries: int = 1) -> bool:
             source = Path(tmp) / f"tdsl-probe-{label}.c"
             library = source.with_suffix(".so")
-            source.write_text(probe_source(names))
+            try:
+                source.write_text(probe_source(names))
+            except OSError:
+                killed.append(label)
+                return False
             features = tuple(n for n in names if n)
             command = list(cc) + list(flags(cc, features)) + [str(source), "-o", str(library)] + list(LIBS)
             # a feature's probe that fails is run once more before the feature is recorded off:

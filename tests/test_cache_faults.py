@@ -506,3 +506,26 @@ def test_fifos_in_the_template_cache_do_not_hang(private_cache, tmp_path):
         damage(path, "fifo")
     shutil.rmtree(private_cache)   # a cold load again: the templates are rendered
     assert run_with_tmpdir(private_cache, shared) == "[11.25, 11.25]"
+
+
+def test_a_full_temporary_folder_is_a_build_error_not_a_raw_one(tmp_path):
+    """The compiler itself needs TMPDIR: when it is full the load fails, with a tdsl error that
+    holds the compiler's message (the probes, the templates' cache say nothing of their own)."""
+    require_target("c")
+    shared = tmp_path / "full_tmp"
+    shared.mkdir()
+    fill = f"(head -c 4M /dev/zero > {shlex.quote(str(shared))}/filler 2>/dev/null || true)"
+    script = textwrap.dedent("""
+        import tdsl
+        try:
+            tdsl.compile("fn f(x: f64[n]) -> f64[n] { return x * 13.25 }", target="c")
+            print("built")
+        except tdsl.TdslBuildError as err:
+            print("TdslBuildError", "No space left on device" in str(err))
+        """)
+    done = subprocess.run([*in_mounted_tmpfs(shared, "size=256k", fill), sys.executable, "-c", script],
+                          env=env_with(tmp_path / "cache") | {"TMPDIR": str(shared)}, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("TdslBuildError True", "built")
+    assert "Traceback" not in done.stderr
