@@ -275,7 +275,7 @@ _MARKER_HEADER = "tdsl build features 1"
 _features: dict[Path, tuple[str, ...]] = {}
 
 
-def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
+def usable_features(cc: tuple[str, ...], timeout: float | None = None) -> tuple[str, ...]:
     """The features a module build uses: those this compiler's probes passed (probed once, kept).
 
     When the compiler cannot build even the plain probe, nothing is recorded and a module is
@@ -294,7 +294,7 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
             found = read_features(marker)
         if found is None:
             try:
-                found = _probe_and_record(cc, marker)
+                found = _probe_and_record(cc, marker, timeout)
             except TdslBuildError as err:
                 if threading.current_thread() is not threading.main_thread() and _prefetching.is_set():
                     _probe_failures[marker] = (err, time.monotonic())   # for the load waiting on it
@@ -305,17 +305,17 @@ def usable_features(cc: tuple[str, ...]) -> tuple[str, ...]:
     return found
 
 
-def _probe_and_record(cc: tuple[str, ...], marker: Path) -> tuple[str, ...] | None:
+def _probe_and_record(cc: tuple[str, ...], marker: Path, timeout: float | None) -> tuple[str, ...] | None:
     try:
         lock = entry_lock(marker)
         lock.__enter__()   # one process probes, the others wait and read its answer
     except cache.CacheWriteError:   # no lock file can be made there: probe for this process only
-        return probe_features(cc)[0]
+        return probe_features(cc, timeout)[0]
     try:
         found = read_features(marker)
         if found is not None:
             return found
-        found, conclusive = probe_features(cc)
+        found, conclusive = probe_features(cc, timeout)
         if found is not None and conclusive:   # (a probe killed by a signal proves nothing)
             try:
                 cache.write_atomic(marker, f"{_MARKER_HEADER}\n{' '.join(found)}\n".encode())
@@ -330,29 +330,38 @@ def prefetch_features() -> None:
     """Start finding the compiler's features in a background thread, when this process knows
     none yet: a first load then probes (compiler runs, on other cores) while it parses, checks
     and lowers, and its build waits only for what is left."""
+    global _prefetch_thread
     if _features or _probing.locked() or _prefetching.is_set():
         return
 
+    try:   # read now: the settings of the load that starts it, whatever happens to them later
+        cc, timeout = compiler(), cc_timeout()
+    except TdslBuildError:
+        return   # (the load reports it)
+
     def find() -> None:
         try:
-            usable_features(compiler())
+            usable_features(cc, timeout)
         except Exception:  # noqa: BLE001 - the build asks again, and gets the error kept for it
             pass
         finally:
             _prefetching.clear()
 
     _prefetching.set()
-    threading.Thread(target=find, name="tdsl-features", daemon=True).start()
+    _prefetch_thread = threading.Thread(target=find, name="tdsl-features", daemon=True)
+    _prefetch_thread.start()
 
 
 def _new_probing_lock() -> None:
-    global _probing, _prefetching
+    global _probing, _prefetching, _prefetch_thread
     _probing = threading.Lock()   # a child forked while a thread probed must not inherit it held
     _prefetching = threading.Event()
+    _prefetch_thread = None
 
 
 _probing = threading.Lock()
 _prefetching = threading.Event()   # set while a background thread probes
+_prefetch_thread: threading.Thread | None = None
 # {marker: (the error of a background probe, when)}, raised once to the load that waited for it
 _probe_failures: dict[Path, tuple[TdslBuildError, float]] = {}
 if hasattr(os, "register_at_fork"):
@@ -360,7 +369,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def forget_features() -> None:
-    """Drop this process's memory of the features markers (they are read again)."""
+    """Drop this process's memory of the features markers (they are read again), once a
+    background probe has ended."""
+    if _prefetch_thread is not None and _prefetch_thread is not threading.current_thread():
+        _prefetch_thread.join()
     _features.clear()
     _probe_failures.clear()
 
@@ -442,7 +454,7 @@ def probe_source(names: tuple[str, ...]) -> str:
     return "".join(parts) + f"{_EXPORT} {{ return {calls}; }}\n"
 
 
-def probe_features(cc: tuple[str, ...]) -> tuple[tuple[str, ...] | None, bool]:
+def probe_features(cc: tuple[str, ...], timeout: float | None = None) -> tuple[tuple[str, ...] | None, bool]:
     """(the wanted features whose probes build, load and run here, or None when the plain probe
     fails; whether the answer is conclusive: no compiler run was killed by a signal).
 
@@ -453,7 +465,7 @@ def probe_features(cc: tuple[str, ...]) -> tuple[tuple[str, ...] | None, bool]:
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
     wanted = wanted_features()
-    timeout = cc_timeout()
+    timeout = cc_timeout() if timeout is None else timeout
     killed = []   # probes that proved nothing: killed by a signal, or not even written (a full disk)
     try:
         folder = tempfile.TemporaryDirectory(prefix=f"tdsl-probe-{os.getpid()}-", ignore_cleanup_errors=True)
