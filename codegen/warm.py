@@ -42,8 +42,10 @@ def warm_key(text: str, path: str | None) -> str:
     """The text and everything that shapes what tdsl makes of it; not the compiler's version:
     a library an older compiler built still computes the same thing."""
     from tdsl.version import __version__
+    import os
     return cache.key("warm", text, str(path), __version__, code_stamp(), " ".join(build.compiler()),
-                     "sanitize" if build.sanitizing() else "", build.cpu_identity())
+                     "sanitize" if build.sanitizing() else "", build.cpu_identity(),
+                     os.environ.get("TDSL_STABILIZE", ""))   # (the rewrites it selects: lang/rewrite.py)
 
 
 @lru_cache(maxsize=None)

@@ -286,6 +286,19 @@ STABILIZING = [
 ]
 
 RULES: list[Rule] = [Rule("constant folding", Pat(), fold_constants)] + ALGEBRAIC + STABILIZING
+FAITHFUL: list[Rule] = [rule for rule in RULES if rule not in STABILIZING]
+
+
+def stabilizing() -> bool:
+    """Whether the stabilizing rules apply: yes unless `TDSL_STABILIZE=0`, which gives results
+    bit for bit as NumPy computes them (overflows and cancellations included)."""
+    import os
+    return os.environ.get("TDSL_STABILIZE", "").strip() not in ("0", "no", "false", "off")
+
+
+def default_rules() -> list[Rule]:
+    """The rules the pipeline and grad apply: RULES, or FAITHFUL under `TDSL_STABILIZE=0`."""
+    return RULES if stabilizing() else FAITHFUL
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -325,7 +338,7 @@ def simplify_node(root: Node, memo: dict | None = None, rules=None, depth: int =
     `memo` maps each node seen to its result; sharing it between roots keeps them consistent.
     """
     memo = {} if memo is None else memo
-    rules = tuple(RULES if rules is None else rules)
+    rules = tuple(default_rules() if rules is None else rules)
     stack = [root]
     while stack:
         node = stack[-1]
@@ -364,7 +377,7 @@ def _with_simplified_bodies(node: Node, memo: dict, rules) -> Node:
 
 
 def simplify_graph(graph: FunctionGraph, rules=None) -> FunctionGraph:
-    """The graph after the rewrites (default: RULES); results and named values share one memo."""
+    """The graph after the rewrites (default: `default_rules()`); results and named values share one memo."""
     memo: dict = {}
     with paused_gc():
         outputs = tuple(simplify_node(o, memo, rules) for o in graph.outputs)
