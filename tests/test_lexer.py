@@ -162,7 +162,10 @@ def test_punctuation_and_ellipsis():
 
 def test_word_lists_are_tdsls():
     from tdsl import builtins, dtypes, extras, grammar
-    assert set(tdsl_lexer.BUILTINS) == set(builtins.BUILDERS) - set(dtypes.DTYPES)
+    registry = set(builtins.BUILDERS) - set(dtypes.DTYPES)
+    assert set(tdsl_lexer.BUILTINS) == registry, (
+        f"lang/lexer.py BUILTINS: add {sorted(registry - set(tdsl_lexer.BUILTINS))}, "
+        f"remove {sorted(set(tdsl_lexer.BUILTINS) - registry)}")
     assert len(set(tdsl_lexer.BUILTINS)) == len(tdsl_lexer.BUILTINS)
     assert set(tdsl_lexer.DTYPES) == set(dtypes.DTYPES)
     words = (tdsl_lexer.DECLARATIONS + tdsl_lexer.KEYWORDS + tdsl_lexer.WORD_OPERATORS + tdsl_lexer.BOOLEANS)
