@@ -7,10 +7,11 @@ them against tdsl.grammar.KEYWORDS, tdsl.dtypes.DTYPES and tdsl.builtins.BUILDER
 from __future__ import annotations
 
 from pygments.lexer import RegexLexer, bygroups, include, words
-from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuation, String,
-                            Whitespace)
+from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text
 
 __all__ = ["TdslLexer"]
+
+Whitespace = Text.Whitespace
 
 # Words end where a name would: names are ASCII only (`[A-Za-z_][A-Za-z0-9_]*`).
 _END = r"(?![A-Za-z0-9_])"
