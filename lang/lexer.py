@@ -53,7 +53,7 @@ class TdslLexer(RegexLexer):
     """Lexer for tdsl, the tensor language (.tdsl files)."""
 
     name = "tdsl"
-    aliases = ["tdsl"]
+    aliases = ["tdsl", "tdsl-error"]   # tdsl-error: the docs' blocks of programs that are refused
     filenames = ["*.tdsl"]
     mimetypes = ["text/x-tdsl"]
 
