@@ -263,6 +263,9 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> TdslSyntaxE
         # and working out what the parser would accept there costs a copy of the stack per token
         return TdslSyntaxError(f"the program is nested too deeply (more than {MAX_NESTING} levels)", loc,
                                hint="split the expression into several statements")
+    method = _method_call(token, text, filename)
+    if method is not None:
+        return method
     accepts = set(err.accepts or err.expected)
     message, hint = _explain_by_rule(token, accepts, text)
     if message is None:
@@ -296,6 +299,117 @@ def _explain_by_rule(token: Token, accepts: set[str], text: str) -> tuple[str | 
     if kind in _COMPARISONS and not accepts & _COMPARISONS and {"PLUS", "AND"} <= accepts:
         return "comparisons do not chain", f"write 'a {word} b and b {word} c'"
     return None, None
+
+
+# What `np.NAME(...)` or `x.NAME(...)` means, where tdsl's builtin has another name
+_NUMPY_NAMES = {"concatenate": "concat", "amax": "max", "amin": "min", "power": "pow", "absolute": "abs",
+                "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2", "float32": "f32",
+                "float64": "f64", "int32": "i32", "int64": "i64", "bool_": "bool"}
+_MODULES = ("np", "numpy", "jnp", "jax", "lax", "math", "torch", "tf", "tdsl", "scipy", "cp", "F")
+_METHOD_NAME = re.compile(r"\.[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*$")
+_NAME_AT_END = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _method_call(token: Token, text: str, filename: str) -> TdslSyntaxError | None:
+    """`x.sum(axis=1)` or `np.sum(x)`: tdsl values have no methods and there are no modules;
+    the error points at `.sum` and names the builtin call to write instead."""
+    if token.type != "LPAR":
+        return None
+    found = _METHOD_NAME.search(text, 0, token.start_pos)
+    receiver = _receiver(text, found.start()) if found else None
+    if receiver is None:
+        return None
+    method = found.group(1)
+    in_module = receiver.split(".")[0].strip() in _MODULES
+    if in_module:
+        message = f"'{receiver}.{method}(...)' calls a module, but tdsl has no modules (and values have no methods)"
+    else:
+        message = f"'.{method}(...)' is a method call, but tdsl values have no methods (and there are no modules)"
+    call = _builtin_call(None if in_module else receiver, method, _call_arguments(text, token.start_pos), text)
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    where = SimpleNamespace(line=line, column=column, end_line=line, end_column=column + found.end(1) - found.start())
+    return TdslSyntaxError(message, location_of(where, filename, text),
+                           hint=f"call the builtin: {call}" if call else "call a function with the value as an argument")
+
+
+def _builtin_call(receiver: str | None, method: str, args: str, text: str) -> str | None:
+    """The builtin call that does what `receiver.method(args)` (or a module's `method(args)`) does."""
+    if receiver is not None and receiver.startswith("(") and _opener(receiver, len(receiver) - 1) == 0:
+        receiver = receiver[1:-1].strip()   # (x + 1).max() is max(x + 1)
+    if method == "astype" and receiver is not None:
+        return f"{args}({receiver})" if args in _DTYPE_WORDS else None
+    builtin = _builtin_for(method, text)
+    if builtin is None or receiver is None:
+        return builtin and f"{builtin}({args})"
+    if builtin in ("reshape", "transpose") and _top_level_comma(args):
+        args = f"({args})"   # NumPy's x.reshape(2, 3) is reshape(x, (2, 3))
+    return f"{builtin}({receiver}{', ' + args if args else ''})"
+
+
+_DTYPE_WORDS = ("f32", "f64", "i32", "i64", "bool")
+
+
+def _builtin_for(method: str, text: str) -> str | None:
+    """The tdsl function that does what NumPy's `method` does, if there is one."""
+    try:
+        from tdsl.builtins import BUILDERS
+    except ImportError:   # the grammar alone (tdsl.errors is all it needs otherwise)
+        BUILDERS = {}
+    if method in BUILDERS or method == "grad" or re.search(rf"\bfn[ \t]+{method}\b", text):
+        return method
+    return _NUMPY_NAMES.get(method)
+
+
+def _receiver(text: str, dot: int) -> str | None:
+    """The text of the postfix expression that ends just before the '.' at `dot`: `x`, `x.T`,
+    `x[0]`, `f(x)`, `(a + b)`, `np.linalg`; None if there is none."""
+    end = i = len(text[:dot].rstrip(" \t"))
+    while i > 0:
+        if text[i - 1] in ")]":
+            i = _opener(text, i - 1)
+            if i < 0:
+                return None
+        else:
+            name = _NAME_AT_END.search(text, 0, i)
+            if name is None or name.group() in KEYWORDS:
+                break
+            i = name.start()
+        if i > 0 and text[i - 1] == ".":
+            i -= 1   # a dotted chain: `np.linalg`, `x.T`
+        elif not (i > 0 and text[i] in "([" and (text[i - 1] in ")]_" or text[i - 1].isalnum())):
+            break    # else a call or subscript of what precedes it
+    return text[i:end] or None
+
+
+def _opener(text: str, close: int) -> int:
+    """The position of the bracket that the ')' or ']' at `close` closes, or -1."""
+    depth = 0
+    for pos in range(close, -1, -1):
+        depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(text[pos], 0)
+        if depth == 0:
+            return pos
+    return -1
+
+
+def _call_arguments(text: str, opening: int) -> str:
+    """The text between the '(' at `opening` and its ')', on one line."""
+    depth = 0
+    for match in _BRACKETS.finditer(text, opening):
+        char = match.group()
+        depth += 1 if char in "([" else -1 if char in ")]" else 0
+        if depth == 0:
+            return " ".join(text[opening + 1:match.start()].split())
+    return "..."
+
+
+def _top_level_comma(args: str) -> bool:
+    depth = 0
+    for char in args:
+        depth += 1 if char in "([" else -1 if char in ")]" else 0
+        if char == "," and depth == 0:
+            return True
+    return False
 
 
 _example_states: list[tuple[object, frozenset, str]] | None = None

@@ -202,11 +202,26 @@ def _reduction(name: str) -> Callable:
     return build
 
 
+def reduction_given_a_value(name: str, loc: Location | None, operands=("a", "b")) -> TdslTypeError:
+    """The error for `max(x, 0.0)`: a reduction's second argument is its axis; the elementwise
+    maximum (minimum) of two values is another builtin."""
+    full = {"max": "maximum", "min": "minimum"}[name]
+    return TdslTypeError(f"{name}() reduces one array: its second argument is an axis, not a value "
+                         f"to compare with", loc,
+                         hint=f"for the elementwise {full}, write {full}({', '.join(operands)})")
+
+
 def _extreme(name: str) -> Callable:
     """max/min with NumPy's `initial=`: the value over no elements, and a bound on the result."""
     def build(loc, x, axis=None, keepdims=False, initial=None):
         x = as_node(x, loc)
-        axes, keep = static_axes(axis, loc), static_bool(keepdims, loc, "keepdims")
+        try:
+            axes = static_axes(axis, loc)
+        except TdslTypeError:
+            if isinstance(axis, (Node, float, np.floating, np.ndarray)):   # a value, not an axis: `max(x, 0.0)`
+                raise reduction_given_a_value(name, loc) from None
+            raise
+        keep = static_bool(keepdims, loc, "keepdims")
         if initial is None:
             return infer.reduce(name, x, axes, keep, loc)
         bound = as_node(initial, loc)

@@ -499,8 +499,23 @@ class Scope:
     def e_attr(self, t):
         x, name = t.children
         if name != "T":
-            raise TdslTypeError(f"unknown attribute '.{name}' (only .T exists)", self.loc(name))
+            raise TdslTypeError(f"unknown attribute '.{name}' (only .T exists)", self.loc(name),
+                                hint=self.attribute_hint(x, str(name)))
         return builtins.transpose(self.loc(t), self.value(x))
+
+    def attribute_hint(self, receiver: Tree, name: str) -> str | None:
+        """What to write instead of `x.sum` or `np.pi`: values have no methods, and there are no modules."""
+        text = self.text_of(receiver)
+        is_module = receiver.data == "name" and self.lookup(text) is None and text not in self.sizes \
+            and text not in self.program.consts
+        if name in extras.CONSTS and is_module:
+            return f"there are no modules; '{name}' is predefined: write {name}"
+        if name in builtins.BUILDERS:
+            call = f"{name}(...)" if is_module else f"{name}({text})"
+            return f"values have no methods and there are no modules; call the builtin: {call}"
+        if name in ("shape", "ndim", "size") and not is_module:
+            return "shapes are static: use the size variables of the parameters' types by name (e.g. n)"
+        return None
 
     def e_index(self, t):
         x_tree, subs_tree = t.children
@@ -572,17 +587,20 @@ class Scope:
     def e_call(self, t):
         name_tok, args_tree = t.children
         name, loc = str(name_tok), self.loc(t)
-        args, kwargs = [], {}
+        args, kwargs, last_kw = [], {}, None
         for a in args_tree.children:
             if a.data == "arg_pos":
                 if kwargs:
-                    raise TdslTypeError("a positional argument cannot follow a keyword argument", self.loc(a))
+                    raise TdslTypeError("a positional argument cannot follow a keyword argument", self.loc(a),
+                                        hint=self.comparison_hint(last_kw, name, compared_only=True))
                 args.append(self.argument(a.children[0]))
             else:
                 key, expr = a.children
+                self.check_keyword(name, a, t)
                 if str(key) in kwargs:
                     raise TdslTypeError(f"argument '{key}' given twice", self.loc(key))
                 kwargs[str(key)] = self.argument(expr)
+                last_kw = a
         if name in self.program.fns:
             outputs = self.program.inline(name, args, kwargs, loc)
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -593,7 +611,56 @@ class Scope:
             near = difflib.get_close_matches(name, list(builtins.BUILDERS) + list(self.program.fns), n=1)
             raise TdslTypeError(f"unknown function '{name}'", self.loc(name_tok),
                                 hint=f"did you mean '{near[0]}'?" if near else None)
+        if name in ("max", "min") and len(args) > 1 and isinstance(args[1], Node) and not _is_axis(args[1]):
+            operands = [self.text_of(a.children[0]) for a in args_tree.children[:2]]
+            raise builtins.reduction_given_a_value(name, loc, operands)
         return builtins.call(name, args, kwargs, loc)
+
+    def parameter_names(self, name: str) -> list[str] | None:
+        """The names a call of `name` takes as keywords; None if `name` is no function."""
+        if name in self.program.fns:
+            return [str(p.children[0]) for p in self.program.fns[name].children[1].children]
+        if name == "grad":
+            return []
+        return builtins.param_names(name) if name in builtins.BUILDERS else None
+
+    def check_keyword(self, name: str, arg: Tree, call: Tree) -> None:
+        """`f(y = 1)` where f has no parameter y: a comparison was likely meant (`y == 1`)."""
+        key = str(arg.children[0])
+        names = self.parameter_names(name)
+        if names is None or key in names:
+            return
+        if name == "grad":
+            message = f"grad takes no keyword arguments (got '{key}')"
+        elif name in self.program.fns:
+            message = f"{name}() has no parameter '{key}' (it takes {', '.join(names) or 'none'})"
+        else:
+            message = f"{name}() has no argument '{key}' (it takes {', '.join(names)})"
+        near = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean '{near[0]}'?" if near else self.comparison_hint(arg, name)
+        raise TdslTypeError(message, self.loc(call), hint=hint)
+
+    def comparison_hint(self, arg: Tree, name: str, compared_only: bool = False) -> str | None:
+        """The hint for `NAME = expr` as an argument where `NAME == expr` may have been meant; with
+        `compared_only`, only if NAME is no parameter of `name` or is a value in scope."""
+        key, expr = arg.children
+        if compared_only and str(key) in (self.parameter_names(name) or []) and self.lookup(str(key)) is None:
+            return None
+        value = self.text_of(expr)
+        return f"'{key} = {value}' passes a keyword argument named {key}; to compare, write '{key} == {value}'"
+
+    def text_of(self, tree) -> str:
+        """The source text of `tree` on one line (a hint quotes it)."""
+        meta = getattr(tree, "meta", tree)
+        return " ".join(self.program.text[meta.start_pos:meta.end_pos].split())
+
+
+def _is_axis(value: Node) -> bool:
+    try:
+        builtins.static_axes(value, None)
+    except TdslTypeError:
+        return False
+    return True
 
 
 def nonnegative_in_loops(dim: Dim, program: Program) -> bool:
