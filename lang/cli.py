@@ -32,14 +32,23 @@ def _graphs(path: str, stage: str = "check"):
 
 
 def cmd_check(args) -> int:
+    """Every file is checked, whatever the ones before gave: each error is printed, and the
+    status is 1 when any file failed."""
+    failed = False
     for path in args.files:
-        for g in _graphs(path):
+        try:
+            graphs = _graphs(path)
+        except TdslError as err:
+            print(err.render(), file=sys.stderr)
+            failed = True
+            continue
+        for g in graphs:
             print(g.signature if len(args.files) == 1 else f"{path}: {g.signature}")
-    return 0
+    return 1 if failed else 0
 
 
 def _parse_arg(text: str):
-    """`name=file.npy` or `name=literal` (a number, true/false, or a nested list)."""
+    """`name=file.npy` or `name=literal` (a number, true/false, nan/inf, or a nested list)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise TdslError(f"--arg needs the form name=value, got '{text}'")
@@ -48,11 +57,37 @@ def _parse_arg(text: str):
             return name, np.load(value, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise TdslError(f"cannot load {value} for argument '{name}': {err}") from None
-    literal = {"true": "True", "false": "False"}.get(value, value)
     try:
-        return name, ast.literal_eval(literal)
-    except (ValueError, SyntaxError):
-        raise TdslError(f"argument '{name}': '{value}' is neither a .npy file nor a literal") from None
+        return name, _literal(ast.parse(value.strip(), mode="eval").body)
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise TdslError(f"argument '{name}': '{shown}' is neither a .npy file nor a literal "
+                        f"(a number, true, false, nan, inf or a nested list of them)") from None
+
+
+# Names a literal may hold: JSON's booleans, and the special floats as Python's float() (and so
+# NumPy's) spells them, in any case: nan, inf, infinity (signed with - or + like any number).
+_NAMES = {"true": True, "false": False}
+_FLOATS = {"nan", "inf", "infinity"}
+
+
+def _literal(node: ast.AST):
+    """The value of a literal's syntax tree: numbers, booleans, strings, nan and inf, in nested
+    lists and tuples; ast.literal_eval's safety (nothing is called or looked up)."""
+    if isinstance(node, ast.Constant) and not isinstance(node.value, (bytes, type(...))):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(item) for item in node.elts]
+    if isinstance(node, ast.Name):
+        if node.id in _NAMES:
+            return _NAMES[node.id]
+        if node.id.lower() in _FLOATS:
+            return float(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    raise ValueError("not a literal")
 
 
 def cmd_run(args) -> int:
@@ -154,7 +189,9 @@ def _cache_parser(sub) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .version import __version__
     p = argparse.ArgumentParser(prog="tdslc", description="The tdsl compiler.")
+    p.add_argument("--version", action="version", version=f"tdslc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="parse and type-check; print each signature")
     check.add_argument("files", nargs="+")
@@ -186,20 +223,31 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()   # a closed pipe is met here, not at the interpreter's exit
+        return status
     except TdslError as err:
         print(err.render(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:   # the output went to a pipe that closed (`tdslc graph F | head`)
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        _quiet_stdout()
         return 0
     except OSError as err:   # the file system refused something no tdsl check foresaw: no traceback
         where = f" ({err.filename})" if err.filename else ""
         print(f"error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer is dropped at exit, with no second
+    BrokenPipeError ("Exception ignored ...") when Python flushes it."""
+    import os
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # stdout without a file descriptor (captured)
+        pass
 
 
 if __name__ == "__main__":

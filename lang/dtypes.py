@@ -42,6 +42,44 @@ def from_numpy(dtype) -> str | None:
     return FROM_NUMPY.get(np.dtype(dtype))
 
 
+def dtype_name(value) -> str | None:
+    """tdsl's name of a dtype given as tdsl's name (`"f32"`), as NumPy's (`"float32"`, `"f4"`,
+    `np.float32`, `np.dtype("float32")`) or as a Python type (`float`: f64, `int`: i64, `bool`),
+    as `np.dtype(value)` reads it (byte order aside); None when tdsl has no such dtype or `value`
+    names none."""
+    if isinstance(value, str) and value in NUMPY_DTYPE:
+        return value
+    if not isinstance(value, (str, type, np.dtype)):   # np.dtype(None) is f64; no values, no lists
+        return None
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError, SyntaxError):   # SyntaxError: a malformed structured-dtype string
+        return None
+    if dtype.byteorder not in "=|":
+        dtype = dtype.newbyteorder("=")
+    return FROM_NUMPY.get(dtype)
+
+
+ACCEPTED = "bool, i32, i64, f32, f64, or NumPy's names, types and dtypes for them (\"float32\", np.float32, " \
+           "\"f4\", float, int, bool)"
+
+
+def parse_dtype(value, loc=None) -> str:
+    """tdsl's name of the dtype `value` (see dtype_name); a TdslTypeError listing the accepted
+    ones when tdsl has no such dtype."""
+    name = dtype_name(value)
+    if name is None:
+        from .errors import TdslTypeError
+        shown = value.type_str + " value" if hasattr(value, "type_str") else repr(value)
+        if isinstance(value, (str, type, np.dtype)):
+            try:
+                shown += f" ({np.dtype(value)})" if str(np.dtype(value)) != str(value) else ""
+            except (TypeError, ValueError, SyntaxError):
+                pass
+        raise TdslTypeError(f"dtype must be one of {ACCEPTED}, not {shown}", loc)
+    return name
+
+
 def promote(operands: list[tuple[str, bool]]) -> tuple[str, bool]:
     """Result (dtype, weak) of combining (dtype, weak) operands the way NumPy 2 does.
 

@@ -1,8 +1,11 @@
 """Typed errors of tdsl, each carrying the place in the source it is about."""
 from __future__ import annotations
 
+import os
+import types
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
+from importlib.util import find_spec
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,76 @@ class TdslBuildError(TdslError):
 
 class TdslWarning(UserWarning):
     """Something worth knowing that does not stop tdsl (a cache folder it cannot write)."""
+
+
+# -- what a user's traceback shows -------------------------------------------------------
+# A TdslError that leaves an entry point (`tdsl.load`, `tdsl.compile`) is about the user's
+# program, not about tdsl's code: the frames of tdsl's own files are cut from its traceback, as
+# JAX does, so the traceback ends at the user's line and the located message. TDSL_TRACEBACK=full
+# keeps them (for debugging tdsl itself).
+
+@lru_cache(maxsize=None)
+def _package_dirs() -> tuple[str, ...]:
+    """The folders of tdsl's own code: the package, codegen, grammar and templates."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    dirs = {here}
+    for sub in ("codegen", "grammar", "templates"):
+        try:
+            spec = find_spec(f"{__package__}.{sub}")
+        except (ImportError, ValueError):
+            spec = None
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.add(os.path.realpath(location))
+    return tuple(sorted(dirs))
+
+
+@lru_cache(maxsize=None)
+def _is_internal(filename: str) -> bool:
+    if filename.startswith("<"):   # `<string>`, `<stdin>`: the user's code
+        return False
+    folder = os.path.dirname(os.path.realpath(filename))
+    return any(folder == d or folder.startswith(d + os.sep) for d in _package_dirs())
+
+
+def full_tracebacks() -> bool:
+    """Whether TDSL_TRACEBACK=full asks for tdsl's own frames in tracebacks."""
+    return os.environ.get("TDSL_TRACEBACK", "").strip().lower() == "full"
+
+
+def user_traceback(tb):
+    """`tb` without the frames of tdsl's own files (a new chain; `tb` is left as it is)."""
+    frames = []
+    while tb is not None:
+        if not _is_internal(tb.tb_frame.f_code.co_filename):
+            frames.append(tb)
+        tb = tb.tb_next
+    cut = None
+    for entry in reversed(frames):
+        cut = types.TracebackType(cut, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return cut
+
+
+def hide_internal_frames(err: BaseException) -> BaseException:
+    """`err` with tdsl's frames cut from its traceback and the internal exception it was raised
+    while handling left out of the report; unchanged under TDSL_TRACEBACK=full. Re-raise it with a
+    bare `raise` (which adds no frame) in the `except` clause of the entry point."""
+    if not full_tracebacks():
+        err.with_traceback(user_traceback(err.__traceback__))
+        err.__suppress_context__ = True
+        if err.__cause__ is not None:
+            err.__cause__.with_traceback(user_traceback(err.__cause__.__traceback__))
+    return err
+
+
+def public_entry(fn):
+    """An entry point of the API: a TdslError leaving it shows the user's frames only
+    (`hide_internal_frames`)."""
+
+    @wraps(fn)
+    def entry(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TdslError as err:
+            hide_internal_frames(err)
+            raise
+    return entry
