@@ -136,6 +136,30 @@ def symbol_prefix(name: str) -> str:
     return "m_" + prefix if own else prefix
 
 
+# The comment lines templates/c/module.c.j2 writes around each function and each loop or
+# branch body (a C symbol each), so that a function's own part of the module can be shown.
+_PART = re.compile(r"^/\* tdsl:begin (\w+) \*/\n(.*?)^/\* tdsl:end \1 \*/$", re.MULTILINE | re.DOTALL)
+
+
+def function_source(source: str, symbol: str) -> str:
+    """The part of a module's C that is the function `symbol`'s own: its body and entry points,
+    after the loop and branch bodies it calls (nested ones too), without the prelude the module's
+    functions share. The whole source where it has no such part (C of an older tdsl)."""
+    parts = {m.group(1): m.group(2).strip("\n") for m in _PART.finditer(source)}
+    if symbol not in parts:
+        return source
+    wanted = {symbol}
+    todo = [symbol]
+    while todo:   # the bodies a part calls: `tdsl_region_N(` (names tdsl keeps for itself)
+        text = parts[todo.pop()]
+        for name in parts:
+            if name not in wanted and name.startswith("tdsl_region_") and \
+                    re.search(rf"\b{name}\(", text):
+                wanted.add(name)
+                todo.append(name)
+    return "\n\n".join(text for name, text in parts.items() if name in wanted) + "\n"
+
+
 class Runner(BaseRunner):
     """Calls one compiled function: arrays in parameter order and sizes in, result arrays out."""
 
@@ -149,7 +173,8 @@ class Runner(BaseRunner):
             if getter is not None:
                 getter.restype, getter.argtypes = ctypes.c_int64, []
         self.call = call
-        self.source = source
+        self.module_source = source   # the whole module's C; `source` is this function's part
+        self._source: str | None = None
         self.cfunc = getattr(library, call.symbol)
         self.cfunc.restype = ctypes.c_int
         self.cfunc.argtypes = ([ctypes.c_int64] * len(call.size_vars)
@@ -164,6 +189,13 @@ class Runner(BaseRunner):
         self.errors = call.errors
         packed = getattr(library, call.symbol + "_packed", None)   # absent from libraries of older tdsl builds
         self.packed_entry = ctypes.cast(packed, ctypes.c_void_p).value if packed is not None else None
+
+    @property
+    def source(self) -> str:
+        """The function's own C (`function_source`), worked out on first use."""
+        if self._source is None:
+            self._source = function_source(self.module_source, self.call.symbol)
+        return self._source
 
     def output_shapes(self, sizes: dict) -> list[tuple[int, ...]]:
         return [tuple(d if type(d) is int else d.evaluate(sizes) for d in shape) for shape, _ in self.outputs]

@@ -9,7 +9,8 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING
 
 from .errors import (TdslArgumentError, TdslBuildError, TdslError, TdslRuntimeError, TdslSyntaxError,
-                     TdslTypeError, TdslWarning, public_entry)
+                     TdslTypeError, TdslWarning)
+from .errors import public_entry as _public_entry
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", 
            "TdslBuildError", "TdslWarning", "__version__", "inf", "nan", "pi", "e"]
 
 
-@public_entry
+@_public_entry
 def load(path, target: str = "c") -> Module:
     """Compile the .tdsl file at `path` for `target` ("c", "numpy" or "opencl")."""
     from .pipeline import compile_source
@@ -38,7 +39,7 @@ def load(path, target: str = "c") -> Module:
     return compile_source(text, str(path), target)
 
 
-@public_entry
+@_public_entry
 def compile(source: str, target: str = "c", filename: str = "<string>") -> Module:  # noqa: A001
     """Compile .tdsl source text for `target`."""
     from .pipeline import compile_source

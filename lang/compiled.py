@@ -1,6 +1,7 @@
 """Function and Module: what `tdsl.load`, `tdsl.compile` and `tdsl.function` hand back."""
 from __future__ import annotations
 
+from difflib import get_close_matches
 from operator import attrgetter
 from types import SimpleNamespace
 import numpy as np
@@ -20,7 +21,6 @@ class Function:
     def __init__(self, graph: FunctionGraph, target: str, runner: Runner):
         self.graph = graph
         self.target = target
-        self.source = runner.source
         self._runner = runner
         self._binder = Binder(runner.call, runner.device_types)
         self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
@@ -41,6 +41,12 @@ class Function:
     @property
     def signature(self) -> str:
         return self.graph.signature
+
+    @property
+    def source(self) -> str:
+        """The code the function runs: for `c`, its own part of the module's C (the module's is
+        `Module.source`); OpenCL's whole program; the .tdsl text on the `numpy` target."""
+        return self._runner.source
 
     # Calling a Function calls `self._call` directly: a property that returns it costs no
     # Python frame (attrgetter is C), where a `def __call__` forwarding to it costs ~0.4 us.
@@ -293,22 +299,37 @@ _OWN = "<tdsl.Module>"   # where a Module keeps its own data in its __dict__: no
 
 
 class _Own:
-    """One of Module's own attributes (`functions`, `path`, `target`), which a function of the same
-    name shadows: `m.path` is then that function, and `tdsl.Module.path(m)` is still the path."""
+    """One of Module's own attributes (`functions`, `path`, `target`, `source`), which a function of
+    the same name shadows: `m.path` is then that function, and `tdsl.Module.path(m)` is still the
+    path. `compute` works the value out from the Module's own data, if not kept there."""
+
+    def __init__(self, compute=None):
+        self.compute = compute
 
     def __set_name__(self, owner, name: str):
         self.name = name
 
     def __get__(self, module, owner=None):
         if module is None:
-            return lambda m: getattr(vars(m)[_OWN], self.name)
-        return getattr(vars(module)[_OWN], self.name)
+            return lambda m: self.value(m)
+        return self.value(module)
+
+    def value(self, module):
+        own = vars(module)[_OWN]
+        return self.compute(own) if self.compute else getattr(own, self.name)
+
+
+def _module_source(own) -> str:
+    """The whole module's code: the C module or OpenCL program its functions share, or (numpy)
+    each function's .tdsl text."""
+    runners = [f._runner for f in own.functions.values()]
+    return "\n\n".join(dict.fromkeys(getattr(r, "module_source", None) or r.source for r in runners))
 
 
 class Module:
     """The functions of one .tdsl file, as attributes (and as `m["name"]`, which always works).
 
-    A function's attribute wins over the Module's own (`functions`, `path`, `target`), which
+    A function's attribute wins over the Module's own (`functions`, `path`, `target`, `source`), which
     stay reachable as `tdsl.Module.path(m)`; Python's own `m.__class__` and `m.__dict__` stay
     Python's, so a function with one of those names is `m["__class__"]`.
     """
@@ -316,6 +337,7 @@ class Module:
     functions = _Own()
     path = _Own()
     target = _Own()
+    source = _Own(_module_source)
 
     def __init__(self, functions: list[Function], path: str = "<string>", target: str = "c"):
         attrs = vars(self)
@@ -334,6 +356,21 @@ class Module:
 
     def __len__(self) -> int:
         return len(vars(self)[_OWN].functions)
+
+    def __getattr__(self, name: str):
+        """Only for a name that is neither a function nor the Module's own: an AttributeError that
+        names the module's functions, and the closest to `name`."""
+        own = vars(self).get(_OWN)
+        if own is None or name.startswith("__"):   # Python's probes (copy, pickle, NumPy), unpickling
+            raise AttributeError(f"'Module' object has no attribute '{name}'", name=name, obj=self)
+        names = list(own.functions)
+        message = f"module '{own.path}' has no function '{name}'"
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        message += f"; its functions: {shown}" if names else " (it has no functions)"
+        close = get_close_matches(name, names, n=1)
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+        raise AttributeError(message, name=name)
 
     def __dir__(self):
         return [name for name in object.__dir__(self) if name != _OWN]
