@@ -5,10 +5,14 @@ builds, with the location of the user's Python line, so errors point there.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import itertools
+import linecache
+import os
 import re
 import sys
-from pathlib import Path
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,14 +24,51 @@ from .indexing import Sub, index
 
 
 def caller_location(depth: int = 2) -> Location | None:
-    """The user's Python file and line that called into the API."""
+    """The user's Python line that called into the API: the first frame outside tdsl's own
+    files, with its file, line, the column of the call or operator that is running there
+    (1 where Python does not say) and the line's text, so an error shows it with a caret."""
     frame = sys._getframe(depth)
-    here = str(Path(__file__).parent)
-    while frame is not None and str(Path(frame.f_code.co_filename).parent) == here:
+    own = _own_folders()
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) in own:
         frame = frame.f_back
     if frame is None:
         return None
-    return Location(frame.f_code.co_filename, frame.f_lineno, 1)
+    code, line = frame.f_code, frame.f_lineno
+    text = linecache.getline(code.co_filename, line, frame.f_globals).rstrip("\r\n")
+    col, end_col = 1, None
+    positions = _positions(code)
+    unit = frame.f_lasti // 2   # positions are per 2-byte code unit
+    if positions and 0 <= unit < len(positions):
+        first, last, start, stop = positions[unit]
+        if first == line and start is not None:
+            col = _characters(text, start) + 1 if text else start + 1
+            if text and last == line and stop is not None and stop > start:
+                end_col = _characters(text, stop) + 1
+    return Location(code.co_filename, line, col, text, end_col)
+
+
+@lru_cache(maxsize=1)
+def _own_folders() -> frozenset[str]:
+    """The folders of tdsl's modules (the package, its code generators, its grammar)."""
+    folders = {os.path.dirname(__file__)}
+    for package in ("tdsl.codegen", "tdsl.grammar"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            folders.add(os.path.dirname(spec.origin))
+    return frozenset(folders)
+
+
+@lru_cache(maxsize=256)
+def _positions(code) -> tuple | None:
+    """(line, end line, column, end column) of each code unit of `code`, Python 3.11's
+    co_positions (columns in UTF-8 bytes); None before 3.11."""
+    positions = getattr(code, "co_positions", None)
+    return tuple(positions()) if positions is not None else None
+
+
+def _characters(text: str, offset: int) -> int:
+    """The number of characters in the first `offset` UTF-8 bytes of `text`."""
+    return len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
 
 
 def _unwrap(value):
@@ -191,7 +232,8 @@ class Var:
         raise TdslTypeError("a symbolic value cannot be iterated", caller_location())
 
     def __bool__(self):
-        raise TdslError("a symbolic value has no truth value until it is computed; use where() or and/or ops")
+        raise TdslError("a symbolic value has no truth value until it is computed; use where() or and/or ops",
+                        caller_location())
 
     __hash__ = object.__hash__
     __add__, __radd__ = _binary("add"), _binary("add", True)
@@ -512,6 +554,12 @@ def _body_graph(label: str, params: list[Node], outputs: list[Node], loc) -> Fun
                          file=loc.file if loc else "<python>")
 
 
+def _region_loc(loc: Location | None) -> Location | None:
+    """A region's location without the Python line's text: printers title a region by the text
+    of its line (`for i in range(n)` in .tdsl) and a Python-built one by its builder's name."""
+    return dataclasses.replace(loc, source_line="", end_col=None) if loc is not None else None
+
+
 def _label(what: str, loc) -> str:
     return f"{what}@{loc.line}" if loc else what
 
@@ -587,7 +635,7 @@ def fori_loop(lower, upper, body, init):
     holders, outputs, _, mark, types, inits = _settle_loop("fori_loop", inits, build, loc)
     outputs, captured, outer = _capture(holders, outputs, mark, loc)
     graph = _body_graph(_label("fori_loop", loc), holders + captured, outputs, loc)
-    region = Region("for", (graph,), len(inits), 1, holders[0].attr("name"), True, loc)
+    region = Region("for", (graph,), len(inits), 1, holders[0].attr("name"), True, _region_loc(loc))
     return pack(_region_results(region, [start, stop] + inits + outer, types, loc))
 
 
@@ -614,7 +662,7 @@ def while_loop(cond_fun, body_fun, init):
     params = holders + captured
     label = _label("while_loop", loc)
     graphs = (_body_graph(label + ":cond", params, roots[-1:], loc), _body_graph(label, params, roots[:-1], loc))
-    region = Region("while", graphs, len(inits), loc=loc)
+    region = Region("while", graphs, len(inits), loc=_region_loc(loc))
     return pack(_region_results(region, inits + outer, types, loc))
 
 
@@ -657,6 +705,6 @@ def cond(pred, true_fun, false_fun, *operands):
     label = _label("cond", loc)
     graphs = (_body_graph(label + ":then", params, roots[:len(outs_t)], loc),
               _body_graph(label + ":else", params, roots[len(outs_t):], loc))
-    region = Region("if", graphs, 0, loc=loc)
+    region = Region("if", graphs, 0, loc=_region_loc(loc))
     results = _region_results(region, [p] + ops + outer, types, loc)
     return pack(results) if seq_t else results[0]

@@ -167,3 +167,79 @@ def test_headers_that_are_not_a_header_are_still_rejected(source, at, message):
     err = info.value
     assert message in err.message
     assert (err.loc.line, err.loc.col) == place(source, at)
+
+
+# -- 5. errors of the Python builder point at the user's line, with a caret -----------------------
+
+# Python says where in a line a call or operator is from 3.11 (code objects' co_positions)
+COLUMNS_KNOWN = sys.version_info >= (3, 11)
+
+
+def here() -> int:
+    """The line number of the caller."""
+    return sys._getframe(1).f_lineno
+
+
+def assert_at_this_line(err: tdsl.TdslError, line: int, snippet: str) -> None:
+    """`err` names this file, `line` and the column of `snippet` on it, and shows the line with a
+    caret from there."""
+    loc = err.loc
+    with open(__file__, encoding="utf-8") as source:
+        text = source.read().splitlines()[line - 1]
+    col = text.index(snippet) + 1 if COLUMNS_KNOWN else 1
+    assert (loc.file, loc.line, loc.col) == (__file__, line, col), str(err)
+    rendered = str(err).splitlines()
+    assert rendered[0].startswith(f"{__file__}:{line}:{col}: error: ")
+    assert rendered[1] == "    " + text
+    assert rendered[2].startswith("    " + " " * (col - 1) + "^")
+
+
+def test_an_operator_error_shows_the_python_line_and_the_operator():
+    x = tdsl.tensor("x", "f32", ("n",))
+    y = tdsl.tensor("y", "f32", ("m",))
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        line = here(); z = tdsl.exp(x) * 2.0 + y  # noqa: E702, F841
+    assert_at_this_line(info.value, line, "tdsl.exp(x) * 2.0 + y")
+    if COLUMNS_KNOWN:
+        assert str(info.value).splitlines()[2].endswith("^" + "~" * (len("tdsl.exp(x) * 2.0 + y") - 1))
+    assert info.value.message == "shapes [n], [m] do not broadcast: n against m on axis -1"
+
+
+def test_a_builtin_call_error_points_at_the_call():
+    x = tdsl.tensor("x", "f64", ("n",))
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        line = here(); tdsl.max(x, 0.0)  # noqa: E702
+    assert_at_this_line(info.value, line, "tdsl.max(x, 0.0)")
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        line = here(); tdsl.tensor("w", "f16", ("n",))  # noqa: E702
+    assert_at_this_line(info.value, line, 'tdsl.tensor("w", "f16", ("n",))')
+
+
+def test_function_and_loop_body_errors_point_at_the_users_lines():
+    x = tdsl.tensor("x", "f64", ("n",))
+    y = tdsl.tensor("y", "f64", ("m",))
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        line = here(); tdsl.function([x], x * 2.0 + y, target="numpy")  # noqa: E702
+    assert_at_this_line(info.value, line, "x * 2.0 + y")   # where the value was made
+
+    def body(i, carry):
+        return carry + y   # the line of the mistake, inside the user's function
+
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        tdsl.fori_loop(0, 3, body, x)
+    assert_at_this_line(info.value, body.__code__.co_firstlineno + 1, "carry + y")
+    with pytest.raises(tdsl.TdslError) as info:
+        line = here(); bool(x > 0.0)  # noqa: E702
+    assert_at_this_line(info.value, line, "bool(x > 0.0)")
+
+
+def test_code_without_a_source_line_gets_its_column_and_no_caret():
+    x = tdsl.tensor("x", "f64", ("n",))
+    y = tdsl.tensor("y", "f64", ("m",))
+    code = compile("z = 1.0 + x + y", "<stdin>", "exec")
+    with pytest.raises(tdsl.TdslTypeError) as info:
+        exec(code, {"x": x, "y": y})
+    loc = info.value.loc
+    col = 5 if COLUMNS_KNOWN else 1
+    assert (loc.file, loc.line, loc.col) == ("<stdin>", 1, col)
+    assert str(info.value) == f"<stdin>:1:{col}: error: shapes [n], [m] do not broadcast: n against m on axis -1"
