@@ -647,6 +647,7 @@ class Scope:
         if compared_only and str(key) in (self.parameter_names(name) or []) and self.lookup(str(key)) is None:
             return None
         value = self.text_of(expr)
+        value = value if len(value) <= 40 else value[:36].rstrip() + " ..."
         return f"'{key} = {value}' passes a keyword argument named {key}; to compare, write '{key} == {value}'"
 
     def text_of(self, tree) -> str:

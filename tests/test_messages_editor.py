@@ -105,6 +105,17 @@ def test_a_method_without_a_call_and_a_module_constant():
     src = "fn f(x: f64[n, k]) {\n    return x * np.pi\n}"
     err = error_of(src, tdsl.TdslTypeError, "pi")
     assert err.hint == "there are no modules; 'pi' is predefined: write pi"
+    src = "fn f(x: f64[n, k]) {\n    return x.shape\n}"
+    err = error_of(src, tdsl.TdslTypeError, "shape")
+    assert err.hint == "shapes are static: use the size variables of the parameters' types by name (e.g. n)"
+
+
+def test_a_long_compared_expression_is_shortened_in_the_hint():
+    long = " + ".join(["x"] * 20)
+    src = f"fn f(x: f64[n], y: f64[n]) {{\n    return where(y = {long}, x, 0.0)\n}}"
+    err = error_of(src, tdsl.TdslTypeError, "where(", caret=f"where(y = {long}, x, 0.0)")
+    shown = long[:36].rstrip() + " ..."
+    assert err.hint == f"'y = {shown}' passes a keyword argument named y; to compare, write 'y == {shown}'"
 
 
 def test_the_method_message_comes_from_the_compile_entry_point_too():
