@@ -53,7 +53,7 @@ def test_a_build_is_cached_and_reused(fresh_cache):
     m = tdsl.compile(SOURCE.format(scale=1.25), target="c")
     assert libraries(fresh_cache) == [library] and library.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(m.f(np.arange(3.0)), np.arange(3.0) * 1.25 - 1.0)
-    assert library.with_suffix(".c").read_text() == m.f.source   # the source is kept beside it
+    assert library.with_suffix(".c").read_text() == m.source   # the source is kept beside it
 
 
 def test_a_changed_source_gives_a_new_entry(fresh_cache):
