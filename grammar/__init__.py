@@ -307,7 +307,6 @@ _NUMPY_NAMES = {"concatenate": "concat", "amax": "max", "amin": "min", "power": 
                 "float64": "f64", "int32": "i32", "int64": "i64", "bool_": "bool"}
 _MODULES = ("np", "numpy", "jnp", "jax", "lax", "math", "torch", "tf", "tdsl", "scipy", "cp", "F")
 _METHOD_NAME = re.compile(r"\.[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*$")
-_NAME_AT_END = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _method_call(token: Token, text: str, filename: str) -> TdslSyntaxError | None:
@@ -315,7 +314,8 @@ def _method_call(token: Token, text: str, filename: str) -> TdslSyntaxError | No
     the error points at `.sum` and names the builtin call to write instead."""
     if token.type != "LPAR":
         return None
-    found = _METHOD_NAME.search(text, 0, token.start_pos)
+    # within the line's reach: a search from the start of a large source would take a while
+    found = _METHOD_NAME.search(text, max(0, token.start_pos - 400), token.start_pos)
     receiver = _receiver(text, found.start()) if found else None
     if receiver is None:
         return None
@@ -371,10 +371,12 @@ def _receiver(text: str, dot: int) -> str | None:
             if i < 0:
                 return None
         else:
-            name = _NAME_AT_END.search(text, 0, i)
-            if name is None or name.group() in KEYWORDS:
+            start = i
+            while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                start -= 1
+            if start == i or text[start].isdigit() or text[start:i] in KEYWORDS:
                 break
-            i = name.start()
+            i = start
         if i > 0 and text[i - 1] == ".":
             i -= 1   # a dotted chain: `np.linalg`, `x.T`
         elif not (i > 0 and text[i] in "([" and (text[i - 1] in ")]_" or text[i - 1].isalnum())):
