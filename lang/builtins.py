@@ -13,7 +13,7 @@ import numpy as np
 
 from . import infer
 from .dims import Dim, DimTooComplex, shape_size
-from .dtypes import DTYPES, from_numpy, promote
+from .dtypes import DTYPES, from_numpy, parse_dtype, promote
 from .errors import Location, TdslTypeError
 from .graph import Node
 from .ops import OPS, empty_value
@@ -173,15 +173,11 @@ def static_bool(value: Any, loc: Location | None, what: str) -> bool:
 
 
 def static_dtype(value: Any, loc: Location | None) -> str | None:
+    """tdsl's name of a dtype given as tdsl's name or NumPy's (name, type or dtype; Python's
+    float, int, bool), or None; a TdslTypeError listing the accepted ones otherwise."""
     if value is None:
         return None
-    name = value.name if isinstance(value, DType) else value
-    if isinstance(name, type) or isinstance(name, np.dtype):
-        name = from_numpy(name)
-    if name not in DTYPES:
-        shown = value.type_str + " value" if isinstance(value, Node) else repr(value)
-        raise TdslTypeError(f"dtype must be one of {', '.join(DTYPES)}, not {shown}", loc)
-    return name
+    return parse_dtype(value.name if isinstance(value, DType) else value, loc)
 
 
 def nodes_of(value: Any, loc: Location | None) -> list[Node]:

@@ -260,3 +260,17 @@ def test_module_source_on_numpy_and_a_function_named_source():
     m = tdsl.compile("fn f(x: f64) { return x }\n\nfn source(x: f64) { return x + 1.0 }", target="numpy")
     assert m.source(1.0) == 2.0   # the function wins, as for `path` and `target`
     assert tdsl.Module.source(m) == m.f.source + "\n\n" + m["source"].source
+
+
+@pytest.mark.parametrize("given, name", [("float32", "f32"), ("f4", "f32"), (np.float32, "f32"),
+                                         (np.dtype("float64"), "f64"), (float, "f64"), (int, "i64"),
+                                         (bool, "bool"), ("int32", "i32"), ("f64", "f64")])
+def test_the_python_api_takes_numpys_dtype_names(given, name):
+    assert tdsl.tensor("x", given, ("n",)).dtype == name
+    assert tdsl.scalar("k", given).dtype == name
+
+
+@pytest.mark.parametrize("given", ["complex64", np.float16, "uint8", object, "float31"])
+def test_a_dtype_tdsl_lacks_is_a_type_error_listing_the_accepted_ones(given):
+    with pytest.raises(tdsl.TdslTypeError, match="dtype must be one of bool, i32, i64, f32, f64"):
+        tdsl.tensor("x", given, ("n",))
