@@ -56,6 +56,12 @@ def opencl_queue():
     return default_queue()
 
 
+def load_ipython_extension(ip) -> None:
+    """`%load_ext tdsl` in IPython or Jupyter: the `%%tdsl` cell magic (tdsl.ipython)."""
+    from .ipython import load_ipython_extension as load
+    load(ip)
+
+
 def __getattr__(name: str):
     """The API's names on first use; `tdsl.exp`, `tdsl.sum`, ...: every builtin of the language."""
     if name in _LAZY:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from difflib import get_close_matches
+from html import escape
 from operator import attrgetter
+import shutil
+import subprocess
 from types import SimpleNamespace
 import numpy as np
 
 from .bind import Binder
+from .dims import shape_str
 from .dtypes import to_numpy
 from .graph import REGION_OPS, FunctionGraph, Region, region_results, toposort
 from .interp import out_of_memory, run_graph
@@ -139,6 +143,65 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<tdsl.Function {self.signature} target={self.target}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the signature, explain()'s table and the graph (SVG where Graphviz's
+        `dot` is installed, its text listing otherwise)."""
+        from .printer import graph_dot, graph_text
+        g = self.graph
+        rows = [("param", p.name, p.dtype, p.shape, None, 0) for p in g.params]
+        _html_rows(g, 0, rows)
+        rows += [("result", str(i), o.dtype, o.shape, None, 0) for i, o in enumerate(g.outputs)]
+        body = "".join(
+            f"<tr><td>{kind}</td><td style=\"text-align:left;padding-left:{1 + 1.5 * depth}em\">"
+            f"<code>{escape(name)}</code></td><td>{escape(dtype)}</td>"
+            f"<td><code>{escape(shape_str(shape) or 'scalar')}</code></td><td>{'' if line is None else line}</td></tr>"
+            for kind, name, dtype, shape, line, depth in rows)
+        sizes = (f"<p>size variables: <code>{escape(', '.join(g.size_vars))}</code></p>" if g.size_vars else "")
+        return (f'<div class="tdsl-function"><p><code>{escape(self.signature)}</code> '
+                f"<small>(target {escape(self.target)})</small></p>{sizes}"
+                "<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th><th>line</th></tr></thead>"
+                f"<tbody>{body}</tbody></table>"
+                f"<details><summary>graph</summary>{_graph_html(graph_dot(g), graph_text(g))}</details></div>")
+
+
+def _html_rows(graph: FunctionGraph, depth: int, rows: list) -> None:
+    """explain()'s named values, loops and branches as rows (kind, name, dtype, shape, line, depth)
+    of the HTML table: a loop's or branch's names indented under it."""
+    from .printer import region_title
+    for item in _items(graph):
+        if item[0] == "value":
+            _, name, node = item
+            rows.append(("value", name, node.dtype, node.shape, node.loc.line if node.loc else None, depth))
+            continue
+        region = item[1].attr("region")
+        line = region.loc.line if region.loc else None
+        rows.append((region.kind, region_title(region), "", (), line, depth))
+        if region.kind == "if":
+            _html_rows(region.graphs[0], depth + 1, rows)
+            if _items(region.graphs[1]):
+                rows.append(("else", "else", "", (), None, depth))
+                _html_rows(region.graphs[1], depth + 1, rows)
+        else:
+            _html_rows(region.body, depth + 1, rows)
+
+
+DOT_TIMEOUT = 10   # seconds Graphviz may take to lay out one graph for the HTML view
+
+
+def _graph_html(dot_text: str, text: str) -> str:
+    """The graph as inline SVG from Graphviz's `dot` where it is installed and succeeds, else its
+    text listing in a <pre>."""
+    dot = shutil.which("dot")
+    if dot:
+        try:
+            done = subprocess.run([dot, "-Tsvg"], input=dot_text, capture_output=True, text=True,
+                                  timeout=DOT_TIMEOUT)
+        except (OSError, subprocess.SubprocessError):
+            done = None
+        if done is not None and done.returncode == 0 and "<svg" in done.stdout:
+            return done.stdout[done.stdout.index("<svg"):]   # no XML prolog nor doctype inside HTML
+    return f"<pre>{escape(text)}</pre>"
 
 
 def _fresh(value, dtype: str):
@@ -378,3 +441,12 @@ class Module:
     def __repr__(self) -> str:
         own = vars(self)[_OWN]
         return f"<tdsl.Module {own.path} target={own.target}: {', '.join(own.functions)}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: where the module came from, its target and each function's signature."""
+        own = vars(self)[_OWN]
+        rows = "".join(f"<tr><td style=\"text-align:left\"><code>{escape(f.signature)}</code></td></tr>"
+                       for f in own.functions.values())
+        return (f'<div class="tdsl-module"><p>tdsl module <code>{escape(str(own.path))}</code> '
+                f"<small>(target {escape(own.target)})</small></p>"
+                + (f"<table><tbody>{rows}</tbody></table>" if rows else "<p>(no functions)</p>") + "</div>")
