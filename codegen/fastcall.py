@@ -23,6 +23,7 @@ import numpy as np
 
 from tdsl.dims import Dim
 from tdsl.dtypes import to_numpy
+from tdsl.errors import TdslError, hide_internal_frames
 
 from .host import REUSE_MIN_BYTES, Spare
 
@@ -111,7 +112,11 @@ def native_fast_call(runner, binder, params, tuple_result: bool, fallback: Calla
         return None
 
     def raise_error(code: int, sizes: tuple) -> None:
-        raise runner.error(code, dict(zip(size_vars, sizes)))
+        try:
+            raise runner.error(code, dict(zip(size_vars, sizes)))
+        except TdslError as err:   # the C layer adds no frame: the user's line is the next one up
+            hide_internal_frames(err)
+            raise
     return native.FastCall(entry, runner.library, len(size_vars), tuple(specs), tuple(outputs),
                            tuple_result, REUSE_MIN_BYTES if Spare.enabled else 0, fallback, raise_error)
 
@@ -174,6 +179,11 @@ class FastCallSource:
         lines.append(f"    return {self.results()}")
         # the text above declines with `return None`: the checked path takes over there
         lines = [line.replace("return None", "return checked(*args, **kwargs)") for line in lines]
+        # A TdslError leaves with tdsl's frames cut (as from `tdsl.load`): only in the `except`
+        # clause, so a call that succeeds pays nothing for it; the bare `raise` adds no frame.
+        lines = lines[:1] + ["    try:"] + ["    " + line for line in lines[1:]] + [
+            "    except TdslError as err:", "        hide(err)", "        raise"]
+        self.env.update(TdslError=TdslError, hide=hide_internal_frames)
         return "\n".join(lines) + "\n", self.env
 
     def scalar(self, i: int, p) -> list[str]:

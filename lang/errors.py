@@ -117,8 +117,8 @@ def _package_dirs() -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def _is_internal(filename: str) -> bool:
-    if filename.startswith("<"):   # `<string>`, `<stdin>`: the user's code
-        return False
+    if filename.startswith("<"):   # `<string>`, `<stdin>`: the user's code; `<tdsl fast call of f>`
+        return filename.startswith("<tdsl ")   # is code tdsl wrote (codegen/fastcall.py)
     folder = os.path.dirname(os.path.realpath(filename))
     return any(folder == d or folder.startswith(d + os.sep) for d in _package_dirs())
 
