@@ -155,7 +155,7 @@ class Function:
         body = "".join(
             f"<tr><td>{kind}</td><td style=\"text-align:left;padding-left:{1 + 1.5 * depth}em\">"
             f"<code>{escape(name)}</code></td><td>{escape(dtype)}</td>"
-            f"<td><code>{escape(shape_str(shape) or 'scalar')}</code></td><td>{'' if line is None else line}</td></tr>"
+            f"<td>{_shape_html(shape)}</td><td>{'' if line is None else line}</td></tr>"
             for kind, name, dtype, shape, line, depth in rows)
         sizes = (f"<p>size variables: <code>{escape(', '.join(g.size_vars))}</code></p>" if g.size_vars else "")
         return (f'<div class="tdsl-function"><p><code>{escape(self.signature)}</code> '
@@ -176,14 +176,21 @@ def _html_rows(graph: FunctionGraph, depth: int, rows: list) -> None:
             continue
         region = item[1].attr("region")
         line = region.loc.line if region.loc else None
-        rows.append((region.kind, region_title(region), "", (), line, depth))
+        title = region_title(region)
+        rows.append((region.kind, title, "", None, line, depth))
         if region.kind == "if":
             _html_rows(region.graphs[0], depth + 1, rows)
             if _items(region.graphs[1]):
-                rows.append(("else", "else", "", (), None, depth))
+                other = "else" if title.startswith("if") else "false branch"
+                rows.append(("else", other, "", None, None, depth))
                 _html_rows(region.graphs[1], depth + 1, rows)
         else:
             _html_rows(region.body, depth + 1, rows)
+
+
+def _shape_html(shape) -> str:
+    """A value's shape in the table (`scalar` for none); a loop's or branch's row has none (None)."""
+    return "" if shape is None else f"<code>{escape(shape_str(shape) or 'scalar')}</code>"
 
 
 DOT_TIMEOUT = 10   # seconds Graphviz may take to lay out one graph for the HTML view

@@ -1,6 +1,7 @@
 """IPython and Jupyter: `%load_ext tdsl`, the `%%tdsl` cell magic, and the HTML views of Function
 and Module (docs/python.md, "Notebooks (IPython and Jupyter)")."""
 import os
+import re
 import shutil
 import sys
 
@@ -27,11 +28,22 @@ fn norm2(x: f64[n]) -> f64 {
 
 
 @pytest.fixture(scope="module")
-def ip():
-    shell = InteractiveShell.instance()
+def ip(tmp_path_factory):
+    """An in-process IPython shell with tdsl's extension loaded; its profile and history are
+    kept out of the user's ~/.ipython."""
+    from traitlets.config import Config
+    old = os.environ.get("IPYTHONDIR")
+    os.environ["IPYTHONDIR"] = str(tmp_path_factory.mktemp("ipython"))
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
     shell.run_line_magic("load_ext", "tdsl")
     yield shell
     InteractiveShell.clear_instance()
+    if old is None:
+        os.environ.pop("IPYTHONDIR", None)
+    else:
+        os.environ["IPYTHONDIR"] = old
 
 
 def cell(ip, magic_line: str, body: str):
@@ -120,6 +132,21 @@ fn a_lt_b(x: f64[n]) -> f64 {
 """
 
 
+BRANCH = """\
+fn pick(x: f64[n], flag: bool) -> f64 {
+    s = sum(x)
+    if flag {
+        t = s * 2.0
+        s = t
+    } else {
+        u = s - 1.0
+        s = u
+    }
+    return s
+}
+"""
+
+
 @pytest.fixture
 def no_dot(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
@@ -137,6 +164,20 @@ def test_function_html_has_signature_table_and_escaped_names(no_dot):
     assert "size variables: <code>n</code>" in html
     assert "<svg" not in html and "<pre>a_lt_b(x: f64[n]) -&gt; f64\n" in html   # no dot: text
     assert "->" not in html   # the listing's user text is escaped too
+
+
+def test_function_html_indents_a_branch_as_explain_does(no_dot):
+    html = tdsl.compile(BRANCH, target="numpy").pick._repr_html_()
+    row = re.compile(r'<tr><td>(\w+)</td><td style="[^"]*padding-left:([\d.]+)em"><code>([^<]*)</code>'
+                     r"</td><td>[^<]*</td><td>(?:<code>[^<]*</code>)?</td><td>(\d*)</td></tr>")
+    names = [(kind, name, indent == "2.5", line) for kind, indent, name, line in row.findall(html)]
+    assert names == [
+        ("param", "x", False, ""), ("param", "flag", False, ""), ("value", "s", False, "2"),
+        ("if", "if flag", False, "3"), ("value", "t", True, "4"), ("value", "s", True, "5"),
+        ("else", "else", False, ""), ("value", "u", True, "7"), ("value", "s", True, "8"),
+        ("value", "s", False, "3"), ("result", "0", False, ""),
+    ]
+    assert '<td>if</td><td style="text-align:left;padding-left:1.0em"><code>if flag</code></td><td></td><td></td>' in html
 
 
 def test_module_html_lists_signatures_path_and_target():
