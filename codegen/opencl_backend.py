@@ -11,6 +11,7 @@ from __future__ import annotations
 import keyword
 import os
 import pprint
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -122,6 +123,19 @@ def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
     return runtime.Program(source, uses_f64, str(folder) if folder else None, queue)
 
 
+# A function's constants and kernels (its loop and branch bodies' too) lie between these
+# comments (templates/opencl/program.cl.j2), so that its own part of the program can be shown.
+_PART = re.compile(r"^/\* tdsl:begin (\S+) \*/\n(.*?)^/\* tdsl:end \1 \*/$", re.MULTILINE | re.DOTALL)
+
+
+def function_source(source: str, name: str) -> str:
+    """The part of an OpenCL program that is the function `name`'s own: its constant arrays and
+    kernels, with those of its loop and branch bodies, without the prelude the module's functions
+    share. The whole program where it has no such part (a program of an older tdsl)."""
+    parts = [m.group(2).strip("\n") for m in _PART.finditer(source) if m.group(1) == name]
+    return "\n\n".join(parts) + "\n" if parts else source
+
+
 class Runner(BaseRunner):
     """Calls one function: NumPy arrays (or pyopencl arrays, used in place) in, results out."""
 
@@ -130,7 +144,15 @@ class Runner(BaseRunner):
     def __init__(self, function: runtime.FunctionRunner, call: CallSpec, source: str):
         self.function = function
         self.call = call
-        self.source = source
+        self.module_source = source   # the whole program; `source` is this function's part
+        self._source: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The function's own part of the program (`function_source`), worked out on first use."""
+        if self._source is None:
+            self._source = function_source(self.module_source, self.call.name)
+        return self._source
 
     def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
         try:

@@ -45,12 +45,32 @@ def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> 
     """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
     from tdsl.version import __version__
     schedule = schedule or module_schedule(module)
-    functions = [FunctionKernels(fn, schedule.functions[fn.name]).view() for fn in all_functions(module)]
+    owner = owners(module)
+    functions = []
+    for fn in all_functions(module):
+        view = FunctionKernels(fn, schedule.functions[fn.name]).view()
+        view.owner = owner[id(fn)]   # its part of the program: `tdsl:begin`/`tdsl:end` markers
+        for c in view.consts:
+            c.owner = view.owner
+        functions.append(view)
     prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))
     program = environment().get_template("opencl/program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=prelude.rstrip("\n"),
         consts=[c for fn in functions for c in fn.consts])
     return program, schedule
+
+
+def owners(module: ModuleIR) -> dict[int, str]:
+    """id(function IR) -> the name of the module's function it belongs to: its own name, or for
+    the body of a loop or branch (nested too) the function holding the loop."""
+    found: dict[int, str] = {}
+    for top in module.functions:
+        stack = [top]
+        while stack:
+            fn = stack.pop()
+            found[id(fn)] = top.name
+            stack += [b for k in fn.kernels if k.kind == "region" for b in k.bodies]
+    return found
 
 
 TRIG = ("sin", "cos", "tan")
