@@ -151,6 +151,14 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_lsp(args) -> int:
+    try:
+        from .lsp import main as serve
+    except ImportError as err:
+        raise TdslError(f"tdslc lsp needs pygls ({err}); install it with pip install 'tdsl[editor]'") from None
+    sys.exit(serve())   # now: the server has closed stdout, which main() would flush
+
+
 def _cache_parser(sub) -> None:
     """`tdslc cache info|clear|prune`: the compile cache (codegen/cache_admin.py)."""
     from tdsl.codegen import cache_admin
@@ -217,6 +225,10 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--prefix")
     build.set_defaults(run=cmd_build)
     _cache_parser(sub)
+    lsp = sub.add_parser("lsp", help="run the language server on stdio (needs the editor extra)",
+                         description="A language server for .tdsl files over stdin and stdout: "
+                                     "docs/editors.md, \"Language server\".")
+    lsp.set_defaults(run=cmd_lsp)
     return p
 
 

@@ -1,0 +1,224 @@
+"""What an editor asks of a .tdsl text: its diagnostics and an index of its names, with types.
+
+The language server (tdsl.lsp) answers from here; this module does not import pygls. Positions
+are 0-based (line, character), as the Language Server Protocol counts them; tdsl's Locations are
+1-based. Columns count characters (names are ASCII, so they agree with UTF-16 on every name).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import Location, TdslError
+
+# (line, character), both 0-based
+Position = tuple[int, int]
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Range:
+    start: Position
+    end: Position
+
+    def contains(self, pos: Position) -> bool:
+        return self.start <= pos <= self.end
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    range: Range
+    message: str
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A name the program binds: a function, a const, a parameter or a named value."""
+
+    name: str
+    kind: str            # "function", "const", "param", "value"
+    range: Range         # the name where it is bound
+    type: str = ""       # `f32[n, d]`; a function's whole signature; "" when it did not check
+    function: str = ""   # the function a param or value belongs to
+
+
+@dataclass
+class Function:
+    name: str
+    range: Range         # its name in the header
+    body: Range          # from `fn` to its closing brace
+    signature: str = ""
+    locals: list[Symbol] = field(default_factory=list)   # params, then values in source order
+
+
+@dataclass
+class Analysis:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    functions: dict[str, Function] = field(default_factory=dict)
+    consts: dict[str, Symbol] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def function_at(self, pos: Position) -> Function | None:
+        for f in self.functions.values():
+            if f.body.contains(pos):
+                return f
+        return None
+
+    def in_scope(self, pos: Position) -> list[Symbol]:
+        """The params and values of the function around `pos` bound before it, innermost
+        (latest) binding of each name only. A binding is seen from the next line on (the right
+        side of `p = p + 1` reads the p before), and on its own name."""
+        f = self.function_at(pos)
+        if f is None:
+            return []
+        seen: dict[str, Symbol] = {}
+        for s in f.locals:
+            if s.kind == "param" or s.range.start[0] < pos[0] or s.range.contains(pos):
+                seen[s.name] = s
+        return list(seen.values())
+
+    def resolve(self, name: str, pos: Position) -> Symbol | None:
+        """The binding `name` at `pos` refers to: the same function's latest binding of it at or
+        before `pos` (a parameter otherwise), then a function, then a const."""
+        for s in self.in_scope(pos):
+            if s.name == name:
+                return s
+        if name in self.functions:
+            f = self.functions[name]
+            return Symbol(name, "function", f.range, f.signature)
+        return self.consts.get(name)
+
+    def word_at(self, pos: Position) -> tuple[str, Range] | None:
+        line, char = pos
+        if not 0 <= line < len(self.lines):
+            return None
+        for m in NAME.finditer(self.lines[line]):
+            if m.start() <= char <= m.end():
+                return m.group(), Range((line, m.start()), (line, m.end()))
+        return None
+
+
+def _range(loc: Location | None, length: int | None = None) -> Range:
+    """The 0-based range of a Location: to its end column, else `length` characters, else the
+    rest of the word it starts."""
+    if loc is None:
+        return Range((0, 0), (0, 0))
+    line, col = loc.line - 1, loc.col - 1
+    if loc.end_col and loc.end_col > loc.col:
+        end = loc.end_col - 1
+    elif length is not None:
+        end = col + length
+    else:
+        m = NAME.match(loc.source_line, col) if loc.source_line else None
+        end = m.end() if m else col + 1
+    return Range((line, col), (line, end))
+
+
+def _token_range(tok) -> Range:
+    line, col = tok.line - 1, tok.column - 1
+    return Range((line, col), (line, col + len(str(tok))))
+
+
+def diagnostic(err: TdslError) -> Diagnostic:
+    message = err.message + (f" (hint: {err.hint})" if err.hint else "")
+    return Diagnostic(_range(err.loc), message)
+
+
+def analyse(text: str, path: str = "<string>") -> Analysis:
+    """Parse and check `text` (the front end only: no rewrite, no compile): its diagnostics and
+    the index of its functions, consts, parameters and named values. A text that does not parse
+    gives its syntax error and an empty index; one that does not check, its error and the index
+    of what parsed (names and places, without types)."""
+    from tdsl.grammar import parse
+    from .frontend import Program
+    from .graph import deep_recursion, paused_gc, subgraphs
+    result = Analysis(lines=text.splitlines())
+    try:
+        tree = parse(text, path)
+    except TdslError as err:
+        result.diagnostics.append(diagnostic(err))
+        return result
+    except RecursionError:
+        return result
+    for item in tree.children:
+        name = item.children[0]
+        if item.data == "fn_def":
+            m = item.meta
+            body = Range((m.line - 1, m.column - 1), (m.end_line - 1, m.end_column - 1))
+            result.functions[str(name)] = Function(str(name), _token_range(name), body)
+        else:
+            result.consts[str(name)] = Symbol(str(name), "const", _token_range(name))
+    try:
+        with deep_recursion(), paused_gc():
+            program = Program(tree, text, path)
+            for name, value in program.consts.items():
+                if name in result.consts and value is not None:
+                    old = result.consts[name]
+                    result.consts[name] = Symbol(name, "const", old.range, value.type_str)
+            graphs = program.function_graphs()
+    except TdslError as err:
+        result.diagnostics.append(diagnostic(err))
+        return result
+    except RecursionError:
+        return result
+    for g in graphs:
+        f = result.functions.get(g.name)
+        if f is None:
+            continue
+        f.signature = g.signature
+        f.locals = [Symbol(p.name, "param", _range(p.loc, len(p.name)), p.type_str, g.name) for p in g.params]
+        values = {}
+        for sub in (g, *subgraphs(g)):   # the function's own values, then its loop and branch bodies'
+            for name, node in sub.named:
+                if node.loc is not None and node.loc.file == path:
+                    key = (name, node.loc.line, node.loc.col)
+                    values.setdefault(key, Symbol(name, "value", _range(node.loc, len(name)), node.type_str, g.name))
+        f.locals += sorted(values.values(), key=lambda s: s.range.start)
+    return result
+
+
+def builtin_signature(name: str) -> str | None:
+    """`softmax(x, axis=-1)` for a builtin, its first doc line after it when it has one."""
+    from . import builtins
+    if name not in builtins.BUILDERS:
+        return None
+    builder = builtins.BUILDERS[name]
+    names = builtins.param_names(name)
+    defaults = builtins._defaults(builder, names)
+    args = [f"{n}={defaults[n]!r}" if n in defaults else n for n in names]
+    return f"{name}({', '.join(args)})"
+
+
+def builtin_doc(name: str) -> str:
+    from . import builtins
+    from .ops import OPS
+    doc = getattr(builtins.BUILDERS.get(name), "__doc__", None) or ""
+    if not doc and name in OPS:
+        doc = getattr(OPS[name], "doc", "") or ""
+    lines = [ln.strip() for ln in doc.strip().splitlines()]
+    return lines[0] if lines and lines[0] else ""
+
+
+def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
+    """What to show for the name at `pos`: (code, doc, its range). The code is `name: type`, a
+    function's signature, or a builtin's signature (its doc line then in doc)."""
+    found = a.word_at(pos)
+    if found is None:
+        return None
+    word, rng = found
+    s = a.resolve(word, pos)
+    if s is not None:
+        if s.kind == "function":
+            return s.type or f"fn {word}", "", rng
+        kind = "const " if s.kind == "const" else ""
+        return (f"{kind}{word}: {s.type}" if s.type else f"{kind}{word}"), "", rng
+    sig = builtin_signature(word)
+    if sig is not None:
+        return sig, builtin_doc(word), rng
+    return None
+
+
+def all_builtins() -> list[tuple[str, str, str]]:
+    """Every builtin as (name, signature, doc line), by name."""
+    from . import builtins as registry
+    return [(name, builtin_signature(name), builtin_doc(name)) for name in sorted(registry.BUILDERS)]

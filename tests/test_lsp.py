@@ -1,0 +1,268 @@
+"""The language server (`tdslc lsp`, tdsl.lsp) and its analysis layer (tdsl.analysis).
+
+The end-to-end test drives the server as an editor does: a subprocess spoken to in JSON-RPC
+over its stdin and stdout, with Content-Length framing, and a timeout on every read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tdsl.analysis import Range, analyse, hover
+
+pytest.importorskip("pygls")   # the editor extra (in the test extra too)
+
+GOOD = """\
+const EPS = 1e-7
+
+fn predict(x: f32[n, d], w: f32[d], b: f32) -> f32[n] {
+    return sigmoid(x @ w + b)
+}
+
+fn loss(x: f32[n, d], y: f32[n], w: f32[d], b: f32) -> f32 {
+    p = predict(x, w, b)
+    p = p + EPS
+    return -mean(y * log(p) + (1 - y) * log(1 - p))
+}
+"""
+
+BAD = """\
+fn f(x: f32[n]) -> f32[n] {
+    y = x + foo
+    return y
+}
+"""
+
+
+# ---- the analysis layer -------------------------------------------------------------------------
+
+def test_diagnostic_has_the_compilers_message_and_a_0_based_range():
+    a = analyse(BAD, "bad.tdsl")
+    assert [(d.range, d.message) for d in a.diagnostics] == [
+        (Range((1, 12), (1, 15)), "undefined name 'foo'")]
+    assert list(a.functions) == ["f"]   # what parsed is still indexed
+    assert a.functions["f"].locals == []
+
+
+def test_syntax_error_is_a_diagnostic_with_its_hint():
+    a = analyse("fn f(x: f32) -> f32 {\n    return x +\n}\n", "s.tdsl")
+    assert len(a.diagnostics) == 1
+    d = a.diagnostics[0]
+    assert d.range.start == (1, 14) and "expected an expression" in d.message
+    assert a.functions == {}
+
+
+def test_index_of_functions_params_values_and_consts():
+    a = analyse(GOOD, "good.tdsl")
+    assert a.diagnostics == []
+    assert a.consts["EPS"].range == Range((0, 6), (0, 9)) and a.consts["EPS"].type == "f64"
+    assert list(a.functions) == ["predict", "loss"]
+    loss = a.functions["loss"]
+    assert loss.range == Range((6, 3), (6, 7))
+    assert loss.signature == "loss(x: f32[n, d], y: f32[n], w: f32[d], b: f32) -> f32"
+    assert [(s.name, s.kind, s.range.start, s.type) for s in loss.locals] == [
+        ("x", "param", (6, 8), "f32[n, d]"), ("y", "param", (6, 22), "f32[n]"),
+        ("w", "param", (6, 33), "f32[d]"), ("b", "param", (6, 44), "f32"),
+        ("p", "value", (7, 4), "f32[n]"), ("p", "value", (8, 4), "f32[n]")]
+
+
+def test_names_resolve_by_scope_to_the_latest_binding_before_them():
+    a = analyse(GOOD, "good.tdsl")
+    assert a.resolve("p", (8, 8)).range.start == (7, 4)    # `p + EPS` reads the first p
+    assert a.resolve("p", (9, 26)).range.start == (8, 4)   # the return reads the second
+    assert a.resolve("x", (7, 16)).range.start == (6, 8)   # loss's x, not predict's
+    assert a.resolve("predict", (7, 9)).kind == "function"
+    assert a.resolve("EPS", (8, 12)).kind == "const"
+    assert a.resolve("p", (3, 4)) is None                  # predict has no p
+
+
+def test_hover_texts():
+    a = analyse(GOOD, "good.tdsl")
+    assert hover(a, (7, 5))[:2] == ("p: f32[n]", "")
+    assert hover(a, (7, 10))[0] == "predict(x: f32[n, d], w: f32[d], b: f32) -> f32[n]"
+    assert hover(a, (8, 13))[0] == "const EPS: f64"
+    assert hover(a, (9, 14))[0] == "mean(x, axis=None, keepdims=False)"   # a builtin
+    assert hover(a, (5, 0)) is None
+
+
+def test_importing_tdsl_its_cli_and_the_analysis_does_not_import_pygls():
+    code = ("import sys, tdsl, tdsl.cli, tdsl.analysis; "
+            "print(sorted(m for m in ('pygls', 'lsprotocol', 'tdsl.lsp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+# ---- the server over JSON-RPC -------------------------------------------------------------------
+
+class Client:
+    """A minimal LSP client: Content-Length framed JSON-RPC over a subprocess's pipes."""
+
+    def __init__(self, tmp_path):
+        env = dict(os.environ, TDSL_CACHE_DIR=str(tmp_path / "cache"))
+        self.proc = subprocess.Popen([sys.executable, "-m", "tdsl.cli", "lsp"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.messages: queue.Queue = queue.Queue()
+        self.next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        out = self.proc.stdout
+        while True:
+            headers = {}
+            while True:
+                line = out.readline()
+                if not line:
+                    return
+                line = line.decode("ascii").strip()
+                if not line:
+                    break
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+            self.messages.put(json.loads(out.read(int(headers["content-length"]))))
+
+    def send(self, method, params=None, request=True):
+        message = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        if request:
+            self.next_id += 1
+            message["id"] = self.next_id
+        body = json.dumps(message).encode("utf-8")
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+        return message.get("id")
+
+    def wait(self, match, timeout=20.0):
+        """The first message `match` accepts (others are dropped); a timeout fails the test."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail("the language server did not answer in time")
+            try:
+                message = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            if match(message):
+                return message
+
+    def request(self, method, params, timeout=20.0):
+        rid = self.send(method, params)
+        reply = self.wait(lambda m: m.get("id") == rid and "method" not in m, timeout)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def diagnostics(self, uri):
+        return self.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                         and m["params"]["uri"] == uri)["params"]["diagnostics"]
+
+    def close(self):
+        try:
+            self.request("shutdown", None)
+            self.send("exit", None, request=False)
+            assert self.proc.wait(timeout=10) == 0
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _at(uri, line, character):
+    return {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+
+
+def test_server_over_stdio(tmp_path):
+    path = tmp_path / "prog.tdsl"
+    uri = path.as_uri()
+    client = Client(tmp_path)
+    try:
+        init = client.request("initialize", {"processId": os.getpid(), "rootUri": tmp_path.as_uri(),
+                                             "capabilities": {}}, timeout=60)
+        caps = init["capabilities"]
+        assert caps["hoverProvider"] and caps["definitionProvider"] and caps["documentSymbolProvider"]
+        client.send("initialized", {}, request=False)
+
+        client.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "tdsl", "version": 1,
+                                                              "text": BAD}}, request=False)
+        [d] = client.diagnostics(uri)
+        assert d["message"] == "undefined name 'foo'" and d["severity"] == 1
+        assert d["range"] == {"start": {"line": 1, "character": 12}, "end": {"line": 1, "character": 15}}
+
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                               "contentChanges": [{"text": GOOD}]}, request=False)
+        assert client.diagnostics(uri) == []
+
+        h = client.request("textDocument/hover", _at(uri, 7, 5))
+        assert h["contents"]["kind"] == "markdown" and "p: f32[n]" in h["contents"]["value"]
+        assert h["range"] == {"start": {"line": 7, "character": 4}, "end": {"line": 7, "character": 5}}
+
+        loc = client.request("textDocument/definition", _at(uri, 7, 10))   # predict
+        assert loc["uri"] == uri and loc["range"]["start"] == {"line": 2, "character": 3}
+        loc = client.request("textDocument/definition", _at(uri, 9, 26))   # the second p
+        assert loc["range"]["start"] == {"line": 8, "character": 4}
+
+        symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+        assert [(s["name"], s["kind"]) for s in symbols] == [("EPS", 14), ("predict", 12), ("loss", 12)]
+
+        items = client.request("textDocument/completion", _at(uri, 9, 4))["items"]
+        labels = {i["label"]: i.get("detail") for i in items}
+        assert labels["p"] == "f32[n]" and labels["y"] == "f32[n]" and "predict" in labels
+        assert labels["softmax"] == "softmax(x, axis=-1)"
+
+        hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+            "start": {"line": 0, "character": 0}, "end": {"line": 11, "character": 0}}})
+        assert [(h["position"], h["label"]) for h in hints] == [
+            ({"line": 7, "character": 5}, ": f32[n]"), ({"line": 8, "character": 5}, ": f32[n]")]
+    finally:
+        client.close()
+
+
+def _long_program(lines: int) -> str:
+    """A program of about `lines` lines: functions of ten bindings each."""
+    out, k = [], 0
+    while len(out) < lines:
+        out.append(f"fn f{k}(x: f32[n, d], w: f32[d]) -> f32[n] {{")
+        out.append("    h0 = x @ w")
+        for i in range(1, 9):
+            out.append(f"    h{i} = tanh(h{i - 1}) * 2.0 + h{i - 1}")
+        out.append("    return h8")
+        out.append("}")
+        k += 1
+    return "\n".join(out) + "\n"
+
+
+def test_hover_latency_on_a_300_line_file(tmp_path):
+    text = _long_program(300)
+    assert len(text.splitlines()) >= 300
+    uri = (tmp_path / "long.tdsl").as_uri()
+    client = Client(tmp_path)
+    try:
+        client.request("initialize", {"processId": os.getpid(), "capabilities": {}}, timeout=60)
+        client.send("initialized", {}, request=False)
+        client.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "tdsl", "version": 1,
+                                                              "text": text}}, request=False)
+        assert client.diagnostics(uri) == []
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            h = client.request("textDocument/hover", _at(uri, 290, 5))
+            times.append(time.perf_counter() - start)
+            assert ": f32[n]" in h["contents"]["value"]
+        # after an edit, the hover re-checks the new text first
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                               "contentChanges": [{"text": text + "\n"}]}, request=False)
+        start = time.perf_counter()
+        client.request("textDocument/hover", _at(uri, 290, 5))
+        edited = time.perf_counter() - start
+        print(f"hover on a {len(text.splitlines())}-line file: {min(times) * 1000:.1f} ms "
+              f"(after an edit: {edited * 1000:.1f} ms)")
+        assert min(times) < 0.5
+    finally:
+        client.close()
