@@ -144,7 +144,15 @@ class Runner(BaseRunner):
     def __init__(self, function: runtime.FunctionRunner, call: CallSpec, source: str):
         self.function = function
         self.call = call
-        self.source = source   # the whole program (its own part: `function_source`)
+        self.module_source = source   # the whole program; `source` is this function's part
+        self._source: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The function's own part of the program (`function_source`), worked out on first use."""
+        if self._source is None:
+            self._source = function_source(self.module_source, self.call.name)
+        return self._source
 
     def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
         try:

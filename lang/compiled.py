@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .bind import Binder
+from .errors import TdslError, hide_internal_frames
 from .dims import shape_str
 from .dtypes import to_numpy
 from .graph import REGION_OPS, FunctionGraph, Region, region_results, toposort
@@ -58,19 +59,24 @@ class Function:
                         "of them) receives the results in place.")
 
     def _checked_call(self, /, *args, **kwargs):
-        """A call with every argument converted and checked (`Binder.bind`)."""
-        out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
-        arrays, sizes = self._binder.bind(args, kwargs)
-        if self._limits:
-            check_sizes(self._limits, sizes)
-        if out is not None:
-            return self._call_into(out, arrays, sizes)
-        if self._runner.writes_into:
-            results = self._runner(arrays, sizes, self._fresh_results(sizes))
-        else:
-            results = self._runner(arrays, sizes)
-        results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
-        return tuple(results) if self.graph.tuple_result else results[0]
+        """A call with every argument converted and checked (`Binder.bind`); a TdslError leaves it
+        with tdsl's frames cut, as from `tdsl.load` (only in `except`: a good call pays nothing)."""
+        try:
+            out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
+            arrays, sizes = self._binder.bind(args, kwargs)
+            if self._limits:
+                check_sizes(self._limits, sizes)
+            if out is not None:
+                return self._call_into(out, arrays, sizes)
+            if self._runner.writes_into:
+                results = self._runner(arrays, sizes, self._fresh_results(sizes))
+            else:
+                results = self._runner(arrays, sizes)
+            results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
+            return tuple(results) if self.graph.tuple_result else results[0]
+        except TdslError as err:
+            hide_internal_frames(err)
+            raise
 
     def _fresh_results(self, sizes: dict) -> list[np.ndarray]:
         """Arrays for the results (their shapes fit: `check_sizes`); an allocation that fails is

@@ -54,8 +54,6 @@ SCRIPT = """
 # (target, TDSL_NATIVE_CALL): the C extension and the Python fast call of the c target, and the
 # checked path, which numpy and opencl call directly
 PATHS = [("c", "1"), ("c", "0"), ("numpy", "1"), ("opencl", "1")]
-CHECKED_PATH = pytest.mark.xfail(strict=True, reason="needs the `except TdslError` in "
-                                 "Function._checked_call (lang/compiled.py)")
 
 
 def env(**extra) -> dict:
@@ -74,8 +72,7 @@ def run_script(tmp_path, target: str, native: str, case: str, **extra):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("target, native", [p if p[0] == "c" else pytest.param(*p, marks=CHECKED_PATH)
-                                            for p in PATHS])
+@pytest.mark.parametrize("target, native", PATHS)
 def test_an_uncaught_call_error_shows_the_user_s_frames_only(tmp_path, target, native, case):
     require_target(target)
     script, path, run = run_script(tmp_path, target, native, case)
@@ -112,8 +109,7 @@ def test_the_python_fast_call_cuts_its_frames_only_where_it_raises():
     assert lines[-3:] == ["    except TdslError as err:", "        hide(err)", "        raise"]
 
 
-@pytest.mark.parametrize("target, native", [p if p[0] == "c" else pytest.param(*p, marks=CHECKED_PATH)
-                                            for p in PATHS])
+@pytest.mark.parametrize("target, native", PATHS)
 def test_a_caught_call_error_keeps_its_place_and_has_no_tdsl_frame(monkeypatch, target, native):
     require_target(target)
     monkeypatch.delenv("TDSL_TRACEBACK", raising=False)
@@ -149,8 +145,6 @@ fn g(x: f32[n], i: i64) -> f32 {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="f.source is the whole program until tests/test_opencl.py's "
-                   "test_source_is_opencl_from_the_same_kernels reads the prelude from m.source")
 def test_an_opencl_function_s_source_is_its_own_kernels_and_the_module_s_is_the_whole_program():
     require_target("opencl")
     m = tdsl.compile(LOOPING, target="opencl", filename="two.tdsl")

@@ -143,7 +143,7 @@ def test_a_missing_function_names_the_module_s_functions():
     with pytest.raises(AttributeError) as err:
         m.zzz
     assert str(err.value) == "module 'model.tdsl' has no function 'zzz'; its functions: predict, classify"
-    assert not hasattr(m, "__array_interface__") and not hasattr(m, "_repr_html_")
+    assert not hasattr(m, "__array_interface__")
     assert m.predict.name == "predict"
 
 
