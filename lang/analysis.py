@@ -49,6 +49,7 @@ class Function:
     body: Range          # from `fn` to its closing brace
     signature: str = ""
     locals: list[Symbol] = field(default_factory=list)   # params, then values in source order
+    exprs: dict[Range, str] = field(default_factory=dict)   # each one-line sub-expression's type
 
 
 @dataclass
@@ -131,7 +132,7 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
     of what parsed (names and places, without types)."""
     from tdsl.grammar import parse
     from .frontend import Program
-    from .graph import deep_recursion, paused_gc, subgraphs
+    from .graph import deep_recursion, paused_gc, subgraphs, toposort
     result = Analysis(lines=text.splitlines())
     try:
         tree = parse(text, path)
@@ -168,7 +169,16 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
         f.signature = g.signature
         f.locals = [Symbol(p.name, "param", _range(p.loc, len(p.name)), p.type_str, g.name) for p in g.params]
         values = {}
-        for sub in (g, *subgraphs(g)):   # the function's own values, then its loop and branch bodies'
+        graphs_of_f = (g, *subgraphs(g))   # the function's own values, then its loop and branch bodies'
+        for sub in graphs_of_f:
+            roots = list(sub.outputs) + [node for _, node in sub.named] + list(sub.effects)
+            for node in toposort(roots):   # a value after its operands: an expression's own node
+                loc = node.loc             # comes after the ones a builtin builds it from
+                if loc is not None and loc.file == path and loc.end_col and node.op != "sizevar":
+                    rng = _range(loc)
+                    if f.body.contains(rng.start):   # not the body of a function inlined here
+                        f.exprs[rng] = node.type_str
+        for sub in graphs_of_f:
             for name, node in sub.named:
                 if node.loc is not None and node.loc.file == path:
                     key = (name, node.loc.line, node.loc.col)
@@ -199,7 +209,7 @@ def builtin_doc(name: str) -> str:
     return lines[0] if lines and lines[0] else ""
 
 
-def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
+def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     """What to show for the name at `pos`: (code, doc, its range). The code is `name: type`, a
     function's signature, or a builtin's signature (its doc line then in doc)."""
     found = a.word_at(pos)
@@ -216,6 +226,24 @@ def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     if sig is not None:
         return sig, builtin_doc(word), rng
     return None
+
+
+def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
+    """What to show at `pos`: for a name, as `hover_name`; elsewhere (an operator, a number, a
+    bracket), the innermost one-line sub-expression around it, as `x @ w + b: f32[n]`."""
+    found = hover_name(a, pos)
+    if found is not None:
+        return found
+    f = a.function_at(pos)
+    if f is None:
+        return None
+    around = [r for r in f.exprs if r.start[0] == r.end[0] == pos[0] and r.start[1] <= pos[1] < r.end[1]]
+    if not around:
+        return None
+    rng = min(around, key=lambda r: r.end[1] - r.start[1])
+    text = a.lines[rng.start[0]][rng.start[1]:rng.end[1]]
+    code = f"{text}: {f.exprs[rng]}" if len(text) <= 60 else f.exprs[rng]
+    return code, "", rng
 
 
 def all_builtins() -> list[tuple[str, str, str]]:

@@ -92,6 +92,18 @@ def test_hover_texts():
     assert hover(a, (5, 0)) is None
 
 
+def test_hover_on_a_sub_expression_shows_the_innermost_ones_type():
+    a = analyse(GOOD, "good.tdsl")
+    line = GOOD.splitlines()[9]           # return -mean(y * log(p) + (1 - y) * log(1 - p))
+    col = line.index("1 - y") + 2         # the `-` of `1 - y`
+    assert hover(a, (9, col)) == ("1 - y: f32[n]", "", Range((9, col - 2), (9, col + 3)))
+    assert hover(a, (9, line.index("-mean")))[0] == "-mean(y * log(p) + (1 - y) * log(1 - p)): f32"
+    body = GOOD.splitlines()[3]           # return sigmoid(x @ w + b)
+    assert hover(a, (3, body.index("@")))[0] == "x @ w: f32[n]"
+    assert hover(a, (3, body.index("+")))[0] == "x @ w + b: f32[n]"
+    assert hover(a, (9, 0)) is None                      # indentation: no expression
+
+
 def test_importing_tdsl_its_cli_and_the_analysis_does_not_import_pygls():
     code = ("import sys, tdsl, tdsl.cli, tdsl.analysis; "
             "print(sorted(m for m in ('pygls', 'lsprotocol', 'tdsl.lsp') if m in sys.modules))")
