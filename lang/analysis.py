@@ -125,6 +125,11 @@ def diagnostic(err: TdslError) -> Diagnostic:
     return Diagnostic(_range(err.loc), message)
 
 
+def _internal(err: Exception) -> Diagnostic:
+    return Diagnostic(Range((0, 0), (0, 0)), f"tdsl could not check this file: {type(err).__name__}: {err} "
+                                             f"(a bug in tdsl: please report it, with the file)")
+
+
 def analyse(text: str, path: str = "<string>") -> Analysis:
     """Parse and check `text` (the front end only: no rewrite, no compile): its diagnostics and
     the index of its functions, consts, parameters and named values. A text that does not parse
@@ -139,7 +144,8 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
     except TdslError as err:
         result.diagnostics.append(diagnostic(err))
         return result
-    except RecursionError:
+    except Exception as err:   # a bug of the front end: said where the editor shows errors
+        result.diagnostics.append(_internal(err))
         return result
     for item in tree.children:
         name = item.children[0]
@@ -160,7 +166,8 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
     except TdslError as err:
         result.diagnostics.append(diagnostic(err))
         return result
-    except RecursionError:
+    except Exception as err:   # a bug of the front end: said where the editor shows errors
+        result.diagnostics.append(_internal(err))
         return result
     for g in graphs:
         f = result.functions.get(g.name)

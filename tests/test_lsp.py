@@ -59,6 +59,19 @@ def test_syntax_error_is_a_diagnostic_with_its_hint():
     assert a.functions == {}
 
 
+def test_a_crash_of_the_checker_is_a_diagnostic_not_an_exception(monkeypatch):
+    from tdsl import frontend
+
+    def broken(self):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(frontend.Program, "function_graphs", broken)
+    a = analyse(GOOD, "good.tdsl")
+    assert [(d.range, d.message) for d in a.diagnostics] == [
+        (Range((0, 0), (0, 0)), "tdsl could not check this file: RuntimeError: boom "
+                                "(a bug in tdsl: please report it, with the file)")]
+    assert list(a.functions) == ["predict", "loss"]
+
+
 def test_index_of_functions_params_values_and_consts():
     a = analyse(GOOD, "good.tdsl")
     assert a.diagnostics == []
