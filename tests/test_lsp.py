@@ -124,6 +124,15 @@ def test_importing_tdsl_its_cli_and_the_analysis_does_not_import_pygls():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_tdslc_lsp_without_pygls_says_what_to_install():
+    code = ("import sys; sys.modules['pygls'] = None; sys.modules['pygls.lsp'] = None; "
+            "from tdsl.cli import main; sys.exit(main(['lsp']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: tdslc lsp needs pygls (")
+    assert out.stderr.rstrip().endswith("); install it with pip install 'tdsl[editor]'")
+
+
 # ---- the server over JSON-RPC -------------------------------------------------------------------
 
 class Client:
