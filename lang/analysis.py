@@ -36,7 +36,7 @@ class Symbol:
     """A name the program binds: a function, a const, a parameter or a named value."""
 
     name: str
-    kind: str            # "function", "const", "param", "value"
+    kind: str            # "function", "const", "param", "size" (a size variable), "value"
     range: Range         # the name where it is bound
     type: str = ""       # `f32[n, d]`; a function's whole signature; "" when it did not check
     function: str = ""   # the function a param or value belongs to
@@ -74,7 +74,7 @@ class Analysis:
             return []
         seen: dict[str, Symbol] = {}
         for s in f.locals:
-            if s.kind == "param" or s.range.start[0] < pos[0] or s.range.contains(pos):
+            if s.kind in ("param", "size") or s.range.start[0] < pos[0] or s.range.contains(pos):
                 seen[s.name] = s
         return list(seen.values())
 
@@ -123,6 +123,20 @@ def _token_range(tok) -> Range:
 def diagnostic(err: TdslError) -> Diagnostic:
     message = err.message + (f" (hint: {err.hint})" if err.hint else "")
     return Diagnostic(_range(err.loc), message)
+
+
+def _sizes(lines: list[str], f: Function, names) -> list[Symbol]:
+    """The size variables of `f`, each bound where its header first names it (`n` of `f32[n]`)."""
+    found = []
+    for name in names:
+        word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])")
+        for line in range(f.range.start[0], min(f.body.end[0] + 1, len(lines))):
+            start = f.range.end[1] if line == f.range.start[0] else 0
+            m = word.search(lines[line], start)
+            if m:
+                found.append(Symbol(name, "size", Range((line, m.start()), (line, m.end())), "i64", f.name))
+                break
+    return found
 
 
 def _internal(err: Exception) -> Diagnostic:
@@ -175,6 +189,7 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
             continue
         f.signature = g.signature
         f.locals = [Symbol(p.name, "param", _range(p.loc, len(p.name)), p.type_str, g.name) for p in g.params]
+        f.locals += _sizes(result.lines, f, g.size_vars)
         values = {}
         graphs_of_f = (g, *subgraphs(g))   # the function's own values, then its loop and branch bodies'
         for sub in graphs_of_f:
@@ -227,7 +242,7 @@ def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     if s is not None:
         if s.kind == "function":
             return s.type or f"fn {word}", "", rng
-        kind = "const " if s.kind == "const" else ""
+        kind = f"{s.kind} " if s.kind in ("const", "size") else ""
         return (f"{kind}{word}: {s.type}" if s.type else f"{kind}{word}"), "", rng
     sig = builtin_signature(word)
     if sig is not None:

@@ -98,7 +98,8 @@ def document_symbol(ls, params: types.DocumentSymbolParams):
     for f in a.functions.values():
         children = [types.DocumentSymbol(name=s.name, detail=s.type, range=_range(s.range),
                                          selection_range=_range(s.range),
-                                         kind=types.SymbolKind.Variable)
+                                         kind=types.SymbolKind.TypeParameter if s.kind == "size"
+                                         else types.SymbolKind.Variable)
                     for s in f.locals]
         symbols.append(types.DocumentSymbol(name=f.name, kind=types.SymbolKind.Function, detail=f.signature,
                                             range=_range(f.body), selection_range=_range(f.range),

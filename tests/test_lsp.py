@@ -83,6 +83,7 @@ def test_index_of_functions_params_values_and_consts():
     assert [(s.name, s.kind, s.range.start, s.type) for s in loss.locals] == [
         ("x", "param", (6, 8), "f32[n, d]"), ("y", "param", (6, 22), "f32[n]"),
         ("w", "param", (6, 33), "f32[d]"), ("b", "param", (6, 44), "f32"),
+        ("n", "size", (6, 15), "i64"), ("d", "size", (6, 18), "i64"),
         ("p", "value", (7, 4), "f32[n]"), ("p", "value", (8, 4), "f32[n]")]
 
 
@@ -103,6 +104,9 @@ def test_hover_texts():
     assert hover(a, (8, 13))[0] == "const EPS: f64"
     assert hover(a, (9, 14))[0] == "mean(x, axis=None, keepdims=False)"   # a builtin
     assert hover(a, (5, 0)) is None
+    header = GOOD.splitlines()[6]
+    assert hover(a, (6, header.index("y: f32[n]") + 7))[0] == "size n: i64"   # the n of y's type
+    assert a.resolve("d", (6, header.index("w: f32[d]") + 7)).range == Range((6, 18), (6, 19))
 
 
 def test_hover_on_a_sub_expression_shows_the_innermost_ones_type():
