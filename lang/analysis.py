@@ -204,7 +204,11 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
             for name, node in sub.named:
                 if node.loc is not None and node.loc.file == path:
                     key = (name, node.loc.line, node.loc.col)
-                    values.setdefault(key, Symbol(name, "value", _range(node.loc, len(name)), node.type_str, g.name))
+                    rng = _range(node.loc, len(name))
+                    if node.loc.source_line[rng.start[1]:rng.start[1] + len(name)] != name:
+                        # a loop's or a branch's result, placed at its `for`, `while` or `if`
+                        rng = Range(rng.start, rng.start)
+                    values.setdefault(key, Symbol(name, "value", rng, node.type_str, g.name))
         f.locals += sorted(values.values(), key=lambda s: s.range.start)
     return result
 
@@ -229,6 +233,13 @@ def builtin_doc(name: str) -> str:
         doc = getattr(OPS[name], "doc", "") or ""
     lines = [ln.strip() for ln in doc.strip().splitlines()]
     return lines[0] if lines and lines[0] else ""
+
+
+def inlay_hints(a: Analysis, lo: Position, hi: Position) -> list[tuple[Position, str]]:
+    """`: f32[n]` after the name of every binding between `lo` and `hi` (not a loop's or a
+    branch's results, which have no name of their own in the text)."""
+    return [(s.range.end, f": {s.type}") for f in a.functions.values() for s in f.locals
+            if s.kind == "value" and s.type and s.range.start != s.range.end and lo <= s.range.end <= hi]
 
 
 def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:

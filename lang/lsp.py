@@ -127,10 +127,8 @@ def completion(ls, params: types.CompletionParams):
 def inlay_hint(ls, params: types.InlayHintParams):
     a = _analysis(ls, params.text_document.uri)
     lo, hi = _position(params.range.start), _position(params.range.end)
-    return [types.InlayHint(position=types.Position(*s.range.end), label=f": {s.type}",
-                            kind=types.InlayHintKind.Type)
-            for f in a.functions.values() for s in f.locals
-            if s.kind == "value" and s.type and lo <= s.range.end <= hi]
+    return [types.InlayHint(position=types.Position(*pos), label=label, kind=types.InlayHintKind.Type)
+            for pos, label in analysis.inlay_hints(a, lo, hi)]
 
 
 def main() -> int:

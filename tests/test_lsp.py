@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tdsl.analysis import Range, analyse, hover
+from tdsl.analysis import Range, analyse, hover, inlay_hints
 
 pytest.importorskip("pygls")   # the editor extra (in the test extra too)
 
@@ -135,6 +135,26 @@ def test_tdslc_lsp_without_pygls_says_what_to_install():
     assert out.returncode == 1
     assert out.stderr.startswith("error: tdslc lsp needs pygls (")
     assert out.stderr.rstrip().endswith("); install it with pip install 'tdsl[editor]'")
+
+
+LOOP = """\
+fn horner(c: f64[k], x: f64) -> f64 {
+    p = 0.0
+    for i in range(k) {
+        p = p * x + c[i]
+    }
+    return p
+}
+"""
+
+
+def test_values_bound_in_a_loop_body():
+    a = analyse(LOOP, "loop.tdsl")
+    assert a.diagnostics == []
+    assert hover(a, (3, 8))[0] == "p: f64"
+    assert a.resolve("p", (5, 11)).range.start == (3, 8)   # after the loop: the body's p
+    # a hint after each name bound in the text; none on the `for` that the loop's results carry
+    assert inlay_hints(a, (0, 0), (7, 0)) == [((1, 5), ": f64"), ((3, 9), ": f64")]
 
 
 # ---- the server over JSON-RPC -------------------------------------------------------------------
