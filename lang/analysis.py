@@ -36,10 +36,12 @@ class Symbol:
     """A name the program binds: a function, a const, a parameter or a named value."""
 
     name: str
-    kind: str            # "function", "const", "param", "size" (a size variable), "value"
+    kind: str            # "function", "const", "param", "size" (a size variable), "index" (of a
+                         # `for` loop), "value"
     range: Range         # the name where it is bound
     type: str = ""       # `f32[n, d]`; a function's whole signature; "" when it did not check
     function: str = ""   # the function a param or value belongs to
+    scope: Range | None = None   # where a loop index is seen: its `for` loop
 
 
 @dataclass
@@ -74,7 +76,10 @@ class Analysis:
             return []
         seen: dict[str, Symbol] = {}
         for s in f.locals:
-            if s.kind in ("param", "size") or s.range.start[0] < pos[0] or s.range.contains(pos):
+            if s.scope is not None:
+                if s.scope.contains(pos):
+                    seen[s.name] = s
+            elif s.kind in ("param", "size") or s.range.start[0] < pos[0] or s.range.contains(pos):
                 seen[s.name] = s
         return list(seen.values())
 
@@ -139,6 +144,30 @@ def _sizes(lines: list[str], f: Function, names) -> list[Symbol]:
     return found
 
 
+_FOR = re.compile(r"(?<![A-Za-z0-9_])for\s+([A-Za-z_][A-Za-z0-9_]*)\s+in(?![A-Za-z0-9_])")
+
+
+def _loop_indices(lines: list[str], f: Function) -> list[Symbol]:
+    """The index of every `for` loop of `f`, seen from the `for` to the loop's closing brace."""
+    found = []
+    last = min(f.body.end[0], len(lines) - 1)
+    for line in range(f.body.start[0], last + 1):
+        for m in _FOR.finditer(lines[line].split("#", 1)[0]):
+            depth, end = 0, None
+            for row in range(line, last + 1):
+                text = lines[row].split("#", 1)[0]
+                for col in range(m.end() if row == line else 0, len(text)):
+                    depth += {"{": 1, "}": -1}.get(text[col], 0)
+                    if text[col] == "}" and depth == 0:
+                        end = (row, col + 1)
+                        break
+                if end:
+                    break
+            rng = Range((line, m.start(1)), (line, m.end(1)))
+            found.append(Symbol(m.group(1), "index", rng, "i64", f.name, Range(rng.start, end or f.body.end)))
+    return found
+
+
 def _internal(err: Exception) -> Diagnostic:
     return Diagnostic(Range((0, 0), (0, 0)), f"tdsl could not check this file: {type(err).__name__}: {err} "
                                              f"(a bug in tdsl: please report it, with the file)")
@@ -190,6 +219,7 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
         f.signature = g.signature
         f.locals = [Symbol(p.name, "param", _range(p.loc, len(p.name)), p.type_str, g.name) for p in g.params]
         f.locals += _sizes(result.lines, f, g.size_vars)
+        f.locals += _loop_indices(result.lines, f)
         values = {}
         graphs_of_f = (g, *subgraphs(g))   # the function's own values, then its loop and branch bodies'
         for sub in graphs_of_f:
@@ -253,7 +283,7 @@ def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     if s is not None:
         if s.kind == "function":
             return s.type or f"fn {word}", "", rng
-        kind = f"{s.kind} " if s.kind in ("const", "size") else ""
+        kind = f"{s.kind} " if s.kind in ("const", "size", "index") else ""
         return (f"{kind}{word}: {s.type}" if s.type else f"{kind}{word}"), "", rng
     sig = builtin_signature(word)
     if sig is not None:

@@ -153,6 +153,9 @@ def test_values_bound_in_a_loop_body():
     assert a.diagnostics == []
     assert hover(a, (3, 8))[0] == "p: f64"
     assert a.resolve("p", (5, 11)).range.start == (3, 8)   # after the loop: the body's p
+    assert hover(a, (3, 22))[0] == "index i: i64"           # the i of c[i]
+    assert a.resolve("i", (3, 22)).range == Range((2, 8), (2, 9))
+    assert a.resolve("i", (5, 11)) is None                  # not after its loop
     # a hint after each name bound in the text; none on the `for` that the loop's results carry
     assert inlay_hints(a, (0, 0), (7, 0)) == [((1, 5), ": f64"), ((3, 9), ": f64")]
 
