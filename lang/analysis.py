@@ -176,8 +176,9 @@ def _internal(err: Exception) -> Diagnostic:
 def analyse(text: str, path: str = "<string>") -> Analysis:
     """Parse and check `text` (the front end only: no rewrite, no compile): its diagnostics and
     the index of its functions, consts, parameters and named values. A text that does not parse
-    gives its syntax error and an empty index; one that does not check, its error and the index
-    of what parsed (names and places, without types)."""
+    gives its syntax error and an empty index; one that does not check, the first error of each
+    function that does not, and the index of what parsed (the types of the functions that check;
+    the names and places of the others)."""
     from tdsl.grammar import parse
     from .frontend import Program
     from .graph import deep_recursion, paused_gc, subgraphs, toposort
@@ -198,6 +199,7 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
             result.functions[str(name)] = Function(str(name), _token_range(name), body)
         else:
             result.consts[str(name)] = Symbol(str(name), "const", _token_range(name))
+    graphs = []
     try:
         with deep_recursion(), paused_gc():
             program = Program(tree, text, path)
@@ -205,7 +207,14 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
                 if name in result.consts and value is not None:
                     old = result.consts[name]
                     result.consts[name] = Symbol(name, "const", old.range, value.type_str)
-            graphs = program.function_graphs()
+            # each function on its own (as Program.function_graphs does, one after the other): the
+            # first error of each is shown, and the functions that check keep their types
+            for name in program.fns:
+                try:
+                    graphs.append(program.top_level(name))
+                except TdslError as err:   # a caller of a broken function meets the same error
+                    if (found := diagnostic(err)) not in result.diagnostics:
+                        result.diagnostics.append(found)
     except TdslError as err:
         result.diagnostics.append(diagnostic(err))
         return result

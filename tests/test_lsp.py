@@ -51,6 +51,17 @@ def test_diagnostic_has_the_compilers_message_and_a_0_based_range():
     assert a.functions["f"].locals == []
 
 
+def test_each_function_that_does_not_check_has_its_error_the_others_their_types():
+    text = BAD + GOOD + ("fn g(x: f32[n]) -> f32 {\n    return sum(x) + bar\n}\n"
+                         "fn h(x: f32[n]) -> f32[n] {\n    return f(x)\n}\n")
+    a = analyse(text, "mixed.tdsl")
+    assert [(d.range.start, d.message) for d in a.diagnostics] == [
+        ((1, 12), "undefined name 'foo'"),                 # f's, and h's call of f: once
+        ((16, 20), "undefined name 'bar'")]                # g's
+    assert [f.locals for f in (a.functions["f"], a.functions["g"], a.functions["h"])] == [[], [], []]
+    assert hover(a, (11, 5))[0] == "p: f32[n]"             # loss still has its types
+
+
 def test_syntax_error_is_a_diagnostic_with_its_hint():
     a = analyse("fn f(x: f32) -> f32 {\n    return x +\n}\n", "s.tdsl")
     assert len(a.diagnostics) == 1
@@ -62,9 +73,9 @@ def test_syntax_error_is_a_diagnostic_with_its_hint():
 def test_a_crash_of_the_checker_is_a_diagnostic_not_an_exception(monkeypatch):
     from tdsl import frontend
 
-    def broken(self):
+    def broken(self, name):
         raise RuntimeError("boom")
-    monkeypatch.setattr(frontend.Program, "function_graphs", broken)
+    monkeypatch.setattr(frontend.Program, "top_level", broken)
     a = analyse(GOOD, "good.tdsl")
     assert [(d.range, d.message) for d in a.diagnostics] == [
         (Range((0, 0), (0, 0)), "tdsl could not check this file: RuntimeError: boom "
