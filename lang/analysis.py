@@ -98,7 +98,7 @@ class Analysis:
         line, char = pos
         if not 0 <= line < len(self.lines):
             return None
-        for m in NAME.finditer(self.lines[line]):
+        for m in NAME.finditer(self.lines[line].split("#", 1)[0]):   # not in a comment
             if m.start() <= char <= m.end():
                 return m.group(), Range((line, m.start()), (line, m.end()))
         return None

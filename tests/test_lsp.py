@@ -115,6 +115,8 @@ def test_hover_texts():
     assert hover(a, (8, 13))[0] == "const EPS: f64"
     assert hover(a, (9, 14))[0] == "mean(x, axis=None, keepdims=False)"   # a builtin
     assert hover(a, (5, 0)) is None
+    commented = analyse(GOOD.replace("p = p + EPS", "p = p + EPS   # p again"), "c.tdsl")
+    assert hover(commented, (8, commented.lines[8].index("p again"))) is None   # in a comment
     header = GOOD.splitlines()[6]
     assert hover(a, (6, header.index("y: f32[n]") + 7))[0] == "size n: i64"   # the n of y's type
     assert a.resolve("d", (6, header.index("w: f32[d]") + 7)).range == Range((6, 18), (6, 19))
