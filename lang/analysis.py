@@ -297,6 +297,8 @@ def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     sig = builtin_signature(word)
     if sig is not None:
         return sig, builtin_doc(word), rng
+    if word in ("inf", "nan", "pi", "e"):
+        return f"const {word}: f64", "a predefined const (weak: it takes the dtype of what it meets)", rng
     return None
 
 
@@ -316,6 +318,16 @@ def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     text = a.lines[rng.start[0]][rng.start[1]:rng.end[1]]
     code = f"{text}: {f.exprs[rng]}" if len(text) <= 60 else f.exprs[rng]
     return code, "", rng
+
+
+def language_words() -> list[tuple[str, str]]:
+    """The keywords, dtypes, predefined consts and special forms, each with what it is."""
+    from tdsl.grammar import KEYWORDS
+    from .dtypes import DTYPES
+    from .extras import CONSTS
+    return ([(k, "keyword") for k in KEYWORDS] + [(d, "dtype") for d in DTYPES]
+            + [(c, "f64 (a predefined const)") for c in CONSTS]
+            + [("grad", "grad(value, wrt...): derivatives"), ("range", "range(stop) or range(start, stop[, step])")])
 
 
 def all_builtins() -> list[tuple[str, str, str]]:

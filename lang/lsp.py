@@ -120,6 +120,9 @@ def completion(ls, params: types.CompletionParams):
     for name, signature, doc in analysis.all_builtins():
         items.append(types.CompletionItem(label=name, kind=types.CompletionItemKind.Function,
                                           detail=signature, documentation=doc or None))
+    names = {i.label for i in items}
+    items += [types.CompletionItem(label=word, kind=types.CompletionItemKind.Keyword, detail=what)
+              for word, what in analysis.language_words() if word not in names]
     return types.CompletionList(is_incomplete=False, items=items)
 
 

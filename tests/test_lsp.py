@@ -115,6 +115,7 @@ def test_hover_texts():
     assert hover(a, (8, 13))[0] == "const EPS: f64"
     assert hover(a, (9, 14))[0] == "mean(x, axis=None, keepdims=False)"   # a builtin
     assert hover(a, (5, 0)) is None
+    assert hover(analyse("fn f(x: f32) -> f32 {\n    return x * pi\n}\n", "pi.tdsl"), (1, 16))[0] == "const pi: f64"
     commented = analyse(GOOD.replace("p = p + EPS", "p = p + EPS   # p again"), "c.tdsl")
     assert hover(commented, (8, commented.lines[8].index("p again"))) is None   # in a comment
     header = GOOD.splitlines()[6]
@@ -291,6 +292,7 @@ def test_server_over_stdio(tmp_path):
         labels = {i["label"]: i.get("detail") for i in items}
         assert labels["p"] == "f32[n]" and labels["y"] == "f32[n]" and "predict" in labels
         assert labels["softmax"] == "softmax(x, axis=-1)"
+        assert labels["while"] == "keyword" and labels["pi"] == "f64 (a predefined const)"
 
         hints = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
             "start": {"line": 0, "character": 0}, "end": {"line": 11, "character": 0}}})
