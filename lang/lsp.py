@@ -138,4 +138,5 @@ def main() -> int:
     """Serve on stdin and stdout until the client's `exit`: 0 after a `shutdown`, else 1 (as the
     protocol asks)."""
     server.start_io()
-    return 0 if getattr(server.protocol, "_shutdown", True) else 1
+    protocol = server.protocol if _PYGLS2 else server.lsp
+    return 0 if getattr(protocol, "_shutdown", True) else 1
