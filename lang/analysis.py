@@ -60,6 +60,7 @@ class Analysis:
     functions: dict[str, Function] = field(default_factory=dict)
     consts: dict[str, Symbol] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    stale: bool = False   # the index is an earlier text's (this one does not parse)
 
     def function_at(self, pos: Position) -> Function | None:
         for f in self.functions.values():
@@ -173,12 +174,13 @@ def _internal(err: Exception) -> Diagnostic:
                                              f"(a bug in tdsl: please report it, with the file)")
 
 
-def analyse(text: str, path: str = "<string>") -> Analysis:
+def analyse(text: str, path: str = "<string>", previous: Analysis | None = None) -> Analysis:
     """Parse and check `text` (the front end only: no rewrite, no compile): its diagnostics and
     the index of its functions, consts, parameters and named values. A text that does not parse
-    gives its syntax error and an empty index; one that does not check, the first error of each
-    function that does not, and the index of what parsed (the types of the functions that check;
-    the names and places of the others)."""
+    gives its syntax error and the index of `previous` (an earlier text's, marked stale: a
+    name half typed still completes), else an empty one; one that does not check, the first
+    error of each function that does not, and the index of what parsed (the types of the
+    functions that check; the names and places of the others)."""
     from tdsl.grammar import parse
     from .frontend import Program
     from .graph import deep_recursion, paused_gc, subgraphs, toposort
@@ -187,6 +189,8 @@ def analyse(text: str, path: str = "<string>") -> Analysis:
         tree = parse(text, path)
     except TdslError as err:
         result.diagnostics.append(diagnostic(err))
+        if previous is not None and (previous.functions or previous.consts):
+            result.functions, result.consts, result.stale = previous.functions, previous.consts, True
         return result
     except Exception as err:   # a bug of the front end: said where the editor shows errors
         result.diagnostics.append(_internal(err))
@@ -277,6 +281,8 @@ def builtin_doc(name: str) -> str:
 def inlay_hints(a: Analysis, lo: Position, hi: Position) -> list[tuple[Position, str]]:
     """`: f32[n]` after the name of every binding between `lo` and `hi` (not a loop's or a
     branch's results, which have no name of their own in the text)."""
+    if a.stale:   # an earlier text's places: they may have moved
+        return []
     return [(s.range.end, f": {s.type}") for f in a.functions.values() for s in f.locals
             if s.kind == "value" and s.type and s.range.start != s.range.end and lo <= s.range.end <= hi]
 

@@ -36,7 +36,8 @@ def _analysis(ls, uri: str) -> analysis.Analysis:
     doc = ls.workspace.get_text_document(uri)
     cached = _analyses.get(uri)
     if cached is None or cached[0] != doc.source:
-        cached = doc.source, analysis.analyse(doc.source, to_fs_path(uri) or uri)
+        previous = cached[1] if cached else None
+        cached = doc.source, analysis.analyse(doc.source, to_fs_path(uri) or uri, previous)
         _analyses[uri] = cached
     return cached[1]
 

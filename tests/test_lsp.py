@@ -83,6 +83,17 @@ def test_a_crash_of_the_checker_is_a_diagnostic_not_an_exception(monkeypatch):
     assert list(a.functions) == ["predict", "loss"]
 
 
+def test_a_text_that_does_not_parse_keeps_the_earlier_index_marked_stale():
+    good = analyse(GOOD, "good.tdsl")
+    typing = GOOD.replace("    p = p + EPS\n", "    p = p + EPS\n    q = predict(\n")
+    a = analyse(typing, "good.tdsl", previous=good)
+    assert len(a.diagnostics) == 1 and a.stale
+    assert {s.name for s in a.in_scope((9, 10))} >= {"p", "x", "y"}   # still completes
+    assert a.resolve("predict", (9, 8)).type == good.functions["predict"].signature
+    assert inlay_hints(a, (0, 0), (20, 0)) == []   # the places may have moved: no hints
+    assert analyse(typing, "good.tdsl").functions == {}   # with no earlier index: empty
+
+
 def test_index_of_functions_params_values_and_consts():
     a = analyse(GOOD, "good.tdsl")
     assert a.diagnostics == []
@@ -298,6 +309,15 @@ def test_server_over_stdio(tmp_path):
             "start": {"line": 0, "character": 0}, "end": {"line": 11, "character": 0}}})
         assert [(h["position"], h["label"]) for h in hints] == [
             ({"line": 7, "character": 5}, ": f32[n]"), ({"line": 8, "character": 5}, ": f32[n]")]
+
+        # typing `q = predict(`: a syntax error, and the names of the text before still complete
+        typing = GOOD.replace("    p = p + EPS\n", "    p = p + EPS\n    q = predict(\n")
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 3},
+                                               "contentChanges": [{"text": typing}]}, request=False)
+        [d] = client.diagnostics(uri)
+        assert d["range"]["start"]["line"] == 9   # the line of `q = predict(`
+        items = client.request("textDocument/completion", _at(uri, 9, 16))["items"]
+        assert {"p", "x", "predict", "softmax"} <= {i["label"] for i in items}
     finally:
         client.close()
 
