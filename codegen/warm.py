@@ -132,7 +132,7 @@ def _allowed() -> dict[str, tuple[type, tuple[str, ...], tuple]]:
         Check: (Dim, str, opt_loc),
         Dim: (tuple,),
         FloorDivAtom: (Dim, int),
-        Location: (str, int, int, str, (int, type(None))),
+        Location: (str, int, int, str, (int, type(None)), (tuple, type(None))),
         CallSpec: (str, str, tuple, tuple, tuple, tuple, tuple, bool, ErrorTable, str),
         ErrorEntry: (str, opt_loc, opt_dim, opt_dim, opt_str, bool),
     }
@@ -151,7 +151,7 @@ def _elements() -> dict[str, tuple[tuple[int, type], ...]]:
     from tdsl.graph import FunctionGraph, Node, Param
     return {"Node": ((2, Dim), (3, Node)), "Param": ((2, Dim),), "Dim": ((0, tuple),),
             "FunctionGraph": ((1, Param), (2, str), (3, Node), (9, Node)), "Region": ((1, FunctionGraph),),
-            "CallSpec": ((2, Param), (3, str))}
+            "CallSpec": ((2, Param), (3, str)), "Location": ((5, int),)}
 
 
 @lru_cache(maxsize=None)

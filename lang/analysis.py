@@ -51,7 +51,7 @@ class Function:
     body: Range          # from `fn` to its closing brace
     signature: str = ""
     locals: list[Symbol] = field(default_factory=list)   # params, then values in source order
-    exprs: dict[Range, str] = field(default_factory=dict)   # each one-line sub-expression's type
+    exprs: dict[Range, str] = field(default_factory=dict)   # each sub-expression's type
 
 
 @dataclass
@@ -111,6 +111,8 @@ def _range(loc: Location | None, length: int | None = None) -> Range:
     if loc is None:
         return Range((0, 0), (0, 0))
     line, col = loc.line - 1, loc.col - 1
+    if loc.end is not None and loc.end > (loc.line, loc.col):
+        return Range((line, col), (loc.end[0] - 1, loc.end[1] - 1))
     if loc.end_col and loc.end_col > loc.col:
         end = loc.end_col - 1
     elif length is not None:
@@ -195,9 +197,11 @@ def analyse(text: str, path: str = "<string>", previous: Analysis | None = None)
     except Exception as err:   # a bug of the front end: said where the editor shows errors
         result.diagnostics.append(_internal(err))
         return result
+    items = {}   # function name -> its parse tree
     for item in tree.children:
         name = item.children[0]
         if item.data == "fn_def":
+            items[str(name)] = item
             m = item.meta
             body = Range((m.line - 1, m.column - 1), (m.end_line - 1, m.end_column - 1))
             result.functions[str(name)] = Function(str(name), _token_range(name), body)
@@ -239,7 +243,7 @@ def analyse(text: str, path: str = "<string>", previous: Analysis | None = None)
             roots = list(sub.outputs) + [node for _, node in sub.named] + list(sub.effects)
             for node in toposort(roots):   # a value after its operands: an expression's own node
                 loc = node.loc             # comes after the ones a builtin builds it from
-                if loc is not None and loc.file == path and loc.end_col and node.op != "sizevar":
+                if loc is not None and loc.file == path and loc.end is not None and node.op != "sizevar":
                     rng = _range(loc)
                     if f.body.contains(rng.start):   # not the body of a function inlined here
                         f.exprs[rng] = node.type_str
@@ -253,7 +257,25 @@ def analyse(text: str, path: str = "<string>", previous: Analysis | None = None)
                         rng = Range(rng.start, rng.start)
                     values.setdefault(key, Symbol(name, "value", rng, node.type_str, g.name))
         f.locals += sorted(values.values(), key=lambda s: s.range.start)
+        _assigned_exprs(f, items.get(g.name))
     return result
+
+
+def _assigned_exprs(f: Function, item) -> None:
+    """The right side of each `name = expr` of `f` has the type of the value it binds (the graph
+    knows that value by its name's place only)."""
+    if item is None:
+        return
+    bound = {s.range.start: s for s in f.locals if s.kind == "value"}
+    for stmt in item.find_data("assign"):
+        name, expr = stmt.children[0], stmt.children[-1]
+        s = bound.get((name.line - 1, name.column - 1))
+        if s is None or not s.type:
+            continue
+        m = getattr(expr, "meta", None) if not hasattr(expr, "end_column") else expr
+        if m is not None and getattr(m, "line", None) is not None:
+            rng = Range((m.line - 1, m.column - 1), (m.end_line - 1, m.end_column - 1))
+            f.exprs.setdefault(rng, s.type)
 
 
 def builtin_signature(name: str) -> str | None:
@@ -310,20 +332,32 @@ def hover_name(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
 
 def hover(a: Analysis, pos: Position) -> tuple[str, str, Range] | None:
     """What to show at `pos`: for a name, as `hover_name`; elsewhere (an operator, a number, a
-    bracket), the innermost one-line sub-expression around it, as `x @ w + b: f32[n]`."""
+    bracket), the innermost sub-expression around it, as `x @ w + b: f32[n]`. One that spans
+    several lines shows its first line, `...` and its last."""
     found = hover_name(a, pos)
     if found is not None:
         return found
     f = a.function_at(pos)
-    if f is None:
+    if f is None or a.stale:
         return None
-    around = [r for r in f.exprs if r.start[0] == r.end[0] == pos[0] and r.start[1] <= pos[1] < r.end[1]]
+    around = [r for r in f.exprs if r.start <= pos < r.end]
     if not around:
         return None
-    rng = min(around, key=lambda r: r.end[1] - r.start[1])
-    text = a.lines[rng.start[0]][rng.start[1]:rng.end[1]]
-    code = f"{text}: {f.exprs[rng]}" if len(text) <= 60 else f.exprs[rng]
-    return code, "", rng
+    # sub-expressions nest: the innermost starts last, and of those that start there ends first
+    rng = min(around, key=lambda r: (-r.start[0], -r.start[1], r.end))
+    return f"{_excerpt(a.lines, rng)}: {f.exprs[rng]}", "", rng
+
+
+def _excerpt(lines: list[str], rng: Range, width: int = 60) -> str:
+    """The text of `rng`: itself when it is one short line, else its start and end around `...`."""
+    (l0, c0), (l1, c1) = rng.start, rng.end
+    if l0 == l1:
+        text = lines[l0][c0:c1]
+    else:
+        text = lines[l0][c0:].rstrip() + " ... " + lines[l1][:c1].lstrip()
+    if len(text) > width:
+        text = text[:width // 2 - 2].rstrip() + " ... " + text[-(width // 2 - 3):].lstrip()
+    return text
 
 
 def language_words() -> list[tuple[str, str]]:
@@ -340,3 +374,169 @@ def all_builtins() -> list[tuple[str, str, str]]:
     """Every builtin as (name, signature, doc line), by name."""
     from . import builtins as registry
     return [(name, builtin_signature(name), builtin_doc(name)) for name in sorted(registry.BUILDERS)]
+
+
+# ---- evaluation comments: `# >>> EXPR` runs EXPR on the reference target -------------------------
+
+EVAL = re.compile(r"^(?P<indent>[ \t]*)#[ \t]*>>>[ \t]*(?P<expr>.*?)\s*$")
+EVAL_TIMEOUT = 30.0   # seconds; TDSL_EVAL_TIMEOUT changes it
+
+
+def eval_comments(lines: list[str]) -> list[tuple[int, str]]:
+    """The evaluation comments of a text: (0-based line, expression) of each `# >>> EXPR`."""
+    found = []
+    for i, line in enumerate(lines):
+        m = EVAL.match(line)
+        if m and m.group("expr"):
+            found.append((i, m.group("expr")))
+    return found
+
+
+def result_lines(lines: list[str], line: int) -> Range:
+    """The lines below the evaluation comment at `line` that hold its last result: the comment
+    lines right under it, at its indentation, up to a blank line, code or the next `# >>>`.
+    The range runs from the start of the line after the comment to the start of the first line
+    that is not part of the result."""
+    indent = EVAL.match(lines[line]).group("indent")
+    end = line + 1
+    while end < len(lines) and lines[end].startswith(indent + "#") and not EVAL.match(lines[end]):
+        end += 1
+    return Range((line + 1, 0), (end, 0))
+
+
+def _eval_function_name(text: str) -> str:
+    name = "tdsl_eval"
+    while re.search(rf"(?<![A-Za-z0-9_]){name}(?![A-Za-z0-9_])", text):
+        name += "_"
+    return name
+
+
+_LITERAL_PARTS = {"int_lit", "float_lit", "true_lit", "false_lit", "array_lit", "neg", "pos"}
+
+
+def _is_literal(tree) -> bool:
+    """Whether an expression is made of literals only (`[[1, 2]]`, `-0.5`): weak, it takes the
+    dtype of the parameter it is passed to."""
+    return getattr(tree, "data", None) in _LITERAL_PARTS and all(
+        _is_literal(c) for c in tree.children if hasattr(c, "data"))
+
+
+def _source(lines: list[str], meta) -> str:
+    (l0, c0), (l1, c1) = (meta.line - 1, meta.column - 1), (meta.end_line - 1, meta.end_column - 1)
+    return lines[l0][c0:c1] if l0 == l1 else "\n".join([lines[l0][c0:], *lines[l0 + 1:l1], lines[l1][:c1]])
+
+
+def evaluate(text: str, path: str, expr: str) -> list[str]:
+    """Run the tdsl expression `expr` in the program `text` (its functions and consts are in
+    scope) on the reference target (numpy); the result's lines as `tdslc run` prints them (one
+    value per line or block), or one line `error: ...`.
+
+    A call of one of the program's functions, `f(ARG, ...)`, is a call from Python: each argument
+    is evaluated first (a literal one as an array of the parameter's dtype), and f runs on
+    those arrays, so it checks and differentiates as it does for a user's arrays. Any other
+    expression is the result of a function of its own, added to the program."""
+    import numpy as np
+    from tdsl.grammar import parse
+    from .dtypes import to_numpy
+    from .pipeline import compile_source
+    name = _eval_function_name(text)
+    base = text.rstrip("\n")
+    first = len(base.splitlines()) + 3   # the 1-based line of the first added `return`
+
+    def located(err: TdslError) -> list[str]:
+        loc = err.loc
+        message = err.message + (f" (hint: {err.hint})" if err.hint else "")
+        if loc is not None and loc.line < first and loc.file == path:   # elsewhere in the file: say where
+            message = f"{loc.file}:{loc.line}:{loc.col}: {message}"
+        return [f"error: {message}"]
+
+    try:
+        returned = parse(f"fn {name}() {{\n    return {expr}\n}}\n", "<evaluation>").children[0].children[-1].children[0]
+        call = returned.children[0] if len(returned.children) == 1 else None   # return EXPR
+        program = parse(text, path)
+        own = {str(item.children[0]) for item in program.children if item.data == "fn_def"}
+        lines = [f"fn {name}() {{", f"    return {expr}", "}"]
+        if getattr(call, "data", None) == "call" and str(call.children[0]) in own:
+            args = call.children[1].children
+            texts = [_source(lines, a.children[-1].meta) for a in args]
+            added = "".join(f"\n\nfn {name}_{k}() {{\n    return {t}\n}}\n" for k, t in enumerate(texts))
+            module = compile_source(base + added, path, "numpy")
+            fn = module[str(call.children[0])]
+            params = {p.name: p for p in fn.graph.params}
+            order = [p.name for p in fn.graph.params]
+            positional, keywords = [], {}
+            for k, a in enumerate(args):
+                value = module[f"{name}_{k}"]()
+                keyword = str(a.children[0]) if a.data == "arg_kw" else None
+                param = params.get(keyword) if keyword else (params[order[k]] if k < len(order) else None)
+                if param is not None and _is_literal(a.children[-1]):
+                    value = np.asarray(value).astype(to_numpy(param.dtype))
+                if keyword:
+                    keywords[keyword] = value
+                else:
+                    positional.append(value)
+            result = fn(*positional, **keywords)
+        else:
+            module = compile_source(base + f"\n\nfn {name}() {{\n    return {expr}\n}}\n", path, "numpy")
+            result = module[name]()
+    except TdslError as err:
+        return located(err)
+    except Exception as err:   # a failure at run time that is not a tdsl error: say what it was
+        return [f"error: {type(err).__name__}: {err}"]
+    out = []
+    for r in result if isinstance(result, tuple) else (result,):
+        out += (np.array2string(np.asarray(r), threshold=50) if np.ndim(r) else str(r)).splitlines()
+    return out
+
+
+def evaluate_isolated(text: str, path: str, expr: str, timeout: float | None = None) -> list[str]:
+    """`evaluate` in a child process, which is killed after `timeout` seconds (TDSL_EVAL_TIMEOUT,
+    else EVAL_TIMEOUT): a loop that never ends or a value too large for memory costs the editor
+    nothing but that process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("TDSL_EVAL_TIMEOUT", EVAL_TIMEOUT))
+        except ValueError:
+            timeout = EVAL_TIMEOUT
+    request = json.dumps({"text": text, "path": path, "expr": expr})
+    code = "from tdsl.analysis import _evaluate_stdio; _evaluate_stdio()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], input=request, capture_output=True, text=True,
+                              timeout=timeout, encoding="utf-8", errors="replace")
+    except subprocess.TimeoutExpired:
+        return [f"error: the evaluation took longer than {timeout:g} s and was stopped (TDSL_EVAL_TIMEOUT "
+                f"sets the limit)"]
+    except OSError as err:
+        return [f"error: could not start Python to evaluate it: {err.strerror or err}"]
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return [f"error: the evaluation failed: {why[0]}"]
+
+
+def _evaluate_stdio() -> None:
+    """The child process of `evaluate_isolated`: a JSON request on stdin, the lines on stdout."""
+    import json
+    import sys
+    request = json.load(sys.stdin)
+    lines = evaluate(request["text"], request["path"], request["expr"])
+    sys.stdout.write(json.dumps(lines))
+
+
+def evaluation_edit(text: str, line: int, result: list[str]) -> tuple[Range, str]:
+    """The edit that writes `result` under the evaluation comment at `line` of `text`, in place of
+    the result there before: (range to replace, new text)."""
+    lines = text.splitlines()
+    indent = EVAL.match(lines[line]).group("indent")
+    rng = result_lines(lines, line)
+    new = "".join(f"{indent}# {r}".rstrip() + "\n" for r in result)
+    if rng.end[0] >= len(lines) and not text.endswith(("\n", "\r")):
+        # the result runs to the end of a text without a last newline: start on a new line there
+        last = len(lines) - 1
+        return Range((line, len(lines[line])), (last, len(lines[last]))), "\n" + new.rstrip("\n")
+    return rng, new

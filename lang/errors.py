@@ -16,7 +16,8 @@ class Location:
     line: int
     col: int
     source_line: str = ""
-    end_col: int | None = None
+    end_col: int | None = None          # the end column (exclusive) when it ends on the same line
+    end: tuple[int, int] | None = None  # (line, column), 1-based, exclusive: where it ends
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
@@ -36,10 +37,13 @@ def location_of(meta, file: str, text: str) -> Location | None:
     col = getattr(meta, "column", 1) or 1
     lines = _lines(text)
     source_line = lines[line - 1] if 0 < line <= len(lines) else ""
-    end_col = None
-    if getattr(meta, "end_line", None) == line:
-        end_col = getattr(meta, "end_column", None)
-    return Location(file, line, col, source_line, end_col)
+    end_col = end = None
+    end_line = getattr(meta, "end_line", None)
+    if end_line is not None and getattr(meta, "end_column", None) is not None:
+        end = end_line, meta.end_column
+        if end_line == line:
+            end_col = meta.end_column
+    return Location(file, line, col, source_line, end_col, end)
 
 
 class TdslError(Exception):

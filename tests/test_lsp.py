@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tdsl.analysis import Range, analyse, hover, inlay_hints
+from tdsl.analysis import (Range, analyse, eval_comments, evaluate, evaluate_isolated, evaluation_edit, hover,
+                           inlay_hints)
 
 pytest.importorskip("pygls")   # the editor extra (in the test extra too)
 
@@ -185,6 +186,111 @@ def test_values_bound_in_a_loop_body():
     assert inlay_hints(a, (0, 0), (7, 0)) == [((1, 5), ": f64"), ((3, 9), ": f64")]
 
 
+MULTI = """\
+fn f(x: f32[n, d], w: f32[d]) -> f32[n] {
+    y = tanh(x @ w
+             + 1.0) * 2.0
+    z = sum(x,
+            axis=1) + y
+    return z
+}
+"""
+
+
+def test_hover_on_a_sub_expression_over_several_lines():
+    a = analyse(MULTI, "multi.tdsl")
+    assert a.diagnostics == []
+    # the `+` of `x @ w + 1.0`, on the second line of it
+    assert hover(a, (2, 13)) == ("x @ w ... + 1.0: f32[n]", "", Range((1, 13), (2, 18)))
+    # the `*` of the whole right side of `y = ...`: the value y binds
+    assert hover(a, (2, 20)) == ("tanh(x @ w ... + 1.0) * 2.0: f32[n]", "", Range((1, 8), (2, 25)))
+    assert hover(a, (3, 14))[0] == "sum(x, ... axis=1): f32[n]"      # the `,` inside the call
+    assert hover(a, (4, 20))[0] == "sum(x, ... axis=1) + y: f32[n]"  # the `+` after it
+    long = analyse("fn g(x: f32[n]) -> f32 {\n    return sum(x * 2.0 + x * 3.0 + x * 4.0 + x * 5.0 + x * 6.0"
+                   " + x * 7.0)\n}\n", "long.tdsl")
+    code = hover(long, (1, long.lines[1].rindex(")")))[0]   # sum's `)`: a text longer than 60 characters
+    assert code == "sum(x * 2.0 + x * 3.0 + x * ... * 5.0 + x * 6.0 + x * 7.0): f32"
+
+
+EVAL_PROGRAM = """\
+const EPS = 1e-7
+
+fn predict(x: f32[n, d], w: f32[d], b: f32) -> f32[n] {
+    return sigmoid(x @ w + b)
+}
+
+fn loss(x: f32[n, d], y: f32[n], w: f32[d], b: f32) -> f32 {
+    p = predict(x, w, b)
+    return -mean(y * log(p + EPS) + (1 - y) * log(1 - p + EPS))
+}
+
+fn train_step(x: f32[n, d], y: f32[n], w: f32[d], b: f32, lr: f32) -> (f32[d], f32) {
+    gw, gb = grad(loss(x, y, w, b), w, b)
+    return w - lr * gw, b - lr * gb
+}
+
+# >>> predict([[1.0, 2.0]], [0.5, 0.5], 0.0)
+# an old result
+# and its second line
+
+# >>> EPS * 2
+"""
+
+
+def test_evaluation_comments_are_found_with_their_expression():
+    lines = EVAL_PROGRAM.splitlines()
+    assert eval_comments(lines) == [(16, "predict([[1.0, 2.0]], [0.5, 0.5], 0.0)"), (20, "EPS * 2")]
+    assert eval_comments(["    #>>>   softmax([1.0])  ", "# >>>", "# >> 1", "x = 1  # >>> 2"]) == [
+        (0, "softmax([1.0])")]
+
+
+def test_evaluate_runs_a_call_as_from_python():
+    # each literal argument is an array of the parameter's dtype, keywords too
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "predict([[1.0, 2.0]], [0.5, 0.5], 0.0)") == ["[0.8175745]"]
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "predict(x=[[1, 2]], w=[1, 2], b=-1)") == ["[0.98201376]"]
+    # a parameter stays a parameter: grad with respect to it works (literals inlined would not)
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "train_step([[1.0, 2.0], [0.0, 1.0]], [1.0, 0.0], [0.0, 0.0], "
+                                            "0.0, lr=0.1)") == ["[0.02499999 0.02499999]", "0.0"]
+    # an argument that is not a literal keeps its dtype, and the call checks it as Python's does
+    [error] = evaluate(EVAL_PROGRAM, "p.tdsl", "predict(eye(2), [1, 2], 0)")
+    assert error.startswith("error: argument 'x' of predict() is float64, which cannot be cast safely to f32")
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "predict([[1, 2]], [1, 2])") == [
+        "error: predict() is missing argument 'b'; the signature is "
+        "predict(x: f32[n, d], w: f32[d], b: f32) -> f32[n]"]
+
+
+def test_evaluate_any_other_expression_and_its_errors():
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "EPS * 2") == ["2e-07"]
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "eye(2), 7 // -2, -7 % 3") == ["[[1. 0.]", " [0. 1.]]", "-4", "2"]
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "foo(1)") == ["error: unknown function 'foo' (hint: did you mean 'floor'?)"]
+    assert evaluate(EVAL_PROGRAM, "p.tdsl", "1 +") == ["error: unexpected end of line; expected an expression"]
+    # an error of the program itself names its place there
+    broken = EVAL_PROGRAM.replace("return sigmoid(x @ w + b)", "return sigmoid(x @ w + c)")
+    assert evaluate(broken, "p.tdsl", "EPS") == ["error: p.tdsl:4:28: undefined name 'c'"]
+    # a program that names its own function tdsl_eval: the added one takes another name
+    assert evaluate("fn tdsl_eval() -> i64 {\n    return 3\n}\n", "p.tdsl", "tdsl_eval() + 1") == ["4"]
+
+
+def test_evaluation_edit_replaces_the_result_under_the_comment():
+    lines = EVAL_PROGRAM.splitlines()
+    rng, new = evaluation_edit(EVAL_PROGRAM, 16, ["[0.8175745]"])
+    assert rng == Range((17, 0), (19, 0)) and new == "# [0.8175745]\n"   # the old two lines, not the blank
+    rng, new = evaluation_edit(EVAL_PROGRAM, 20, ["2e-07"])
+    assert rng == Range((21, 0), (21, 0)) and new == "# 2e-07\n"          # nothing under it yet: inserted
+    assert lines[20] == "# >>> EPS * 2"
+    # indented, at the end of a text with no last newline; two result lines
+    assert evaluation_edit("    # >>> 1\n    # 5", 0, ["2", "3"]) == (Range((0, 11), (1, 7)), "\n    # 2\n    # 3")
+    # the next evaluation comment is not a result
+    assert evaluation_edit("# >>> 1\n# >>> 2\n", 0, ["1"]) == (Range((1, 0), (1, 0)), "# 1\n")
+
+
+def test_evaluation_in_a_child_process_has_a_time_limit():
+    assert evaluate_isolated(EVAL_PROGRAM, "p.tdsl", "EPS * 2") == ["2e-07"]
+    spin = "fn spin(x: f64) -> f64 {\n    while x > 0.0 {\n        x = x + 1.0\n    }\n    return x\n}\n"
+    assert evaluate_isolated(spin, "s.tdsl", "spin(1.0)", timeout=1.5) == [
+        "error: the evaluation took longer than 1.5 s and was stopped (TDSL_EVAL_TIMEOUT sets the limit)"]
+
+
 # ---- the server over JSON-RPC -------------------------------------------------------------------
 
 class Client:
@@ -239,6 +345,12 @@ class Client:
                 continue
             if match(message):
                 return message
+
+    def reply(self, rid, result):
+        """Answer a request of the server's (workspace/applyEdit)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode("utf-8")
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
 
     def request(self, method, params, timeout=20.0):
         rid = self.send(method, params)
@@ -365,3 +477,70 @@ def test_hover_latency_on_a_300_line_file(tmp_path):
         assert edited < 1.0
     finally:
         client.close()
+
+
+def test_evaluation_comments_over_stdio(tmp_path):
+    uri = (tmp_path / "eval.tdsl").as_uri()
+    client = Client(tmp_path)
+    try:
+        init = client.request("initialize", {"processId": os.getpid(), "capabilities": {
+            "workspace": {"applyEdit": True}}}, timeout=60)
+        assert "tdsl.evaluate" in init["capabilities"]["executeCommandProvider"]["commands"]
+        assert "codeLensProvider" in init["capabilities"]
+        client.send("initialized", {}, request=False)
+        client.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "tdsl", "version": 1,
+                                                              "text": EVAL_PROGRAM}}, request=False)
+        assert client.diagnostics(uri) == []
+        lenses = client.request("textDocument/codeLens", {"textDocument": {"uri": uri}})
+        assert [(lens["range"]["start"]["line"], lens["command"]["title"], lens["command"]["arguments"])
+                for lens in lenses] == [(16, "Evaluate", [uri, 16]), (20, "Evaluate", [uri, 20])]
+        command = lenses[0]["command"]
+        rid = client.send("workspace/executeCommand", {"command": command["command"],
+                                                       "arguments": command["arguments"]})
+        # the server asks the editor to write the result under the comment, over the old one
+        ask = client.wait(lambda m: m.get("method") == "workspace/applyEdit")
+        client.reply(ask["id"], {"applied": True})
+        [edit] = ask["params"]["edit"]["changes"][uri]
+        assert edit == {"range": {"start": {"line": 17, "character": 0}, "end": {"line": 19, "character": 0}},
+                        "newText": "# [0.8175745]\n"}
+        done = client.wait(lambda m: m.get("id") == rid and "method" not in m)
+        assert done["result"] == ["[0.8175745]"]
+        # an argument that is not an evaluation comment's line: nothing to do
+        assert client.request("workspace/executeCommand", {"command": "tdsl.evaluate",
+                                                           "arguments": [uri, 2]}) is None
+    finally:
+        client.close()
+
+
+def test_positions_count_utf16_code_units(tmp_path):
+    # the client counts an emoji as two UTF-16 units; the analysis counts it as one character
+    uri = (tmp_path / "emoji.tdsl").as_uri()
+    text = 'fn f(x: f32) -> f32 {\n    y = x  # \U0001F600\n    return 😀😀 + y\n}\n'.replace("😀", "\U0001F600")
+    client = Client(tmp_path)
+    try:
+        client.request("initialize", {"processId": os.getpid(), "capabilities": {}}, timeout=60)
+        client.send("initialized", {}, request=False)
+        client.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "tdsl", "version": 1,
+                                                              "text": text}}, request=False)
+        [d] = client.diagnostics(uri)
+        assert d["range"] == {"start": {"line": 2, "character": 11}, "end": {"line": 2, "character": 13}}
+    finally:
+        client.close()
+
+
+def test_position_conversion_for_each_encoding():
+    from types import SimpleNamespace
+
+    from lsprotocol import types as lsp_types
+
+    from tdsl.lsp import _Text
+    line = 'y = einsum("\U0001F600é", x) + x'
+    col = line.rindex("x")          # 30 characters before the last x
+    for encoding, units in [("utf-16", col + 1), ("utf-8", col + 4), ("utf-32", col), (None, col + 1)]:
+        doc = SimpleNamespace(source=line + "\n")
+        ls = SimpleNamespace(workspace=SimpleNamespace(position_encoding=encoding,
+                                                       get_text_document=lambda uri, doc=doc: doc))
+        t = _Text(ls, "file:///e.tdsl")
+        assert t.client((0, col)) == lsp_types.Position(line=0, character=units), encoding
+        assert t.position(lsp_types.Position(line=0, character=units)) == (0, col), encoding
+        assert t.position(lsp_types.Position(line=3, character=7)) == (3, 7)   # past the end: as is
