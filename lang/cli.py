@@ -1,4 +1,4 @@
-"""`tdslc`: check, run, inspect and build .tdsl files from the command line."""
+"""`tdslc`: check, run, inspect, format and build .tdsl files from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -159,6 +159,72 @@ def cmd_lsp(args) -> int:
     sys.exit(serve())   # now: the server has closed stdout, which main() would flush
 
 
+def cmd_fmt(args) -> int:
+    """Every file is formatted, whatever the ones before gave: each error is printed, and the
+    status is 1 when any file failed (or, with --check, would change)."""
+    from .fmt import format_text
+    failed = changed = False
+    for path in args.files:
+        name = "<stdin>" if path == "-" else path
+        try:
+            text = sys.stdin.read() if path == "-" else _read_exact(path)
+            new = format_text(text, name)
+            if args.diff:
+                sys.stdout.writelines(_diff(text, new, name))
+            elif path == "-":
+                sys.stdout.write(new)
+            if new == text:
+                continue
+            changed = True
+            if args.check and not args.diff:
+                print(name)
+            elif not args.check and not args.diff and path != "-":
+                _replace_text(path, new)
+        except TdslError as err:
+            print(err.render(), file=sys.stderr)
+            failed = True
+    return 1 if failed or (args.check and changed) else 0
+
+
+def _read_exact(path: str) -> str:
+    """The text of a file, line ends as they are (read_text would turn CRLF into LF)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise TdslError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
+
+
+def _diff(old: str, new: str, name: str) -> list[str]:
+    import difflib
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 f"{name} (original)", f"{name} (formatted)")
+    return [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines]
+
+
+def _replace_text(path: str, text: str) -> None:
+    """Write `text` into the file at `path` atomically (a temporary file in the same folder,
+    then a rename), keeping its mode; a symbolic link keeps pointing at the file it names."""
+    import os
+    import stat
+    import tempfile
+    target = os.path.realpath(path)
+    temporary = None
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                         dir=os.path.dirname(target))
+        with os.fdopen(fd, "wb") as out:
+            out.write(text.encode("utf-8"))
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except OSError as err:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        raise TdslError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def _cache_parser(sub) -> None:
     """`tdslc cache info|clear|prune`: the compile cache (codegen/cache_admin.py)."""
     from tdsl.codegen import cache_admin
@@ -225,6 +291,15 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--prefix")
     build.set_defaults(run=cmd_build)
     _cache_parser(sub)
+    fmt = sub.add_parser("fmt", help="format .tdsl files in place in the house style (- for stdin)",
+                         description="Rewrite each file in the house style (whitespace only; a file that "
+                                     "does not parse is reported and left alone). FILE - reads stdin "
+                                     "and writes stdout.")
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    fmt.add_argument("--check", action="store_true",
+                     help="write nothing; print each file that would change, and exit 1 if any would")
+    fmt.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of the changes")
+    fmt.set_defaults(run=cmd_fmt)
     lsp = sub.add_parser("lsp", help="run the language server on stdio (needs the editor extra)",
                          description="A language server for .tdsl files over stdin and stdout: "
                                      "docs/editors.md, \"Language server\".")
