@@ -17,6 +17,7 @@ except ImportError:   # pygls 1.x
 from pygls.uris import to_fs_path
 
 from . import analysis
+from .errors import TdslError
 from .version import __version__
 
 server = LanguageServer("tdsl", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Full)
@@ -168,6 +169,25 @@ def inlay_hint(ls, params: types.InlayHintParams):
     lo, hi = t.position(params.range.start), t.position(params.range.end)
     return [types.InlayHint(position=t.client(pos), label=label, kind=types.InlayHintKind.Type)
             for pos, label in analysis.inlay_hints(a, lo, hi)]
+
+
+@server.feature(types.TEXT_DOCUMENT_FORMATTING)
+def formatting(ls, params: types.DocumentFormattingParams):
+    """The whole text in tdsl's house style (`tdslc fmt`), as one edit; none when it is already,
+    or when it does not parse (the diagnostics say why: nothing is formatted then)."""
+    from . import fmt
+    uri = params.text_document.uri
+    text = ls.workspace.get_text_document(uri).source
+    try:
+        new = fmt.format_text(text, to_fs_path(uri) or uri)
+    except TdslError:
+        return None
+    if new == text:
+        return []
+    t = _Text(ls, uri)
+    end = (len(t.lines), 0) if text.endswith(("\n", "\r")) or not t.lines else \
+        (len(t.lines) - 1, len(t.lines[-1]))
+    return [types.TextEdit(range=t.range(analysis.Range((0, 0), end)), new_text=new)]
 
 
 # ---- evaluation comments ------------------------------------------------------------------------

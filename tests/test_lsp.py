@@ -508,6 +508,22 @@ def test_evaluation_comments_over_stdio(tmp_path):
         # an argument that is not an evaluation comment's line: nothing to do
         assert client.request("workspace/executeCommand", {"command": "tdsl.evaluate",
                                                            "arguments": [uri, 2]}) is None
+
+        # formatting: the whole text in the house style, as one edit; none when it is already
+        messy = EVAL_PROGRAM.replace("    return sigmoid(x @ w + b)", "  return sigmoid( x@w+b )   ")
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                               "contentChanges": [{"text": messy}]}, request=False)
+        formatting = {"textDocument": {"uri": uri}, "options": {"tabSize": 4, "insertSpaces": True}}
+        [edit] = client.request("textDocument/formatting", formatting)
+        assert edit["range"] == {"start": {"line": 0, "character": 0},
+                                 "end": {"line": len(messy.splitlines()), "character": 0}}
+        assert edit["newText"] == EVAL_PROGRAM
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 3},
+                                               "contentChanges": [{"text": EVAL_PROGRAM}]}, request=False)
+        assert client.request("textDocument/formatting", formatting) == []
+        client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 4},
+                                               "contentChanges": [{"text": "fn f( {\n"}]}, request=False)
+        assert client.request("textDocument/formatting", formatting) is None   # does not parse
     finally:
         client.close()
 
