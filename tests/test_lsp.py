@@ -560,3 +560,17 @@ def test_position_conversion_for_each_encoding():
         assert t.client((0, col)) == lsp_types.Position(line=0, character=units), encoding
         assert t.position(lsp_types.Position(line=0, character=units)) == (0, col), encoding
         assert t.position(lsp_types.Position(line=3, character=7)) == (3, 7)   # past the end: as is
+
+
+def test_the_evaluation_example_of_docs_editors_md_is_what_evaluate_writes():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    docs = (root / "docs" / "editors.md").read_text()
+    block = docs.split("### Evaluation comments", 1)[1].split("```tdsl\n", 1)[1].split("```", 1)[0]
+    program = (root / "examples" / "logistic.tdsl").read_text()
+    lines = block.splitlines()
+    comments = eval_comments(lines)
+    assert len(comments) == 3
+    for line, expr in comments:
+        rng, new = evaluation_edit(block, line, evaluate(program, "logistic.tdsl", expr))
+        assert "".join(f"{text}\n" for text in lines[rng.start[0]:rng.end[0]]) == new, expr
