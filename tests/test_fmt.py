@@ -262,6 +262,12 @@ def test_rule_over_lines(before, after):
     assert format_text(after) == after
 
 
+def test_a_long_operator_chain():
+    """1,100 operands nest the tree deeper than Python's recursion limit (Lark's `==` recurses)."""
+    text = "fn f(x: f64) -> f64 {\n    return " + "+".join(["x"] * 1100) + "\n}\n"
+    assert format_text(text) == text.replace("+", " + ")
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 def test_a_syntax_error_is_the_parser_s_with_its_place():
