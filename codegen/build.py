@@ -9,7 +9,8 @@ reported as the build error it is. A compiler run that takes longer than
 Processes loading the same new module take a file lock on its cache entry, so one
 compiles and the others load what it built. With `TDSL_SANITIZE=1` modules are
 built with AddressSanitizer and UBSan (see tests/test_c_backend.py for how to run a
-process with them).
+process with them). A debug build (`debug=True`, TDSL_DEBUG=1: docs/debugging.md) adds
+DEBUG_FLAGS, with sanitizers or without.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ BASE_FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-fn
               "-DTDSL_BLAS")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g")
+# A debug build: the later -O0 wins over -O2, so gdb sees every local and every line as
+# written (-Og may drop locals); frame pointers give sanitizers and perf whole backtraces.
+DEBUG_FLAGS = ("-O0", "-g", "-fno-omit-frame-pointer")
 LIBS = ("-lm",)
 NO_COMPILER_HINT = ("install one (e.g. `apt install gcc`, or `xcode-select --install` on macOS), "
                     "name it with TDSL_CC or CC, or use target=\"numpy\"")
@@ -231,11 +235,12 @@ def compiler_version(cc: tuple[str, ...]) -> str:
     return f"{path}: {first[0] if first else 'unknown version'}"
 
 
-def flags(cc: tuple[str, ...], features: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The flags of a module build: optimization, the optional features, sanitizers when asked."""
+def flags(cc: tuple[str, ...], features: tuple[str, ...] | None = None, debug: bool = False) -> tuple[str, ...]:
+    """The flags of a module build: optimization, the optional features, sanitizers when asked,
+    and those of a debug build when `debug`."""
     features = usable_features(cc) if features is None else features
     extra = tuple(flag for name in features for flag in FEATURE_FLAGS[name]())
-    return BASE_FLAGS + extra + (SANITIZE_FLAGS if sanitizing() else ())
+    return BASE_FLAGS + extra + (SANITIZE_FLAGS if sanitizing() else ()) + (DEBUG_FLAGS if debug else ())
 
 
 def vector_math_level() -> int:
@@ -624,11 +629,12 @@ def mark_used(path: Path) -> None:
         pass
 
 
-def library_path(source: str, name: str) -> Path:
-    """Where the library built from `source` lives in the cache."""
+def library_path(source: str, name: str, debug: bool = False) -> Path:
+    """Where the library built from `source` lives in the cache (a debug build's flags are part
+    of its key: it never shares an entry with a normal build)."""
     from tdsl.version import __version__
     cc = compiler()
-    build_flags = flags(cc)
+    build_flags = flags(cc, debug=debug)
     identity = cpu_identity() if "-march=native" in build_flags else ""
     digest = cache.key(source, " ".join(cc), compiler_version(cc), " ".join(build_flags), __version__, identity)
     path = cache.entry(name, digest, ".so")

@@ -36,6 +36,14 @@ class CTarget:
     name = "c"
     standalone_suffixes = (".c", ".h")
 
+    def __init__(self, debug: bool = False):
+        self.debug = debug   # line-mapped C built with -g (docs/debugging.md)
+
+    def debugging(self) -> CTarget:
+        """The target building debug modules: C with `#line` directives naming the .tdsl lines,
+        built with the debug flags (build.DEBUG_FLAGS), in cache entries of their own."""
+        return DEBUG_TARGET
+
     def unavailable(self) -> str | None:
         try:
             cc = build.compiler()
@@ -51,12 +59,23 @@ class CTarget:
         return with_symbols(module, function_symbols([g.name for g in graphs], module.prefix))
 
     def render(self, module: ModuleIR) -> str:
-        from .render import render_module
-        return render_module(module)[0]
+        from .render import generated_lines, render_module
+        text = render_module(module, debug=self.debug)[0]
+        if not self.debug:
+            return text
+        # the generated code's own lines are named by the file the cache keeps the C in
+        return generated_lines(text, str(self._library(text, module).with_suffix(".c")))
 
     def build(self, module: ModuleIR, source: str) -> Built:
-        path = build.library_path(source, module.prefix)
+        if self.debug:   # keyed by the C before it names its own file (see `render`)
+            from .render import render_module
+            path = self._library(render_module(module, debug=True)[0], module)
+        else:
+            path = build.library_path(source, module.prefix)
         return Built(build.load_library(source, module.prefix, path), path, source)
+
+    def _library(self, text: str, module: ModuleIR) -> Path:
+        return build.library_path(text, module.prefix, debug=self.debug)
 
     def load(self, module: ModuleIR, built: Built) -> dict[str, Runner]:
         attach_blas(built.library, module.prefix)
@@ -64,7 +83,9 @@ class CTarget:
 
     def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
         """Keep a warm entry for `text`; one that cannot be written (a full disk) only costs the next
-        load its warm start."""
+        load its warm start. A debug build keeps none (a warm entry does not say it is one)."""
+        if self.debug:
+            return
         try:
             warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
         except (OSError, TdslError):
@@ -72,8 +93,9 @@ class CTarget:
 
     def recall(self, text: str, path: str) -> list | None:
         """[(graph, runner)] of a module this cache has built from `text` before, or None (a
-        first load follows: the compiler's features are probed meanwhile, if not known)."""
-        loaded = self._recall(text, path)
+        first load follows: the compiler's features are probed meanwhile, if not known). A debug
+        build recalls nothing: its library is found in the cache after rendering."""
+        loaded = None if self.debug else self._recall(text, path)
         if loaded is None:
             build.prefetch_features()
         return loaded
@@ -226,3 +248,4 @@ class Runner(BaseRunner):
 
 
 TARGET = CTarget()
+DEBUG_TARGET = CTarget(debug=True)

@@ -14,14 +14,19 @@ from tdsl.dtypes import kind
 from tdsl.ops import OPS, math_ops
 
 from .blas import blas_call
-from .cexpr import C, Body, Dialect, Names, function_symbols, literal, paren
+from .cexpr import C, Body, Dialect, Names, c_string, function_symbols, literal, paren
 from .kernels import Apply, Check, Const, FunctionIR, Load, ModuleIR, Position, SizeVar
 from .loops import affine_gathers, all_vars, expression_children, kernel_expressions, kernel_loads, value_children
 from .templating import environment
 
 
-def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[str, str | None]:
-    """The C source of a module, and its header when asked for."""
+def render_module(module: ModuleIR, standalone_header: bool = False,
+                  debug: bool = False) -> tuple[str, str | None]:
+    """The C source of a module, and its header when asked for.
+
+    `debug`: each statement's code carries `#line` directives naming its .tdsl line, and a
+    RESUME line follows it (see `generated_lines`, which makes it a directive too).
+    """
     from tdsl.version import __version__
     calls: dict = {}
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
@@ -32,13 +37,66 @@ def render_module(module: ModuleIR, standalone_header: bool = False) -> tuple[st
               for fn in module.functions for b, index in region_bodies(fn)]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
-                   consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls))
+                   consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls),
+                   debug=debug, located=located if debug else _as_written, resume=RESUME)
     source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
         guard = re.sub(r"\W", "_", module.prefix).upper() + "_H"
         header = environment().get_template("c/header.h.j2").render(guard=guard, **context)
     return source, header
+
+
+# -- debug builds: generated code named by the .tdsl lines it comes from ------------------
+# A line the templates write after each part mapped to .tdsl lines; `generated_lines` turns it
+# into `#line N "FILE.c"`, the real number of the next line in the generated file. (A compiler
+# given it as it is ignores an unknown pragma.)
+RESUME = "#pragma tdsl resume"
+
+
+def line_file(name: str) -> str:
+    """A file name as the C string literal of a `#line` directive: the file name is user text,
+    so quotes, backslashes, `?`, unprintable and non-ASCII characters become escapes (the
+    non-ASCII ones octal escapes of their UTF-8 bytes: the compiler reads them back as those bytes)."""
+    return "".join(ch if ch.isascii() else "".join(f"\\{b:03o}" for b in ch.encode("utf-8", "surrogatepass"))
+                   for ch in c_string(name))
+
+
+def line_directive(loc) -> str | None:
+    """`#line LINE "FILE"` of a .tdsl location, or None where there is none."""
+    if loc is None or not loc.file or loc.line < 1:
+        return None
+    return f"#line {loc.line} {line_file(loc.file)}"
+
+
+def located(text: str, directive: str | None) -> str:
+    """`text`, C the templates wrote for one .tdsl statement, with `directive` before each of
+    its lines that holds code: every line is that statement's. A line an inner statement
+    placed already (it follows a `#line` its own `located` wrote) keeps its place."""
+    if directive is None:
+        return text
+    out, placed = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("#line "):
+            placed = True
+        elif not placed and line.strip():
+            out.append(directive + "\n")
+        else:
+            placed = False
+        out.append(line)
+    return "".join(out)
+
+
+def _as_written(text: str, directive: str | None) -> str:
+    return text
+
+
+def generated_lines(text: str, name: str) -> str:
+    """A debug build's C with each RESUME line made `#line N "NAME"`: the code after it (entry
+    points, the next function's header) is named by its own line in the generated file NAME."""
+    lines = text.split("\n")
+    directive = f" {line_file(name)}"
+    return "\n".join(f"#line {i + 2}{directive}" if line == RESUME else line for i, line in enumerate(lines))
 
 
 def region_bodies(fn: FunctionIR) -> list[tuple[FunctionIR, str | None]]:
@@ -291,7 +349,7 @@ class FunctionView:
             symbol=self.symbol, signature=fn.signature, args=user + [o.name for o in fn.outputs],
             where=str(fn.loc) if fn.loc else "", params=self.params(True), decl_params=self.params(False),
             unused=unused, scalars=[self.temp(t) for t in fn.temps if t.is_scalar], arrays=arrays,
-            checks=checks, kernels=kernels,
+            checks=checks, kernels=kernels, line=line_directive(fn.loc),
             label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums or k.kind == "region"
                                       for k in kernels),
             consts=[self.const(c) for c in fn.consts], slots=self.slots())
@@ -343,7 +401,7 @@ class FunctionView:
     def kernel(self, k, nested: bool = False) -> SimpleNamespace:
         """The view of one kernel; `nested` for a part of a fused kernel (no threads of its own)."""
         body = self.body()
-        view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin),
+        view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin), line=line_directive(k.origin.loc),
                                loops=self.loops(k.loops), omp=None, fails=False, simd=None)
         getattr(self, f"_{k.kind}")(k, body, view)
         view.fails = view.fails or body.fails
@@ -610,7 +668,8 @@ class FunctionView:
         body = self.body()
         result = body.value(part.value)
         vector = part.loops and not body.fails
-        view = SimpleNamespace(kind="accumulate", comment=kernel_comment(part.origin), loops=self.loops(part.loops),
+        view = SimpleNamespace(kind="accumulate", comment=kernel_comment(part.origin),
+                               line=line_directive(part.origin.loc), loops=self.loops(part.loops),
                                omp=None, simd="TDSL_OMP(simd)" if vector else None, body=body.lines)
         view.update = f"{name}[{body.index(part.out_index)}] += {result};"
         view.fails = body.fails

@@ -426,11 +426,13 @@ def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
                          tuple_result=tuple_result, loc=loc, file=loc.file if loc else "<python>")
 
 
-def function(inputs, outputs, target: str = "c", name: str = "f"):
-    """Compile symbolic `outputs` as a function of `inputs`, like theano.function."""
+def function(inputs, outputs, target: str = "c", name: str = "f", debug: bool | None = None):
+    """Compile symbolic `outputs` as a function of `inputs`, like theano.function. `debug`: a
+    debug build, its code named by the Python lines that built it (None: TDSL_DEBUG;
+    docs/debugging.md)."""
     from .pipeline import load_graphs
     graph = build_graph(inputs if isinstance(inputs, Var) else list(inputs), outputs, name)
-    return load_graphs([graph], target, name)[name]
+    return load_graphs([graph], target, name, debug=debug)[name]
 
 
 def grad(cost, *wrt):

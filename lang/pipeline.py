@@ -6,6 +6,7 @@ The target (tdsl/targets.py) supplies the stages after the rewrites.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import targets
@@ -18,13 +19,16 @@ GRAPH_STAGES = ("check", "rewrite")   # the stages whose result is a list of fun
 
 
 def compile_module(target: str, text: str | None = None, path: str = "<string>",
-                   graphs: list[FunctionGraph] | None = None, until: str = "load"):
+                   graphs: list[FunctionGraph] | None = None, until: str = "load", debug: bool | None = None):
     """Compile `text` (or already checked `graphs`) for `target`, up to and including stage `until`.
 
     Returns what that stage makes: the parse tree, a list of graphs, the target's lowered
     module, the rendered source text, the built artefact, or (after "load") a Module.
+    `debug` (None: TDSL_DEBUG) asks a target that has one for its debug build (docs/debugging.md).
     """
     target_ = targets.get(target)
+    if debug_requested(debug) and hasattr(target_, "debugging"):   # (the reference has none)
+        target_ = target_.debugging()
     if graphs is None:
         if until == "load":   # text this cache has compiled before skips every stage
             found = target_.recall(text, path)
@@ -57,19 +61,29 @@ def compile_module(target: str, text: str | None = None, path: str = "<string>",
     return Module([Function(g, target, runners[g.name]) for g in graphs], path, target)
 
 
+def debug_requested(debug: bool | None = None) -> bool:
+    """Whether to build for debugging: `debug` when given, else TDSL_DEBUG (set, and not 0)."""
+    if debug is None:
+        return os.environ.get("TDSL_DEBUG", "").strip() not in ("", "0")
+    return bool(debug)
+
+
 def module_name(path: str) -> str:
     """The name a module's generated symbols start from: its file's stem."""
     return Path(path).stem or "module"
 
 
-def compile_source(text: str, filename: str = "<string>", target: str = "c") -> Module:
-    """Compile the text of a .tdsl file for `target` and load its functions."""
-    return compile_module(target, text, filename)
+def compile_source(text: str, filename: str = "<string>", target: str = "c",
+                   debug: bool | None = None) -> Module:
+    """Compile the text of a .tdsl file for `target` and load its functions (`debug`: see
+    `compile_module`)."""
+    return compile_module(target, text, filename, debug=debug)
 
 
-def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>") -> Module:
+def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>",
+                debug: bool | None = None) -> Module:
     """Compile checked graphs (the Python builder API, `check_grad`) for `target` and load them."""
-    return compile_module(target, graphs=graphs, path=path)
+    return compile_module(target, graphs=graphs, path=path, debug=debug)
 
 
 def check_source(text: str, filename: str = "<string>") -> list[FunctionGraph]:
