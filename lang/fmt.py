@@ -55,6 +55,7 @@ _HEADERS = ("fn", "if", "while", "for")   # their statement's header runs up to 
 # After `#`, these leave a comment as written: `#!`, `#:`, `##` banners, `#>>>` evaluations
 _COMMENT_KEEP = " \t!:#'>"
 _TAB = 4   # columns of a tab before a trailing comment
+_BLANKS = " \t\f\r"   # the grammar's whitespace (other characters of a comment are its text)
 
 
 @dataclass(eq=False)
@@ -98,7 +99,8 @@ def _lines(text: str, path: str) -> list[_Line]:
 
 
 def _comment(text: str) -> str:
-    text = text.rstrip()
+    """A comment as the house style writes it: `# text`, no trailing whitespace."""
+    text = text.rstrip(_BLANKS)
     if len(text) > 1 and text[1] not in _COMMENT_KEEP:
         text = "# " + text[1:]
     return text
@@ -237,7 +239,7 @@ def _layout(text: str, path: str) -> str:
         if out and not after_open and not closing:
             out += [""] * min(blanks, 2 if layout.at_top() else 1)
         blanks = 0
-        out.append(layout.render(line).rstrip())
+        out.append(layout.render(line).rstrip(_BLANKS))
         after_open = bool(line.tokens) and line.tokens[-1].text == "{"
     return "\n".join(out) + "\n" if out else ""
 
