@@ -167,18 +167,17 @@ def cmd_fmt(args) -> int:
     for path in args.files:
         name = "<stdin>" if path == "-" else path
         try:
-            text = sys.stdin.read() if path == "-" else _read_exact(path)
+            text = _read_exact(path)
             new = format_text(text, name)
+            changed = changed or new != text
             if args.diff:
                 sys.stdout.writelines(_diff(text, new, name))
+            elif args.check:
+                if new != text:
+                    print(name)
             elif path == "-":
                 sys.stdout.write(new)
-            if new == text:
-                continue
-            changed = True
-            if args.check and not args.diff:
-                print(name)
-            elif not args.check and not args.diff and path != "-":
+            elif new != text:
                 _replace_text(path, new)
         except TdslError as err:
             print(err.render(), file=sys.stderr)
@@ -187,13 +186,17 @@ def cmd_fmt(args) -> int:
 
 
 def _read_exact(path: str) -> str:
-    """The text of a file, line ends as they are (read_text would turn CRLF into LF)."""
+    """The text of a file (`-`: stdin), line ends as they are (read_text would turn CRLF into LF)."""
+    name = "<stdin>" if path == "-" else path
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        if path != "-":
+            return Path(path).read_bytes().decode("utf-8")
+        binary = getattr(sys.stdin, "buffer", None)
+        return sys.stdin.read() if binary is None else binary.read().decode("utf-8")
     except OSError as err:
-        raise TdslError(f"cannot read {path}: {err.strerror}") from None
+        raise TdslError(f"cannot read {name}: {err.strerror}") from None
     except UnicodeDecodeError as err:
-        raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
+        raise TdslError(f"cannot read {name}: not UTF-8 text (byte {err.start})") from None
 
 
 def _diff(old: str, new: str, name: str) -> list[str]:

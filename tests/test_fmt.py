@@ -350,11 +350,26 @@ def test_fmt_diff_prints_a_unified_diff(files, capsys):
     assert (files / "messy.tdsl").read_bytes() == MESSY.encode()
 
 
+def test_fmt_check_and_diff_together(files, capsys):
+    assert cli.main(["fmt", "--check", "--diff", str(files / "messy.tdsl"), str(files / "clean.tdsl")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"--- {files / 'messy.tdsl'} (original)\n") and "clean.tdsl" not in out
+    assert (files / "messy.tdsl").read_bytes() == MESSY.encode()
+
+
 def test_fmt_reads_stdin_and_writes_stdout(monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO("const  A=1"))
+    def stdin(data: bytes):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    stdin(b"const  A=1")
     assert cli.main(["fmt", "-"]) == 0
     assert capsys.readouterr() == ("const A = 1\n", "")
-    monkeypatch.setattr("sys.stdin", io.StringIO("const A 1\n"))
+    stdin(b"const A = 1\r\n")   # read as it is: CRLF is a change
+    assert cli.main(["fmt", "--check", "-"]) == 1
+    assert capsys.readouterr() == ("<stdin>\n", "")
+    stdin(b"const A = 1\n")
+    assert cli.main(["fmt", "--check", "-"]) == 0
+    assert capsys.readouterr() == ("", "")
+    stdin(b"const A 1\n")
     assert cli.main(["fmt", "-"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("<stdin>:1:9: error: a const is 'const NAME = value'")
