@@ -36,6 +36,8 @@ def load(path, target: str = "c") -> Module:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise TdslError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
     return compile_source(text, str(path), target)
 
 

@@ -18,6 +18,8 @@ def _read(path: str) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise TdslError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
 
 
 # `--stage` of `tdslc graph`: the pipeline's graph stages, and the names they had before

@@ -125,6 +125,17 @@ def test_check_reports_every_file(files, capsys):
     assert err.index(paths[0]) < err.index(paths[2]) < err.index(paths[3])
 
 
+def test_a_file_that_is_not_utf8_is_a_tdsl_error(tmp_path, capsys):
+    path = tmp_path / "latin.tdsl"
+    path.write_bytes(b"# caf\xe9\nfn f(x: f32) -> f32 { return x }\n")
+    for command in (["check", str(path)], ["run", str(path), "f", "-t", "numpy", "--arg", "x=1"],
+                    ["graph", str(path)]):
+        assert cli.main(command) == 1
+        assert capsys.readouterr().err == f"error: cannot read {path}: not UTF-8 text (byte 5)\n"
+    with pytest.raises(tdsl.TdslError, match=r"cannot read .*latin.tdsl: not UTF-8 text \(byte 5\)"):
+        tdsl.load(path, target="numpy")
+
+
 def test_check_of_good_files_exits_0(files, capsys):
     assert cli.main(["check", str(files / "good.tdsl"), str(files / "good.tdsl")]) == 0
     assert capsys.readouterr().out.count("double(x: f64[n]) -> f64[n]") == 2
