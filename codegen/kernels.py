@@ -199,12 +199,14 @@ class Load:
 
 @dataclass(frozen=True, eq=False)
 class Apply:
-    """An op of the op table (elementwise or cast) applied to operand values."""
+    """An op of the op table (elementwise or cast) applied to operand values; `loc`, where the
+    lowering gives it, is the .tdsl statement computing it (a debug build's `#line`)."""
 
     op: str
     dtype: str
     args: tuple
     name: str | None = None
+    loc: Location | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,13 @@ class OpenCLTarget:
     name = "opencl"
     standalone_suffixes = (".py",)
 
+    def __init__(self, debug: bool = False):
+        self.debug = debug   # kernels with `#line` directives naming the .tdsl lines (docs/debugging.md)
+
+    def debugging(self) -> OpenCLTarget:
+        """The target building debug programs: each kernel's lines named by its .tdsl line."""
+        return DEBUG_TARGET
+
     def unavailable(self) -> str | None:
         try:
             runtime.default_queue()
@@ -56,6 +63,12 @@ class OpenCLTarget:
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
         module = lower_module(graphs, symbol_prefix(prefix))
+        if self.debug:   # the same schedule and plan, the program's text with #line directives
+            from .opencl_plan import module_plan
+            from .opencl_render import render_program
+            from .opencl_schedule import module_schedule
+            source, schedule = render_program(module, module_schedule(module), debug=True)
+            return Lowered(module, source, module_plan(module, schedule))
         source, plan = program_and_plan(module)
         return Lowered(module, source, plan)
 
@@ -200,3 +213,4 @@ def _python_text(text: str) -> str:
 
 
 TARGET = OpenCLTarget()
+DEBUG_TARGET = OpenCLTarget(debug=True)

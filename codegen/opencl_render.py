@@ -22,7 +22,8 @@ from .cexpr import Body, Dialect, Names, literal
 from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
 from .loops import affine_gathers, kernel_expressions
 from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule, serial_loops
-from .render import kernel_comment, row_routine, scalar_math
+from .render import (RESUME, StatementLines, generated_lines, kernel_comment, line_directive, located,
+                     row_routine, scalar_math)
 from .templating import environment
 
 # OpenCL C's words beyond C's (keywords, types, builtins the kernels call, vloadN/vstoreN among
@@ -41,14 +42,19 @@ OPENCL = Dialect("opencl", types=_TYPES, math_suffix={}, reserved=frozenset(_OPE
 STORAGE = {**_TYPES, "bool": "uchar"}      # bool is not a buffer element type in OpenCL
 
 
-def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> tuple[str, ModuleSchedule]:
-    """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run."""
+def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None,
+                   debug: bool = False) -> tuple[str, ModuleSchedule]:
+    """The OpenCL C source of a module, written as `schedule` (by default the module's) has it run.
+
+    `debug`: each kernel's lines carry `#line` directives naming its statement's .tdsl line, and
+    the code after it goes back to the program's own lines, named `PREFIX.cl` (codegen/render.py).
+    """
     from tdsl.version import __version__
     schedule = schedule or module_schedule(module)
     owner = owners(module)
     functions = []
     for fn in all_functions(module):
-        view = FunctionKernels(fn, schedule.functions[fn.name]).view()
+        view = FunctionKernels(fn, schedule.functions[fn.name], debug).view()
         view.owner = owner[id(fn)]   # its part of the program: `tdsl:begin`/`tdsl:end` markers
         for c in view.consts:
             c.owner = view.owner
@@ -56,8 +62,9 @@ def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None) -> 
     prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))
     program = environment().get_template("opencl/program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=prelude.rstrip("\n"),
-        consts=[c for fn in functions for c in fn.consts])
-    return program, schedule
+        consts=[c for fn in functions for c in fn.consts], debug=debug,
+        located=located if debug else (lambda text, directive: text), resume=RESUME)
+    return (generated_lines(program, f"{module.prefix}.cl") if debug else program), schedule
 
 
 def owners(module: ModuleIR) -> dict[int, str]:
@@ -101,7 +108,7 @@ SCALAR_LANES = frozenset({("pow", "f64")})
 VECTOR_HELPERS = {("tan", "f32"): "tdsl_tan_{T}({0})"}
 
 
-class CLBody(Body):
+class CLBody(StatementLines, Body):
     """Statements of an OpenCL kernel: every buffer is a pointer, so scalars are read at [0].
 
     With `width` > 1 the loop variable `var` stands for `width` consecutive elements:
@@ -175,8 +182,9 @@ def _constant(value, dtype: str) -> str:
 class FunctionKernels:
     """What the program template needs for the kernels of one function."""
 
-    def __init__(self, fn: FunctionIR, launches: tuple[Launch, ...]):
+    def __init__(self, fn: FunctionIR, launches: tuple[Launch, ...], debug: bool = False):
         self.fn, self.launches = fn, launches
+        self.debug = debug   # each located op's statement gets its own `#line` (render.StatementLines)
         self.names = Names(fn.size_vars, fn.params, fn.name, OPENCL)
         self.counter = [0]
         self.scalar_ids = frozenset(scalar_math(fn.kernels))
@@ -205,11 +213,13 @@ class FunctionKernels:
                                rows=rows)
 
     def body(self, width: int = 1, var: str | None = None) -> CLBody:
-        return CLBody(self.names, self.counter, width, var, self.outline, self.scalar_ids)
+        body = CLBody(self.names, self.counter, width, var, self.outline, self.scalar_ids)
+        body.debug = self.debug
+        return body
 
     def kernel(self, k, launch: Launch) -> SimpleNamespace:
         view = SimpleNamespace(kind=k.kind, name=launch.name, comment=kernel_comment(k.origin),
-                               fails=launch.fails)
+                               line=line_directive(k.origin.loc), fails=launch.fails)
         self.outline = launch.outline
         getattr(self, f"_{k.kind}")(k, view, launch)
         view.params = [self.param(arg) for arg in launch.args] + (["const long lanes"] if launch.takes_lanes else [])

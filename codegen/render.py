@@ -30,10 +30,10 @@ def render_module(module: ModuleIR, standalone_header: bool = False,
     from tdsl.version import __version__
     calls: dict = {}
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
-    functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name]).view()
+    functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name], debug=debug).view()
                  for fn in module.functions]
     bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False,
-                           workspace=hoisted_temps(b, index)).view()
+                           workspace=hoisted_temps(b, index), debug=debug).view()
               for fn in module.functions for b, index in region_bodies(fn)]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
@@ -72,14 +72,13 @@ def line_directive(loc) -> str | None:
 def located(text: str, directive: str | None) -> str:
     """`text`, C the templates wrote for one .tdsl statement, with `directive` before each of
     its lines that holds code: every line is that statement's. A line an inner statement
-    placed already (it follows a `#line` its own `located` wrote) keeps its place."""
-    if directive is None:
-        return text
+    placed already (it follows a `#line` written by its own `located` or, indented, by the op's
+    statement: StatementLines) keeps its place; the directives start their lines."""
     out, placed = [], False
     for line in text.splitlines(keepends=True):
-        if line.startswith("#line "):
-            placed = True
-        elif not placed and line.strip():
+        if line.lstrip().startswith("#line "):
+            placed, line = True, line.lstrip()
+        elif directive is not None and not placed and line.strip():
             out.append(directive + "\n")
         else:
             placed = False
@@ -239,12 +238,27 @@ def _value_shape(item, children: list[int]) -> tuple:
     return (type(item).__name__, *children)   # positions (any index), gathers
 
 
-class ScalarMathBody(Body):
+class StatementLines:
+    """A Body that, in a debug build (`debug`), writes the `#line` of an op's own .tdsl statement
+    before the statement computing it, where the lowering located the op (`Apply.loc`): the
+    other lines of a kernel are its kernel's statement's (`located`)."""
+
+    debug = False
+
+    def _emit(self, item):
+        directive = line_directive(item.loc) if self.debug and isinstance(item, Apply) else None
+        if directive is not None:
+            self.lines.append(directive)
+        return super()._emit(item)
+
+
+class ScalarMathBody(StatementLines, Body):
     """A body whose math nodes in `scalar_ids` call the prelude's scalar functions (noted in `calls`)."""
 
-    def __init__(self, names: Names, counter: list[int], dialect: Dialect, scalar_ids: set[int], calls: dict):
+    def __init__(self, names: Names, counter: list[int], dialect: Dialect, scalar_ids: set[int], calls: dict,
+                 debug: bool = False):
         super().__init__(names, counter, dialect)
-        self.scalar_ids, self.calls = scalar_ids, calls
+        self.scalar_ids, self.calls, self.debug = scalar_ids, calls, debug
 
     def template(self, item: Apply) -> str:
         if id(item) not in self.scalar_ids:
@@ -319,8 +333,10 @@ class FunctionView:
     """What the module template needs to write one function."""
 
     def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, calls: dict | None = None,
-                 symbol: str | None = None, restrict: bool = True, workspace: list | None = None):
+                 symbol: str | None = None, restrict: bool = True, workspace: list | None = None,
+                 debug: bool = False):
         self.fn = fn
+        self.debug = debug   # each located op's statement gets its own `#line` (StatementLines)
         self.workspace = workspace or []   # a body's arrays its loop allocates (extra pointer parameters)
         self.restrict = restrict   # a loop body's result may share its parameter's buffer (in place)
         self.prefix = prefix
@@ -332,7 +348,7 @@ class FunctionView:
         self.calls = {} if calls is None else calls   # the scalar math functions the bodies call
 
     def body(self) -> Body:
-        return ScalarMathBody(self.names, self.counter, self.dialect, self.scalar_ids, self.calls)
+        return ScalarMathBody(self.names, self.counter, self.dialect, self.scalar_ids, self.calls, self.debug)
 
     def view(self) -> SimpleNamespace:
         fn, names = self.fn, self.names

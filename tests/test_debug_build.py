@@ -19,7 +19,7 @@ import pytest
 
 import tdsl
 from conftest import IN_CI, require_asan, require_target
-from tdsl.pipeline import compile_source
+from tdsl.pipeline import compile_module, compile_source
 
 PROGRAM = """\
 fn scale(x: f64[n], a: f64) -> f64[n] {
@@ -92,6 +92,62 @@ def test_debug_c_names_the_tdsl_lines(program, debug_module, normal_module):
     assert [line for line in lines if not line.startswith("#line ")] == normal.splitlines()
 
 
+def test_fused_parts_are_named_by_their_own_lines():
+    """A fused kernel (codegen/fuse.py) is its first statement's; each part is its own statement's."""
+    require_target("c")
+    text = "fn stats(x: f64[n, k]) -> (f64[n], f64[n]) {\n    m = sum(x, axis=1)\n    q = sum(x * x, axis=1)\n" \
+           "    return m, q\n}\n"
+    lines = compile_module("c", text, "stats.tdsl", until="render", debug=True).splitlines()
+    before = {line.strip(): lines[i - 1] for i, line in enumerate(lines) if line.strip().startswith("/* ")}
+    assert before["/* m = sum + q = sum -- stats.tdsl:2: m = sum(x, axis=1) */"] == '#line 2 "stats.tdsl"'
+    assert before["/* m = sum -- stats.tdsl:2: m = sum(x, axis=1) */"] == '#line 2 "stats.tdsl"'
+    assert before["/* q = sum -- stats.tdsl:3: q = sum(x * x, axis=1) */"] == '#line 3 "stats.tdsl"'
+
+
+def test_located_ops_are_named_by_their_own_statements():
+    """An op the lowering gave a location (`Apply.loc`) is named by its own statement's line, in
+    C and OpenCL; the other lines of its kernel by the kernel's statement."""
+    from tdsl.codegen.kernels import Affine, Apply, Buffer, FunctionIR, Load, Loop, MapKernel, ModuleIR, Origin
+    from tdsl.codegen.opencl_render import render_program
+    from tdsl.codegen.render import render_module
+    from tdsl.dims import Dim
+    from tdsl.errors import Location
+
+    n = Dim.of("n")
+    x, out = Buffer("x", "f64", (n,), "param"), Buffer("out0", "f64", (n,), "output")
+    load = Load(x, Affine.var("i0"), "f64")
+    y = Apply("mul", "f64", (load, load), "y", Location("k.tdsl", 2, 5))
+    z = Apply("sqrt", "f64", (y,), "z", Location("k.tdsl", 3, 5))
+    kernel = MapKernel(Origin("z", Location("k.tdsl", 4, 5)), out, Affine.var("i0"), (Loop("i0", n),), z)
+    fn = FunctionIR("f", "f(x: f64[n]) -> f64[n]", ("n",), (x,), (out,), (), (), (), (kernel,),
+                    Location("k.tdsl", 1, 4))
+    module = ModuleIR("k", (fn,), (), "k.tdsl")
+    for text in (render_module(module, debug=True)[0], render_program(module, debug=True)[0]):
+        lines = [line.strip() for line in text.splitlines()]
+        named = {lines[i + 1]: line for i, line in enumerate(lines) if line.startswith("#line ")}
+        assert named["const double v1_y = (v0 * v0);"] == '#line 2 "k.tdsl"', text
+        assert named["const double v2_z = sqrt(v1_y);"] == '#line 3 "k.tdsl"', text
+        assert named["const double v0 = x[i0];"] == '#line 4 "k.tdsl"', text
+        assert named["out0[i0] = v2_z;"] == '#line 4 "k.tdsl"', text
+    assert "#line" not in render_module(module)[0] + render_program(module)[0]
+
+
+def test_opencl_debug_program_names_the_tdsl_lines(program):
+    require_target("opencl")
+    debug = compile_source(PROGRAM, str(program), "opencl", debug=True)
+    normal = compile_source(PROGRAM, str(program), "opencl", debug=False)
+    x = np.linspace(-1.0, 1.0, 7)
+    np.testing.assert_allclose(debug.scale(x, 0.5), normal.scale(x, 0.5), rtol=1e-12)
+    lines = debug.source.splitlines()
+    named = {int(m.group(1)) for m in map(DIRECTIVE.match, lines) if m and m.group(2) == str(program)}
+    assert named == {SCALE_LINE, SUM_LINE}   # each kernel, by its statement's line
+    own = [(i, DIRECTIVE.match(line)) for i, line in enumerate(lines)]
+    own = [(i, int(m.group(1))) for i, m in own if m and m.group(2) == "prog.cl"]
+    assert len(own) == 2 and all(number == i + 2 for i, number in own)
+    assert [line for line in lines if not line.startswith("#line ")] == normal.source.splitlines()
+    assert "#line" not in normal.source
+
+
 def test_debug_and_normal_builds_are_separate_entries(program, debug_module, normal_module, monkeypatch):
     x = np.linspace(-1.0, 1.0, 7)
     for name, args in (("scale", (x, 0.5)), ("total", (x,))):
@@ -133,7 +189,7 @@ def _script(tmp_path: Path, program: Path, body: str) -> Path:
     script.write_text(textwrap.dedent(f"""\
         import ctypes
         import numpy as np
-        from tdsl.pipeline import compile_source
+        from tdsl.pipeline import compile_module, compile_source
         module = compile_source(open({str(program)!r}, encoding="utf-8").read(), {str(program)!r}, debug=True)
         """) + textwrap.dedent(body), encoding="utf-8")
     return script
