@@ -166,6 +166,17 @@ def test_debug_and_normal_builds_are_separate_entries(program, debug_module, nor
     assert compile_source(PROGRAM, str(program), "numpy", debug=True).total(x) == pytest.approx(np.sum(x * x))
 
 
+def test_builder_api_debug_build_names_the_python_lines():
+    """tdsl.function(debug=True): the code is named by the Python lines that built it."""
+    require_target("c")
+    x = tdsl.tensor("x", "f64", ("n",))
+    y = tdsl.exp(x) * 2.0
+    line = sys._getframe().f_lineno + 1
+    f = tdsl.function([x], y.sum(), debug=True)
+    assert f'#line {line} "{__file__}"' in f.source.splitlines()
+    assert f(np.zeros(3)) == pytest.approx(6.0)
+
+
 def test_file_name_is_escaped_in_line_directives(tmp_path):
     require_target("c")
     name = 'we"ird\\dir\nline*/??/é.tdsl'
