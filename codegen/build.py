@@ -262,18 +262,18 @@ FEATURE_FLAGS = {
     "openmp": lambda: ("-fopenmp",),
     "native": lambda: ("-march=native",),
     "vector_math": lambda: (f"-DTDSL_VECTOR_MATH={vector_math_level()}", "-Wl,-z,defs"),
-    # TLS descriptors: a module's thread-local data (the Philox block cache of rand, in the C
-    # prelude) is read without a __tls_get_addr call per element (rand of 10M f64: 1.3x faster)
-    "tls_descriptors": lambda: ("-mtls-dialect=gnu2",),
+    # Not -mtls-dialect=gnu2 (TLS descriptors): before glibc 2.40 the descriptor's slow path
+    # (a thread's first read of a module's thread-local data once a process has loaded more
+    # modules than the static TLS space holds) does not keep the vector registers, and the
+    # compiler keeps floats in them across the read: rand came back scaled by ~1e-306
+    # (tests/test_random.py, a process that loads 60 modules; docs/decisions.md).
 }
 # A feature whose probe (and use) needs another one: the SIMD math declarations are OpenMP's.
 _PROBE_NEEDS = {"vector_math": ("openmp",)}
 
 
 def wanted_features() -> tuple[str, ...]:
-    import platform
-    return ("openmp", "native") + (("vector_math",) if vector_math_level() else ()) + \
-        (("tls_descriptors",) if platform.machine() in ("x86_64", "AMD64") else ())
+    return ("openmp", "native") + (("vector_math",) if vector_math_level() else ())
 
 
 _MARKER_HEADER = "tdsl build features 1"
@@ -445,7 +445,6 @@ static double tdsl_probe_values[64];
     return sum > 64.0 && sum < 68.0;   /* 1 <= f(x) < 1.05 */
 }
 """,
-    "tls_descriptors": "static __thread int tdsl_probe_counter;\n{fn} { return ++tdsl_probe_counter > 0; }\n",
 }
 _EXPORT = '__attribute__((visibility("default"))) int tdsl_probe(void)'
 

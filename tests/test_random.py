@@ -294,22 +294,14 @@ def test_the_emitted_c_compiles_cleanly_and_runs_without_python(tmp_path, openmp
     np.testing.assert_array_equal(printed, numpy_rand(2**63 + 5, (7,)))
 
 
-def _glibc() -> tuple[int, ...]:
-    """The running glibc's version, (0,) elsewhere."""
-    try:
-        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
-        return tuple(int(p) for p in version.split(".")[:2]) if name == "glibc" else (0,)
-    except (AttributeError, ValueError, OSError):
-        return (0,)
-
-
 def test_rand_stays_right_in_a_process_that_loads_many_modules(tmp_path):
     """Each C module keeps its Philox block in thread-local storage. Once a process has loaded
     more modules than glibc's static TLS surplus holds, a thread's first read of a new module's
     block can go through glibc's slow path (growing the thread's DTV), which before glibc 2.40
     does not preserve the vector registers a -mtls-dialect=gnu2 caller keeps live across it: rand's
     2**-53 scale came back as a tiny integer's bits, values times about 1e-306 (seen once in a
-    full test run). The same library is loaded from 60 copies of the cache folder here."""
+    full test run; tdsl no longer builds with gnu2). The same library is loaded from 60 copies
+    of the cache folder here."""
     require_target("c")
     code = textwrap.dedent("""
         import os, shutil
@@ -326,12 +318,10 @@ def test_rand_stays_right_in_a_process_that_loads_many_modules(tmp_path):
             os.environ["TDSL_CACHE_DIR"] = f"{first}-{i}"
             if not np.array_equal(tdsl.compile(SRC, target="c").f(5, x), want):
                 wrong.append(i)
-        print(len(wrong), int("-mtls-dialect=gnu2" in build.flags(build.compiler())))
+        print(len(wrong), int("-mtls-dialect=gnu2" in " ".join(build.flags(build.compiler()))))
         """)
     env = dict(os.environ, OMP_NUM_THREADS="3", TDSL_CACHE_DIR=str(tmp_path / "cache"))
     wrong, gnu2 = map(int, subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                           check=True, timeout=600).stdout.split())
-    if wrong and gnu2 and _glibc() < (2, 40):
-        pytest.xfail("codegen/build.py builds with -mtls-dialect=gnu2 on a glibc before 2.40 (its "
-                     "_dl_tlsdesc_dynamic clobbers vector registers, glibc bug 31372)")
+    assert not gnu2, "C modules must not be built with -mtls-dialect=gnu2 (docs/decisions.md)"
     assert wrong == 0, f"rand was wrong in {wrong} of 60 loaded copies"
