@@ -1,0 +1,512 @@
+"""Splitting a function along a chunked size variable (docs/dask.md).
+
+`analyse(graph, var)` gives every value a `Role`: invariant (it reads nothing chunked), local
+(blockwise along `var`: each chunk of it is a function of the same chunk of its inputs) or
+global (`var` reduced away; it is known after the pass that computes its reduction). Passes
+are numbered: pass k computes, chunk by chunk, the local values that need the globals of
+earlier passes, and the partial state of its reductions. `split(graph, var)` turns the roles
+into one tdsl module: per pass a per-chunk function, a function that combines two partial
+states and one that finalizes the globals from the combined states. Inside a per-chunk
+function the size variable `var` is the chunk's length; its value (`mean`'s division) is a
+parameter holding the whole length, and `arange(n)` adds the chunk's offset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import infer
+from .dims import Dim, shape_size, shape_str
+from .errors import Location
+from .graph import REGION_OPS, FunctionGraph, Node, Param, make_attrs, subgraphs, toposort
+from .ops import OPS
+
+# How two partial states of each splittable reduction combine (an elementwise op of the table).
+COMBINE = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum", "any": "or", "all": "and",
+           "matmul": "add"}
+BOOL_COMBINE = {"max": "or", "min": "and"}   # max/min of bool values: `maximum` refuses bool
+
+
+@dataclass(frozen=True)
+class Role:
+    """How one value splits: `kind` invariant | local | global; `level` the pass that computes it
+    (a global: whose combine makes it known); `axis` a local value's chunked axis; `reduction`
+    a global computed from partial states (the op whose partials combine)."""
+
+    kind: str
+    level: int = 0
+    axis: int | None = None
+    reduction: str | None = None
+
+
+INVARIANT = Role("invariant")
+
+
+class Obstacle(Exception):
+    """A value that cannot be computed chunk by chunk along the variable."""
+
+    def __init__(self, node: Node | None, reason: str, loc: Location | None = None):
+        super().__init__(reason)
+        self.node, self.reason = node, reason
+        self.loc = loc if loc is not None else (node.loc if node is not None else None)
+
+    def where(self) -> str:
+        """`file:line` of the value (its source line), or '' when it has none."""
+        if self.loc is None:
+            return ""
+        return f"{self.loc.file}:{self.loc.line}"
+
+
+def analyse(graph: FunctionGraph, var: str) -> dict[Node, Role]:
+    """The role of every value of `graph` when `var` is chunked; raises Obstacle at the first value
+    (in graph order) that cannot be split."""
+    roles: dict[Node, Role] = {}
+    for p in graph.params:
+        _chunk_axis(p.shape, var, None, f"the parameter {p.name}: {p.type_str}", p.loc)
+    for node in toposort(list(graph.outputs) + list(graph.effects)):
+        roles[node] = _role(node, [roles[i] for i in node.inputs], var)
+    return roles
+
+
+def _chunk_axis(shape, var: str, node: Node | None, what: str, loc=None) -> int | None:
+    """The one axis of `shape` that is `var` (None if no dim mentions it); Obstacle if `var` is
+    part of a dim expression or names two axes."""
+    mentions = [a for a, d in enumerate(shape) if var in d.variables()]
+    if not mentions:
+        return None
+    if len(mentions) > 1 or shape[mentions[0]] != Dim.of(var):
+        raise Obstacle(node, f"{what} has {var} in {shape_str(shape)}: chunks of {var} would not be "
+                             f"chunks of it", loc)
+    return mentions[0]
+
+
+def _role(node: Node, ins: list[Role], var: str) -> Role:
+    if node.op == "param":
+        axis = _chunk_axis(node.shape, var, node, f"the parameter {node.attr('name')}")
+        return INVARIANT if axis is None else Role("local", 0, axis)
+    locals_ = [(i, r) for i, r in zip(node.inputs, ins) if r.kind == "local"]
+    globals_ = [r.level for r in ins if r.kind == "global"]
+    if node.op in REGION_OPS:
+        region = node.attr("region")
+        if locals_ or any(var in g.size_vars or _reads_size(g, var) for g in [*region.graphs, *_nested(region)]):
+            raise Obstacle(node, f"a {region.kind} that carries values along {var}", region.loc or node.loc)
+    if not locals_ and not any(var in d.variables() for d in node.shape):
+        return Role("global", max(globals_)) if globals_ else INVARIANT
+    level = max([r.level for _, r in locals_] + [g + 1 for g in globals_], default=0)
+    axis = _local_axis(node, locals_, var)
+    if isinstance(axis, str):   # a reduction over the chunked axis: partial states
+        return Role("global", locals_[0][1].level, reduction=axis)
+    if _chunk_axis(node.shape, var, node, f"the {node.op}") != axis:
+        raise Obstacle(node, f"{node.op} moves the chunked axis {var}")
+    return Role("local", level, axis)
+
+
+def _nested(region) -> list[FunctionGraph]:
+    return [sub for g in region.graphs for sub in subgraphs(g)]
+
+
+def _reads_size(graph: FunctionGraph, var: str) -> bool:
+    return any(n.op == "sizevar" and n.attr("name") == var for n in toposort(graph.outputs))
+
+
+def _local_axis(node: Node, locals_: list, var: str):
+    """The chunked axis of a value computed from local inputs, or the name of the reduction whose
+    partial states it is; Obstacle when it reads across chunks."""
+    op, kind = node.op, OPS[node.op].kind
+    first = locals_[0][1].axis if locals_ else None
+    if kind in ("elementwise", "cast"):
+        axes = {r.axis + node.ndim - i.ndim for i, r in locals_}
+        if len(axes) != 1:
+            raise Obstacle(node, f"{op} pairs different positions along {var} (an outer product)")
+        return axes.pop()
+    if op == "broadcast":
+        if locals_:
+            return first + node.ndim - locals_[0][0].ndim
+        return _chunk_axis(node.shape, var, node, "the broadcast")
+    if op == "iota":
+        return 0
+    if op == "transpose":
+        return node.attr("perm").index(first)
+    if op == "reshape":
+        x = node.inputs[0]
+        out = _chunk_axis(node.shape, var, node, "the reshape")
+        if out is None or shape_size(x.shape[:first]) != shape_size(node.shape[:out]):
+            raise Obstacle(node, f"a reshape that merges {var} with other axes")
+        return out
+    if op == "slice":
+        start, step, length = (node.attr(k)[first] for k in ("starts", "steps", "shape"))
+        if Dim.of(start) != Dim.of(0) or step != 1 or Dim.of(length) != Dim.of(var):
+            raise Obstacle(node, f"a slice along {var} (it reads across chunk boundaries)")
+        return first
+    if kind == "reduce":
+        axes = node.attr("axes")
+        if first in axes:
+            return op
+        return first if node.attr("keepdims") else first - sum(a < first for a in axes)
+    if kind == "argreduce":
+        axis = node.attr("axis")
+        if axis is None and node.inputs[0].ndim == 1:
+            return op                 # the flat index of a vector is its index
+        if axis is None:
+            raise Obstacle(node, f"{op} over all axes of a matrix with {var} chunked (give an axis)")
+        if axis == first:
+            return op
+        return first if node.attr("keepdims") or axis > first else first - 1
+    if op == "matmul":
+        return _matmul_axis(node, locals_, var)
+    if op == "concat":
+        axes = {r.axis for _, r in locals_}
+        if len(locals_) != len(node.inputs) or len(axes) != 1 or node.attr("axis") == first:
+            raise Obstacle(node, f"a concat along {var}")
+        return first
+    if op == "take":
+        return _take_axis(node, locals_, var)
+    if kind == "ordering":
+        axes = {r.axis for _, r in locals_}
+        if len(locals_) != len(node.inputs) or len(axes) != 1 or node.attr("axis") == first:
+            raise Obstacle(node, f"{op} along {var} (it reads the whole axis)")
+        return first
+    raise Obstacle(node, f"{op} reading values along {var}")
+
+
+def _matmul_axis(node: Node, locals_: list, var: str):
+    a, b = node.inputs
+    axes = {id(i): r.axis for i, r in locals_}
+    aa, ab, nd = axes.get(id(a)), axes.get(id(b)), node.ndim
+    if aa is not None and ab is not None and aa == ab and aa < nd - 2:
+        return aa                     # a batch axis of both
+    if aa == nd - 1 and ab == nd - 2:
+        return "matmul"               # contracted: partial products, summed
+    if aa == nd - 2 and ab is None:
+        return nd - 2                 # rows of a
+    if ab == nd - 1 and aa is None:
+        return nd - 1                 # columns of b
+    raise Obstacle(node, f"a matmul that pairs different positions along {var}")
+
+
+def _take_axis(node: Node, locals_: list, var: str):
+    x, idx = node.inputs
+    axis = node.attr("axis")
+    axes = {id(i): r.axis for i, r in locals_}
+    if id(x) in axes and id(idx) not in axes and axes[id(x)] != axis:   # other rows of a chunk
+        return axes[id(x)] if axes[id(x)] < axis else axes[id(x)] + idx.ndim - 1
+    if id(idx) in axes and id(x) not in axes:                           # a table read by chunked indices
+        return axis + axes[id(idx)]
+    raise Obstacle(node, f"take reading across chunks of {var}")
+
+
+# -- the generated functions ------------------------------------------------------------------
+
+@dataclass
+class Stage:
+    """One generated function of a split: its name in the module, and what each parameter and
+    result is: ("chunk", p) a chunk of parameter p, ("whole", p) all of it, ("row", p) its first
+    position along the variable (it only binds the other sizes), ("global", g), ("size",) the
+    variable's whole length, ("offset",) the chunk's start, ("state", j, part) a partial state of
+    reduction j, ("left"/"right", j, part) in a combine, ("result", k) result k of the function."""
+
+    name: str
+    inputs: list[tuple]
+    outputs: list[tuple]
+
+
+@dataclass
+class Pass:
+    level: int
+    chunk: Stage
+    states: list[Node]          # the reductions whose partial states this pass makes
+    combine: Stage | None       # two states -> one (None when the pass reduces nothing)
+    finalize: Stage | None      # combined states -> the globals of this pass
+
+
+@dataclass
+class Split:
+    """How a function runs chunk by chunk along `var`: its passes and the tdsl module of their
+    functions; `results[k]` says where result k comes from: ("chunk", level, position),
+    ("first", 0, position) (invariant: chunk 0's) or ("global", g)."""
+
+    var: str
+    graph: FunctionGraph
+    roles: dict
+    passes: list[Pass]
+    globals: list[Node]
+    results: list[tuple]
+    text: str
+    graphs: list[FunctionGraph] = field(default_factory=list)
+
+
+def state_parts(node: Node) -> int:
+    return 2 if node.op in ("argmax", "argmin") else 1
+
+
+def split(graph: FunctionGraph, var: str, roles: dict | None = None) -> Split:
+    """The passes and generated functions that compute `graph` chunk by chunk along `var`."""
+    from .printer import to_tdsl
+    roles = roles if roles is not None else analyse(graph, var)
+    builder = _Builder(graph, var, roles)
+    passes = [builder.make_pass(level) for level in range(builder.levels)]
+    results = []
+    for k, out in enumerate(graph.outputs):
+        role = roles[out]
+        if role.kind == "global":
+            results.append(("global", builder.exported.index(out)))
+        else:
+            level = role.level if role.kind == "local" else 0
+            stage = passes[level].chunk
+            results.append(("chunk" if role.kind == "local" else "first", level, stage.outputs.index(("result", k))))
+    text = "\n".join(to_tdsl(g) for g in builder.graphs)
+    return Split(var, graph, roles, passes, builder.exported, results, text, builder.graphs)
+
+
+class _Builder:
+    def __init__(self, graph: FunctionGraph, var: str, roles: dict):
+        self.graph, self.var, self.roles = graph, var, roles
+        self.levels = 1 + max((r.level for r in roles.values() if r.kind != "invariant"), default=0)
+        self.exported = _exported(graph, roles)
+        self.used = {p.name for p in graph.params} | set(graph.size_vars)
+        self.total = self.param(f"{var}_total", "i64", ())
+        self.offset = self.param(f"{var}_offset", "i64", ())
+        self.gparams = {g: self.param(f"g{j}", g.dtype, g.shape) for j, g in enumerate(self.exported)}
+        self.graphs: list[FunctionGraph] = []
+
+    def param(self, base: str, dtype: str, shape) -> Node:
+        name = base
+        while name in self.used:
+            name += "_"
+        self.used.add(name)
+        return Node("param", dtype, tuple(shape), (), make_attrs(name=name), False, None, name)
+
+    def make_pass(self, level: int) -> Pass:
+        roles, g = self.roles, self.graph
+        exported = [n for n in self.exported if roles[n].level == level]
+        states = _states(exported, roles, level)
+        earlier = {n: p for n, p in self.gparams.items() if roles[n].level < level}
+        outputs, roots = [], []
+        for k, out in enumerate(g.outputs):
+            role = roles[out]
+            if (role.kind == "local" and role.level == level) or (role.kind == "invariant" and level == 0):
+                outputs.append(("result", k))
+                roots.append(out)
+        for j, st in enumerate(states):
+            outputs += [("state", j, part) for part in range(state_parts(st))]
+            roots += [st.inputs[0], st] if state_parts(st) == 2 else [st]
+        earlier = _reached(roots, earlier)
+        built = iter(_rebuild(roots, earlier, self.var, self.total, self.offset))
+        nodes = [next(built) for k in outputs if k[0] == "result"]
+        for st in states:
+            if state_parts(st) == 2:   # argmax/argmin: the extreme value and its index in the whole axis
+                x, index = next(built), next(built)
+                extreme = "max" if st.op == "argmax" else "min"
+                nodes.append(Node(extreme, x.dtype, st.shape, (x,),
+                                  make_attrs(axes=(st.attr("axis") or 0,), keepdims=st.attr("keepdims")), False, st.loc))
+                nodes.append(infer.elementwise("add", [index, self.offset], st.loc))
+            else:
+                nodes.append(next(built))
+        params = [("chunk" if roles_of_param(p, self.var) else "whole", i, p) for i, p in enumerate(g.params)]
+        inputs = [(kind, i) for kind, i, _ in params]
+        plist = [Param(p.name, p.dtype, p.shape, p.loc) for p in g.params]
+        for n, p in earlier.items():
+            inputs.append(("global", self.exported.index(n)))
+            plist.append(_param_of(p))
+        inputs += [("size",), ("offset",)]
+        plist += [_param_of(self.total), _param_of(self.offset)]
+        chunk = Stage(f"chunk{level}", inputs, outputs)
+        self.graphs.append(_graph(chunk.name, plist, nodes, g))
+        combine = finalize = None
+        if states:
+            combine = self.make_combine(level, states)
+            finalize = self.make_finalize(level, states, exported, earlier)
+        return Pass(level, chunk, states, combine, finalize)
+
+    def make_combine(self, level: int, states: list[Node]) -> Stage:
+        plist, outs, inputs, outputs = [], [], [], []
+        sides = {}
+        for side in ("left", "right"):
+            for j, s in enumerate(states):
+                for part, (dtype, shape) in enumerate(_state_types(s)):
+                    node = Node("param", dtype, shape, (), make_attrs(name=f"{side}{j}_{part}"), False, None,
+                                f"{side}{j}_{part}")
+                    sides[side, j, part] = node
+                    plist.append(_param_of(node))
+                    inputs.append((side, j, part))
+        for j, s in enumerate(states):
+            parts = [(sides["left", j, p], sides["right", j, p]) for p in range(state_parts(s))]
+            outs += _combined(s, parts)
+            outputs += [("state", j, p) for p in range(state_parts(s))]
+        stage = Stage(f"combine{level}", inputs, outputs)
+        self.graphs.append(_graph(stage.name, plist, outs, self.graph))
+        return stage
+
+    def make_finalize(self, level: int, states: list[Node], exported: list[Node], earlier: dict) -> Stage:
+        subst: dict = {}
+        inputs, plist = [], []
+        for j, s in enumerate(states):
+            node = self.param(f"s{level}_{j}", s.dtype, s.shape)
+            subst[s] = node
+            inputs.append(("state", j, state_parts(s) - 1))
+            plist.append(_param_of(node))
+        earlier = _reached(exported, earlier)
+        subst.update(earlier)
+        nodes = _rebuild(exported, subst, self.var, self.total, self.offset)
+        for n, p in earlier.items():
+            inputs.append(("global", self.exported.index(n)))
+            plist.append(_param_of(p))
+        for i, p in enumerate(self.graph.params):
+            if not roles_of_param(p, self.var):
+                inputs.append(("whole", i))
+                plist.append(p)
+        inputs.append(("size",))
+        plist.append(_param_of(self.total))
+        bound = {str(d) for p in plist for d in p.shape if not d.is_const}
+        needed = {v for n in toposort(nodes) for d in n.shape for v in d.variables()}
+        needed |= {n.attr("name") for n in toposort(nodes) if n.op == "sizevar"}
+        for i, p in enumerate(self.graph.params):   # sizes only a chunked parameter gives
+            if roles_of_param(p, self.var) and (needed - bound) & {str(d) for d in p.shape}:
+                inputs.append(("row", i))
+                plist.append(p)
+                bound |= {str(d) for d in p.shape if not d.is_const}
+        stage = Stage(f"finalize{level}", inputs, [("global", self.exported.index(n)) for n in exported])
+        self.graphs.append(_graph(stage.name, plist, nodes, self.graph))
+        return stage
+
+
+def roles_of_param(p: Param, var: str) -> bool:
+    """Whether parameter `p` is chunked along `var` (one of its axes is `var`)."""
+    return any(var in d.variables() for d in p.shape)
+
+
+def _param_of(node: Node) -> Param:
+    return Param(node.attr("name"), node.dtype, node.shape, node.loc)
+
+
+def _state_types(s: Node) -> list[tuple[str, tuple]]:
+    if state_parts(s) == 2:
+        return [(s.inputs[0].dtype, s.shape), ("i64", s.shape)]
+    return [(s.dtype, s.shape)]
+
+
+def _combined(s: Node, parts: list) -> list[Node]:
+    """The combined state of reduction `s` from a left and a right state (left: the earlier chunks)."""
+    if state_parts(s) == 1:
+        (a, b), = parts
+        op = s.op if s.op in COMBINE else "matmul"
+        op_name = BOOL_COMBINE.get(op, COMBINE[op]) if a.dtype == "bool" else COMBINE[op]
+        return [infer.elementwise(op_name, [a, b], s.loc)]
+    (av, bv), (ai, bi) = parts
+    wins = infer.elementwise("gt" if s.op == "argmax" else "lt", [bv, av], s.loc)
+    if av.dtype.startswith("f"):   # a NaN wins, the first one
+        nan_b = infer.elementwise("isnan", [bv], s.loc)
+        no_nan_a = infer.elementwise("not", [infer.elementwise("isnan", [av], s.loc)], s.loc)
+        wins = infer.elementwise("or", [wins, infer.elementwise("and", [nan_b, no_nan_a], s.loc)], s.loc)
+    return [infer.elementwise("where", [wins, bv, av], s.loc), infer.elementwise("where", [wins, bi, ai], s.loc)]
+
+
+def _graph(name: str, params: list[Param], outputs: list[Node], like: FunctionGraph) -> FunctionGraph:
+    size_vars: list[str] = []
+    for p in params:
+        for d in p.shape:
+            if not d.is_const and str(d) not in size_vars:
+                size_vars.append(str(d))
+    return FunctionGraph(name, tuple(params), tuple(size_vars), tuple(outputs), (), tuple_result=True,
+                         loc=like.loc, file=like.file)
+
+
+def _exported(graph: FunctionGraph, roles: dict) -> list[Node]:
+    """The globals read outside the finalize function of their pass: results, inputs of local
+    values and of globals of later passes; in graph order."""
+    wanted = {o for o in graph.outputs if roles[o].kind == "global"}
+    for node in toposort(list(graph.outputs)):
+        role = roles[node]
+        for i in node.inputs:
+            ri = roles[i]
+            if ri.kind == "global" and (role.kind == "local" or (role.kind == "global" and ri.level < role.level)):
+                wanted.add(i)
+    return [n for n in toposort(list(graph.outputs)) if n in wanted]
+
+
+def _states(exported: list[Node], roles: dict, level: int) -> list[Node]:
+    """The reductions of pass `level` that its exported globals are computed from, in graph order."""
+    def leaf(n: Node) -> bool:
+        r = roles[n]
+        return r.kind != "global" or r.reduction is not None or r.level != level
+    return [n for n in toposort(exported, leaf=leaf)
+            if roles[n].kind == "global" and roles[n].reduction and roles[n].level == level]
+
+
+def _reached(roots: list[Node], subst: dict) -> dict:
+    """The entries of `subst` that `roots` read (walking no further than them), in `subst`'s order."""
+    seen = set(toposort(roots, leaf=lambda n: n in subst))
+    return {n: p for n, p in subst.items() if n in seen}
+
+
+def _rebuild(roots: list[Node], subst: dict, var: str, total: Node, offset: Node) -> list[Node]:
+    """`roots` rebuilt with `subst` applied, inside a function where `var` is a chunk's length: its
+    value is `total`, and `arange(var)` starts at `offset`."""
+    memo: dict[Node, Node] = dict(subst)
+    for node in toposort(roots, leaf=lambda n: n in subst):
+        if node in memo:
+            continue
+        inputs = tuple(memo[i] for i in node.inputs)
+        if node.op == "sizevar" and node.attr("name") == var:
+            memo[node] = total
+        elif node.op == "iota" and node.shape[0] == Dim.of(var):
+            memo[node] = infer.elementwise("add", [node, offset], node.loc)
+        else:
+            memo[node] = Node(node.op, node.dtype, node.shape, inputs, node.attrs, node.weak, node.loc, node.name)
+    return [memo[r] for r in roots]
+
+
+# -- explain(chunks=...) -------------------------------------------------------------------------
+
+def describe(role: Role, var: str, sources: list[str] = ()) -> str:
+    """How one value splits, in words (`sources`: the reductions a global is computed from)."""
+    if role.kind == "invariant":
+        return "whole (no chunked input)"
+    if role.kind == "local":
+        return f"blockwise along {var} (axis {role.axis}), pass {role.level}"
+    if role.reduction in ("argmax", "argmin"):
+        extreme = "largest" if role.reduction == "argmax" else "smallest"
+        return f"{role.reduction} over {var}: (value, index) per chunk, the first {extreme} wins; after pass {role.level}"
+    if role.reduction:
+        how = COMBINE.get(role.reduction)
+        return f"{role.reduction} over {var}: a partial per chunk, combined with {how}; after pass {role.level}"
+    made = ", ".join(dict.fromkeys(f"{op} over {var}" for op in sources)) or f"reductions over {var}"
+    return f"global, from {made}; after pass {role.level}"
+
+
+def _sources(node: Node, roles: dict) -> list[str]:
+    role = roles[node]
+    if role.kind != "global" or role.reduction:
+        return []
+    return [n.op for n in _states([node], roles, role.level)]
+
+
+def explain_text(graph: FunctionGraph, var: str) -> str:
+    """`Function.explain(chunks=...)`: each parameter, named value and result with how it splits
+    along `var` (or where and why it cannot)."""
+    lines = [graph.signature]
+    if var not in graph.size_vars:
+        raise ValueError(f"{graph.name}() has no size variable '{var}'; its size variables: "
+                         f"{', '.join(graph.size_vars) or 'none'}")
+    try:
+        roles = analyse(graph, var)
+    except Obstacle as obstacle:
+        where = obstacle.where()
+        lines.append(f"  {var} chunked: cannot run chunk by chunk: {where + ': ' if where else ''}{obstacle.reason}")
+        lines.append(f"  a call rechunks {var} to one chunk (with a warning; an error under tdsl.strict)")
+        return "\n".join(lines)
+    levels = 1 + max((r.level for r in roles.values() if r.kind != "invariant"), default=0)
+    lines.append(f"  {var} chunked: {levels} pass{'es' if levels > 1 else ''} over the chunks")
+    rows = []
+    for p in graph.params:
+        axis = _chunk_axis(p.shape, var, None, p.name)
+        rows.append((f"param  {p.name}: {p.type_str}",
+                     f"chunks along {var} (axis {axis})" if axis is not None else "whole, on every chunk"))
+    for name, node in graph.named:
+        if node in roles:
+            where = f"  (line {node.loc.line})" if node.loc else ""
+            rows.append((f"value  {name}: {node.type_str}{where}", describe(roles[node], var, _sources(node, roles))))
+    for k, out in enumerate(graph.outputs):
+        rows.append((f"result {k}: {out.type_str}", describe(roles[out], var, _sources(out, roles))))
+    width = max(len(left) for left, _ in rows)
+    lines += [f"  {left.ljust(width)}  {right}" for left, right in rows]
+    return "\n".join(lines)

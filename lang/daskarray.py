@@ -1,0 +1,394 @@
+"""Calling a compiled function with Dask arrays: the Dask graph of its split (lang/chunked.py).
+
+`maybe_call(function, args, kwargs)` returns NotImplemented unless an argument is a
+`dask.array.Array` (and never imports Dask: it looks in `sys.modules`); otherwise it returns
+lazy Dask arrays whose tasks run the split's generated tdsl functions, each a `StageFunction`
+that pickles as its tdsl text and target and is compiled once per worker process (the compile
+cache makes that a load). `explain(function, chunks)` prints how each value splits, and
+`reduce_function` pickles a Function the same way. See docs/dask.md.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import warnings
+import weakref
+
+import numpy as np
+
+from .chunked import Obstacle, Split, analyse, roles_of_param, split
+from .dims import Dim
+from .dtypes import to_numpy
+from .errors import TdslArgumentError, TdslWarning
+
+FAN_IN = 8   # partial states folded by one task of the tree reduction
+
+
+# -- functions that travel as their source -----------------------------------------------------
+
+_MODULES: dict = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def _module(text: str, target: str):
+    """The module compiled from `text` for `target`, once per process (the compile cache makes a
+    worker's first compile a load)."""
+    key = (text, target)
+    with _MODULES_LOCK:
+        found = _MODULES.get(key)
+        if found is None:
+            from .pipeline import compile_source
+            found = _MODULES[key] = compile_source(text, "<tdsl-dask>", target)
+        return found
+
+
+class StageFunction:
+    """A function of a generated module, callable in any process: it pickles as (text, target,
+    name) and compiles on first use."""
+
+    def __init__(self, text: str, target: str, name: str):
+        self.text, self.target, self.name = text, target, name
+
+    def __reduce__(self):
+        return (StageFunction, (self.text, self.target, self.name))
+
+    def __call__(self, *args):
+        return _module(self.text, self.target)[self.name](*args)
+
+    def __repr__(self) -> str:
+        return f"<tdsl stage {self.name} target={self.target}>"
+
+
+def reduce_function(function):
+    """What `Function.__reduce__` returns: the function rebuilt from its .tdsl text and target (or
+    from its graph where the graph has no source form), compiled once per process."""
+    from .printer import to_tdsl
+    try:
+        return (_function_from_text, (to_tdsl(function.graph), function.target, function.name))
+    except ValueError:
+        return (_function_from_graph, (function.graph, function.target))
+
+
+def _function_from_text(text: str, target: str, name: str):
+    return _module(text, target)[name]
+
+
+_GRAPH_MODULES: dict = {}
+
+
+def _function_from_graph(graph, target: str):
+    from .pipeline import load_graphs
+    with _MODULES_LOCK:
+        key = (graph.name, graph.outputs, target)
+        if key not in _GRAPH_MODULES:
+            _GRAPH_MODULES[key] = load_graphs([graph], target, graph.name)[graph.name]
+        return _GRAPH_MODULES[key]
+
+
+# -- the split of a function, once per (function, variable) ------------------------------------
+
+_SPLITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def split_of(function, var: str) -> Split | Obstacle:
+    """The split of `function` along `var`, or the Obstacle that prevents it (worked out once)."""
+    cache = _SPLITS.setdefault(function, {})
+    if var not in cache:
+        try:
+            cache[var] = split(function.graph, var)
+            _module(cache[var].text, function.target)   # a build error shows at the call
+        except Obstacle as obstacle:
+            cache[var] = obstacle
+    return cache[var]
+
+
+def _dask_array_type():
+    module = sys.modules.get("dask.array")
+    return getattr(module, "Array", None) if module is not None else None
+
+
+def maybe_call(function, args: tuple, kwargs: dict):
+    """The call with Dask arrays (lazy Dask arrays back), or NotImplemented when no argument is one."""
+    array = _dask_array_type()
+    if array is None or not any(isinstance(v, array) for v in itertools.chain(args, kwargs.values())):
+        return NotImplemented
+    return call(function, args, kwargs)
+
+
+def call(function, args: tuple, kwargs: dict, strict: bool | None = None):
+    """Run `function` lazily on Dask arrays (docs/dask.md). `strict` (None: dask's config
+    `tdsl.strict`, default False): raise a TdslError where the function cannot be split along a
+    chunked size variable, instead of rechunking it to one chunk with a TdslWarning."""
+    import dask
+    import dask.array as da
+    if strict is None:
+        strict = bool(dask.config.get("tdsl.strict", False))
+    binder = function._binder
+    if "out" in kwargs and function._takes_out:
+        raise TdslArgumentError(f"{function.name}() cannot write Dask results into out= buffers",
+                                hint="call .compute() on the results, or pass NumPy arrays")
+    values = binder._order(args, kwargs)
+    values = [_checked_dask(function, p, v) if isinstance(v, da.Array) else binder._convert(p, v)
+              for p, v in zip(binder.params, values)]
+    sizes = binder._sizes(values)
+    binder.run_checks(sizes)
+    var, plan = _choose(function, values, strict)
+    values = _aligned(function.graph, values, var, sizes)
+    return _build(function, plan, values, var, sizes)
+
+
+def _checked_dask(function, param, value):
+    where = f"argument '{param.name}' of {function.name}()"
+    if any(np.isnan(s) for s in value.shape):
+        raise TdslArgumentError(f"{where} has unknown chunk sizes ({value.shape})",
+                                hint="call .compute_chunk_sizes() on it first")
+    if not np.can_cast(value.dtype, to_numpy(param.dtype), "safe"):
+        raise TdslArgumentError(f"{where} is {value.dtype}, which cannot be cast safely to {param.dtype}",
+                                hint=f"convert it with .astype(numpy.{to_numpy(param.dtype)})")
+    if value.ndim != len(param.shape):
+        raise TdslArgumentError(f"{where} must have rank {len(param.shape)} ({param.type_str}), "
+                                f"got shape {value.shape}")
+    return value
+
+
+def _choose(function, values: list, strict: bool):
+    """The size variable to split along and its Split, or (None, None): every chunked variable, in
+    signature order, until one splits; an Obstacle warns (or, strict, raises) naming its line."""
+    import dask.array as da
+    graph = function.graph
+    chunked = []
+    for var in graph.size_vars:
+        for p, v in zip(graph.params, values):
+            if isinstance(v, da.Array) and any(d == Dim.of(var) and len(c) > 1 for d, c in zip(p.shape, v.chunks)):
+                chunked.append(var)
+                break
+    first = None
+    for var in chunked:
+        found = split_of(function, var)
+        if isinstance(found, Split):
+            return var, found
+        first = first or (var, found)
+    if first is not None:
+        var, obstacle = first
+        where = obstacle.where()
+        message = (f"{graph.name}() cannot run chunk by chunk along {var}: "
+                   f"{where + ': ' if where else ''}{obstacle.reason}")
+        if strict:
+            raise TdslArgumentError(message, obstacle.loc,
+                                    hint=f"rechunk {var} to one chunk, or call without tdsl.strict")
+        warnings.warn(TdslWarning(message + f"; rechunking {var} to one chunk"), stacklevel=4)
+    return None, None
+
+
+def _aligned(graph, values: list, var: str | None, sizes: dict) -> list:
+    """The arguments as Dask arrays chunked along `var` alone, with the first chunked argument's
+    chunks (NumPy arguments with a `var` axis are cut the same way); others as they are."""
+    import dask.array as da
+    reference = None
+    for p, v in zip(graph.params, values):
+        if var is not None and isinstance(v, da.Array) and roles_of_param(p, var):
+            reference = v.chunks[[str(d) for d in p.shape].index(var)]
+            break
+    out = []
+    for p, v in zip(graph.params, values):
+        if not isinstance(v, da.Array) and not (var is not None and roles_of_param(p, var)):
+            out.append(v)
+            continue
+        chunks = tuple(reference if (var is not None and d == Dim.of(var)) else (n,)
+                       for d, n in zip(p.shape, (d.evaluate(sizes) for d in p.shape)))
+        if isinstance(v, da.Array):
+            out.append(v if v.chunks == chunks else v.rechunk(chunks))
+        else:
+            out.append(da.from_array(v, chunks=chunks))
+    return out
+
+
+# -- the Dask graph ------------------------------------------------------------------------------
+
+class FunctionRef:
+    """A compiled Function as a task's callable: results always a tuple; pickles as the function's
+    source (`reduce_function`)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __reduce__(self):
+        return (_function_ref, reduce_function(self.function))
+
+    def __call__(self, *args):
+        out = self.function(*args)
+        return out if self.function.graph.tuple_result else (out,)
+
+
+def _function_ref(rebuild, args):
+    return FunctionRef(rebuild(*args))
+
+
+def _pick(result, index: int):
+    return result[index]
+
+
+def _block(result, index: int):
+    return np.asarray(result[index])
+
+
+def _as_block(value):
+    return np.asarray(value)
+
+
+def _first_row(block, axis: int):
+    """One position of a chunk along `axis` (it binds the sizes of the other axes)."""
+    return np.ascontiguousarray(np.take(block, [0], axis=axis))
+
+
+def _fold(combine, select, *items):
+    """Partial states of consecutive chunks, combined in order (the earlier chunk on the left)."""
+    states = [tuple(item[i] for i in select) if select is not None else item for item in items]
+    acc = states[0]
+    for state in states[1:]:
+        acc = combine(*acc, *state)
+    return tuple(acc)
+
+
+class _Graph:
+    """The tasks of one call: its layer of the Dask graph and where each input comes from."""
+
+    def __init__(self, function, values: list, var: str | None, sizes: dict, token: str):
+        import dask.array as da
+        self.function, self.values, self.var, self.sizes = function, values, var, sizes
+        self.prefix = f"tdsl-{function.name}-{token}"
+        self.layer: dict = {}
+        self.arrays = [v if isinstance(v, da.Array) else None for v in values]
+        params = function.graph.params
+        self.axes = [[str(d) for d in p.shape].index(var) if var is not None and roles_of_param(p, var) else None
+                     for p in params]
+        ref = next((a.chunks[ax] for a, ax in zip(self.arrays, self.axes) if ax is not None), None)
+        self.chunks = ref if ref is not None else (sizes.get(var, 1),)
+        self.offsets = [int(o) for o in np.cumsum((0,) + tuple(self.chunks))[:-1]]
+
+    def block_key(self, p: int, i: int) -> tuple:
+        array, axis = self.arrays[p], self.axes[p]
+        return (array.name,) + tuple(i if a == axis else 0 for a in range(array.ndim))
+
+    def source(self, spec: tuple, i: int):
+        """The key or value a stage's input `spec` reads for chunk `i`."""
+        kind = spec[0]
+        if kind == "chunk":
+            return self.block_key(spec[1], i)
+        if kind == "whole":
+            p = spec[1]
+            if self.arrays[p] is not None:
+                return self.block_key(p, 0)
+            key = (f"{self.prefix}-arg", p)
+            self.layer.setdefault(key, self.values[p])
+            return key
+        if kind == "row":
+            key = (f"{self.prefix}-row", spec[1])
+            self.layer[key] = (_first_row, self.block_key(spec[1], 0), self.axes[spec[1]])
+            return key
+        if kind == "global":
+            return (f"{self.prefix}-g", spec[1])
+        if kind == "size":
+            return self.sizes[self.var]
+        if kind == "offset":
+            return self.offsets[i]
+        raise ValueError(spec)
+
+    def task(self, fn, stage, i: int, extra: dict | None = None) -> tuple:
+        return (fn, *[extra[s] if extra and s in extra else self.source(s, i) for s in stage.inputs])
+
+    def output(self, k: int, chunk_axis: int | None, block) -> object:
+        """Result k of the function as a Dask array; `block(i)` is the task of its chunk i."""
+        import dask.array as da
+        from dask.highlevelgraph import HighLevelGraph
+        node = self.function.graph.outputs[k]
+        shape = [d.evaluate(self.sizes) for d in node.shape]
+        name = f"{self.prefix}-out{k}"
+        chunks = tuple(tuple(self.chunks) if a == chunk_axis else (n,) for a, n in enumerate(shape))
+        count = len(self.chunks) if chunk_axis is not None else 1
+        for i in range(count):
+            self.layer[(name,) + tuple(i if a == chunk_axis else 0 for a in range(len(shape)))] = block(i)
+        deps = [a for a in self.arrays if a is not None]
+        return name, chunks, to_numpy(node.dtype), lambda layer: da.Array(
+            HighLevelGraph.from_collections(name, layer, dependencies=deps), name, chunks, dtype=to_numpy(node.dtype))
+
+
+def _build(function, plan: Split | None, values: list, var: str | None, sizes: dict):
+    import dask.array as da
+    from dask.base import tokenize
+    token = tokenize(plan.text if plan else function.signature, function.target, var,
+                     *[v.name if isinstance(v, da.Array) else v for v in values])
+    g = _Graph(function, values, var, sizes, token)
+    outputs = _whole(g) if plan is None else _passes(g, plan)
+    layer = dict(g.layer)   # every result shares the one layer: computed together, tasks run once
+    arrays = [make(layer) for _, _, _, make in outputs]
+    return tuple(arrays) if function.graph.tuple_result else arrays[0]
+
+
+def _whole(g: _Graph) -> list:
+    """The function on whole arrays, one task (nothing chunked, or nothing splits)."""
+    key = (f"{g.prefix}-whole", 0)
+    g.layer[key] = (FunctionRef(g.function), *[g.source(("whole", p), 0) for p in range(len(g.values))])
+    return [g.output(k, None, lambda i, k=k: (_block, key, k)) for k in range(len(g.function.graph.outputs))]
+
+
+def _passes(g: _Graph, plan: Split) -> list:
+    text, target, prefix = plan.text, g.function.target, g.prefix
+    for p in plan.passes:
+        chunk_fn = StageFunction(text, target, p.chunk.name)
+        for i in range(len(g.chunks)):
+            g.layer[(f"{prefix}-chunk{p.level}", i)] = g.task(chunk_fn, p.chunk, i)
+        if p.combine is None:
+            continue
+        root = _tree(g, p, StageFunction(text, target, p.combine.name))
+        states = {}
+        for idx, spec in enumerate(p.combine.outputs):
+            key = (f"{prefix}-state{p.level}", idx)
+            g.layer[key] = (_pick, root, idx)
+            states[spec] = key
+        fin = (f"{prefix}-finalize{p.level}", 0)
+        g.layer[fin] = g.task(StageFunction(text, target, p.finalize.name), p.finalize, 0, states)
+        for idx, (_, gid) in enumerate(p.finalize.outputs):
+            g.layer[(f"{prefix}-g", gid)] = (_pick, fin, idx)
+    outputs = []
+    for k, where in enumerate(plan.results):
+        if where[0] == "global":
+            outputs.append(g.output(k, None, lambda i, gid=where[1]: (_as_block, (f"{prefix}-g", gid))))
+        elif where[0] == "first":
+            outputs.append(g.output(k, None, lambda i, w=where: (_block, (f"{prefix}-chunk0", 0), w[2])))
+        else:
+            axis = plan.roles[plan.graph.outputs[k]].axis
+            outputs.append(g.output(k, axis, lambda i, w=where: (_block, (f"{prefix}-chunk{w[1]}", i), w[2])))
+    return outputs
+
+
+def _tree(g: _Graph, p, combine) -> tuple:
+    """The tree reduction of pass p's partial states, in chunk order; the key of the root."""
+    select = [idx for idx, spec in enumerate(p.chunk.outputs) if spec[0] == "state"]
+    items = [(f"{g.prefix}-chunk{p.level}", i) for i in range(len(g.chunks))]
+    depth = 0
+    while depth == 0 or len(items) > 1:
+        groups = [items[a:a + FAN_IN] for a in range(0, len(items), FAN_IN)]
+        items = []
+        for j, group in enumerate(groups):
+            key = (f"{g.prefix}-fold{p.level}-{depth}", j)
+            g.layer[key] = (_fold, combine, select if depth == 0 else None, *group)
+            items.append(key)
+        depth += 1
+    return items[0]
+
+
+def explain(function, chunks) -> str:
+    """`Function.explain(chunks={"n": ...})`: how each value splits along each chunked size
+    variable named (a dict's keys, or names), one section per variable."""
+    from .chunked import explain_text
+    from .errors import TdslArgumentError as _Error
+    names = [chunks] if isinstance(chunks, str) else list(chunks)
+    sections = []
+    for var in names:
+        try:
+            sections.append(explain_text(function.graph, var))
+        except ValueError as err:
+            raise _Error(str(err)) from None
+    return "\n\n".join(sections)

@@ -1,0 +1,260 @@
+"""Compiled functions on Dask arrays (docs/dask.md): the split of each kind of value, compared with
+the unchunked call, on the threaded scheduler and on a two-process LocalCluster."""
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import tdsl
+from tests.conftest import IN_CI
+
+try:
+    import dask
+    import dask.array as da
+    import distributed
+except ImportError:   # the `test` extra installs them: CI must run these tests
+    if IN_CI:
+        raise
+    pytest.skip("dask[array] and distributed are not installed (pip install -e '.[dask]')",
+                allow_module_level=True)
+
+from tdsl import chunked, daskarray
+from tdsl.errors import TdslArgumentError, TdslWarning
+
+SOURCE = """\
+fn elementwise(x: f32[n, d], b: f32[d]) -> f32[n, d] {
+    return exp(x) * 2.0 + b
+}
+
+fn rows(x: f64[n, d]) -> (f64[n, d], f64[n]) {
+    s = softmax(x, axis=1)
+    return s, logsumexp(x, axis=1)
+}
+
+fn reductions(x: f64[n, d]) -> (f64[d], f64[d], f64[d], f64[d], f64[d], i64[d], i64[d], f64, f64[d], f64[d], f64[d, d]) {
+    return sum(x, axis=0), mean(x, axis=0), prod(x, axis=0), max(x, axis=0), min(x, axis=0), argmax(x, axis=0), argmin(x, axis=0), logsumexp(x), var(x, axis=0), std(x, axis=0), x.T @ x
+}
+
+fn counts(k: i32[n], flags: bool[n]) -> (i64, i32, i32, bool, bool, i64, i64) {
+    return sum(k), max(k), min(k), any(flags), all(flags), argmax(k), argmin(k)
+}
+
+fn centered(x: f64[n, d]) -> f64[n, d] {
+    return (x - mean(x, axis=0)) / std(x, axis=0)
+}
+
+fn positions(x: f64[n]) -> (f64[n], f64) {
+    i = f64(arange(n))
+    return x * i, sum(x * i) / n
+}
+
+fn loss(x: f64[n, d], y: f64[n], w: f64[d], b: f64) -> f64 {
+    p = sigmoid(x @ w + b)
+    return -mean(y * log(p + 1e-7) + (1 - y) * log(1 - p + 1e-7))
+}
+
+fn train_step(x: f64[n, d], y: f64[n], w: f64[d], b: f64, lr: f64) -> (f64[d], f64, f64) {
+    gw, gb = grad(loss(x, y, w, b), w, b)
+    return w - lr * gw, b - lr * gb, loss(x, y, w, b)
+}
+
+fn running(x: f64[n]) -> f64[n] {
+    c = cumsum(x)
+    return c * 2.0
+}
+
+fn shifted(x: f64[n]) -> f64[n - 1] {
+    return x[1:] - x[:-1]
+}
+"""
+
+
+CUMSUM_LINE = SOURCE.splitlines().index("    c = cumsum(x)") + 1
+SLICE_LINE = SOURCE.splitlines().index("    return x[1:] - x[:-1]") + 1
+
+
+@pytest.fixture(scope="module")
+def numpy_module():
+    return tdsl.compile(SOURCE, target="numpy")
+
+
+@pytest.fixture(scope="module")
+def c_module():
+    return tdsl.compile(SOURCE, target="c")
+
+
+def call(f, *args, **kwargs):
+    """The Dask call of `f` (Function.__call__ dispatches here once lang/compiled.py does)."""
+    return daskarray.maybe_call(f, args, kwargs)
+
+
+def data(seed=0, n=11, d=3):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, 2, n).astype(np.float64)
+
+
+def compare(got, want, exact=False):
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert isinstance(g, da.Array)
+        value = g.compute(scheduler="threads")
+        assert np.asarray(value).dtype == np.asarray(w).dtype and np.shape(value) == np.shape(w)
+        if exact:
+            np.testing.assert_array_equal(value, w)
+        else:   # sums over chunks add in another order: last bits differ
+            np.testing.assert_allclose(value, w, rtol=1e-12, atol=1e-12)
+
+
+def test_no_dask_argument_is_not_this_call(numpy_module):
+    x = np.ones((3, 2), np.float32)
+    assert daskarray.maybe_call(numpy_module.elementwise, (x, np.ones(2, np.float32)), {}) is NotImplemented
+
+
+def test_elementwise_blockwise_and_exact(numpy_module):
+    x = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
+    b = np.arange(4, dtype=np.float32)
+    out = call(numpy_module.elementwise, da.from_array(x, chunks=(4, 4)), b)   # an uneven last chunk
+    assert out.chunks == ((4, 4, 2), (4,)) and out.dtype == np.float32
+    compare(out, numpy_module.elementwise(x, b), exact=True)
+
+
+def test_rowwise_softmax_one_pass(numpy_module):
+    x, _ = data(2)
+    out = call(numpy_module.rows, da.from_array(x, chunks=(3, 3)))
+    assert out[0].chunks[0] == (3, 3, 3, 2)
+    compare(out, numpy_module.rows(x), exact=True)
+    assert "1 pass over the chunks" in daskarray.explain(numpy_module.rows, {"n": 3})
+
+
+@pytest.mark.parametrize("chunks", [(4, 3), (1, 3), (11, 3)])
+def test_reductions_of_every_kind(numpy_module, chunks):
+    x, _ = data(3)
+    x[5, 1] = x[1, 1] = x.max() + 1   # a tie across chunks: the first index wins
+    compare(call(numpy_module.reductions, da.from_array(x, chunks=chunks)), numpy_module.reductions(x))
+    exact = call(numpy_module.reductions, da.from_array(x, chunks=chunks))
+    for k in (3, 4, 5, 6):   # max, min, argmax, argmin: exact
+        np.testing.assert_array_equal(exact[k].compute(), numpy_module.reductions(x)[k])
+
+
+def test_integer_and_bool_reductions_exact(numpy_module):
+    k = np.array([3, -1, 7, 7, 0, -5, 7, -5, 2], np.int32)
+    flags = k > 0
+    got = call(numpy_module.counts, da.from_array(k, chunks=2), da.from_array(flags, chunks=2))
+    compare(got, numpy_module.counts(k, flags), exact=True)
+    assert got[5].compute() == 2 and got[6].compute() == 5
+
+
+def test_argmax_nan_first_wins(numpy_module):
+    x, _ = data(4)
+    x[7, 0] = x[9, 0] = np.nan
+    got = call(numpy_module.reductions, da.from_array(x, chunks=(4, 3)))
+    assert got[5].compute()[0] == 7 and np.isnan(got[3].compute()[0])
+
+
+def test_two_passes_global_back_to_chunks(numpy_module):
+    x, _ = data(5)
+    compare(call(numpy_module.centered, da.from_array(x, chunks=(4, 3))), numpy_module.centered(x))
+    assert "3 passes" in daskarray.explain(numpy_module.centered, {"n": 4})   # mean, var, then divide
+
+
+def test_arange_and_size_are_global(numpy_module):
+    x = np.linspace(0, 1, 9)
+    compare(call(numpy_module.positions, da.from_array(x, chunks=4)), numpy_module.positions(x))
+
+
+def test_loss_and_gradient_over_chunked_batch(numpy_module):
+    x, y = data(6, n=13)
+    w, b = np.array([0.1, -0.2, 0.3]), 0.05
+    got = call(numpy_module.train_step, da.from_array(x, chunks=(5, 3)), da.from_array(y, chunks=5), w, b, 0.5)
+    compare(got, numpy_module.train_step(x, y, w, b, 0.5))
+    assert "matmul over n" in daskarray.explain(numpy_module.train_step, {"n": 5})
+
+
+def test_misaligned_and_numpy_arguments_are_cut_like_the_first(numpy_module):
+    x, y = data(7, n=13)
+    w, b = np.array([0.1, -0.2, 0.3]), 0.05
+    want = numpy_module.train_step(x, y, w, b, 0.5)
+    compare(call(numpy_module.train_step, da.from_array(x, chunks=(5, 3)), da.from_array(y, chunks=4), w, b, 0.5), want)
+    compare(call(numpy_module.train_step, da.from_array(x, chunks=(5, 1)), y, w, b, 0.5), want)   # d merged
+
+
+def test_unsplittable_rechunks_with_warning_naming_the_line(numpy_module):
+    x = np.arange(10.0)
+    with pytest.warns(TdslWarning, match=rf"running\(\) cannot run chunk by chunk along n: <string>:{CUMSUM_LINE}: "
+                                         r"cumsum along n .*rechunking n to one chunk"):
+        out = call(numpy_module.running, da.from_array(x, chunks=3))
+    assert out.chunks == ((10,),)
+    compare(out, numpy_module.running(x), exact=True)
+    with pytest.warns(TdslWarning, match=rf"<string>:{SLICE_LINE}: a slice along n"):
+        compare(call(numpy_module.shifted, da.from_array(x, chunks=3)), numpy_module.shifted(x), exact=True)
+
+
+def test_strict_raises_naming_the_line(numpy_module):
+    x = da.from_array(np.arange(10.0), chunks=3)
+    with dask.config.set({"tdsl.strict": True}):
+        with pytest.raises(TdslArgumentError) as err:
+            call(numpy_module.running, x)
+    assert err.value.loc.line == CUMSUM_LINE and "cumsum along n" in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # one chunk: nothing to split, no warning
+        compare(call(numpy_module.running, da.from_array(np.arange(10.0), chunks=10)),
+                numpy_module.running(np.arange(10.0)), exact=True)
+
+
+def test_arguments_checked_at_the_call(numpy_module):
+    x = da.from_array(np.ones((4, 3)), chunks=2)
+    with pytest.raises(TdslArgumentError, match="argument 'x' of elementwise\\(\\) is float64, which cannot be cast"):
+        call(numpy_module.elementwise, x, np.ones(3, np.float32))
+    with pytest.raises(TdslArgumentError, match="d = 3 from x, but b has 2"):
+        call(numpy_module.elementwise, x.astype(np.float32), np.ones(2, np.float32))
+
+
+def test_explain_lines(numpy_module):
+    text = daskarray.explain(numpy_module.centered, {"n": 100})
+    assert text.splitlines()[1:] == [
+        "  n chunked: 3 passes over the chunks",
+        "  param  x: f64[n, d]  chunks along n (axis 0)",
+        "  result 0: f64[n, d]  blockwise along n (axis 0), pass 2",
+    ]
+    assert f"cannot run chunk by chunk: <string>:{CUMSUM_LINE}: cumsum along n" in daskarray.explain(numpy_module.running, "n")
+
+
+def test_stage_functions_pickle_as_source(numpy_module):
+    plan = daskarray.split_of(numpy_module.centered, "n")
+    stage = daskarray.StageFunction(plan.text, "numpy", plan.passes[0].chunk.name)
+    again = pickle.loads(pickle.dumps(stage))
+    assert again.text == plan.text and b"numpy" in pickle.dumps(stage)
+    rebuild, args = daskarray.reduce_function(numpy_module.centered)
+    x, _ = data(8)
+    np.testing.assert_array_equal(rebuild(*args)(x), numpy_module.centered(x))
+
+
+def test_split_graphs_parse_back(numpy_module):
+    plan = chunked.split(numpy_module.train_step.graph, "n")
+    assert [g.name for g in plan.graphs] == ["chunk0", "combine0", "finalize0"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as local, distributed.Client(local) as client:
+        yield client
+
+
+def test_c_target_threads_and_cluster(c_module, cluster):
+    x, y = data(9, n=13)
+    w, b = np.array([0.1, -0.2, 0.3]), 0.05
+    want = c_module.train_step(x, y, w, b, 0.5)
+    got = call(c_module.train_step, da.from_array(x, chunks=(4, 3)), da.from_array(y, chunks=4), w, b, 0.5)
+    on_cluster = dask.compute(*got)   # the client is the default scheduler
+    for g, v in zip(on_cluster, want):
+        np.testing.assert_allclose(g, v, rtol=1e-12)
+    compare(got, want)
+    xs = da.from_array(data(10)[0], chunks=(4, 3))
+    np.testing.assert_allclose(call(c_module.centered, xs).compute(), c_module.centered(xs.compute()), rtol=1e-12)
+    compare(call(c_module.reductions, xs), c_module.reductions(xs.compute()))
