@@ -289,6 +289,7 @@ class _Builder:
         for j, st in enumerate(states):
             outputs += [("state", j, part) for part in range(state_parts(st))]
             roots += [st.inputs[0], st] if state_parts(st) == 2 else [st]
+        before = earlier
         earlier = _reached(roots, earlier)
         built = iter(_rebuild(roots, earlier, self.var, self.total, self.offset))
         nodes = [next(built) for k in outputs if k[0] == "result"]
@@ -314,7 +315,7 @@ class _Builder:
         combine = finalize = None
         if states:
             combine = self.make_combine(level, states)
-            finalize = self.make_finalize(level, states, exported, earlier)
+            finalize = self.make_finalize(level, states, exported, before)
         return Pass(level, chunk, states, combine, finalize)
 
     def make_combine(self, level: int, states: list[Node]) -> Stage:

@@ -46,6 +46,12 @@ fn centered(x: f64[n, d]) -> f64[n, d] {
     return (x - mean(x, axis=0)) / std(x, axis=0)
 }
 
+fn staged(x: f64[n]) -> f64 {
+    a = sum(x)
+    c = x - mean(x)
+    return sum(c * c) + a
+}
+
 fn positions(x: f64[n]) -> (f64[n], f64) {
     i = f64(arange(n))
     return x * i, sum(x * i) / n
@@ -160,6 +166,11 @@ def test_two_passes_global_back_to_chunks(numpy_module):
     x, _ = data(5)
     compare(call(numpy_module.centered, da.from_array(x, chunks=(4, 3))), numpy_module.centered(x))
     assert "3 passes" in daskarray.explain(numpy_module.centered, {"n": 4})   # mean, var, then divide
+
+
+def test_global_of_an_early_pass_read_by_a_later_finalize(numpy_module):
+    x = np.linspace(-1, 2, 10)
+    compare(call(numpy_module.staged, da.from_array(x, chunks=3)), numpy_module.staged(x))
 
 
 def test_arange_and_size_are_global(numpy_module):
