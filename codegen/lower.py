@@ -563,7 +563,7 @@ class Lowering:
         if _kind(node) not in ("elementwise", "cast"):
             raise AssertionError(f"{op} must have a buffer")
         args = tuple(self.value(x, broadcast_index(idx, node.shape, x.shape)) for x in node.inputs)
-        expr = self.intern(Apply, op, node.dtype, args, node.name)
+        expr = self.intern(Apply, op, node.dtype, args, node.name, loc=node.loc)
         if value_checked(node):
             cond, error = self.negative_power(node, idx)
             expr = self.intern(Check, cond, error, expr)
@@ -665,11 +665,13 @@ class Lowering:
     def const(self, value, dtype: str) -> Const:
         return self.intern(Const, value, dtype)
 
-    def intern(self, cls, *fields):
-        """One object per distinct expression, so equal subexpressions are computed once."""
+    def intern(self, cls, *fields, loc=None):
+        """One object per distinct expression, so equal subexpressions are computed once; `loc`
+        (an op's statement, for a debug build's #line) is not part of what is equal: the first
+        statement computing a value names it."""
         key = (cls,) + tuple(_key(f) for f in fields)
         if key not in self.interned:
-            self.interned[key] = cls(*fields)
+            self.interned[key] = cls(*fields) if loc is None else cls(*fields, loc=loc)
         return self.interned[key]
 
     # -- call-time checks of sizes -------------------------------------------------

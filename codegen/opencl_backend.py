@@ -76,7 +76,7 @@ class OpenCLTarget:
         return lowered.source
 
     def build(self, lowered: Lowered, source: str) -> runtime.Program:
-        return build(source, lowered.plan["uses_f64"], lowered.module.prefix)
+        return build(source, lowered.plan["uses_f64"], lowered.module.prefix, self.debug)
 
     def load(self, lowered: Lowered, program: runtime.Program) -> dict:
         functions = lowered.plan["functions"]
@@ -105,11 +105,12 @@ def default_queue():
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
 
 
-def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
-    """The program built for the chosen device; pyopencl keeps binaries in tdsl's cache folder."""
+def build(source: str, uses_f64: bool, name: str, debug: bool = False) -> runtime.Program:
+    """The program built for the chosen device (`debug`: with -g); pyopencl keeps binaries in
+    tdsl's cache folder."""
     try:
         queue = runtime.default_queue()
-        return _built(source, uses_f64, queue, os.environ.get("TDSL_OPENCL_LAYOUT", ""))
+        return _built(source, uses_f64, queue, os.environ.get("TDSL_OPENCL_LAYOUT", ""), debug)
     except runtime.Unavailable as err:
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
     except runtime.BuildFailed as err:
@@ -123,7 +124,7 @@ def build(source: str, uses_f64: bool, name: str) -> runtime.Program:
 
 
 @lru_cache(maxsize=64)
-def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
+def _built(source: str, uses_f64: bool, queue, layout: str, debug: bool = False) -> runtime.Program:
     """The program for `queue`'s device; `layout` (TDSL_OPENCL_LAYOUT) picks its launch layout."""
     folder = cache.cache_dir() / "opencl"
     try:
@@ -133,7 +134,7 @@ def _built(source: str, uses_f64: bool, queue, layout: str) -> runtime.Program:
             folder.mkdir(exist_ok=True, mode=0o700)
     except OSError:
         folder = None   # pyopencl then builds without keeping binaries
-    return runtime.Program(source, uses_f64, str(folder) if folder else None, queue)
+    return runtime.Program(source, uses_f64, str(folder) if folder else None, queue, debug)
 
 
 # A function's constants and kernels (its loop and branch bodies' too) lie between these

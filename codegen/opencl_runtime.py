@@ -117,7 +117,8 @@ def has_fp64(device) -> bool:
 class Program:
     """A built program on one queue, with the work-group sizes its launches use."""
 
-    def __init__(self, source: str, uses_f64: bool, cache_dir: str | None = None, queue=None):
+    def __init__(self, source: str, uses_f64: bool, cache_dir: str | None = None, queue=None,
+                 debug: bool = False):
         self.queue = queue or default_queue()
         self.context = self.queue.context
         device = self.device = self.queue.device
@@ -144,6 +145,8 @@ class Program:
                    f"-DTDSL_REDUCE_STRIP={self.reduce_strip}", "-w"]   # -w: no notes on stderr
         if device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
+        if debug:   # a debug build (docs/debugging.md): kernels with line tables, unoptimized
+            options += ["-g", "-cl-opt-disable"]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -28,8 +28,9 @@ __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", 
 
 
 @_public_entry
-def load(path, target: str = "c") -> Module:
-    """Compile the .tdsl file at `path` for `target` ("c", "numpy" or "opencl")."""
+def load(path, target: str = "c", debug: bool | None = None) -> Module:
+    """Compile the .tdsl file at `path` for `target` ("c", "numpy" or "opencl"). `debug=True`:
+    line-mapped native code built for gdb and the sanitizers (None: TDSL_DEBUG; docs/debugging.md)."""
     from .pipeline import compile_source
     path = Path(path)
     try:
@@ -38,14 +39,15 @@ def load(path, target: str = "c") -> Module:
         raise TdslError(f"cannot read {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
         raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
-    return compile_source(text, str(path), target)
+    return compile_source(text, str(path), target, debug=debug)
 
 
 @_public_entry
-def compile(source: str, target: str = "c", filename: str = "<string>") -> Module:  # noqa: A001
-    """Compile .tdsl source text for `target`."""
+def compile(source: str, target: str = "c", filename: str = "<string>",  # noqa: A001
+            debug: bool | None = None) -> Module:
+    """Compile .tdsl source text for `target` (`debug`: as for `load`)."""
     from .pipeline import compile_source
-    return compile_source(source, filename, target)
+    return compile_source(source, filename, target, debug=debug)
 
 
 def opencl_queue():
