@@ -382,13 +382,20 @@ def _tree(g: _Graph, p, combine) -> tuple:
 def explain(function, chunks) -> str:
     """`Function.explain(chunks={"n": ...})`: how each value splits along each chunked size
     variable named (a dict's keys, or names), one section per variable."""
+    return explain_graph(function.graph, chunks)
+
+
+def explain_graph(graph, chunks, only_present: bool = False) -> str:
+    """explain() of a function graph (`tdslc graph --chunks n`); `only_present`: leave out the
+    names that are not size variables of `graph` instead of raising."""
     from .chunked import explain_text
-    from .errors import TdslArgumentError as _Error
     names = [chunks] if isinstance(chunks, str) else list(chunks)
+    if only_present:
+        names = [v for v in names if v in graph.size_vars]
     sections = []
     for var in names:
         try:
-            sections.append(explain_text(function.graph, var))
+            sections.append(explain_text(graph, var))
         except ValueError as err:
-            raise _Error(str(err)) from None
+            raise TdslArgumentError(str(err)) from None
     return "\n\n".join(sections)

@@ -269,3 +269,18 @@ def test_c_target_threads_and_cluster(c_module, cluster):
     xs = da.from_array(data(10)[0], chunks=(4, 3))
     np.testing.assert_allclose(call(c_module.centered, xs).compute(), c_module.centered(xs.compute()), rtol=1e-12)
     compare(call(c_module.reductions, xs), c_module.reductions(xs.compute()))
+
+
+def test_docs_explain_output_is_real():
+    """docs/dask.md shows explain(chunks=...) of its ```tdsl block: that output, exactly."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dask.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    source = next(body for kind, body in blocks if kind == "tdsl")
+    shown = next(body for kind, body in blocks if kind == "text" and body.startswith("train_step("))
+    m = tdsl.compile(source, target="numpy")
+    printed = [daskarray.explain(m.train_step, {"n": 100_000}),
+               daskarray.explain(m.standardize, {"n": 100_000}), daskarray.explain(m.ranks, {"n": 100_000}),
+               daskarray.explain(m.standardize, {"d": 100})]
+    assert shown == "\n\n".join(printed) + "\n"
