@@ -87,7 +87,7 @@ def _role(node: Node, ins: list[Role], var: str) -> Role:
     globals_ = [r.level for r in ins if r.kind == "global"]
     if node.op in REGION_OPS:
         region = node.attr("region")
-        if locals_ or any(var in g.size_vars or _reads_size(g, var) for g in [*region.graphs, *_nested(region)]):
+        if locals_ or any(_mentions(g, var) for g in [*region.graphs, *_nested(region)]):
             raise Obstacle(node, f"a {region.kind} that carries values along {var}", region.loc or node.loc)
     if not locals_ and not any(var in d.variables() for d in node.shape):
         return Role("global", max(globals_)) if globals_ else INVARIANT
@@ -104,8 +104,11 @@ def _nested(region) -> list[FunctionGraph]:
     return [sub for g in region.graphs for sub in subgraphs(g)]
 
 
-def _reads_size(graph: FunctionGraph, var: str) -> bool:
-    return any(n.op == "sizevar" and n.attr("name") == var for n in toposort(graph.outputs))
+def _mentions(graph: FunctionGraph, var: str) -> bool:
+    """Whether a loop or branch body reads `var`: as a value, or in a shape."""
+    shapes = [p.shape for p in graph.params] + [n.shape for n in toposort(graph.outputs)]
+    return any(var in d.variables() for shape in shapes for d in shape) or any(
+        n.op == "sizevar" and n.attr("name") == var for n in toposort(graph.outputs))
 
 
 def _local_axis(node: Node, locals_: list, var: str):

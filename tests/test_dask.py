@@ -52,6 +52,18 @@ fn staged(x: f64[n]) -> f64 {
     return sum(c * c) + a
 }
 
+fn passing(x: f32[n], table: f32[v, d], idx: i64[n]) -> (f32[n], i64, f32[3], f32[n, d]) {
+    return x, n, zeros(3, dtype=f32) + 1.0, take(table, idx)
+}
+
+fn looped(x: f64[n]) -> f64 {
+    s = sum(x)
+    for i in range(3) {
+        s = s * 2.0
+    }
+    return s
+}
+
 fn positions(x: f64[n]) -> (f64[n], f64) {
     i = f64(arange(n))
     return x * i, sum(x * i) / n
@@ -171,6 +183,20 @@ def test_two_passes_global_back_to_chunks(numpy_module):
 def test_global_of_an_early_pass_read_by_a_later_finalize(numpy_module):
     x = np.linspace(-1, 2, 10)
     compare(call(numpy_module.staged, da.from_array(x, chunks=3)), numpy_module.staged(x))
+
+
+def test_parameters_sizes_whole_values_and_gathers(numpy_module):
+    x, table, idx = np.arange(10, dtype=np.float32), np.arange(12, dtype=np.float32).reshape(4, 3), np.arange(10) % 4
+    got = call(numpy_module.passing, da.from_array(x, chunks=3), table, da.from_array(idx, chunks=3))
+    assert got[3].chunks == ((3, 3, 3, 1), (3,))
+    compare(got, numpy_module.passing(x, table, idx), exact=True)
+
+
+def test_loop_over_a_global_runs_once(numpy_module):
+    x = np.linspace(0, 1, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compare(call(numpy_module.looped, da.from_array(x, chunks=3)), numpy_module.looped(x))
 
 
 def test_arange_and_size_are_global(numpy_module):
