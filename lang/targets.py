@@ -51,6 +51,9 @@ class Target(Protocol):
     def emit(self, graphs: list, prefix: str) -> dict[str, str]:
         """The standalone files: {suffix: text}, one per entry of `standalone_suffixes`."""
 
+    # Optional: `debugging(self) -> Target`, the variant that builds line-mapped native code
+    # (debug=True, TDSL_DEBUG=1: docs/debugging.md); a target without it ignores `debug`.
+
 
 def names() -> tuple[str, ...]:
     """Every target's name, the reference first."""

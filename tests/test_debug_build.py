@@ -33,6 +33,7 @@ fn total(x: f64[n]) -> f64 {
 }
 """
 SCALE_LINE, SUM_LINE = 3, 7   # the statements of scale's kernel and of total's sum
+Y_LINE = 2                    # y = x * a: fused into scale's kernel, named by its own line
 DIRECTIVE = re.compile(r'^#line (\d+) "(.*)"$')
 
 
@@ -68,9 +69,9 @@ def test_debug_c_names_the_tdsl_lines(program, debug_module, normal_module):
         if found and found.group(2) == str(program):
             named.setdefault(int(found.group(1)), []).append(lines[i + 1].strip())
     # each kernel is named by its statement's line, each function's own code by its header's
-    assert sorted(named) == [1, SCALE_LINE, 6, SUM_LINE]
+    assert sorted(named) == [1, Y_LINE, SCALE_LINE, 6, SUM_LINE]
     assert f"/* add -- {program}:{SCALE_LINE}: return exp(y) + 1.0 */" in named[SCALE_LINE]
-    assert "const double v1_y = (v0 * a);" in named[SCALE_LINE]
+    assert named[Y_LINE] == ["const double v1_y = (v0 * a);"]   # its own statement's line
     assert "blk[0] = blk[0] + v1;" in named[SUM_LINE]
     assert "return err;" in named[1] and "int err = 0;" in named[6]
     # every code line of a function is named: a directive right before it
@@ -140,7 +141,7 @@ def test_opencl_debug_program_names_the_tdsl_lines(program):
     np.testing.assert_allclose(debug.scale(x, 0.5), normal.scale(x, 0.5), rtol=1e-12)
     lines = debug.source.splitlines()
     named = {int(m.group(1)) for m in map(DIRECTIVE.match, lines) if m and m.group(2) == str(program)}
-    assert named == {SCALE_LINE, SUM_LINE}   # each kernel, by its statement's line
+    assert named == {Y_LINE, SCALE_LINE, SUM_LINE}   # each kernel and op, by its statement's line
     own = [(i, DIRECTIVE.match(line)) for i, line in enumerate(lines)]
     own = [(i, int(m.group(1))) for i, m in own if m and m.group(2) == "prog.cl"]
     assert len(own) == 2 and all(number == i + 2 for i, number in own)
