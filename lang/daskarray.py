@@ -10,6 +10,7 @@ cache makes that a load). `explain(function, chunks)` prints how each value spli
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import warnings
@@ -177,8 +178,19 @@ def _choose(function, values: list, strict: bool):
         if strict:
             raise TdslArgumentError(message, obstacle.loc,
                                     hint=f"rechunk {var} to one chunk, or call without tdsl.strict")
-        warnings.warn(TdslWarning(message + f"; rechunking {var} to one chunk"), stacklevel=4)
+        warnings.warn(TdslWarning(message + f"; rechunking {var} to one chunk"), stacklevel=_user_level())
     return None, None
+
+
+def _user_level() -> int:
+    """The stack level of the first caller outside tdsl's own folders (a warning names the user's
+    line, however many of tdsl's frames the call went through)."""
+    from .api import _own_folders
+    own = _own_folders()
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.dirname(frame.f_code.co_filename) in own:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _aligned(graph, values: list, var: str | None, sizes: dict) -> list:
@@ -189,6 +201,7 @@ def _aligned(graph, values: list, var: str | None, sizes: dict) -> list:
     for p, v in zip(graph.params, values):
         if var is not None and isinstance(v, da.Array) and roles_of_param(p, var):
             reference = v.chunks[[str(d) for d in p.shape].index(var)]
+            reference = tuple(c for c in reference if c) or reference[:1]   # no empty chunk (max of none fails)
             break
     out = []
     for p, v in zip(graph.params, values):

@@ -185,6 +185,11 @@ def test_global_of_an_early_pass_read_by_a_later_finalize(numpy_module):
     compare(call(numpy_module.staged, da.from_array(x, chunks=3)), numpy_module.staged(x))
 
 
+def test_empty_chunks_are_dropped(numpy_module):
+    x = np.arange(9.0)[:, None] * np.ones((1, 3))
+    compare(call(numpy_module.reductions, da.from_array(x, chunks=((2, 0, 2, 5), (3,)))), numpy_module.reductions(x))
+
+
 def test_parameters_sizes_whole_values_and_gathers(numpy_module):
     x, table, idx = np.arange(10, dtype=np.float32), np.arange(12, dtype=np.float32).reshape(4, 3), np.arange(10) % 4
     got = call(numpy_module.passing, da.from_array(x, chunks=3), table, da.from_array(idx, chunks=3))
@@ -227,8 +232,9 @@ def test_unsplittable_rechunks_with_warning_naming_the_line(numpy_module):
         out = call(numpy_module.running, da.from_array(x, chunks=3))
     assert out.chunks == ((10,),)
     compare(out, numpy_module.running(x), exact=True)
-    with pytest.warns(TdslWarning, match=rf"<string>:{SLICE_LINE}: a slice along n"):
+    with pytest.warns(TdslWarning, match=rf"<string>:{SLICE_LINE}: a slice along n") as caught:
         compare(call(numpy_module.shifted, da.from_array(x, chunks=3)), numpy_module.shifted(x), exact=True)
+    assert caught[0].filename == __file__   # the caller's line, not tdsl's
 
 
 def test_strict_raises_naming_the_line(numpy_module):
