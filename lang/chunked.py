@@ -22,7 +22,7 @@ from .ops import OPS
 
 # How two partial states of each splittable reduction combine (an elementwise op of the table).
 COMBINE = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum", "any": "or", "all": "and",
-           "matmul": "add"}
+           "matmul": "add", "moments": "parallel moments", "sumexp": "rescaled sums"}
 BOOL_COMBINE = {"max": "or", "min": "and"}   # max/min of bool values: `maximum` refuses bool
 
 
@@ -57,14 +57,96 @@ class Obstacle(Exception):
 
 
 def analyse(graph: FunctionGraph, var: str) -> dict[Node, Role]:
-    """The role of every value of `graph` when `var` is chunked; raises Obstacle at the first value
-    (in graph order) that cannot be split."""
+    """The role of every value of `graph` that its results need when `var` is chunked; raises
+    Obstacle at the first value (in graph order) that cannot be split."""
     roles: dict[Node, Role] = {}
     for p in graph.params:
         _chunk_axis(p.shape, var, None, f"the parameter {p.name}: {p.type_str}", p.loc)
-    for node in toposort(list(graph.outputs) + list(graph.effects)):
-        roles[node] = _role(node, [roles[i] for i in node.inputs], var)
+    _analyse_into(list(graph.outputs) + list(graph.effects), roles, var)
     return roles
+
+
+def _analyse_into(roots: list[Node], roles: dict, var: str) -> None:
+    """Roles of `roots` and what they read. A fused reduction (`_fusion`) reads only its input
+    when that input is chunked along an axis it reduces; otherwise its own inputs are analysed."""
+    def children(n: Node):
+        if n in roles:
+            return ()
+        fusion = _fusion(n)
+        return (fusion[1],) if fusion else n.inputs
+    for node in _walk(roots, children):
+        if node in roles:
+            continue
+        fusion = _fusion(node)
+        if fusion:
+            rx = roles[fusion[1]]
+            if rx.kind == "local" and rx.axis in node.attr("axes") and _countable(fusion[1], node.attr("axes"), var):
+                roles[node] = Role("global", rx.level, reduction=fusion[0])
+                continue
+            _analyse_into(list(node.inputs), roles, var)
+        roles[node] = _role(node, [roles[i] for i in node.inputs], var)
+
+
+def _walk(roots: list[Node], children) -> list[Node]:
+    """Every node reachable from `roots` through `children(node)`, inputs first, in a deterministic order."""
+    order: list[Node] = []
+    seen: set = set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(children(root)))]
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif child not in seen:
+                seen.add(child)
+                stack.append((child, iter(children(child))))
+    return order
+
+
+def live(graph: FunctionGraph, roles: dict) -> list[Node]:
+    """The values the split computes, in graph order (a fused reduction reads only its input)."""
+    def children(n: Node):
+        return (_fusion(n)[1],) if roles[n].reduction in FUSED else n.inputs
+    return _walk(list(graph.outputs), children)
+
+
+# Reductions whose builtins take two passes over the data, fused into one state per chunk:
+# var's sum of squared deviations (count, mean, sum of squares about the mean: Chan's parallel
+# moments) and logsumexp's or softmax's sum of exponentials (the max and the sum about it).
+FUSED = ("moments", "sumexp")
+
+
+def _fusion(node: Node) -> tuple[str, Node] | None:
+    """("moments", x) for sum(square(x - sum(x, A, keepdims) / count), A), ("sumexp", x) for
+    sum(exp(x - where(isfinite(m), m, 0)), A, keepdims) with m = max(x, A, keepdims); else None."""
+    if node.op != "sum" or not node.inputs or node.inputs[0].op not in ("square", "exp"):
+        return None
+    inner = node.inputs[0].inputs[0]
+    if inner.op != "sub":
+        return None
+    x, center = inner.inputs
+    axes = node.attr("axes")
+    if node.inputs[0].op == "square" and center.op == "div" and center.inputs[0].op == "sum":
+        total = center.inputs[0]
+        if total.inputs[0] == x and total.attr("axes") == axes and total.attr("keepdims") and x.dtype.startswith("f"):
+            return ("moments", x)
+    if node.inputs[0].op == "exp" and node.attr("keepdims") and center.op == "where" \
+            and center.inputs[0].op == "isfinite" and center.inputs[2].op == "const":
+        top = center.inputs[1]
+        if center.inputs[0].inputs[0] == top and top.op == "max" and top.inputs[0] == x \
+                and top.attr("axes") == axes and top.attr("keepdims"):
+            return ("sumexp", x)
+    return None
+
+
+def _countable(x: Node, axes, var: str) -> bool:
+    """Whether a chunk's element count over `axes` can be written (literal or size-variable dims)."""
+    return all(x.shape[a].is_const or x.shape[a] == Dim.of(str(x.shape[a])) for a in axes)
 
 
 def _chunk_axis(shape, var: str, node: Node | None, what: str, loc=None) -> int | None:
@@ -237,8 +319,54 @@ class Split:
     graphs: list[FunctionGraph] = field(default_factory=list)
 
 
-def state_parts(node: Node) -> int:
-    return 2 if node.op in ("argmax", "argmin") else 1
+PARTS = {"argmax": 2, "argmin": 2, "moments": 3, "sumexp": 2}   # parts of a partial state (else 1)
+
+
+def state_parts(kind: str) -> int:
+    """How many arrays the partial state of a reduction of this kind has; the last is its value."""
+    return PARTS.get(kind, 1)
+
+
+def _state_roots(st: Node, kind: str) -> list[Node]:
+    """What a chunk function rebuilds to make the partial state of reduction `st`."""
+    if kind in ("argmax", "argmin"):
+        return [st.inputs[0], st]
+    if kind in FUSED:
+        return [_fusion(st)[1]]
+    return [st]
+
+
+def _count(x: Node, axes, loc) -> Node:
+    """The number of elements of a chunk of `x` over `axes`, in x's dtype (a chunk's `n` is its length)."""
+    count = None
+    for a in axes:
+        d = x.shape[a]
+        term = infer.const(d.const, "i64", (), True, loc) if d.is_const else \
+            Node("sizevar", "i64", (), (), make_attrs(name=str(d)), True, loc)
+        count = term if count is None else infer.elementwise("mul", [count, term], loc)
+    return infer.cast(count, x.dtype, loc)
+
+
+def _moments(st: Node, x: Node) -> list[Node]:
+    """(count, mean, sum of squares about the mean) of a chunk: var's state."""
+    axes, loc = st.attr("axes"), st.loc
+    count = _count(x, axes, loc)
+    mean = infer.elementwise("div", [infer.reduce("sum", x, axes, True, loc), count], loc)
+    deviation = infer.elementwise("square", [infer.elementwise("sub", [x, mean], loc)], loc)
+    return [count, mean, infer.reduce("sum", deviation, axes, st.attr("keepdims"), loc)]
+
+
+def _finite_or_zero(m: Node, loc) -> Node:
+    zero = infer.const(0, "i64", (), True, loc)
+    return infer.elementwise("where", [infer.elementwise("isfinite", [m], loc), m, zero], loc)
+
+
+def _sumexp(st: Node, x: Node) -> list[Node]:
+    """(max, sum of exp(x - max)) of a chunk (the max 0 where it is not finite): logsumexp's state."""
+    top = st.inputs[0].inputs[0].inputs[1].inputs[1]
+    m = Node("max", x.dtype, top.shape, (x,), top.attrs, False, st.loc)
+    shifted = infer.elementwise("sub", [x, _finite_or_zero(m, st.loc)], st.loc)
+    return [m, infer.reduce("sum", infer.elementwise("exp", [shifted], st.loc), st.attr("axes"), True, st.loc)]
 
 
 def split(graph: FunctionGraph, var: str, roles: dict | None = None) -> Split:
@@ -290,21 +418,17 @@ class _Builder:
                 outputs.append(("result", k))
                 roots.append(out)
         for j, st in enumerate(states):
-            outputs += [("state", j, part) for part in range(state_parts(st))]
-            roots += [st.inputs[0], st] if state_parts(st) == 2 else [st]
+            outputs += [("state", j, part) for part in range(state_parts(roles[st].reduction))]
+            roots += _state_roots(st, roles[st].reduction)
         before = earlier
         earlier = _reached(roots, earlier)
         built = iter(_rebuild(roots, earlier, self.var, self.total, self.offset))
         nodes = [next(built) for k in outputs if k[0] == "result"]
+        types = []
         for st in states:
-            if state_parts(st) == 2:   # argmax/argmin: the extreme value and its index in the whole axis
-                x, index = next(built), next(built)
-                extreme = "max" if st.op == "argmax" else "min"
-                nodes.append(Node(extreme, x.dtype, st.shape, (x,),
-                                  make_attrs(axes=(st.attr("axis") or 0,), keepdims=st.attr("keepdims")), False, st.loc))
-                nodes.append(infer.elementwise("add", [index, self.offset], st.loc))
-            else:
-                nodes.append(next(built))
+            parts = self.partials(st, built)
+            types.append([(n.dtype, n.shape) for n in parts])
+            nodes += parts
         params = [("chunk" if roles_of_param(p, self.var) else "whole", i, p) for i, p in enumerate(g.params)]
         inputs = [(kind, i) for kind, i, _ in params]
         plist = [Param(p.name, p.dtype, p.shape, p.loc) for p in g.params]
@@ -317,59 +441,80 @@ class _Builder:
         self.graphs.append(_graph(chunk.name, plist, nodes, g))
         combine = finalize = None
         if states:
-            combine = self.make_combine(level, states)
+            combine = self.make_combine(level, states, types)
             finalize = self.make_finalize(level, states, exported, before)
         return Pass(level, chunk, states, combine, finalize)
 
-    def make_combine(self, level: int, states: list[Node]) -> Stage:
+    def partials(self, st: Node, built) -> list[Node]:
+        """The partial state of reduction `st` over one chunk, from the rebuilt `_state_roots`."""
+        kind = self.roles[st].reduction
+        if kind in ("argmax", "argmin"):   # the extreme value and its index in the whole axis
+            x, index = next(built), next(built)
+            extreme = "max" if kind == "argmax" else "min"
+            value = Node(extreme, x.dtype, st.shape, (x,),
+                         make_attrs(axes=(st.attr("axis") or 0,), keepdims=st.attr("keepdims")), False, st.loc)
+            return [value, infer.elementwise("add", [index, self.offset], st.loc)]
+        if kind == "moments":
+            return _moments(st, next(built))
+        if kind == "sumexp":
+            return _sumexp(st, next(built))
+        return [next(built)]
+
+    def make_combine(self, level: int, states: list[Node], types: list) -> Stage:
         plist, outs, inputs, outputs = [], [], [], []
         sides = {}
+        dims: dict = {}   # a dim expression -> the size variable that names it here (nothing binds its own)
         for side in ("left", "right"):
             for j, s in enumerate(states):
-                for part, (dtype, shape) in enumerate(_state_types(s)):
-                    node = Node("param", dtype, shape, (), make_attrs(name=f"{side}{j}_{part}"), False, None,
-                                f"{side}{j}_{part}")
+                for part, (dtype, shape) in enumerate(types[j]):
+                    node = Node("param", dtype, self.plain(shape, dims), (), make_attrs(name=f"{side}{j}_{part}"),
+                                False, None, f"{side}{j}_{part}")
                     sides[side, j, part] = node
                     plist.append(_param_of(node))
                     inputs.append((side, j, part))
         for j, s in enumerate(states):
-            parts = [(sides["left", j, p], sides["right", j, p]) for p in range(state_parts(s))]
-            outs += _combined(s, parts)
-            outputs += [("state", j, p) for p in range(state_parts(s))]
+            parts = [(sides["left", j, p], sides["right", j, p]) for p in range(len(types[j]))]
+            outs += _combined(s, self.roles[s].reduction, parts)
+            outputs += [("state", j, p) for p in range(len(types[j]))]
         stage = Stage(f"combine{level}", inputs, outputs)
         self.graphs.append(_graph(stage.name, plist, outs, self.graph))
         return stage
 
+    def plain(self, shape, dims: dict) -> tuple:
+        """`shape` with each dim expression (`(k + 1) // 2`) replaced by a size variable of its own."""
+        out = []
+        for d in shape:
+            if not d.is_const and d != Dim.of(str(d)):
+                if d not in dims:
+                    dims[d] = self.param(f"dim{len(dims)}", "i64", ()).attr("name")
+                d = Dim.of(dims[d])
+            out.append(d)
+        return tuple(out)
+
     def make_finalize(self, level: int, states: list[Node], exported: list[Node], earlier: dict) -> Stage:
         subst: dict = {}
-        inputs, plist = [], []
+        first, last = [], []   # (input, Param): what binds the sizes, then the states and globals
         for j, s in enumerate(states):
             node = self.param(f"s{level}_{j}", s.dtype, s.shape)
             subst[s] = node
-            inputs.append(("state", j, state_parts(s) - 1))
-            plist.append(_param_of(node))
+            last.append((("state", j, state_parts(self.roles[s].reduction) - 1), _param_of(node)))   # its value
         earlier = _reached(exported, earlier)
         subst.update(earlier)
         nodes = _rebuild(exported, subst, self.var, self.total, self.offset)
-        for n, p in earlier.items():
-            inputs.append(("global", self.exported.index(n)))
-            plist.append(_param_of(p))
-        for i, p in enumerate(self.graph.params):
-            if not roles_of_param(p, self.var):
-                inputs.append(("whole", i))
-                plist.append(p)
-        inputs.append(("size",))
-        plist.append(_param_of(self.total))
-        bound = {str(d) for p in plist for d in p.shape if not d.is_const}
+        last += [(("global", self.exported.index(n)), _param_of(p)) for n, p in earlier.items()]
+        last.append((("size",), _param_of(self.total)))
+        first = [(("whole", i), p) for i, p in enumerate(self.graph.params) if not roles_of_param(p, self.var)]
+        bound = {str(d) for _, p in first for d in p.shape if not d.is_const}
         needed = {v for n in toposort(nodes) for d in n.shape for v in d.variables()}
+        needed |= {v for _, p in last for d in p.shape for v in d.variables()}
         needed |= {n.attr("name") for n in toposort(nodes) if n.op == "sizevar"}
         for i, p in enumerate(self.graph.params):   # sizes only a chunked parameter gives
             if roles_of_param(p, self.var) and (needed - bound) & {str(d) for d in p.shape}:
-                inputs.append(("row", i))
-                plist.append(p)
+                first.append((("row", i), p))
                 bound |= {str(d) for d in p.shape if not d.is_const}
-        stage = Stage(f"finalize{level}", inputs, [("global", self.exported.index(n)) for n in exported])
-        self.graphs.append(_graph(stage.name, plist, nodes, self.graph))
+        stage = Stage(f"finalize{level}", [i for i, _ in first + last],
+                      [("global", self.exported.index(n)) for n in exported])
+        self.graphs.append(_graph(stage.name, [p for _, p in first + last], nodes, self.graph))
         return stage
 
 
@@ -382,26 +527,33 @@ def _param_of(node: Node) -> Param:
     return Param(node.attr("name"), node.dtype, node.shape, node.loc)
 
 
-def _state_types(s: Node) -> list[tuple[str, tuple]]:
-    if state_parts(s) == 2:
-        return [(s.inputs[0].dtype, s.shape), ("i64", s.shape)]
-    return [(s.dtype, s.shape)]
-
-
-def _combined(s: Node, parts: list) -> list[Node]:
+def _combined(s: Node, kind: str, parts: list) -> list[Node]:
     """The combined state of reduction `s` from a left and a right state (left: the earlier chunks)."""
-    if state_parts(s) == 1:
+    def op(name, *args):
+        return infer.elementwise(name, list(args), s.loc)
+    if kind == "moments":   # Chan, Golub and LeVeque's pairwise update
+        (na, nb), (ma, mb), (qa, qb) = parts
+        n = op("add", na, nb)
+        delta = op("sub", mb, ma)
+        extra = op("mul", op("square", delta), op("div", op("mul", na, nb), n))
+        return [n, op("add", ma, op("mul", delta, op("div", nb, n))),
+                op("add", op("add", qa, qb), infer.reshape(extra, qa.shape, s.loc))]
+    if kind == "sumexp":    # both sums rescaled to the larger max
+        (ma, mb), (sa, sb) = parts
+        m = op("maximum", ma, mb)
+        shift = _finite_or_zero(m, s.loc)
+        scaled = [op("mul", part, op("exp", op("sub", _finite_or_zero(top, s.loc), shift)))
+                  for part, top in ((sa, ma), (sb, mb))]
+        return [m, op("add", *scaled)]
+    if state_parts(kind) == 1:
         (a, b), = parts
-        op = s.op if s.op in COMBINE else "matmul"
-        op_name = BOOL_COMBINE.get(op, COMBINE[op]) if a.dtype == "bool" else COMBINE[op]
-        return [infer.elementwise(op_name, [a, b], s.loc)]
+        combine = BOOL_COMBINE.get(kind, COMBINE[kind]) if a.dtype == "bool" else COMBINE[kind]
+        return [op(combine, a, b)]
     (av, bv), (ai, bi) = parts
-    wins = infer.elementwise("gt" if s.op == "argmax" else "lt", [bv, av], s.loc)
+    wins = op("gt" if kind == "argmax" else "lt", bv, av)
     if av.dtype.startswith("f"):   # a NaN wins, the first one
-        nan_b = infer.elementwise("isnan", [bv], s.loc)
-        no_nan_a = infer.elementwise("not", [infer.elementwise("isnan", [av], s.loc)], s.loc)
-        wins = infer.elementwise("or", [wins, infer.elementwise("and", [nan_b, no_nan_a], s.loc)], s.loc)
-    return [infer.elementwise("where", [wins, bv, av], s.loc), infer.elementwise("where", [wins, bi, ai], s.loc)]
+        wins = op("or", wins, op("and", op("isnan", bv), op("not", op("isnan", av))))
+    return [op("where", wins, bv, av), op("where", wins, bi, ai)]
 
 
 def _graph(name: str, params: list[Param], outputs: list[Node], like: FunctionGraph) -> FunctionGraph:
@@ -417,14 +569,17 @@ def _graph(name: str, params: list[Param], outputs: list[Node], like: FunctionGr
 def _exported(graph: FunctionGraph, roles: dict) -> list[Node]:
     """The globals read outside the finalize function of their pass: results, inputs of local
     values and of globals of later passes; in graph order."""
+    order = live(graph, roles)
     wanted = {o for o in graph.outputs if roles[o].kind == "global"}
-    for node in toposort(list(graph.outputs)):
+    for node in order:
         role = roles[node]
+        if role.reduction in FUSED:
+            continue
         for i in node.inputs:
             ri = roles[i]
             if ri.kind == "global" and (role.kind == "local" or (role.kind == "global" and ri.level < role.level)):
                 wanted.add(i)
-    return [n for n in toposort(list(graph.outputs)) if n in wanted]
+    return [n for n in order if n in wanted]
 
 
 def _states(exported: list[Node], roles: dict, level: int) -> list[Node]:
@@ -470,6 +625,10 @@ def describe(role: Role, var: str, sources: list[str] = ()) -> str:
     if role.reduction in ("argmax", "argmin"):
         extreme = "largest" if role.reduction == "argmax" else "smallest"
         return f"{role.reduction} over {var}: (value, index) per chunk, the first {extreme} wins; after pass {role.level}"
+    if role.reduction == "moments":
+        return f"sum of squared deviations over {var}: (count, mean, M2) per chunk, combined by parallel moments; after pass {role.level}"
+    if role.reduction == "sumexp":
+        return f"sum of exp over {var}: (max, sum of exp(x - max)) per chunk, rescaled to the larger max; after pass {role.level}"
     if role.reduction:
         how = COMBINE.get(role.reduction)
         return f"{role.reduction} over {var}: a partial per chunk, combined with {how}; after pass {role.level}"
@@ -481,7 +640,8 @@ def _sources(node: Node, roles: dict) -> list[str]:
     role = roles[node]
     if role.kind != "global" or role.reduction:
         return []
-    return [n.op for n in _states([node], roles, role.level)]
+    names = {"moments": "moments (var)", "sumexp": "sum of exp (logsumexp)"}
+    return [names.get(roles[n].reduction, roles[n].reduction) for n in _states([node], roles, role.level)]
 
 
 def explain_text(graph: FunctionGraph, var: str) -> str:

@@ -38,6 +38,14 @@ fn reductions(x: f64[n, d]) -> (f64[d], f64[d], f64[d], f64[d], f64[d], i64[d], 
     return sum(x, axis=0), mean(x, axis=0), prod(x, axis=0), max(x, axis=0), min(x, axis=0), argmax(x, axis=0), argmin(x, axis=0), logsumexp(x), var(x, axis=0), std(x, axis=0), x.T @ x
 }
 
+fn fused(x: f64[n, d]) -> (f64[d], f64[d], f64, f64[n, d]) {
+    return var(x, axis=0), logsumexp(x, axis=0), std(x), softmax(x, axis=0)
+}
+
+fn strided(x: f64[n, k]) -> f64[1, (k + 1) // 2] {
+    return sum(x[:, ::2], axis=0, keepdims=true)
+}
+
 fn counts(k: i32[n], flags: bool[n]) -> (i64, i32, i32, bool, bool, i64, i64) {
     return sum(k), max(k), min(k), any(flags), all(flags), argmax(k), argmin(k)
 }
@@ -159,6 +167,31 @@ def test_reductions_of_every_kind(numpy_module, chunks):
         np.testing.assert_array_equal(exact[k].compute(), numpy_module.reductions(x)[k])
 
 
+def test_var_and_logsumexp_in_one_pass(numpy_module):
+    x, _ = data(11, n=13)
+    x[:, 1] += 1e3   # far from 0: a one-pass sum of squares would lose every digit
+    compare(call(numpy_module.fused, da.from_array(x, chunks=(4, 3))), numpy_module.fused(x))
+    text = daskarray.explain(numpy_module.fused, {"n": 4})
+    assert "n chunked: 2 passes" in text   # softmax along n reads its sum back: the only second pass
+    assert "result 0: f64[d]     global, from moments (var) over n; after pass 0" in text
+    assert "result 1: f64[d]     global, from sum of exp (logsumexp) over n, max over n; after pass 0" in text
+
+
+@pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan])
+def test_logsumexp_with_infinities_and_nan(numpy_module, special):
+    x, _ = data(12)
+    x[:4, 0] = -np.inf     # a chunk of -inf only
+    x[6, 0] = special
+    x[9, 2] = special
+    with np.errstate(all="ignore"):
+        compare(call(numpy_module.fused, da.from_array(x, chunks=(4, 3))), numpy_module.fused(x))
+
+
+def test_partials_with_dim_expressions(numpy_module):
+    x = np.arange(35.0).reshape(7, 5)
+    compare(call(numpy_module.strided, da.from_array(x, chunks=(3, 5))), numpy_module.strided(x))
+
+
 def test_integer_and_bool_reductions_exact(numpy_module):
     k = np.array([3, -1, 7, 7, 0, -5, 7, -5, 2], np.int32)
     flags = k > 0
@@ -177,7 +210,7 @@ def test_argmax_nan_first_wins(numpy_module):
 def test_two_passes_global_back_to_chunks(numpy_module):
     x, _ = data(5)
     compare(call(numpy_module.centered, da.from_array(x, chunks=(4, 3))), numpy_module.centered(x))
-    assert "3 passes" in daskarray.explain(numpy_module.centered, {"n": 4})   # mean, var, then divide
+    assert "2 passes" in daskarray.explain(numpy_module.centered, {"n": 4})   # mean and var, then divide
 
 
 def test_global_of_an_early_pass_read_by_a_later_finalize(numpy_module):
@@ -260,9 +293,9 @@ def test_arguments_checked_at_the_call(numpy_module):
 def test_explain_lines(numpy_module):
     text = daskarray.explain(numpy_module.centered, {"n": 100})
     assert text.splitlines()[1:] == [
-        "  n chunked: 3 passes over the chunks",
+        "  n chunked: 2 passes over the chunks",
         "  param  x: f64[n, d]  chunks along n (axis 0)",
-        "  result 0: f64[n, d]  blockwise along n (axis 0), pass 2",
+        "  result 0: f64[n, d]  blockwise along n (axis 0), pass 1",
     ]
     assert f"cannot run chunk by chunk: <string>:{CUMSUM_LINE}: cumsum along n" in daskarray.explain(numpy_module.running, "n")
 
