@@ -393,17 +393,23 @@ class _Builder:
         self.graph, self.var, self.roles = graph, var, roles
         self.levels = 1 + max((r.level for r in roles.values() if r.kind != "invariant"), default=0)
         self.exported = _exported(graph, roles)
-        self.used = {p.name for p in graph.params} | set(graph.size_vars)
+        # generated names (parameters, functions) differ from every name the function's text uses
+        self.used = {p.name for p in graph.params} | set(graph.size_vars) | {graph.name}
+        self.used |= {n.name for n in toposort(list(graph.outputs)) if n.name}
         self.total = self.param(f"{var}_total", "i64", ())
         self.offset = self.param(f"{var}_offset", "i64", ())
         self.gparams = {g: self.param(f"g{j}", g.dtype, g.shape) for j, g in enumerate(self.exported)}
         self.graphs: list[FunctionGraph] = []
 
+    def name(self, base: str) -> str:
+        """`base`, or with underscores appended until no other name of the module is the same."""
+        while base in self.used:
+            base += "_"
+        self.used.add(base)
+        return base
+
     def param(self, base: str, dtype: str, shape) -> Node:
-        name = base
-        while name in self.used:
-            name += "_"
-        self.used.add(name)
+        name = self.name(base)
         return Node("param", dtype, tuple(shape), (), make_attrs(name=name), False, None, name)
 
     def make_pass(self, level: int) -> Pass:
@@ -437,7 +443,7 @@ class _Builder:
             plist.append(_param_of(p))
         inputs += [("size",), ("offset",)]
         plist += [_param_of(self.total), _param_of(self.offset)]
-        chunk = Stage(f"chunk{level}", inputs, outputs)
+        chunk = Stage(self.name(f"chunk{level}"), inputs, outputs)
         self.graphs.append(_graph(chunk.name, plist, nodes, g))
         combine = finalize = None
         if states:
@@ -476,7 +482,7 @@ class _Builder:
             parts = [(sides["left", j, p], sides["right", j, p]) for p in range(len(types[j]))]
             outs += _combined(s, self.roles[s].reduction, parts)
             outputs += [("state", j, p) for p in range(len(types[j]))]
-        stage = Stage(f"combine{level}", inputs, outputs)
+        stage = Stage(self.name(f"combine{level}"), inputs, outputs)
         self.graphs.append(_graph(stage.name, plist, outs, self.graph))
         return stage
 
@@ -512,7 +518,7 @@ class _Builder:
             if roles_of_param(p, self.var) and (needed - bound) & {str(d) for d in p.shape}:
                 first.append((("row", i), p))
                 bound |= {str(d) for d in p.shape if not d.is_const}
-        stage = Stage(f"finalize{level}", [i for i, _ in first + last],
+        stage = Stage(self.name(f"finalize{level}"), [i for i, _ in first + last],
                       [("global", self.exported.index(n)) for n in exported])
         self.graphs.append(_graph(stage.name, [p for _, p in first + last], nodes, self.graph))
         return stage

@@ -46,6 +46,11 @@ fn strided(x: f64[n, k]) -> f64[1, (k + 1) // 2] {
     return sum(x[:, ::2], axis=0, keepdims=true)
 }
 
+fn clash(chunk0: f64[n], finalize0: f64) -> f64 {
+    combine0 = chunk0 * finalize0
+    return sum(combine0)
+}
+
 fn counts(k: i32[n], flags: bool[n]) -> (i64, i32, i32, bool, bool, i64, i64) {
     return sum(k), max(k), min(k), any(flags), all(flags), argmax(k), argmin(k)
 }
@@ -190,6 +195,11 @@ def test_logsumexp_with_infinities_and_nan(numpy_module, special):
 def test_partials_with_dim_expressions(numpy_module):
     x = np.arange(35.0).reshape(7, 5)
     compare(call(numpy_module.strided, da.from_array(x, chunks=(3, 5))), numpy_module.strided(x))
+
+
+def test_generated_names_differ_from_the_users(numpy_module):
+    x = np.arange(5.0)
+    compare(call(numpy_module.clash, da.from_array(x, chunks=2), 2.0), numpy_module.clash(x, 2.0))
 
 
 def test_integer_and_bool_reductions_exact(numpy_module):
