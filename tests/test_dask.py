@@ -141,6 +141,15 @@ def compare(got, want, exact=False):
             np.testing.assert_allclose(value, w, rtol=1e-12, atol=1e-12)
 
 
+def test_tdsl_never_imports_dask():
+    import subprocess
+    import sys
+    code = ("import sys, numpy, tdsl, tdsl.daskarray, tdsl.chunked; "
+            "m = tdsl.compile('fn f(x: f64[n]) -> f64 { return sum(x) }', target='numpy'); m.f(numpy.ones(3)); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('dask', 'distributed')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 def test_no_dask_argument_is_not_this_call(numpy_module):
     x = np.ones((3, 2), np.float32)
     assert daskarray.maybe_call(numpy_module.elementwise, (x, np.ones(2, np.float32)), {}) is NotImplemented
@@ -332,6 +341,7 @@ def cluster():
         yield client
 
 
+@pytest.mark.slow   # a two-process cluster and a compile: several seconds
 def test_c_target_threads_and_cluster(c_module, cluster):
     x, y = data(9, n=13)
     w, b = np.array([0.1, -0.2, 0.3]), 0.05
