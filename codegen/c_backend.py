@@ -36,13 +36,20 @@ class CTarget:
     name = "c"
     standalone_suffixes = (".c", ".h")
 
-    def __init__(self, debug: bool = False):
+    def __init__(self, debug: bool = False, profile: bool = False):
         self.debug = debug   # line-mapped C built with -g (docs/debugging.md)
+        self.profile = profile   # functions that time their kernels (tdsl/profile.py)
 
     def debugging(self) -> CTarget:
         """The target building debug modules: C with `#line` directives naming the .tdsl lines,
         built with the debug flags (build.DEBUG_FLAGS), in cache entries of their own."""
         return DEBUG_TARGET
+
+    def profiling(self) -> CTarget:
+        """The target building profiling modules: each function times its calls and each of its
+        kernels (`SYMBOL_profile` reads them); the usual flags, cache entries of their own (the
+        C differs), no warm entries."""
+        return PROFILE_TARGET
 
     def unavailable(self) -> str | None:
         try:
@@ -60,7 +67,7 @@ class CTarget:
 
     def render(self, module: ModuleIR) -> str:
         from .render import generated_lines, render_module
-        text = render_module(module, debug=self.debug)[0]
+        text = render_module(module, debug=self.debug, profile=self.profile)[0]
         if not self.debug:
             return text
         # the generated code's own lines are named by the file the cache keeps the C in
@@ -83,8 +90,9 @@ class CTarget:
 
     def remember(self, text: str, path: str, graphs: list, module: ModuleIR, built: Built) -> None:
         """Keep a warm entry for `text`; one that cannot be written (a full disk) only costs the next
-        load its warm start. A debug build keeps none (a warm entry does not say it is one)."""
-        if self.debug:
+        load its warm start. A debug or profiling build keeps none (a warm entry does not say it
+        is one)."""
+        if self.debug or self.profile:
             return
         try:
             warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
@@ -95,7 +103,7 @@ class CTarget:
         """[(graph, runner)] of a module this cache has built from `text` before, or None (a
         first load follows: the compiler's features are probed meanwhile, if not known). A debug
         build recalls nothing: its library is found in the cache after rendering."""
-        loaded = None if self.debug else self._recall(text, path)
+        loaded = None if self.debug or self.profile else self._recall(text, path)
         if loaded is None:
             build.prefetch_features()
         return loaded
@@ -249,3 +257,4 @@ class Runner(BaseRunner):
 
 TARGET = CTarget()
 DEBUG_TARGET = CTarget(debug=True)
+PROFILE_TARGET = CTarget(profile=True)

@@ -39,12 +39,18 @@ class OpenCLTarget:
     name = "opencl"
     standalone_suffixes = (".py",)
 
-    def __init__(self, debug: bool = False):
+    def __init__(self, debug: bool = False, profile: bool = False):
         self.debug = debug   # kernels with `#line` directives naming the .tdsl lines (docs/debugging.md)
+        self.profile = profile   # the program on a profiling queue (tdsl/profile.py)
 
     def debugging(self) -> OpenCLTarget:
         """The target building debug programs: each kernel's lines named by its .tdsl line."""
         return DEBUG_TARGET
+
+    def profiling(self) -> OpenCLTarget:
+        """The target whose programs run on a queue with profiling enabled: the same program
+        text, each kernel's event timed by the device (tdsl/profile.py)."""
+        return PROFILE_TARGET
 
     def unavailable(self) -> str | None:
         try:
@@ -76,7 +82,7 @@ class OpenCLTarget:
         return lowered.source
 
     def build(self, lowered: Lowered, source: str) -> runtime.Program:
-        return build(source, lowered.plan["uses_f64"], lowered.module.prefix, self.debug)
+        return build(source, lowered.plan["uses_f64"], lowered.module.prefix, self.debug, self.profile)
 
     def load(self, lowered: Lowered, program: runtime.Program) -> dict:
         functions = lowered.plan["functions"]
@@ -105,11 +111,11 @@ def default_queue():
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
 
 
-def build(source: str, uses_f64: bool, name: str, debug: bool = False) -> runtime.Program:
-    """The program built for the chosen device (`debug`: with -g); pyopencl keeps binaries in
-    tdsl's cache folder."""
+def build(source: str, uses_f64: bool, name: str, debug: bool = False, profile: bool = False) -> runtime.Program:
+    """The program built for the chosen device (`debug`: with -g; `profile`: on a queue with
+    profiling enabled); pyopencl keeps binaries in tdsl's cache folder."""
     try:
-        queue = runtime.default_queue()
+        queue = runtime.profiling_queue() if profile else runtime.default_queue()
         return _built(source, uses_f64, queue, os.environ.get("TDSL_OPENCL_LAYOUT", ""), debug)
     except runtime.Unavailable as err:
         raise TdslBuildError(f"{err}; {NO_DEVICE_HINT}") from None
@@ -215,3 +221,4 @@ def _python_text(text: str) -> str:
 
 TARGET = OpenCLTarget()
 DEBUG_TARGET = OpenCLTarget(debug=True)
+PROFILE_TARGET = OpenCLTarget(profile=True)

@@ -108,6 +108,16 @@ def default_queue():
     return _QUEUES[device]
 
 
+def profiling_queue():
+    """An in-order queue with profiling enabled, in the chosen device's context: a profiling
+    build's kernels run on it, and each kernel's event then holds its start and end."""
+    base = default_queue()
+    key = ("profiling", base.device)
+    if key not in _QUEUES:
+        _QUEUES[key] = cl.CommandQueue(base.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+    return _QUEUES[key]
+
+
 def has_fp64(device) -> bool:
     return "cl_khr_fp64" in device.extensions.split() or bool(getattr(device, "double_fp_config", 0))
 
@@ -240,6 +250,12 @@ def evaluate(expr: str, sizes: dict) -> int:
 class FunctionRunner:
     """Runs one function of a program: arrays in parameter order and the size variables in."""
 
+    # A profiling run (tdsl/profile.py) sets `events` to a list: each kernel launched appends
+    # (the function's step it belongs to, the call's number, its event); a loop's kernels
+    # belong to the loop's step.
+    events = None
+    step = calls = 0
+
     def __init__(self, program: Program, plan: dict):
         self.program, self.plan = program, plan
         self.dtypes = [DTYPES[p["dtype"]] for p in plan["params"]]
@@ -268,7 +284,8 @@ class FunctionRunner:
             if plan["fails"] else None,
         }
         with prog.lock:
-            self._run(plan["launches"], values, sizes)
+            self.calls += 1
+            self._run(plan["launches"], values, sizes, top=True)
         if plan["fails"]:
             cl.enqueue_copy(prog.queue, flag, values["err"])
             if flag[0]:
@@ -279,8 +296,10 @@ class FunctionRunner:
                 spare.keep(result)
         return finished
 
-    def _run(self, launches: list, values: dict, sizes: dict) -> None:
-        for launch in launches:
+    def _run(self, launches: list, values: dict, sizes: dict, top: bool = False) -> None:
+        for step, launch in enumerate(launches):
+            if top:
+                self.step = step
             if "region" in launch:
                 self._region(launch, values, sizes)
                 continue
@@ -466,7 +485,9 @@ class FunctionRunner:
             else:
                 shape, group = (_round_up(counts[0], tile), _round_up(counts[1], tile), counts[2]), (tile, tile, 1)
         kernel.set_args(*args, *extra)
-        cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
+        event = cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
+        if self.events is not None:
+            self.events.append((self.step, self.calls, event))
 
 
 def _pow2_ceil(n: int) -> int:

@@ -21,16 +21,19 @@ from .templating import environment
 
 
 def render_module(module: ModuleIR, standalone_header: bool = False,
-                  debug: bool = False) -> tuple[str, str | None]:
+                  debug: bool = False, profile: bool = False) -> tuple[str, str | None]:
     """The C source of a module, and its header when asked for.
 
     `debug`: each statement's code carries `#line` directives naming its .tdsl line, and a
     RESUME line follows it (see `generated_lines`, which makes it a directive too).
+    `profile`: each function times its calls and each of its kernels into a table of its own,
+    which `SYMBOL_profile` reads (tdsl/profile.py).
     """
     from tdsl.version import __version__
     calls: dict = {}
     symbols = function_symbols([fn.name for fn in module.functions], module.prefix)
-    functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name], debug=debug).view()
+    functions = [FunctionView(fn, module.prefix, calls=calls, symbol=symbols[fn.name], debug=debug,
+                              timed=profile).view()
                  for fn in module.functions]
     bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False,
                            workspace=hoisted_temps(b, index), debug=debug).view()
@@ -38,7 +41,7 @@ def render_module(module: ModuleIR, standalone_header: bool = False,
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls),
-                   debug=debug, located=located if debug else _as_written, resume=RESUME)
+                   debug=debug, located=located if debug else _as_written, resume=RESUME, profile=profile)
     source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
@@ -334,8 +337,9 @@ class FunctionView:
 
     def __init__(self, fn: FunctionIR, prefix: str, dialect: Dialect = C, calls: dict | None = None,
                  symbol: str | None = None, restrict: bool = True, workspace: list | None = None,
-                 debug: bool = False):
+                 debug: bool = False, timed: bool = False):
         self.fn = fn
+        self.timed = timed   # a profiling build: the calls and each kernel are timed
         self.debug = debug   # each located op's statement gets its own `#line` (StatementLines)
         self.workspace = workspace or []   # a body's arrays its loop allocates (extra pointer parameters)
         self.restrict = restrict   # a loop body's result may share its parameter's buffer (in place)
@@ -368,7 +372,7 @@ class FunctionView:
             checks=checks, kernels=kernels, line=line_directive(fn.loc),
             label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums or k.kind == "region"
                                       for k in kernels),
-            consts=[self.const(c) for c in fn.consts], slots=self.slots())
+            consts=[self.const(c) for c in fn.consts], slots=self.slots(), timed=self.timed)
 
     def failed_index(self, check) -> str | None:
         """In a loop body, the loop index a failing check reports (its value goes in the message)."""

@@ -94,6 +94,10 @@ def _literal(node: ast.AST):
 
 def cmd_run(args) -> int:
     from .pipeline import compile_module
+    if args.repeat is not None and not args.profile:
+        raise TdslError("--repeat counts the calls of --profile: add --profile")
+    if args.repeat is not None and args.repeat < 1:
+        raise TdslError(f"--repeat must be at least 1, got {args.repeat}")
     module = compile_module(args.target, _read(args.file), args.file)
     if args.fn not in module:   # by name, never an attribute: a function may be called `functions`
         raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(f.name for f in module)})")
@@ -107,6 +111,10 @@ def cmd_run(args) -> int:
     else:
         for r in results:
             print(np.array2string(np.asarray(r), threshold=50) if np.ndim(r) else r)
+    if args.profile:   # (through tdsl.profile: a parameter may be called `repeat`)
+        from .profile import profile
+        print()
+        print(profile(module[args.fn], (), kwargs, args.repeat or 10))
     return 0
 
 
@@ -281,6 +289,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("-t", "--target", default="c", choices=targets.names())
     run.add_argument("-o", "--output", help="write the results to an .npz file")
+    run.add_argument("--profile", action="store_true",
+                     help="then print the per-line profile: each kernel's .tdsl lines, time, share, "
+                          "bytes moved and GB/s (compiled targets; docs/debugging.md)")
+    run.add_argument("--repeat", type=int, metavar="N",
+                     help="the calls --profile times (default 10, after one untimed call)")
     run.set_defaults(run=cmd_run)
     graph = sub.add_parser("graph", help="print the typed graph of each function")
     graph.add_argument("file")

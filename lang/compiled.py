@@ -142,6 +142,19 @@ class Function:
             out["return"] = _fresh(outputs[0], g.outputs[0].dtype)
         return out
 
+    def profile(self, /, *args, repeat: int = 10, **kwargs):
+        """Run the function's profiling build `repeat` times (after one untimed call) and return
+        a `tdsl.profile.Profile`: per kernel, the .tdsl lines it computes, its time and share,
+        bytes moved and GB/s against the machine's measured bandwidth. Print it for the table;
+        `.to_dict()` gives plain data (docs/debugging.md, "Per-line profiler"). Compiled targets
+        only; a parameter named `repeat` is then passed positionally."""
+        from .profile import profile
+        try:
+            return profile(self, args, kwargs, repeat)
+        except TdslError as err:
+            hide_internal_frames(err)
+            raise
+
     def to_tdsl(self) -> str:
         """The graph as .tdsl source text, which parses back to the same graph."""
         from .printer import to_tdsl
