@@ -238,6 +238,10 @@ def _function_ref(rebuild, args):
     return FunctionRef(rebuild(*args))
 
 
+def _invoke(fn, *args):
+    return fn(*args)
+
+
 def _pick(result, index: int):
     return result[index]
 
@@ -308,8 +312,15 @@ class _Graph:
             return self.offsets[i]
         raise ValueError(spec)
 
-    def task(self, fn, stage, i: int, extra: dict | None = None) -> tuple:
-        return (fn, *[extra[s] if extra and s in extra else self.source(s, i) for s in stage.inputs])
+    def fn_key(self, name: str, fn) -> tuple:
+        """The key of a task's function: data of the graph, so that a cluster sends each worker
+        its source once, not once per task."""
+        key = (f"{self.prefix}-fn", name)
+        self.layer.setdefault(key, fn)
+        return key
+
+    def task(self, fn_key: tuple, stage, i: int, extra: dict | None = None) -> tuple:
+        return (_invoke, fn_key, *[extra[s] if extra and s in extra else self.source(s, i) for s in stage.inputs])
 
     def output(self, k: int, chunk_axis: int | None, block) -> object:
         """Result k of the function as a Dask array; `block(i)` is the task of its chunk i."""
@@ -342,26 +353,28 @@ def _build(function, plan: Split | None, values: list, var: str | None, sizes: d
 def _whole(g: _Graph) -> list:
     """The function on whole arrays, one task (nothing chunked, or nothing splits)."""
     key = (f"{g.prefix}-whole", 0)
-    g.layer[key] = (FunctionRef(g.function), *[g.source(("whole", p), 0) for p in range(len(g.values))])
+    fn = g.fn_key("whole", FunctionRef(g.function))
+    g.layer[key] = (_invoke, fn, *[g.source(("whole", p), 0) for p in range(len(g.values))])
     return [g.output(k, None, lambda i, k=k: (_block, key, k)) for k in range(len(g.function.graph.outputs))]
 
 
 def _passes(g: _Graph, plan: Split) -> list:
     text, target, prefix = plan.text, g.function.target, g.prefix
     for p in plan.passes:
-        chunk_fn = StageFunction(text, target, p.chunk.name)
+        chunk_fn = g.fn_key(p.chunk.name, StageFunction(text, target, p.chunk.name))
         for i in range(len(g.chunks)):
             g.layer[(f"{prefix}-chunk{p.level}", i)] = g.task(chunk_fn, p.chunk, i)
         if p.combine is None:
             continue
-        root = _tree(g, p, StageFunction(text, target, p.combine.name))
+        root = _tree(g, p, g.fn_key(p.combine.name, StageFunction(text, target, p.combine.name)))
         states = {}
         for idx, spec in enumerate(p.combine.outputs):
             key = (f"{prefix}-state{p.level}", idx)
             g.layer[key] = (_pick, root, idx)
             states[spec] = key
         fin = (f"{prefix}-finalize{p.level}", 0)
-        g.layer[fin] = g.task(StageFunction(text, target, p.finalize.name), p.finalize, 0, states)
+        fn = g.fn_key(p.finalize.name, StageFunction(text, target, p.finalize.name))
+        g.layer[fin] = g.task(fn, p.finalize, 0, states)
         for idx, (_, gid) in enumerate(p.finalize.outputs):
             g.layer[(f"{prefix}-g", gid)] = (_pick, fin, idx)
     outputs = []

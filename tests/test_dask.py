@@ -269,6 +269,13 @@ def test_loss_and_gradient_over_chunked_batch(numpy_module):
     assert "matmul over n" in daskarray.explain(numpy_module.train_step, {"n": 5})
 
 
+def test_each_function_is_in_the_graph_once(numpy_module):
+    x, y = data(6, n=13)
+    got = call(numpy_module.train_step, da.from_array(x, chunks=(2, 3)), da.from_array(y, chunks=2), np.ones(3), 0.0, 0.5)
+    functions = [v for v in dict(got[0].__dask_graph__()).values() if isinstance(v, daskarray.StageFunction)]
+    assert sorted(f.name for f in functions) == ["chunk0", "combine0", "finalize0"]   # 7 chunks, 3 functions
+
+
 def test_misaligned_and_numpy_arguments_are_cut_like_the_first(numpy_module):
     x, y = data(7, n=13)
     w, b = np.array([0.1, -0.2, 0.3]), 0.05
