@@ -133,14 +133,35 @@ def _fusion(node: Node) -> tuple[str, Node] | None:
     axes = node.attr("axes")
     if node.inputs[0].op == "square" and center.op == "div" and center.inputs[0].op == "sum":
         total = center.inputs[0]
-        if total.inputs[0] == x and total.attr("axes") == axes and total.attr("keepdims") and x.dtype.startswith("f"):
+        count = shape_size(tuple(x.shape[a] for a in axes))
+        if total.inputs[0] == x and total.attr("axes") == axes and total.attr("keepdims") \
+                and x.dtype.startswith("f") and _dim_value(center.inputs[1]) == count:   # the mean itself
             return ("moments", x)
     if node.inputs[0].op == "exp" and node.attr("keepdims") and center.op == "where" \
-            and center.inputs[0].op == "isfinite" and center.inputs[2].op == "const":
+            and center.inputs[0].op == "isfinite" and _dim_value(center.inputs[2]) == Dim.of(0):
         top = center.inputs[1]
         if center.inputs[0].inputs[0] == top and top.op == "max" and top.inputs[0] == x \
                 and top.attr("axes") == axes and top.attr("keepdims"):
             return ("sumexp", x)
+    return None
+
+
+def _dim_value(node: Node) -> Dim | None:
+    """The dim expression a scalar node computes (a size, a count: `f64(n * d)`), or None."""
+    if node.op == "cast" or (node.op == "reshape" and not node.shape):
+        return _dim_value(node.inputs[0])
+    if node.op == "sizevar":
+        return Dim.of(node.attr("name"))
+    if node.op == "const" and not node.shape:
+        value = node.attr("value")
+        return Dim.of(int(value)) if isinstance(value, (int, float)) and float(value).is_integer() else None
+    if node.op in ("add", "mul", "floordiv"):
+        a, b = (_dim_value(i) for i in node.inputs)
+        if a is None or b is None:
+            return None
+        if node.op == "floordiv":
+            return a // b.const if b.is_const and b.const > 0 else None
+        return a + b if node.op == "add" else a * b
     return None
 
 
