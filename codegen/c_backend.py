@@ -197,6 +197,7 @@ class Runner(BaseRunner):
 
     def __init__(self, library: ctypes.CDLL, call: CallSpec, source: str, prefix: str = ""):
         self.library = library            # keeps the library loaded
+        self.prefix = prefix
         self.failed_index = getattr(library, f"{prefix}_failed_index", None) if prefix else None
         self.noted_index = getattr(library, f"{prefix}_noted_index", None) if prefix else None
         for getter in (self.failed_index, self.noted_index):
@@ -246,6 +247,34 @@ class Runner(BaseRunner):
         """A call path for arguments that need no conversion (see `Binder.fast_params`), or None."""
         from .fastcall import make_fast_call
         return make_fast_call(self, binder, tuple_result, checked, takes_out)
+
+    # -- a profiling build's tables (templates/c/module.c.j2, tdsl/profile.py) ------------------
+    def _profile_table(self, fn, top: bool) -> tuple[list[int], list[int], int]:
+        from .render import profile_getter, region_symbol
+        symbol = self.call.symbol if top else region_symbol(fn)
+        getter = getattr(self.library, profile_getter(self.prefix, symbol, top))
+        getter.restype = ctypes.c_int64
+        getter.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        count = 2 * (len(fn.kernels) + 1)
+        table = (ctypes.c_uint64 * count)()
+        getter(table, count, 1)
+        return list(table[2::2]), list(table[3::2]), table[0]
+
+    def profile_read(self, fn) -> tuple[dict, int | None]:
+        """The times a profiling build took since the last read (which zeroes them): {id of the
+        function's or a loop or branch body's IR: (ns per kernel, calls per kernel)}, and the
+        ns of the whole calls."""
+        ns, calls, whole = self._profile_table(fn, True)
+        tables = {id(fn): (ns, calls)}
+        stack = [b for k in fn.kernels if k.kind == "region" for b in k.bodies]
+        while stack:
+            body = stack.pop()
+            tables[id(body)] = self._profile_table(body, False)[:2]
+            stack += [b for k in body.kernels if k.kind == "region" for b in k.bodies]
+        return tables, whole
+
+    def profile_finish(self) -> None:
+        """A call returns when its work is done: nothing to wait for."""
 
     def error(self, code: int, sizes: dict) -> TdslRuntimeError:
         entry = self.errors[code - 1] if 0 < code <= len(self.errors) else None

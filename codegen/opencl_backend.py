@@ -174,6 +174,41 @@ class Runner(BaseRunner):
             self._source = function_source(self.module_source, self.call.name)
         return self._source
 
+    # -- a profiling build: its queue's events (tdsl/profile.py) --------------------------------
+    def profile_read(self, fn) -> tuple[dict, None]:
+        """The device times of the kernels launched since the last read, from their events:
+        {id of the function's or a loop or branch body's IR: (ns per kernel, calls per kernel)}
+        (a loop's or branch's own entry sums its kernels'), and None (the whole calls' time is
+        the host's)."""
+        plans = {}   # id of a body's plan -> its IR, walking the plan and the IR together
+        stack = [(fn, self.function.plan)]
+        while stack:
+            ir, plan = stack.pop()
+            for k, launch in zip(ir.kernels, plan["launches"]):
+                if k.kind == "region":
+                    for body, body_plan in zip(k.bodies, launch["bodies"]):
+                        plans[id(body_plan)] = body
+                        stack.append((body, body_plan))
+        tables = {id(ir): ([0] * len(ir.kernels), [set() for _ in ir.kernels])
+                  for ir in [fn, *plans.values()]}
+        for step, call, event, where in self.function.events or ():
+            took = event.profile.end - event.profile.start
+            places = [(fn, step, call)] + [(plans[plan], step_, run) for plan, run, step_ in where]
+            for ir, at, run in places:
+                ns, runs = tables[id(ir)]
+                ns[at] += took
+                runs[at].add(run)
+        self.function.events = []
+        return {key: (ns, [len(r) for r in runs]) for key, (ns, runs) in tables.items()}, None
+
+    def profile_finish(self) -> None:
+        """Wait for the kernels (a call with device arrays returns before they have run)."""
+        self.function.program.queue.finish()
+
+    @property
+    def device_name(self) -> str:
+        return self.function.program.device.name.strip()
+
     def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
         try:
             return self.function(arrays, sizes)

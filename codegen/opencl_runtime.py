@@ -251,10 +251,12 @@ class FunctionRunner:
     """Runs one function of a program: arrays in parameter order and the size variables in."""
 
     # A profiling run (tdsl/profile.py) sets `events` to a list: each kernel launched appends
-    # (the function's step it belongs to, the call's number, its event); a loop's kernels
-    # belong to the loop's step.
+    # (the function's step it belongs to, the call's number, its event, and inside loops and
+    # branches where: (id of the body's plan, the run's number, step in that body) per level,
+    # outermost first).
     events = None
-    step = calls = 0
+    step = calls = runs = 0
+    where: tuple = ()
 
     def __init__(self, program: Program, plan: dict):
         self.program, self.plan = program, plan
@@ -284,7 +286,7 @@ class FunctionRunner:
             if plan["fails"] else None,
         }
         with prog.lock:
-            self.calls += 1
+            self.calls, self.where = self.calls + 1, ()
             self._run(plan["launches"], values, sizes, top=True)
         if plan["fails"]:
             cl.enqueue_copy(prog.queue, flag, values["err"])
@@ -300,6 +302,8 @@ class FunctionRunner:
         for step, launch in enumerate(launches):
             if top:
                 self.step = step
+            elif self.events is not None:
+                self.where = self.where[:-1] + (self.where[-1][:2] + (step,),)
             if "region" in launch:
                 self._region(launch, values, sizes)
                 continue
@@ -373,7 +377,16 @@ class FunctionRunner:
                             evaluate(t["count"], sizes) * DTYPES[t["dtype"]].itemsize) for t in plan["temps"]]
         values = {"size": {v: np.int64(sizes[v]) for v in plan["size_vars"]}, "param": params,
                   "output": outputs, "temp": temps, "err": err}
-        self._run(plan["launches"], values, sizes)
+        if self.events is None:
+            self._run(plan["launches"], values, sizes)
+            return
+        outer = self.where   # a profiling run: where each kernel of the body is
+        self.runs += 1
+        self.where = outer + ((id(plan), self.runs, 0),)
+        try:
+            self._run(plan["launches"], values, sizes)
+        finally:
+            self.where = outer
 
     def _scalar_buffer(self, value, dtype: str):
         data = np.array([value], DTYPES[dtype])
@@ -487,7 +500,7 @@ class FunctionRunner:
         kernel.set_args(*args, *extra)
         event = cl.enqueue_nd_range_kernel(prog.queue, kernel, shape, group)
         if self.events is not None:
-            self.events.append((self.step, self.calls, event))
+            self.events.append((self.step, self.calls, event, self.where))
 
 
 def _pow2_ceil(n: int) -> int:

@@ -36,7 +36,7 @@ def render_module(module: ModuleIR, standalone_header: bool = False,
                               timed=profile).view()
                  for fn in module.functions]
     bodies = [FunctionView(b, module.prefix, calls=calls, symbol=region_symbol(b), restrict=False,
-                           workspace=hoisted_temps(b, index), debug=debug).view()
+                           workspace=hoisted_temps(b, index), debug=debug, timed=profile).view()
               for fn in module.functions for b, index in region_bodies(fn)]
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
@@ -121,6 +121,12 @@ def hoisted_temps(body: FunctionIR, index: str | None) -> list:
     and passes them to every call (no allocation per iteration)."""
     return [t for t in body.temps if not t.is_scalar
             and not any(index in d.variables() for d in t.shape)]
+
+
+def profile_getter(prefix: str, symbol: str, function: bool = True) -> str:
+    """The exported function that reads a profiling build's table of a function (its symbol
+    starts with the prefix already) or of a loop or branch body (`tdsl_region_N`)."""
+    return f"{symbol}_profile" if function else f"{prefix}_{symbol}_profile"
 
 
 def region_symbol(body: FunctionIR) -> str:
@@ -372,7 +378,8 @@ class FunctionView:
             checks=checks, kernels=kernels, line=line_directive(fn.loc),
             label=bool(arrays) or any(k.fails or k.kind == "fused" and k.sums or k.kind == "region"
                                       for k in kernels),
-            consts=[self.const(c) for c in fn.consts], slots=self.slots(), timed=self.timed)
+            consts=[self.const(c) for c in fn.consts], slots=self.slots(), timed=self.timed,
+            profile_getter=profile_getter(self.prefix, self.symbol, self.restrict))
 
     def failed_index(self, check) -> str | None:
         """In a loop body, the loop index a failing check reports (its value goes in the message)."""

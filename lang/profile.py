@@ -132,32 +132,54 @@ def kernel_flops(k, sizes) -> int | None:
     return points * (_float_ops(k) + combine)
 
 
-def kernel_buffers(k) -> tuple[list, list]:
-    """(the buffers a kernel reads, those it writes), each once; None, None for a loop or branch."""
-    from tdsl.codegen.loops import kernel_loads
-    if k.kind == "region":
-        return None, None
+def kernel_traffic(k, sizes) -> tuple[int, int]:
+    """(bytes read, bytes written) by one run of a kernel: each buffer once, its elements counted
+    as many as it has or as the kernel's loads of it can reach (one per load per point of the
+    loops around it), whichever is fewer, so a slice counts its own elements and a broadcast or
+    re-read input its own size. A scalar temporary is a local variable (no traffic)."""
+    reads: dict = {}
+    writes: dict = {}
     if k.kind == "row":
-        return list(k.ins) + list(k.scratch), list(k.outs) + list(k.scratch)
-    reads = {load.buffer.name: load.buffer for load in kernel_loads(k)}
-    writes = {}
-    for part in k.parts if k.kind == "fused" else (k,):
-        writes[part.out.name] = part.out
-    for _, buf, _ in getattr(k, "stores", ()):
-        writes[buf.name] = buf
-    return list(reads.values()), list(writes.values())
+        for b in list(k.ins) + list(k.scratch):
+            reads[b.name] = (b, float("inf"))
+        for b in list(k.outs) + list(k.scratch):
+            writes[b.name] = (b, float("inf"))
+    else:
+        _note_traffic(k, 1, sizes, reads, writes)
+    return _bytes(reads.values(), sizes), _bytes(writes.values(), sizes)
 
 
-def _bytes(buffers, sizes) -> int:
-    """Bytes of whole buffers; a scalar temporary is a local variable (no memory traffic)."""
+def _note_traffic(k, outer: int, sizes, reads: dict, writes: dict) -> None:
+    """Add the elements kernel `k` (run at `outer` points of loops around it) reads and writes."""
+    from tdsl.codegen.loops import kernel_loads
+    if k.kind == "fused":
+        outer *= max(k.loop.extent.evaluate(sizes), 0)
+        for part in k.parts:
+            _note_traffic(part, outer, sizes, reads, writes)
+        for at, buf, _ in k.stores:
+            _add(writes, buf, outer * _points(k.parts[at].loops, sizes))
+        return
+    inner = (k.col, k.inner) if k.kind == "matmul" else getattr(k, "reduce_loops", ())
+    points = outer * _points(k.loops + tuple(inner), sizes)
+    for load in kernel_loads(k):
+        _add(reads, load.buffer, points)
+    _add(writes, k.out, outer * _points(k.loops + ((k.col,) if k.kind == "matmul" else ()), sizes))
+
+
+def _add(found: dict, buf, count) -> None:
+    known = found.get(buf.name)
+    found[buf.name] = (buf, count + (known[1] if known else 0))
+
+
+def _bytes(touched, sizes) -> int:
     total = 0
-    for b in buffers:
+    for b, count in touched:
         if b.is_scalar and b.role == "temp":
             continue
-        count = 1
+        size = 1
         for d in b.shape:
-            count *= max(d.evaluate(sizes), 0)
-        total += count * to_numpy(b.dtype).itemsize
+            size *= max(d.evaluate(sizes), 0)
+        total += min(size, count) * to_numpy(b.dtype).itemsize
     return total
 
 
@@ -273,7 +295,8 @@ def measure_triad(target: str, size: int) -> Bandwidth:
 
 @dataclass
 class Row:
-    """One kernel of the profile (or, with kind "", time outside the kernels)."""
+    """One kernel of the profile, or (kernel False) time outside the kernels. A loop's or
+    branch's row holds its bodies' kernels (`inner`), timed per iteration within its time."""
 
     name: str
     kind: str
@@ -284,6 +307,8 @@ class Row:
     bytes_read: int | None = None
     bytes_written: int | None = None
     flops: int | None = None   # per call
+    inner: list = field(default_factory=list)
+    kernel: bool = True
 
     @property
     def per_call(self) -> float:
@@ -298,6 +323,22 @@ class Row:
 
     def gflops(self) -> float | None:
         return self.flops / self.per_call / 1e9 if self.flops and self.per_call > 0 else None
+
+    def to_dict(self, triad: float | None) -> dict:
+        out = {"name": self.name, "kind": self.kind, "calls": self.calls, "seconds": self.seconds,
+               "seconds_per_call": self.per_call, "share": self.share}
+        if self.kernel:
+            gbs = self.gbs()
+            out.update(lines=[{"file": l.file, "line": l.line, "text": l.source_line.strip()} for l in self.lines],
+                       bytes_read=self.bytes_read, bytes_written=self.bytes_written, bytes=self.moved,
+                       flops=self.flops, gbs=gbs, gflops=self.gflops(),
+                       triad_fraction=gbs / triad if gbs is not None and triad else None,
+                       inner=[r.to_dict(triad) for r in self.inner])
+        return out
+
+
+TITLES = ["#", "kernel", "kind", "calls", "time/call", "share", "moved", "GB/s", "% triad", "GFLOP/s",
+          ".tdsl lines"]
 
 
 @dataclass
@@ -319,74 +360,72 @@ class Profile:
     def to_dict(self) -> dict:
         """Plain data: lists, dicts, numbers and strings (times in seconds, per call and total)."""
         triad = self.bandwidth.gbs if self.bandwidth else None
-
-        def row(r: Row, kernel: bool = True) -> dict:
-            out = {"name": r.name, "kind": r.kind, "calls": r.calls, "seconds": r.seconds,
-                   "seconds_per_call": r.per_call, "share": r.share}
-            if kernel:
-                gbs = r.gbs()
-                out.update(lines=[{"file": l.file, "line": l.line, "text": l.source_line.strip()} for l in r.lines],
-                           bytes_read=r.bytes_read, bytes_written=r.bytes_written, bytes=r.moved,
-                           flops=r.flops, gbs=gbs, gflops=r.gflops(),
-                           triad_fraction=gbs / triad if gbs is not None and triad else None)
-            return out
         return {"function": self.function, "signature": self.signature, "target": self.target,
                 "device": self.device, "calls": self.calls, "sizes": dict(self.sizes),
                 "seconds": self.seconds, "seconds_per_call": self.seconds / self.calls,
                 "bandwidth": None if self.bandwidth is None else
                 {"gbs": self.bandwidth.gbs, "how": self.bandwidth.how, "cached_in": self.bandwidth.path},
-                "kernels": [row(r) for r in self.kernels], "other": [row(r, False) for r in self.other],
+                "kernels": [r.to_dict(triad) for r in self.kernels], "other": [r.to_dict(triad) for r in self.other],
                 "notes": list(self.notes)}
 
     def table_rows(self) -> list[list[str]]:
+        """The table's rows as cells (TITLES), a kernel's further .tdsl lines on rows of their own."""
         triad = self.bandwidth.gbs if self.bandwidth else None
-        rows = []
-        for i, r in enumerate(self.kernels, 1):
+        rows: list[list[str]] = []
+
+        def add(r: Row, number: str, depth: int) -> None:
             gbs, gflops = r.gbs(), r.gflops()
-            lines = [f"{_short(l.file)}:{l.line}  {l.source_line.strip()}" for l in r.lines] or [""]
-            rows.append([str(i), r.name, r.kind, str(r.calls), _time(r.per_call), f"{100 * r.share:.1f}%",
-                         _size(r.moved), "" if gbs is None else f"{gbs:.2f}",
+            lines = [f"{_short(l.file)}:{l.line}  {_clip(l.source_line.strip())}" for l in r.lines] or [""]
+            rows.append([number, "  " * depth + r.name, r.kind, str(r.calls), _time(r.per_call),
+                         f"{100 * r.share:.1f}%", _size(r.moved), "" if gbs is None else f"{gbs:.2f}",
                          "" if gbs is None or not triad else f"{100 * gbs / triad:.0f}%",
                          "" if gflops is None else f"{gflops:.2f}", lines[0]])
-            rows += [[""] * 10 + [more] for more in lines[1:]]
+            rows.extend([""] * 10 + [more] for more in lines[1:])
+            for i, inner in enumerate(r.inner, 1):
+                add(inner, f"{number}.{i}", depth + 1)
+        for i, r in enumerate(self.kernels, 1):
+            add(r, str(i), 0)
         for r in self.other:
             rows.append(["", r.name, r.kind, str(r.calls), _time(r.per_call), f"{100 * r.share:.1f}%"] + [""] * 5)
         rows.append(["", "total", "", str(self.calls), _time(self.seconds / self.calls), "100.0%"] + [""] * 5)
         return rows
 
-    def __str__(self) -> str:
+    def header(self) -> list[str]:
         sizes = ", ".join(f"{k} = {v}" for k, v in self.sizes.items())
         head = [f"profile of {self.signature}",
                 f"  target {self.target}{' (' + self.device + ')' if self.device else ''}, "
                 f"{self.calls} call{'s' if self.calls != 1 else ''}" + (f", {sizes}" if sizes else "")]
         if self.bandwidth:
             head.append(f"  memory bandwidth {self.bandwidth.gbs:.2f} GB/s: {self.bandwidth.how}")
-        titles = ["#", "kernel", "kind", "calls", "time/call", "share", "moved", "GB/s", "% triad", "GFLOP/s",
-                  ".tdsl lines"]
-        rows = [titles] + self.table_rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(titles) - 1)]
+        return head
+
+    def __str__(self) -> str:
+        rows = [TITLES] + self.table_rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(TITLES) - 1)]
         right = {0, 3, 4, 5, 6, 7, 8, 9}
         out = []
         for r in rows:
             cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
             out.append(("  ".join(cells) + "  " + r[-1]).rstrip())
-        return "\n".join(head + out + [f"  {note}" for note in self.notes])
+        return "\n".join(self.header() + out + [f"  {note}" for note in self.notes])
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        titles = ["#", "kernel", "kind", "calls", "time/call", "share", "moved", "GB/s", "% triad", "GFLOP/s",
-                  ".tdsl lines"]
-        head = "".join(f"<th>{escape(t)}</th>" for t in titles)
-        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in self.table_rows())
-        caption = escape(str(self).split("\n", 3)[0:3][-1] if self.bandwidth else "")
-        return (f"<div class=\"tdsl-profile\"><p><code>{escape(self.signature)}</code> "
-                f"<small>(target {escape(self.target)}, {self.calls} calls)</small></p><p>{caption}</p>"
+        head = "".join(f"<th>{escape(t)}</th>" for t in TITLES)
+        body = "".join("<tr>" + "".join(f"<td style=\"text-align:left;white-space:pre\">{escape(c)}</td>"
+                                        for c in r) + "</tr>" for r in self.table_rows())
+        notes = "".join(f"<p><small>{escape(line.strip())}</small></p>" for line in self.header()[1:] + self.notes)
+        return (f"<div class=\"tdsl-profile\"><p>profile of <code>{escape(self.signature)}</code></p>{notes}"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _short(path: str) -> str:
     return os.path.basename(path) or path
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _time(seconds: float) -> str:
@@ -408,13 +447,22 @@ def _size(count: int | None) -> str:
 
 # -- running it ---------------------------------------------------------------------------------
 
+NOTES = {
+    "bytes": "moved: each buffer a kernel reads once and each it writes once, as many elements as it "
+             "reaches (a slice its own, a broadcast or re-read input its size); GFLOP/s: each float op "
+             "one, a matmul 2 M N K",
+    "opencl": "kernel times are the device's (profiling events); a loop's are its kernels' sum",
+    "loops": "a loop's or branch's kernels are listed under it, timed per iteration (its time holds theirs)",
+}
+
+
 def profile(function, args: tuple, kwargs: dict, repeat: int = 10, warmup: int = 1,
             bandwidth: bool = True) -> Profile:
     """Run `function`'s profiling build `repeat` times (after `warmup` untimed calls) on the
     arguments and return the Profile."""
-    if not isinstance(repeat, int) or repeat < 1:
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
         raise TdslError(f"profile(): repeat must be a positive integer, got {repeat!r}")
-    fn_ir, runner = profiling_build(function)
+    fn, runner = profiling_build(function)
     arrays, sizes = function._binder.bind(args, kwargs)
 
     def call():
@@ -423,86 +471,58 @@ def profile(function, args: tuple, kwargs: dict, repeat: int = 10, warmup: int =
         return runner(arrays, sizes)
     for _ in range(warmup):
         call()
-    reader = _reader(function.target, runner, len(fn_ir.kernels))
-    reader.reset()
+    runner.profile_finish()
+    runner.profile_read(fn)   # (zeroes the tables)
     wall = 0
     for _ in range(repeat):
         start = time.perf_counter_ns()
         result = call()
+        runner.profile_finish()
         wall += time.perf_counter_ns() - start
         del result
-    kernel_ns, kernel_calls, inside_ns = reader.read()
-    rows = []
-    for k, ns, calls in zip(fn_ir.kernels, kernel_ns, kernel_calls):
-        reads, writes = kernel_buffers(k)
-        rows.append(Row(k.origin.label, kernel_kind(k, function.target), kernel_lines(k), calls, ns / 1e9,
-                        bytes_read=None if reads is None else _bytes(reads, sizes),
-                        bytes_written=None if writes is None else _bytes(writes, sizes),
-                        flops=kernel_flops(k, sizes)))
-    other = reader.other(wall, sum(kernel_ns), inside_ns, repeat)
-    total = max(wall, sum(r.seconds for r in rows + other) * 1e9)
-    for r in rows + other:
+    tables, whole = runner.profile_read(fn)
+    rows = _rows(fn, tables, sizes, function.target)
+    kernels = sum(r.seconds for r in rows) * 1e9
+    if whole is None:   # OpenCL: the rest is the host's
+        other = [Row("host", "launches, transfers", [], repeat, max(wall - kernels, 0) / 1e9, kernel=False)]
+    else:
+        other = [Row("outside kernels", "C: checks, allocation", [], repeat, max(whole - kernels, 0) / 1e9,
+                     kernel=False),
+                 Row("host", "Python call, results", [], repeat, max(wall - whole, 0) / 1e9, kernel=False)]
+    total = max(wall, kernels + sum(r.seconds for r in other) * 1e9)
+    for r in _all_rows(rows + other):
         r.share = r.seconds * 1e9 / total if total else 0.0
+    notes = [NOTES["bytes"]] + ([NOTES["opencl"]] if whole is None else []) + \
+        ([NOTES["loops"]] if any(r.inner for r in rows) else [])
     return Profile(function.name, function.signature, function.target, repeat,
                    {v: sizes[v] for v in function.graph.size_vars}, total / 1e9, rows, other,
-                   machine_bandwidth(function.target) if bandwidth else None, reader.device,
-                   reader.notes)
+                   machine_bandwidth(function.target) if bandwidth else None,
+                   getattr(runner, "device_name", ""), notes)
 
 
-class _CReader:
-    """The C profiling table of one function (templates/c/module.c.j2, SYMBOL_profile)."""
-
-    device = ""
-    notes = ["bytes: each buffer a kernel reads counted once, whole, and each it writes once "
-             "(a broadcast or re-read input by its own size)"]
-
-    def __init__(self, runner, count: int):
-        self.getter = getattr(runner.library, runner.call.symbol + "_profile")
-        self.getter.restype = ctypes.c_int64
-        self.getter.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-        self.count = 2 * (count + 1)
-
-    def reset(self) -> None:
-        self.getter(None, 0, 1)
-
-    def read(self) -> tuple[list, list, int]:
-        table = (ctypes.c_uint64 * self.count)()
-        self.getter(table, self.count, 1)
-        return list(table[2::2]), list(table[3::2]), table[0]
-
-    def other(self, wall: int, kernels: int, inside: int, calls: int) -> list[Row]:
-        return [Row("outside kernels", "C: checks, allocation", [], calls, max(inside - kernels, 0) / 1e9),
-                Row("host", "Python call, results", [], calls, max(wall - inside, 0) / 1e9)]
+def _rows(fn, tables: dict, sizes: dict, target: str) -> list[Row]:
+    """A row per kernel of `fn` (a function or a loop or branch body), with its measured times."""
+    ns, calls = tables[id(fn)]
+    rows = []
+    for k, took, count in zip(fn.kernels, ns, calls):
+        moved = _known(kernel_traffic, k, sizes) if k.kind != "region" else None
+        row = Row(k.origin.label, kernel_kind(k, target), kernel_lines(k), count, took / 1e9,
+                  bytes_read=moved and moved[0], bytes_written=moved and moved[1],
+                  flops=_known(kernel_flops, k, sizes))
+        if k.kind == "region":
+            row.inner = [r for body in k.bodies for r in _rows(body, tables, sizes, target)]
+        rows.append(row)
+    return rows
 
 
-class _OpenCLReader:
-    """The profiling events of an OpenCL function's kernels, per step of its plan."""
-
-    notes = _CReader.notes + ["kernel times are the device's (profiling events); a loop's are its "
-                              "kernels' sum"]
-
-    def __init__(self, runner, count: int):
-        self.function = runner.function
-        self.count = count
-        self.function.events = []
-        device = self.function.program.device
-        self.device = device.name.strip()
-
-    def reset(self) -> None:
-        self.function.events = []
-
-    def read(self) -> tuple[list, list, int]:
-        """Device nanoseconds per step, and the calls (of `repeat`) in which the step launched."""
-        ns, seen = [0] * self.count, [set() for _ in range(self.count)]
-        for step, call, event in self.function.events:
-            ns[step] += event.profile.end - event.profile.start
-            seen[step].add(call)
-        self.function.events = []
-        return ns, [len(calls) for calls in seen], 0
-
-    def other(self, wall: int, kernels: int, inside: int, calls: int) -> list[Row]:
-        return [Row("host", "launches, transfers", [], calls, max(wall - kernels, 0) / 1e9)]
+def _known(measure, item, sizes):
+    """`measure(item, sizes)`, or None where it cannot be known: a size that depends on a loop
+    index (a body's buffers)."""
+    try:
+        return measure(item, sizes)
+    except KeyError:
+        return None
 
 
-def _reader(target: str, runner, count: int):
-    return _OpenCLReader(runner, count) if target == "opencl" else _CReader(runner, count)
+def _all_rows(rows: list[Row]) -> list[Row]:
+    return [r for row in rows for r in [row] + _all_rows(row.inner)]

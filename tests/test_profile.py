@@ -88,6 +88,22 @@ def test_every_kernel_is_listed_with_its_statements_lines(measured, path):
     assert kernel_with(measured, 5)["kind"].startswith("matmul")
 
 
+def test_a_slice_moves_its_own_elements_and_a_broadcast_its_size():
+    from tdsl.codegen.kernels import Buffer, Load, Loop, MapKernel, Origin, Affine
+    from tdsl.dims import Dim
+    n, k = Dim.of("n"), Dim.of("k")
+    x = Buffer("x", "f64", (n, k), "param")
+    row = Buffer("b", "f32", (k,), "param")
+    out = Buffer("out", "f64", (n,), "output")
+    sizes = {"n": 100, "k": 10}
+    column = MapKernel(Origin("copy"), out, Affine.var("i"), (Loop("i", n),), Load(x, Affine.var("i").scale(k), "f64"))
+    assert profiler.kernel_traffic(column, sizes) == (8 * 100, 8 * 100)   # one column of x
+    spread = MapKernel(Origin("spread"), Buffer("o2", "f32", (n, k), "output"),
+                       Affine.var("i").scale(k) + Affine.var("j"), (Loop("i", n), Loop("j", k)),
+                       Load(row, Affine.var("j"), "f32"))
+    assert profiler.kernel_traffic(spread, sizes) == (4 * 10, 4 * 1000)   # the row once, its size
+
+
 def test_bytes_moved_and_flops_for_known_sizes(measured):
     chain, total, product = (kernel_with(measured, line) for line in (2, 4, 5))
     assert (chain["bytes_read"], chain["bytes_written"]) == (8 * N + 8, 8 * N)   # x and the scalar a; z
@@ -136,6 +152,11 @@ def test_a_loop_is_one_row_with_its_body_lines(module):
     assert [l["line"] for l in loop["lines"]] == [10, 11]   # the loop header and its body
     assert loop["kind"] == "for loop" and loop["calls"] == 2
     assert loop["bytes"] is None and loop["flops"] is None
+    [body] = loop["inner"]   # the body's kernel, timed per iteration: 4 per call
+    assert (body["kind"], body["calls"], [l["line"] for l in body["lines"]]) == ("elementwise", 8, [11])
+    assert (body["bytes_read"], body["bytes_written"], body["flops"]) == (64 * 8, 64 * 8, 2 * 64)
+    assert 0 <= body["seconds"] <= loop["seconds"]
+    assert "1.1    u = add" in str(found)
     np.testing.assert_allclose(module.steps(np.ones(4), 2), 1.75)   # the normal build still runs
 
 
