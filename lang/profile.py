@@ -55,12 +55,13 @@ FLOAT = ("f32", "f64")
 
 def kernel_kind(k, target: str) -> str:
     """A short word for what the kernel does: elementwise, copy, reduction (sum), matmul, ..."""
-    from tdsl.codegen.kernels import Apply, Const, Load
+    from tdsl.codegen.kernels import Const, Gather, Load
     if k.kind == "map":
         if k.serial:
             return "scatter"
-        return "copy" if isinstance(k.value, Load) else "fill" if isinstance(k.value, Const) else \
-            "elementwise" if isinstance(k.value, Apply) else "elementwise"
+        if isinstance(k.value, Load):
+            return "gather" if any(isinstance(atom, Gather) for atom, _ in k.value.offset.terms) else "copy"
+        return "fill" if isinstance(k.value, Const) else "elementwise"
     if k.kind == "reduce":
         return f"reduction ({k.op})"
     if k.kind == "argreduce":
