@@ -10,13 +10,14 @@ reshape) into the index arithmetic of the loads.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from tdsl.dims import Dim, shape_size, shape_str
 from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import REGION_OPS, FunctionGraph, Node, deep_recursion, in_place_results, toposort
 from tdsl.limits import (collect_checks, computed_roots, const_value, covered, no_memory_message, size_key,
                          too_big_message, value_checked, value_sizes)
-from tdsl.ops import OPS, SLICE_OUT_OF_RANGE
+from tdsl.ops import OPS, check_message, check_place, failure_site
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
                       ErrorInfo, FunctionIR, Gather, Load, Loop, MapKernel, MatmulKernel,
@@ -577,7 +578,8 @@ class Lowering:
                                                   self.const(0, node.dtype)), None)
         if gate is not None:
             cond = self.intern(Apply, "and", "bool", (gate, cond), None)
-        error = self.errors.code(ErrorInfo(OPS[node.op].fails.message, node.loc))
+        fails = OPS[node.op].fails
+        error = self.errors.code(_check_error(node, fails.check) if fails.check else ErrorInfo(fails.message, node.loc))
         return cond, error
 
     def gathered(self, node: Node, at: tuple, gate=None) -> Gather:
@@ -730,24 +732,20 @@ class Lowering:
     def _empty_checks(self, node: Node) -> list[SizeCheck]:
         x = node.inputs[0] if node.inputs else None
         fails = OPS[node.op].fails
-        if _kind(node) == "reduce" and fails and fails.on == "empty" and not node.attr("empty_ok"):
-            # as NumPy: max/min over no elements have no identity
-            reduced = shape_size(tuple(x.shape[a] for a in node.attr("axes")))
-            return [SizeCheck(((reduced, "==0"),), self.errors.code(ErrorInfo(
-                "reduction over an empty axis has no identity", node.loc)))]
-        if _kind(node) == "argreduce":
-            axis = node.attr("axis")
-            if axis is None:
-                size, message = shape_size(x.shape), "argmax/argmin of an empty array"
-            else:
-                size, message = x.shape[axis], "argmax/argmin over an empty axis"
-            return [SizeCheck(((size, "==0"),), self.errors.code(ErrorInfo(message, node.loc)))]
+        if (_kind(node) == "reduce" and fails and fails.on == "empty" and not node.attr("empty_ok")) \
+                or _kind(node) == "argreduce":
+            # as NumPy: max/min over no elements have no identity, argmax/argmin no result; one
+            # check per axis reduced, in order, so the error names the first empty one
+            axes = node.attr("axes") if _kind(node) == "reduce" else (node.attr("axis"),)
+            check = "empty array" if axes == (None,) else "empty"
+            axes = range(x.ndim) if axes == (None,) else axes
+            return [SizeCheck(((x.shape[a], "==0"),), self.errors.code(_check_error(node, check, a, x.shape[a])))
+                    for a in axes]
         if _kind(node) in ("gather", "scatter"):
             # no position exists on an empty axis (a scatter would write past its result's end);
             # a size check knows no index, so its message names none
             extent = x.shape[node.attr("axis")]
-            info = _range_error(node, extent)
-            code = self.errors.code(ErrorInfo(info.message, info.loc, info.extent))
+            code = self.errors.code(replace(_range_error(node, extent), value=False))
             return [SizeCheck(((extent, "==0"), (shape_size(node.inputs[1].shape), "!=0")), code)]
         return []
 
@@ -852,14 +850,20 @@ def _mentions(root, gather: Gather) -> bool:
     return False
 
 
-_TAKE_MESSAGE = "an index is out of range for an axis of length {extent}"
-
-
 def _range_error(node: Node, extent) -> ErrorInfo:
     """The error of a gather or scatter position out of range (a run-time slice's says so)."""
-    if node.attr("of_slice"):
-        return ErrorInfo(SLICE_OUT_OF_RANGE, node.loc, extent)
-    return ErrorInfo(_TAKE_MESSAGE, node.loc, extent, value=True)
+    return _check_error(node, "slice" if node.attr("of_slice") else "index", node.attr("axis"), extent)
+
+
+def _check_error(node: Node, check: str, axis: int | None = None, extent: Dim | None = None) -> ErrorInfo:
+    """The error of a check of `node` failing (see tdsl.ops.check_message) about its operand's
+    `axis` of length `extent`, naming the value and the axis as the source has them; the index
+    found ("an index" until the call says which) is the code's value, if the target notes it."""
+    operand, axis = failure_site(node, axis)
+    length = "0" if check in ("empty", "empty array") else "{extent}"
+    message = check_message(check, node.op, None, axis, length) + check_place(check, operand, node.loc)
+    return ErrorInfo(message, node.loc, extent, value=check == "index", axis=axis, operand=operand,
+                     length=extent is not None)
 
 
 def _never(check: SizeCheck) -> bool:

@@ -73,6 +73,11 @@ class TdslError(Exception):
         caret = " " * (self.loc.col - 1) + "^" + "~" * (width - 1)
         return f"{head}\n    {self.loc.source_line}\n    {caret}"
 
+    @property
+    def location(self) -> Location | None:
+        """The place in the source the error is about (`loc`), or None."""
+        return self.loc
+
 
 class TdslSyntaxError(TdslError):
     """The source text does not follow the grammar."""
@@ -87,7 +92,18 @@ class TdslArgumentError(TdslError):
 
 
 class TdslRuntimeError(TdslError):
-    """A check that can only run with the data failed (an empty max, an index out of range)."""
+    """A check that can only run with the data failed (an empty max, an index out of range).
+
+    Besides the message and its place, it holds what the check knows, the same on every target
+    where it can (None otherwise): `value`, the index found out of range (as the call passed it,
+    negative ones too); `axis` and `length`, the axis the check is about and its length; and
+    `operand`, the source name of the value indexed or reduced (a parameter or a bound name)."""
+
+    def __init__(self, message: str, loc: Location | None = None, hint: str | None = None, *,
+                 value: int | None = None, axis: int | None = None, length: int | None = None,
+                 operand: str | None = None):
+        self.value, self.axis, self.length, self.operand = value, axis, length, operand
+        super().__init__(message, loc, hint)
 
 
 class TdslBuildError(TdslError):

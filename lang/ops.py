@@ -31,12 +31,22 @@ from typing import Callable, Union
 import numpy as np
 
 from . import philox as _philox
+from .errors import TdslRuntimeError
 
 CExpr = Union[str, dict, None]
 
 
 class RuntimeCheckFailed(Exception):
-    """Raised by an implementation when the data breaks a rule (an empty max, an index out of range)."""
+    """Raised by an implementation when the data breaks a rule (an empty max, an index out of range).
+
+    `check` names the rule (see `check_message`; None: the message is all there is), with what the
+    implementation knows: the op, the value found, the axis of its operand and that axis's length.
+    `located` makes the user's error of it, naming the value and the axis as the source has them."""
+
+    def __init__(self, message: str | None = None, check: str | None = None, op: str = "",
+                 value: int | None = None, axis: int | None = None, length: int | None = None):
+        self.check, self.op, self.value, self.axis, self.length = check, op, value, axis, length
+        super().__init__(message if message is not None else check_message(check, op, value, axis, length))
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class Fails:
     domain: int | None = None      # "values": the operand every element of which a check reads (None: the result)
     safe: Callable | None = None   # "values": (the operand's literal values, node) -> True when they never fail
     message: str = "an integer raised to a negative integer power"   # "values": the error (operand < 0)
+    check: str | None = "power"    # "values": the check_message kind naming the operand (None: `message` alone)
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,8 @@ def _int_pow(a, b):
     a, b = np.asarray(a), np.asarray(b)
     # as NumPy, which checks each element it computes: an empty (broadcast) result never fails
     if np.issubdtype(a.dtype, np.integer) and np.any(b < 0) and np.broadcast(a, b).size:
-        raise RuntimeCheckFailed("an integer raised to a negative integer power")
+        flat = b.ravel()
+        raise RuntimeCheckFailed(check="power", op="pow", value=int(flat[np.argmax(flat < 0)]))
     return np.power(a, b)
 
 
@@ -327,7 +339,8 @@ def _reduce(np_fn: Callable, empty_error: bool) -> Callable:
         # as NumPy: only reducing over zero elements fails; an empty kept axis gives an empty result
         if empty_error and any(x.shape[a] == 0 for a in axis):
             if not empty_ok:
-                raise RuntimeCheckFailed("reduction over an empty axis has no identity")
+                empty = next(a for a in axis if x.shape[a] == 0)
+                raise RuntimeCheckFailed(check="empty", op="max" if np_fn is np.max else "min", axis=empty, length=0)
             identity = empty_value("max" if np_fn is np.max else "min", x.dtype)   # NumPy's initial=
             return np_fn(x, axis=axis, keepdims=keepdims, initial=identity).astype(dtype, copy=False)
         if np_fn in (np.sum, np.prod):
@@ -352,8 +365,9 @@ def _argreduce(np_fn: Callable) -> Callable:
     def run(x, axis, keepdims):
         x = np.asarray(x)
         if (x.size == 0) if axis is None else (x.shape[axis] == 0):
-            raise RuntimeCheckFailed("argmax/argmin of an empty array" if axis is None
-                                     else "argmax/argmin over an empty axis")
+            empty = x.shape.index(0) if axis is None else axis % x.ndim
+            raise RuntimeCheckFailed(check="empty array" if axis is None else "empty", op=np_fn.__name__,
+                                     axis=empty, length=0)
         return np_fn(x, axis=axis, keepdims=keepdims).astype(np.int64)
     return _quiet(run)
 
@@ -381,21 +395,18 @@ def _outside(idx: np.ndarray, n: int) -> int:
     return int(flat[np.argmax((flat < -n) | (flat >= n))])
 
 
-SLICE_OUT_OF_RANGE = "a slice with run-time bounds is out of range for an axis of length {extent} " \
-                     "(NumPy's slice would be shorter than written)"
-
-
-def _range_error(idx: np.ndarray, n: int, of_slice: bool) -> RuntimeCheckFailed:
+def _range_error(idx: np.ndarray, n: int, of_slice: bool, op: str, axis: int) -> RuntimeCheckFailed:
+    """An index (or a run-time slice, whose positions are no index the call passed) out of range."""
     if of_slice:
-        return RuntimeCheckFailed(SLICE_OUT_OF_RANGE.replace("{extent}", str(n)))
-    return RuntimeCheckFailed(f"index {_outside(idx, n)} is out of range for an axis of length {n}")
+        return RuntimeCheckFailed(check="slice", op=op, axis=axis, length=n)
+    return RuntimeCheckFailed(check="index", op=op, value=_outside(idx, n), axis=axis, length=n)
 
 
 def _take(x, idx, axis, of_slice=False):
     n = np.asarray(x).shape[axis]
     idx = np.asarray(idx)
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise _range_error(idx, n, of_slice)
+        raise _range_error(idx, n, of_slice, "take", axis % np.ndim(x))
     return np.take(x, idx, axis=axis)
 
 
@@ -413,12 +424,12 @@ def _update(x, v, starts, steps, shape, in_place=False):
     return out
 
 
-def _scatter_target(x, idx, axis, of_slice, in_place):
+def _scatter_target(x, idx, axis, of_slice, in_place, op="scatter"):
     """The array a scatter writes (x itself in place, else a copy), once idx is in range on the axis."""
     x, idx = np.asarray(x), np.asarray(idx)
     n = x.shape[axis]
     if idx.size and (np.any(idx >= n) or np.any(idx < -n)):
-        raise _range_error(idx, n, of_slice)
+        raise _range_error(idx, n, of_slice, op, axis % x.ndim)
     return (x if in_place else np.array(x, copy=True)), idx
 
 
@@ -506,7 +517,7 @@ def _along(idx: np.ndarray, axis: int) -> tuple:
 
 def _scatter_add(x, idx, v, axis, along=False, in_place=False):
     """numpy.add.at into a copy of x: repeated positions accumulate, in order."""
-    out, idx = _scatter_target(x, idx, axis, False, in_place)
+    out, idx = _scatter_target(x, idx, axis, False, in_place, "scatter_add")
     where = _along(idx, axis) if along else (slice(None),) * axis + (idx,)
     np.add.at(out, where, np.asarray(v, dtype=out.dtype))
     return out
@@ -516,7 +527,7 @@ def _take_along_axis(x, idx, axis):
     x, idx = np.asarray(x), np.asarray(idx)
     n = x.shape[axis]
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise _range_error(idx, n, False)
+        raise _range_error(idx, n, False, "take_along_axis", axis % x.ndim)
     return np.take_along_axis(x, idx, axis=axis)
 
 
@@ -591,7 +602,7 @@ RANDOM: list[Op] = [     # counter-based random numbers (Philox-4x64-10)
             doc="a new key from a key and an integer: one Philox block no stream uses"),
     _random("randint_span", _randint_span, "{0}",
             doc="the span high - low of randint, checked: `flag` is negative where low >= high",
-            fails=Fails("values", kinds=("int",), operand=1, message=RANDINT_EMPTY,
+            fails=Fails("values", kinds=("int",), operand=1, message=RANDINT_EMPTY, check=None,
                         safe=lambda flag, node: not bool(np.any(flag < 0)))),
 ]
 
@@ -625,3 +636,93 @@ def operator_symbols(arity: int) -> dict[str, str]:
 def helpers() -> list[Op]:
     """The ops whose expression calls a prelude helper they carry (`Op.helper`), in table order."""
     return [op for op in OPS.values() if op.helper]
+
+
+# -- what a failed check says ----------------------------------------------------------------
+# Every target words a failed check the same way: the reference from RuntimeCheckFailed
+# (`located`), the compiled ones from the error table their lowering writes (codegen/lower.py),
+# where `value` is unknown until the call ("an index", filled in then) and `length` is "{extent}".
+
+def check_message(check: str | None, op: str, value, axis: int | None, length) -> str:
+    """The message of a failed check, without its place: "index 7 is out of range for axis 0 of
+    length 5". `check`: "index", "slice" (run-time bounds), "empty" (a reduction over an empty
+    axis), "empty array" (argmax of no elements), "power" (a negative exponent of an integer)."""
+    on = f"axis {axis}" if axis is not None else "an axis"
+    if check == "index":
+        found = "an index" if value is None else f"index {value}"
+        return f"{found} is out of range for {on} of length {length}"
+    if check == "slice":
+        return f"a slice with run-time bounds is out of range for {on} of length {length}, " \
+               "so NumPy's slice would be shorter than written"
+    if check == "empty":
+        return f"{op} over {on} of length 0 has " + ("no identity" if op in ("max", "min") else "no result")
+    if check == "empty array":
+        return f"{op} of an empty array has no result: {on} has length 0"
+    if check == "power":
+        return "an integer raised to a negative integer power"
+    raise ValueError(f"unknown check {check!r}")
+
+
+def check_place(check: str | None, operand: str | None, loc) -> str:
+    """What a failed check's message ends with: the value by its name, or by its role when it has
+    none, and the place of the expression: " (x at model.tdsl:3:12)"."""
+    at = f" at {loc}" if loc is not None else ""
+    if operand:
+        return f" ({operand}{at})"
+    if loc is None:
+        return ""
+    role = {"power": "the exponent", "empty": "the value reduced", "empty array": "the value reduced"}
+    return f" ({role.get(check, 'the value indexed')}{at})"
+
+
+def failure_site(node, axis: int | None) -> tuple[str | None, int | None]:
+    """(name, axis) of the value a failing node checks, as the source has it: the value indexed,
+    reduced or written into (the exponent of a power), and `axis`, an axis of the node's own
+    operand, as an axis of that value. The views one subscript makes (`x[0, j]` reads `x[0]` at
+    `j`) are seen through, back to the value the expression indexes: its name, or None when it has
+    none (`(a + b)[i]`); the axis is None where no axis of that value is the one checked."""
+    x = node.inputs[OPS[node.op].fails.operand if OPS[node.op].kind == "elementwise" else 0]
+    if axis is not None and x.ndim:
+        axis %= x.ndim
+    while x.name is None and x.loc == node.loc and x.inputs and x.op in _SEEN_THROUGH:
+        if axis is not None:
+            axis = _input_axis(x, axis)
+            if axis is None:
+                return None, None
+        elif x.op not in ("cast", "broadcast"):
+            break
+        x = x.inputs[0]
+    return x.name, axis
+
+
+_SEEN_THROUGH = ("cast", "slice", "reshape", "transpose", "broadcast", "take")
+
+
+def _input_axis(node, axis: int) -> int | None:
+    """The axis of a view's (or a take's) operand that its `axis` is, or None (none is)."""
+    x = node.inputs[0]
+    if node.op in ("cast", "slice"):
+        return axis
+    if node.op == "transpose":
+        return node.attr("perm")[axis]
+    if node.op == "broadcast":
+        k = axis - (node.ndim - x.ndim)
+        return k if k >= 0 and x.shape[k] == node.shape[axis] else None
+    if node.op == "take":   # the operand's axis t is replaced by the indices' axes
+        t, rank = node.attr("axis") % x.ndim, node.inputs[1].ndim
+        return axis if axis < t else None if axis < t + rank else axis - rank + 1
+    # a reshape that adds or drops axes of length 1 only (x[0], x[None]): the others in order
+    kept = [k for k, d in enumerate(node.shape) if d != 1]
+    before = [k for k, d in enumerate(x.shape) if d != 1]
+    if axis not in kept or [node.shape[k] for k in kept] != [x.shape[k] for k in before]:
+        return None
+    return before[kept.index(axis)]
+
+
+def located(err: RuntimeCheckFailed, node) -> TdslRuntimeError:
+    """The TdslRuntimeError of a check that failed at `node` in the reference interpreter."""
+    if err.check is None:
+        return TdslRuntimeError(str(err), node.loc)
+    operand, axis = failure_site(node, err.axis)
+    message = check_message(err.check, node.op, err.value, axis, err.length) + check_place(err.check, operand, node.loc)
+    return TdslRuntimeError(message, node.loc, value=err.value, axis=axis, length=err.length, operand=operand)

@@ -28,6 +28,9 @@ class ErrorEntry:
     bound: Dim | None = None      # a loop body's check: the size whose values the message names
     index: str | None = None      # ... and the loop index among them (its value comes from the call)
     value: bool = False           # "an index ..." names the index found out of range, when known
+    axis: int | None = None       # the axis the check is about (TdslRuntimeError.axis)
+    operand: str | None = None    # the source name of the value indexed or reduced (.operand)
+    length: bool = False          # `extent` is that axis's length (.length)
 
     def text(self, extent: str | None = None) -> str:
         """The message with its place, as generated code prints it: `{extent}` stays for the
@@ -45,15 +48,18 @@ class ErrorTable(tuple):
         if not 0 < code <= len(self):
             return TdslRuntimeError(f"the {what} failed with error code {code}")
         entry = self[code - 1]
-        message = entry.message
+        message, extent = entry.message, None
         if entry.extent is not None:
-            message = message.replace("{extent}", str(entry.extent.evaluate(sizes)))
-        if entry.value and value is not None:
+            extent = entry.extent.evaluate(sizes)
+            message = message.replace("{extent}", str(extent))
+        value = int(value) if entry.value and value is not None else None
+        if value is not None:
             message = message.replace("an index", f"index {value}", 1)
         if entry.bound is not None and all(v in sizes for v in entry.bound.variables()):
             # as the reference says it: "..., but i = 5, t = 5"
             message += ", but " + ", ".join(f"{v} = {sizes[v]}" for v in entry.bound.variables())
-        return TdslRuntimeError(message, entry.loc)
+        return TdslRuntimeError(message, entry.loc, value=value, axis=entry.axis,
+                                length=extent if entry.length else None, operand=entry.operand)
 
 
 class Runner(ABC):

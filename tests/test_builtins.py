@@ -471,7 +471,7 @@ def test_softmax_and_logsumexp_over_an_empty_axis(target):
     check(REDUCE_SRC, "lse", target, (empty,),
           (np.float64(-np.inf), np.zeros(0), np.full((1, 3), -np.inf)))
     check(REDUCE_SRC, "smax32", target, (np.zeros(0, F32),), (np.zeros(0, F32), np.zeros(0, F32)))
-    with pytest.raises(tdsl.TdslRuntimeError, match="empty axis"):
+    with pytest.raises(tdsl.TdslRuntimeError, match="max over axis 0 of length 0 has no identity"):
         compiled(REDUCE_SRC, target).max_all(np.zeros((0, 3)))
 
 

@@ -1373,8 +1373,8 @@ fn gt(e: f32[n, d], i: i64[m], w: f32[m, d]) {
 
 
 @pytest.mark.parametrize("fn_name,args,line,needle", [
-    ("t", (np.zeros(5, np.float32), np.array([1, 7])), 3, "index 7 is out of range for an axis of length 5"),
-    ("s", (np.zeros(5, np.float32), np.array([-6, 1])), 7, "index -6 is out of range for an axis of length 5"),
+    ("t", (np.zeros(5, np.float32), np.array([1, 7])), 3, "index 7 is out of range for axis 0 of length 5"),
+    ("s", (np.zeros(5, np.float32), np.array([-6, 1])), 7, "index -6 is out of range for axis 0 of length 5"),
     ("c", (np.zeros((1, 1, 2, 5), np.float32), np.zeros((2, 1, 3, 3), np.float32)), 11, "h = 2"),
     ("dd", (np.zeros(0, np.float32),), 15, "n = 0"),
     ("tk", (np.zeros(2, np.float32), np.zeros(3, np.float32)), 19, "m = 3"),
