@@ -89,7 +89,7 @@ def test_every_kernel_is_listed_with_its_statements_lines(measured, path):
 
 
 def test_a_slice_moves_its_own_elements_and_a_broadcast_its_size():
-    from tdsl.codegen.kernels import Buffer, Load, Loop, MapKernel, Origin, Affine
+    from tdsl.codegen.kernels import Affine, Buffer, Gather, Load, Loop, MapKernel, Origin
     from tdsl.dims import Dim
     n, k = Dim.of("n"), Dim.of("k")
     x = Buffer("x", "f64", (n, k), "param")
@@ -102,6 +102,12 @@ def test_a_slice_moves_its_own_elements_and_a_broadcast_its_size():
                        Affine.var("i").scale(k) + Affine.var("j"), (Loop("i", n), Loop("j", k)),
                        Load(row, Affine.var("j"), "f32"))
     assert profiler.kernel_traffic(spread, sizes) == (4 * 10, 4 * 1000)   # the row once, its size
+    idx = Buffer("idx", "i64", (Dim.of(3),), "param")
+    picked = Load(x, Affine(((Gather(Load(idx, Affine.var("i"), "i64"), n, 1), k),)), "f64")
+    gather = MapKernel(Origin("g = take"), Buffer("g", "f64", (Dim.of(3),), "output"), Affine.var("i"),
+                       (Loop("i", Dim.of(3)),), picked)
+    assert profiler.kernel_traffic(gather, sizes) == (8 * 3 + 8 * 3, 8 * 3)   # 3 of x's rows' heads, idx
+    assert [profiler.kernel_kind(kernel, "c") for kernel in (column, spread, gather)] == ["copy", "copy", "gather"]
 
 
 def test_bytes_moved_and_flops_for_known_sizes(measured):
