@@ -78,6 +78,11 @@ class TdslError(Exception):
         """The place in the source the error is about (`loc`), or None."""
         return self.loc
 
+    def __reduce__(self):
+        """Pickled as its parts, so that an error raised in another process (a Dask worker)
+        reads the same there: its text, place and attributes (not its rendered text as a message)."""
+        return type(self), (self.message, self.loc, self.hint), self.__dict__
+
 
 class TdslSyntaxError(TdslError):
     """The source text does not follow the grammar."""

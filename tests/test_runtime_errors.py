@@ -205,6 +205,18 @@ def test_location_is_the_place_of_every_tdsl_error():
     assert tdsl.TdslRuntimeError("no place").location is None
 
 
+def test_an_error_pickles_whole():
+    """An error raised in a worker process (Dask) comes back with its text, place and attributes."""
+    import pickle
+    m = compiled_variant(PROGRAM, "c")
+    with pytest.raises(tdsl.TdslRuntimeError) as caught:
+        m["pick"](X, 7)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert type(again) is tdsl.TdslRuntimeError and str(again) == str(caught.value)
+    assert (again.location.line, again.location.col) == at("return |x[i]")
+    assert (again.value, again.axis, again.length, again.operand) == (7, 0, 5, "x")
+
+
 def test_the_error_table_round_trips_through_a_warm_entry():
     """A warm load (codegen/warm.py) rebuilds the error entries with what they name."""
     from tdsl.codegen import warm
