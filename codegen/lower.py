@@ -579,7 +579,8 @@ class Lowering:
         if gate is not None:
             cond = self.intern(Apply, "and", "bool", (gate, cond), None)
         fails = OPS[node.op].fails
-        error = self.errors.code(_check_error(node, fails.check) if fails.check else ErrorInfo(fails.message, node.loc))
+        info = _check_error(node, fails.check) if fails.check else ErrorInfo(fails.message, node.loc)
+        error = self.errors.code(info)
         return cond, error
 
     def gathered(self, node: Node, at: tuple, gate=None) -> Gather:

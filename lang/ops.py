@@ -340,7 +340,8 @@ def _reduce(np_fn: Callable, empty_error: bool) -> Callable:
         if empty_error and any(x.shape[a] == 0 for a in axis):
             if not empty_ok:
                 empty = next(a for a in axis if x.shape[a] == 0)
-                raise RuntimeCheckFailed(check="empty", op="max" if np_fn is np.max else "min", axis=empty, length=0)
+                raise RuntimeCheckFailed(check="empty", op="max" if np_fn is np.max else "min", axis=empty,
+                                         length=0)
             identity = empty_value("max" if np_fn is np.max else "min", x.dtype)   # NumPy's initial=
             return np_fn(x, axis=axis, keepdims=keepdims, initial=identity).astype(dtype, copy=False)
         if np_fn in (np.sum, np.prod):
