@@ -173,8 +173,11 @@ class Dim:
         out = ""
         ordered = sorted(self.terms, key=lambda t: (t[0] == (), -len(t[0]), [_atom_key(a) for a in t[0]]))
         for mono, coef in ordered:
-            body = " * ".join(str(a) for a in mono)
             mag = abs(coef)
+            # `a // 2` inside a product is parenthesized: `*` and `//` group left to right, so
+            # `2 * (m - 2) // 2` would read as `(2 * (m - 2)) // 2`
+            alone = len(mono) == 1 and mag == 1
+            body = " * ".join(f"({a})" if isinstance(a, FloorDivAtom) and not alone else str(a) for a in mono)
             piece = str(mag) if not body else (body if mag == 1 else f"{mag} * {body}")
             if not out:
                 out = piece if coef > 0 else f"-{piece}"

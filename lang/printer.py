@@ -197,7 +197,7 @@ class _SourcePrinter:
         """Print the statements of `graph`, whose parameter p reads the name params[p]."""
         names: dict[Node, str] = {}
         regions: dict = {}
-        for node in toposort(graph.outputs):
+        for node in toposort(_roots(graph)):
             if node in names:
                 continue
             if node.op == "param":
@@ -307,6 +307,15 @@ class _SourcePrinter:
                 outs[k] = copy
         for name, out in zip(results, outs):
             self.emit(depth, f"{name} = {out}")
+
+
+def _roots(graph: FunctionGraph) -> list[Node]:
+    """What a function or a body computes: its results, then what runs for its errors only (the
+    named values that can fail, as NumPy runs every statement, and the loops and branches that
+    bind nothing but can fail: `effects`)."""
+    from .limits import can_fail
+    failing = [node for _, node in graph.named if any(can_fail(n) for n in toposort([node]))]
+    return list(graph.outputs) + failing + list(graph.effects)
 
 
 def _inline(graph: FunctionGraph, params: dict) -> str:
