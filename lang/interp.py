@@ -13,7 +13,7 @@ from .dtypes import to_numpy
 from .errors import TdslRuntimeError
 from .graph import REGION_OPS, FunctionGraph, Node, in_place_results, toposort
 from .limits import check_sizes, collect_checks, computed_roots, const_value, no_memory_message, value_sizes
-from .ops import OPS, RuntimeCheckFailed
+from .ops import OPS, RuntimeCheckFailed, located
 
 
 def _concrete(value, sizes: Mapping[str, int]):
@@ -86,7 +86,7 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
                 continue
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args)
         except RuntimeCheckFailed as err:
-            raise TdslRuntimeError(str(err), node.loc) from None
+            raise located(err, node) from None
         except MemoryError:
             raise out_of_memory(node, sizes) from None
     return [values[o] for o in graph.outputs], values

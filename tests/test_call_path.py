@@ -151,7 +151,7 @@ def test_runtime_errors_on_the_fast_path(layer):
         m.pick(np.arange(3.0), np.array([0, 3]))
     assert_same(m.pick(np.arange(3.0), np.array([2, -3])), np.array([2.0, 0.0]))
     f = c_module(layer, "fn top(x: f64[n]) -> f64 { return max(x) }").top
-    with pytest.raises(tdsl.TdslRuntimeError, match="empty axis"):
+    with pytest.raises(tdsl.TdslRuntimeError, match="max over axis 0 of length 0 has no identity"):
         f(np.zeros(0))
     assert f(np.array([1.0, np.nan])) != f(np.array([1.0, np.nan]))
 

@@ -138,11 +138,6 @@ CASES = [
 
 # A value without a source name is named by its role in the check
 ROLES = {"of_a_sum": "the value indexed", "smallest_of_all": "the value reduced"}
-
-# The reference interpreter (lang/interp.py) turns a failed check into its error without the node
-# it failed at, so it cannot name the value yet: it must call tdsl.ops.located(err, node)
-PENDING = pytest.mark.xfail(strict=True, reason="lang/interp.py run_graph raises TdslRuntimeError(str(err), "
-                                                "node.loc) instead of tdsl.ops.located(err, node)")
 VARIANTS = [REFERENCE, *conftest.VARIANTS]
 
 
@@ -160,10 +155,8 @@ def expected_message(fn: str, message: str, snippet: str, operand: str | None) -
 @pytest.mark.parametrize("fn, args, message, snippet, value, axis, length, operand", CASES,
                          ids=[f"{c[0]}-{k}" for k, c in enumerate(CASES)])
 def test_a_failed_check_names_the_value_the_axis_and_the_place(module, fn, args, message, snippet, value,
-                                                               axis, length, operand, request):
+                                                               axis, length, operand):
     variant, m = module
-    if variant == REFERENCE:
-        request.node.add_marker(PENDING)
     with pytest.raises(tdsl.TdslRuntimeError) as caught:
         m[fn](*args)
     err = caught.value
@@ -184,18 +177,6 @@ def test_checks_without_an_operand_keep_their_message(module):
     err = caught.value
     assert err.message == "randint needs low < high" and (err.loc.line, err.loc.col) == at("randint(")
     assert (err.value, err.axis, err.length, err.operand) == (None, None, None, None)
-
-
-def test_the_reference_keeps_its_messages_until_it_names_the_value():
-    """What the reference says today (see PENDING): the check's own words, the axis of the
-    view it indexes, no place in the message and no attributes."""
-    m = compiled_variant(PROGRAM, REFERENCE)
-    with pytest.raises(tdsl.TdslRuntimeError) as caught:
-        m["pick"](X, 7)
-    assert caught.value.message == "index 7 is out of range for axis 0 of length 5"
-    assert caught.value.location.line == 2 and caught.value.value is None
-    with pytest.raises(tdsl.TdslRuntimeError, match="randint needs low < high"):
-        m["draws"](1, 5, 5)
 
 
 def test_location_is_the_place_of_every_tdsl_error():
