@@ -120,11 +120,16 @@ def cmd_run(args) -> int:
 
 def cmd_graph(args) -> int:
     from .printer import graph_dot, graph_text
-    graphs = _graphs(args.file, args.stage)
+    graphs = _graphs(args.file, "rewrite" if args.chunks else args.stage)
     if args.fn:
         graphs = [g for g in graphs if g.name == args.fn]
         if not graphs:
             raise TdslError(f"{args.file} has no function '{args.fn}'")
+    if args.chunks:   # how each value splits when these size variables are chunked (docs/dask.md)
+        from .daskarray import explain_graph
+        names = [v.strip() for v in args.chunks.split(",")]
+        print("\n\n".join(text for g in graphs if (text := explain_graph(g, names, only_present=True))))
+        return 0
     render = graph_dot if args.format == "dot" else graph_text
     print("\n\n".join(render(g) for g in graphs))
     return 0
@@ -301,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=["text", "dot"], default="text")
     graph.add_argument("--stage", choices=[*GRAPH_STAGES, *STAGE_ALIASES], default="check",
                        help="the pipeline stage to print the graphs after")
+    graph.add_argument("--chunks", metavar="VAR[,VAR...]",
+                       help="print how each value splits when these size variables are chunked "
+                            "(Dask arrays, docs/dask.md)")
     graph.set_defaults(run=cmd_graph)
     build = sub.add_parser("build", help="write standalone C (OUT.c, OUT.h) or OpenCL (OUT.py)")
     build.add_argument("file")

@@ -6,6 +6,7 @@ from html import escape
 from operator import attrgetter
 import shutil
 import subprocess
+import sys
 from types import SimpleNamespace
 import numpy as np
 
@@ -62,6 +63,11 @@ class Function:
         """A call with every argument converted and checked (`Binder.bind`); a TdslError leaves it
         with tdsl's frames cut, as from `tdsl.load` (only in `except`: a good call pays nothing)."""
         try:
+            if "dask.array" in sys.modules:   # Dask arguments: lazy Dask results (docs/dask.md)
+                from .daskarray import maybe_call
+                lazy = maybe_call(self, args, kwargs)
+                if lazy is not NotImplemented:
+                    return lazy
             out = kwargs.pop("out", None) if self._takes_out and "out" in kwargs else None
             arrays, sizes = self._binder.bind(args, kwargs)
             if self._limits:
@@ -102,9 +108,20 @@ class Function:
                 np.copyto(o, r)
         return tuple(outs) if self.graph.tuple_result else outs[0]
 
-    def explain(self) -> str:
+    def __reduce__(self):
+        """A Function pickles as its .tdsl text, target and name, and is compiled again where it is
+        loaded (from the compile cache): a Dask worker never receives a shared library."""
+        from .daskarray import reduce_function
+        return reduce_function(self)
+
+    def explain(self, chunks=None) -> str:
         """Every parameter, named value and result with its dtype and symbolic shape; the names
-        bound inside a loop or branch are listed under it, indented, with its line."""
+        bound inside a loop or branch are listed under it, indented, with its line. `chunks`
+        ({"n": ...} or size-variable names): how each value splits when they are chunked
+        (Dask arrays, docs/dask.md)."""
+        if chunks is not None:
+            from .daskarray import explain
+            return explain(self, chunks)
         g = self.graph
         lines = [g.signature]
         if g.size_vars:

@@ -123,8 +123,8 @@ def c_module():
 
 
 def call(f, *args, **kwargs):
-    """The Dask call of `f` (Function.__call__ dispatches here once lang/compiled.py does)."""
-    return daskarray.maybe_call(f, args, kwargs)
+    """The Dask call of `f`: a Function called with a Dask argument dispatches to tdsl.daskarray."""
+    return f(*args, **kwargs)
 
 
 def data(seed=0, n=11, d=3):
@@ -345,6 +345,22 @@ def test_stage_functions_pickle_as_source(numpy_module):
     rebuild, args = daskarray.reduce_function(numpy_module.centered)
     x, _ = data(8)
     np.testing.assert_array_equal(rebuild(*args)(x), numpy_module.centered(x))
+
+
+def test_a_function_pickles_as_its_source_and_explains_its_split(numpy_module, c_module, tmp_path, capsys):
+    for module in (numpy_module, c_module):
+        data_ = pickle.dumps(module.centered)
+        assert b"\x7fELF" not in data_ and b"centered" in data_   # its source, never a library
+        again = pickle.loads(data_)
+        x, _ = data(8)
+        np.testing.assert_array_equal(again(x), module.centered(x))
+        assert again.target == module.centered.target
+    assert numpy_module.centered.explain(chunks={"n": 100}) == daskarray.explain(numpy_module.centered, {"n": 100})
+    path = tmp_path / "split.tdsl"
+    path.write_text(SOURCE)
+    from tdsl import cli
+    assert cli.main(["graph", str(path), "--fn", "centered", "--chunks", "n"]) == 0
+    assert "n chunked: 2 passes over the chunks" in capsys.readouterr().out
 
 
 def test_split_graphs_parse_back(numpy_module):
