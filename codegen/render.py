@@ -687,6 +687,11 @@ class FunctionView:
         # a chunk's partials and blocks, rounded up to whole cache lines (no false sharing)
         view.partial_size = f"(2 * {paren(offset)} + 7) / 8 * 8" if view.sums else "0"
         view.fails = any(p.fails for p in view.parts)
+        # scalar sums of points that loop over nothing else: the points run in SIMD lanes of 8,
+        # each lane adding into a sum of its own, as reduce kernels do (else the sum, added in
+        # memory, keeps the whole loop scalar: exp and sin one point at a time)
+        view.lanes = bool(view.sums) and not view.fails and all(t.size == "1" for t in view.sums) and \
+            all(p.kind in ("map", "accumulate") and not p.loops for p in view.parts)
         inner = " + ".join(self.size(self.work(p), p) for p in k.parts)
         view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails)
 

@@ -79,6 +79,29 @@ fn picks(x: f32[n, k], i: i64[m]) { return sum(take(x, i), 1), argmax(x, 1) }
     run_both(src, "picks", compiled_target, x32, np.array([0, -1, 2999, 17]))
 
 
+def test_a_stored_chain_and_its_scalar_sums_in_simd_lanes(compiled_target):
+    """A pass that writes z and sums z * z and z runs its points in lanes of 8 (a sum each), then a
+    tail: every length around the lanes and the blocks (TDSL_BLOCK = 128) matches the reference."""
+    src = """
+fn chain(x: f64[n], a: f64) -> (f64[n], f64, f64) {
+    z = a * exp(-x) + sin(x)
+    return z, sum(z * z), sum(z)
+}
+fn chain32(x: f32[n]) -> (f32[n], f32) {
+    z = exp(-x) * 2.0
+    return z, sum(z)
+}
+"""
+    if compiled_target == "c":   # the lanes, not a sum added in memory point by point
+        import tdsl
+        assert "tdsl_blk1_lane[8]" in tdsl.compile(src, target="c").chain.source
+    for n in (0, 1, 7, 8, 9, 127, 128, 129, 135, 1000, 70001):
+        x = rng().standard_normal(n)
+        x[n // 2:n // 2 + 1] = np.nan
+        run_both(src, "chain", compiled_target, x, 0.5)
+        run_both(src, "chain32", compiled_target, x.astype(np.float32))
+
+
 def test_logistic_step_matches_the_reference(compiled_target):
     x = rng().standard_normal((20000, 30)).astype(np.float32)
     y = (rng().random(20000) > 0.5).astype(np.float32)
