@@ -36,9 +36,10 @@ class CTarget:
     name = "c"
     standalone_suffixes = (".c", ".h")
 
-    def __init__(self, debug: bool = False, profile: bool = False):
+    def __init__(self, debug: bool = False, profile: bool = False, guard: bool = False):
         self.debug = debug   # line-mapped C built with -g (docs/debugging.md)
         self.profile = profile   # functions that time their kernels (tdsl/profile.py)
+        self.guard = guard   # the NaN guard's checks in the kernels (tdsl/nanguard.py)
 
     def debugging(self) -> CTarget:
         """The target building debug modules: C with `#line` directives naming the .tdsl lines,
@@ -51,6 +52,12 @@ class CTarget:
         C differs), no warm entries."""
         return PROFILE_TARGET
 
+    def guarded(self) -> CTarget:
+        """The target building guarded modules: each float op checks that it produces no NaN or
+        infinity from finite operands (tdsl/nanguard.py); cache entries of their own (the C
+        differs), no warm entries; a debug build stays one."""
+        return DEBUG_GUARD_TARGET if self.debug else GUARD_TARGET
+
     def unavailable(self) -> str | None:
         try:
             cc = build.compiler()
@@ -62,7 +69,7 @@ class CTarget:
         build.prefetch_features()   # a first load probes the compiler while it lowers and renders
         from .fuse import fuse_module
         from .lower import lower_module
-        module = fuse_module(lower_module(graphs, symbol_prefix(prefix)))
+        module = fuse_module(lower_module(graphs, symbol_prefix(prefix), guard=self.guard))
         return with_symbols(module, function_symbols([g.name for g in graphs], module.prefix))
 
     def render(self, module: ModuleIR) -> str:
@@ -92,7 +99,7 @@ class CTarget:
         """Keep a warm entry for `text`; one that cannot be written (a full disk) only costs the next
         load its warm start. A debug or profiling build keeps none (a warm entry does not say it
         is one)."""
-        if self.debug or self.profile:
+        if self.debug or self.profile or self.guard:
             return
         try:
             warm.remember(text, path, graphs, module.calls, built.path, module.prefix)
@@ -103,7 +110,7 @@ class CTarget:
         """[(graph, runner)] of a module this cache has built from `text` before, or None (a
         first load follows: the compiler's features are probed meanwhile, if not known). A debug
         build recalls nothing: its library is found in the cache after rendering."""
-        loaded = None if self.debug or self.profile else self._recall(text, path)
+        loaded = None if self.debug or self.profile or self.guard else self._recall(text, path)
         if loaded is None:
             build.prefetch_features()
         return loaded
@@ -287,3 +294,5 @@ class Runner(BaseRunner):
 TARGET = CTarget()
 DEBUG_TARGET = CTarget(debug=True)
 PROFILE_TARGET = CTarget(profile=True)
+GUARD_TARGET = CTarget(guard=True)
+DEBUG_GUARD_TARGET = CTarget(debug=True, guard=True)

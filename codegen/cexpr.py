@@ -318,6 +318,10 @@ class Body:
         self.lines: list[str] = []
         self.done: dict[int, str] = {}
         self.fails = False
+        self.guards = False   # the NaN guard's checks: `err` is a max-reduction, the lanes stay vector
+        self.guard_codes: list[str] = []   # their codes at this point, recorded by `finish_guards`
+        self.guard_target = "err"   # where: a lane of 8 (`tdsl_guard[0]`) in the loops of 8 lanes
+        self.guard_type = "i32"     # their codes' type: i64 once a value tested is not f32
 
     def local(self, dtype: str, text: str, hint: str | None = None, prefix: str = "v") -> str:
         name = f"{prefix}{self.counter[0]}" + (f"_{hint}" if hint else "")
@@ -344,6 +348,8 @@ class Body:
         if isinstance(item, Apply):
             tpl = self.template(item)
             return [a for i, a in enumerate(item.args) if "{%d}" % i in tpl]
+        if isinstance(item, Check) and item.guard:
+            return guard_leaves(item.cond) + [item.value]
         if isinstance(item, Check):
             return [item.cond, item.value]
         if isinstance(item, Gather):
@@ -363,6 +369,12 @@ class Body:
             return self.load(item)
         if isinstance(item, Apply):
             return self.local(item.dtype, self.apply(item), item.name)
+        if isinstance(item, Check) and item.guard:
+            # the NaN guard's: its condition written as one expression (no int locals: GCC then
+            # vectorizes the flags as masks beside the doubles), its code max-reduced into err
+            self.guards = True
+            self.guard_line(item)
+            return self.done[id(item.value)]
         if isinstance(item, Check):
             self.fails = True
             self.lines.append(f"if ({self.done[id(item.cond)]}) err = {item.error};")
@@ -373,6 +385,36 @@ class Body:
                    f"{self.noted})"
             return self.local("i64", text, prefix="g")
         raise TypeError(f"cannot render {item!r}")
+
+    def finish_guards(self) -> None:
+        """`err` = the largest of the NaN guard's codes met at this point, in one statement (GCC
+        vectorizes one max-reduction per iteration, not a chain of them)."""
+        codes = self.guard_codes
+        while len(codes) > 1:
+            a, b = codes[0], codes[1]
+            codes = codes[2:] + [self.local(self.guard_type, f"{a} > {b} ? {a} : {b}", prefix="e")]
+        if codes:
+            into = self.guard_target
+            self.lines.append(f"{into} = {into} > {codes[0]} ? {into} : {codes[0]};")
+        self.guard_codes = []
+
+    def guard_line(self, item: Check) -> None:
+        """The code of a guard's check at this point (0 when it holds not), as wide as the values
+        tested (the flags then share their vectors' lanes); `finish_guards` max-reduces them."""
+        cond = self.guard_text(item.cond)
+        self.guard_type = "i32" if all(v.dtype == "f32" for v in guard_leaves(item.cond)) \
+            and self.guard_type == "i32" else "i64"
+        self.guard_codes.append(self.local(self.guard_type, f"({cond}) ? {item.error} : 0", prefix="e"))
+
+    def guard_text(self, cond) -> str:
+        """The NaN guard's condition (isfinite, not, minimum as and, maximum as or: lower.py) as
+        one C expression over the values already computed."""
+        if cond.op == "isfinite":
+            return f"isfinite({self.done[id(cond.args[0])]})"
+        parts = [self.guard_text(a) for a in cond.args]
+        if cond.op == "not":
+            return f"!{parts[0]}"
+        return "(" + (" & " if cond.op == "minimum" else " | ").join(parts) + ")"   # (0/1 ints: no branches)
 
     def load(self, item: Load) -> str:
         buf = item.buffer
@@ -426,3 +468,10 @@ class Body:
         if atom.modulus is not None:
             text = f"{text} % {paren(self.names.dim(atom.modulus))}"
         return f"({text})"
+
+
+def guard_leaves(cond) -> list:
+    """The values the NaN guard's condition tests with isfinite (lower.py builds it)."""
+    if cond.op == "isfinite":
+        return [cond.args[0]]
+    return [leaf for a in cond.args for leaf in guard_leaves(a)]

@@ -211,11 +211,13 @@ class Apply:
 
 @dataclass(frozen=True, eq=False)
 class Check:
-    """`value`, after recording runtime error `error` when `cond` holds."""
+    """`value`, after recording runtime error `error` when `cond` holds; a `guard` check (the NaN
+    guard's, tdsl/nanguard.py) keeps the largest code met, without a branch, so its loop vectorizes."""
 
     cond: object
     error: int
     value: object
+    guard: bool = False
 
     @property
     def dtype(self) -> str:

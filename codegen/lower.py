@@ -17,6 +17,7 @@ from tdsl.dtypes import kind, to_numpy
 from tdsl.graph import REGION_OPS, FunctionGraph, Node, deep_recursion, in_place_results, toposort
 from tdsl.limits import (collect_checks, computed_roots, const_value, covered, no_memory_message, size_key,
                          too_big_message, value_checked, value_sizes)
+from tdsl.nanguard import FLOATS, guarded, op_text, source_name
 from tdsl.ops import OPS, check_message, check_place, failure_site
 
 from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer, Check, Const,
@@ -42,11 +43,12 @@ class ErrorTable:
         return self.entries.index(info) + 1
 
 
-def lower_module(graphs: list[FunctionGraph], prefix: str) -> ModuleIR:
-    """Every function of a module, sharing one table of error codes, with how to call each."""
+def lower_module(graphs: list[FunctionGraph], prefix: str, guard: bool = False) -> ModuleIR:
+    """Every function of a module, sharing one table of error codes, with how to call each
+    (`guard`: the NaN guard's checks, tdsl/nanguard.py)."""
     errors = ErrorTable()
     with deep_recursion():
-        functions = tuple(Lowering(g, errors).run() for g in graphs)
+        functions = tuple(Lowering(g, errors, guard=guard).run() for g in graphs)
     file = graphs[0].file if graphs else "<string>"
     return with_calls(ModuleIR(prefix, functions, tuple(errors.entries), file), graphs)
 
@@ -90,8 +92,11 @@ class Lowering:
     """Lowers one function graph."""
 
     def __init__(self, graph: FunctionGraph, errors: ErrorTable, name: str | None = None,
-                 in_place: dict | None = None, index: str | None = None, body: bool = False):
+                 in_place: dict | None = None, index: str | None = None, body: bool = False,
+                 guard: bool = False):
         self.graph = graph
+        self.guard = guard                  # the NaN guard: each float op checks what it produces
+        self.guard_nodes: dict[int, Node] = {}   # id(Apply) -> the node it computes, for the guard
         self.errors = errors
         self.name = name or graph.name      # a region body's C-safe name (its graph's is 'f:for@3')
         self.in_place = in_place or {}      # result index -> the parameter whose buffer it shares (a body)
@@ -220,7 +225,12 @@ class Lowering:
                  "matmul": self.matmul_kernel, "concat": self.concat_kernels, "region": self.region_kernels,
                  "update": self.update_kernels, "scatter": self.scatter_kernels,
                  "ordering": self.row_kernels}.get(_kind(node))
-        return build(node, target) if build else [self.map_kernel(node, target)]
+        kernels = build(node, target) if build else [self.map_kernel(node, target)]
+        if self.guard:
+            kernels = [self.guard_values(k) for k in kernels]
+            if _kind(node) in ("reduce", "matmul") and guarded(node):
+                kernels.append(self.guard_kernel(node, target))
+        return kernels
 
     @staticmethod
     def origin(node: Node, what: str | None = None) -> Origin:
@@ -395,7 +405,8 @@ class Lowering:
             body_in_place = in_place if region.kind != "if" and j == len(region.graphs) - 1 else None
             self.errors.regions += 1   # a name no function has (names start with a letter)
             index = region.index if region.kind == "for" and not region.index_param else None
-            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place, index, True).run())
+            bodies.append(Lowering(g, self.errors, f"{self.errors.regions}r", body_in_place, index, True,
+                                   self.guard).run())
         inputs = tuple(self.operand(i) for i in node.inputs)
         kernel = RegionKernel(self.origin(node, f"{region.kind} loop" if region.kind != "if" else "if"),
                               region.kind, tuple(bodies), inputs, tuple(results), scratch, region.step,
@@ -569,7 +580,49 @@ class Lowering:
             cond, error = self.negative_power(node, idx)
             expr = self.intern(Check, cond, error, expr)
             self.checked.setdefault(id(node), []).append((idx, expr))
+        if self.guard and guarded(node):
+            self.guard_nodes[id(expr)] = node
         return expr
+
+    # -- the NaN guard (tdsl/nanguard.py) ---------------------------------------------------
+    def guard_values(self, kernel):
+        """`kernel` with its value checked at each point: its error when an op it computes gives a
+        non-finite result from finite operands. Flags are 0/1 integers combined with min (and) and
+        max (or), a few vector instructions per op; the one code per kernel names its ops, and the
+        call's failure path asks the reference which op it was (Function._guarded_call)."""
+        if kernel.kind not in ("map", "reduce", "argreduce"):
+            return kernel
+        ops = [item for item in _expression_nodes(kernel.value) if id(item) in self.guard_nodes]
+        if not ops:
+            return kernel
+        born = None
+        for item in ops:
+            flag = self.intern(Apply, "not", "i32", (self.finite(item),), None)
+            for arg in dict.fromkeys(a for a in item.args if a.dtype in FLOATS):
+                flag = self.intern(Apply, "minimum", "i32", (flag, self.finite(arg)), None)
+            born = flag if born is None else self.intern(Apply, "maximum", "i32", (born, flag), None)
+        nodes = [self.guard_nodes[id(item)] for item in reversed(ops)]   # (the walk finds the last first)
+        error = self.errors.code(guard_error(nodes))
+        return replace(kernel, value=self.intern(Check, born, error, kernel.value, True))
+
+    def finite(self, expr) -> Apply:
+        """isfinite(expr) as a 0/1 int32 (a loop mixing bytes with doubles does not vectorize)."""
+        if isinstance(expr, Check):
+            expr = expr.value
+        return self.intern(Apply, "isfinite", "i32", (expr,), None)
+
+    def guard_kernel(self, node: Node, target: Buffer) -> ReduceKernel:
+        """After a sum, product or matmul: its error when an element of its result is not finite
+        (an overflow, or non-finite operands carried: the call's failure path tells them apart)."""
+        loops, idx = self.index_space(node.shape, "g")
+        bad = self.intern(Apply, "not", "i32", (self.finite(self.load(target, idx)),), None)
+        flag = Buffer(f"t{len(self.temps)}_guard", "bool", (ONE,), "temp")
+        self.temps.append(flag)
+        self.temp_nodes[flag.name] = node
+        code = self.errors.code(guard_error([node], "candidate"))
+        value = self.intern(Check, bad, code, self.const(False, "bool"), True)
+        return ReduceKernel(self.origin(node, f"NaN guard of {node.op}"), flag, Affine(), (), tuple(loops),
+                            "any", value)
 
     def negative_power(self, node: Node, idx: tuple, gate=None) -> tuple:
         """The condition of an integer `pow` failing at `idx` (and `gate`, if given), and its error."""
@@ -865,6 +918,30 @@ def _check_error(node: Node, check: str, axis: int | None = None, extent: Dim | 
     message = check_message(check, node.op, None, axis, length) + check_place(check, operand, node.loc)
     return ErrorInfo(message, node.loc, extent, value=check == "index", axis=axis, operand=operand,
                      length=extent is not None)
+
+
+def guard_error(nodes: list, kind: str = "point") -> ErrorInfo:
+    """The error of the NaN guard's check of a kernel computing `nodes` (in program order):
+    `point` (one of them gave a non-finite result from finite operands) or `candidate` (a sum,
+    product or matmul whose result is not finite)."""
+    first = nodes[0]
+    texts = ", ".join(dict.fromkeys(op_text(n) for n in nodes))
+    what = f"NaN or an infinity born from finite inputs in {texts}" if kind == "point" else \
+        f"{op_text(first)} produced a value that is not finite"
+    return ErrorInfo(what, first.loc, operand=source_name(first.inputs[0]), guard=kind)
+
+
+def _expression_nodes(root) -> list:
+    """Every expression under `root` (each once, iteratively: DAGs are deep), later ones first."""
+    stack, seen, found = [root], set(), []
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        found.append(item)
+        stack.extend(expression_children(item))
+    return found
 
 
 def _never(check: SizeCheck) -> bool:

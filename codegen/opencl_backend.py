@@ -39,9 +39,10 @@ class OpenCLTarget:
     name = "opencl"
     standalone_suffixes = (".py",)
 
-    def __init__(self, debug: bool = False, profile: bool = False):
+    def __init__(self, debug: bool = False, profile: bool = False, guard: bool = False):
         self.debug = debug   # kernels with `#line` directives naming the .tdsl lines (docs/debugging.md)
         self.profile = profile   # the program on a profiling queue (tdsl/profile.py)
+        self.guard = guard   # the NaN guard's checks in the kernels (tdsl/nanguard.py)
 
     def debugging(self) -> OpenCLTarget:
         """The target building debug programs: each kernel's lines named by its .tdsl line."""
@@ -51,6 +52,11 @@ class OpenCLTarget:
         """The target whose programs run on a queue with profiling enabled: the same program
         text, each kernel's event timed by the device (tdsl/profile.py)."""
         return PROFILE_TARGET
+
+    def guarded(self) -> OpenCLTarget:
+        """The target building guarded programs: each float op checks that it produces no NaN or
+        infinity from finite operands (tdsl/nanguard.py); a debug build stays one."""
+        return DEBUG_GUARD_TARGET if self.debug else GUARD_TARGET
 
     def unavailable(self) -> str | None:
         try:
@@ -68,7 +74,7 @@ class OpenCLTarget:
         return None
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
-        module = lower_module(graphs, symbol_prefix(prefix))
+        module = lower_module(graphs, symbol_prefix(prefix), guard=self.guard)
         if self.debug:   # the same schedule and plan, the program's text with #line directives
             from .opencl_plan import module_plan
             from .opencl_render import render_program
@@ -257,3 +263,5 @@ def _python_text(text: str) -> str:
 TARGET = OpenCLTarget()
 DEBUG_TARGET = OpenCLTarget(debug=True)
 PROFILE_TARGET = OpenCLTarget(profile=True)
+GUARD_TARGET = OpenCLTarget(guard=True)
+DEBUG_GUARD_TARGET = OpenCLTarget(debug=True, guard=True)

@@ -19,7 +19,7 @@ from tdsl.dtypes import kind
 from tdsl.ops import OPS
 
 from .cexpr import Body, Dialect, Names, literal
-from .kernels import Apply, FunctionIR, Gather, Load, ModuleIR
+from .kernels import Check, Apply, FunctionIR, Gather, Load, ModuleIR
 from .loops import affine_gathers, kernel_expressions
 from .opencl_schedule import Launch, ModuleSchedule, all_functions, module_schedule, serial_loops
 from .render import (RESUME, StatementLines, generated_lines, kernel_comment, line_directive, located,
@@ -149,6 +149,13 @@ class CLBody(StatementLines, Body):
                                  for i, a in enumerate(item.args)], **fields)
                  for lane in range(self.width)]
         return f"({self.dialect.ctype(item.dtype)})({', '.join(parts)})"
+
+    def guard_line(self, item: Check) -> None:
+        """The NaN guard's check: its code into the work-item's `err` (a vector body's, if any lane)."""
+        cond = self.guard_text(item.cond)
+        if self.width > 1:
+            cond = f"any({cond})"
+        self.lines.append(f"if ({cond}) err = err > {item.error} ? err : {item.error};")
 
     def is_vector(self, item) -> bool:
         """Whether `item` is a vector in this body (operations and moving loads; not constants)."""

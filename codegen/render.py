@@ -41,7 +41,9 @@ def render_module(module: ModuleIR, standalone_header: bool = False,
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls),
-                   debug=debug, located=located if debug else _as_written, resume=RESUME, profile=profile)
+                   debug=debug, located=located if debug else _as_written, resume=RESUME, profile=profile,
+                   # the NaN guard's codes are max-reduced with the points' 64-bit lanes (cexpr.Body)
+                   err_type="int64_t" if any(e.guard for e in module.errors) else "int")
     source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
@@ -431,7 +433,20 @@ class FunctionView:
         view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin), line=line_directive(k.origin.loc),
                                loops=self.loops(k.loops), omp=None, fails=False, simd=None)
         getattr(self, f"_{k.kind}")(k, body, view)
+        view.guard_var = None
+        if nested or getattr(view, "blocked", False):   # in loops of 8 lanes: the lane's own max
+            body.guard_target = "tdsl_guard[0]"
+        elif body.guards and k.kind == "map" and not getattr(view, "split", None) and not body.fails:
+            # a map's own max of the guard's codes, of the type of its values (an int64 err
+            # beside floats would leave its loop's vector tail scalar: other bits from libm)
+            body.guard_target = view.guard_var = "tdsl_guard_max"
+        body.finish_guards()
         view.fails = view.fails or body.fails
+        # the NaN guard's checks record their error as a max-reduction of `err` (no branch): they
+        # keep the loops vector, and only add `err` to the reductions of the loops' pragmas
+        guards = getattr(view, "guards", False) or body.guards
+        view.strict, view.guards = view.fails, guards
+        view.guard_type = getattr(view, "guard_type", None) or self.dialect.ctype(body.guard_type)
         work = self.work(k)
         # `simd` marks the innermost loop of a map: its lanes are independent (outputs never
         # overlap inputs), so math calls vectorize; not where a lane may record an error.
@@ -439,13 +454,21 @@ class FunctionView:
         if getattr(k, "serial", False):
             view.omp = self.serial_omp(k, view, work) if not nested else None
         elif k.loops and not nested and k.kind != "fused":
-            view.omp = self.omp(self.size(work, k), view.fails, simd=vector and len(k.loops) == 1)
+            view.omp = self.omp(self.size(work, k), view.fails or guards and not view.guard_var,
+                                simd=vector and len(k.loops) == 1)
+            if view.guard_var:
+                view.omp = view.omp[:-1] + f" reduction(max: {view.guard_var}))"
         if vector and (nested or len(k.loops) > 1):
             view.simd = "TDSL_OMP(simd)"
         if k.kind == "reduce" and not view.fails:
             self._vector_reduce(k, view, work, nested)
         if k.kind == "matmul" and not view.fails:
             view.simd = "TDSL_OMP(simd)"   # the columns of a row of the result are independent
+        if guards:   # (a `simd` pragma is left as it is: with `err` in its reduction clause, GCC 12
+            # vectorizes no loop that also sums into lanes; without it, GCC finds the max-reduction
+            # of `err` by itself, as it must for any scalar cycle)
+            view.fails = True
+            view.reduce_omp = with_err(getattr(view, "reduce_omp", None))
         return view
 
     @staticmethod
@@ -686,14 +709,17 @@ class FunctionView:
             total.block_offset = f"{paren(offset)} + {total.offset}" if total.offset != "0" else paren(offset)
         # a chunk's partials and blocks, rounded up to whole cache lines (no false sharing)
         view.partial_size = f"(2 * {paren(offset)} + 7) / 8 * 8" if view.sums else "0"
-        view.fails = any(p.fails for p in view.parts)
+        view.fails = any(p.strict for p in view.parts)
+        view.guards = any(p.guards for p in view.parts)
+        wide = any(p.guard_type != self.dialect.ctype("i32") for p in view.parts if p.guards)
+        view.guard_type = self.dialect.ctype("i64" if wide else "i32")
         # scalar sums of points that loop over nothing else: the points run in SIMD lanes of 8,
         # each lane adding into a sum of its own, as reduce kernels do (else the sum, added in
         # memory, keeps the whole loop scalar: exp and sin one point at a time)
         view.lanes = bool(view.sums) and not view.fails and all(t.size == "1" for t in view.sums) and \
             all(p.kind in ("map", "accumulate") and not p.loops for p in view.parts)
         inner = " + ".join(self.size(self.work(p), p) for p in k.parts)
-        view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails)
+        view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails or view.guards)
 
     def _accumulation(self, part, name: str) -> SimpleNamespace:
         """A summing part: at each point, its value is added into this chunk's block of sums."""
@@ -704,5 +730,16 @@ class FunctionView:
                                line=line_directive(part.origin.loc), loops=self.loops(part.loops),
                                omp=None, simd="TDSL_OMP(simd)" if vector else None, body=body.lines)
         view.update = f"{name}[{body.index(part.out_index)}] += {result};"
-        view.fails = body.fails
+        body.guard_target = "tdsl_guard[0]"
+        body.finish_guards()
+        view.fails = body.fails or body.guards
+        view.strict, view.guards = body.fails, body.guards
+        view.guard_type = self.dialect.ctype(body.guard_type)
         return view
+
+
+def with_err(pragma: str | None) -> str | None:
+    """An OpenMP pragma (`TDSL_OMP(...)`) that also max-reduces `err` (the NaN guard's checks)."""
+    if not pragma or "reduction(max: err)" in pragma:
+        return pragma
+    return pragma[:-1] + " reduction(max: err))"

@@ -134,7 +134,7 @@ def _allowed() -> dict[str, tuple[type, tuple[str, ...], tuple]]:
         FloorDivAtom: (Dim, int),
         Location: (str, int, int, str, (int, type(None)), (tuple, type(None))),
         CallSpec: (str, str, tuple, tuple, tuple, tuple, tuple, bool, ErrorTable, str),
-        ErrorEntry: (str, opt_loc, opt_dim, opt_dim, opt_str, bool, (int, type(None)), opt_str, bool),
+        ErrorEntry: (str, opt_loc, opt_dim, opt_dim, opt_str, bool, (int, type(None)), opt_str, bool, str),
     }
     table = {}
     for cls, field_types in types.items():

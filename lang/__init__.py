@@ -28,9 +28,10 @@ __all__ = ["load", "compile", "opencl_queue", "function", "grad", "check_grad", 
 
 
 @_public_entry
-def load(path, target: str = "c", debug: bool | None = None) -> Module:
+def load(path, target: str = "c", debug: bool | None = None, nan_guard: bool | None = None) -> Module:
     """Compile the .tdsl file at `path` for `target` ("c", "numpy" or "opencl"). `debug=True`:
-    line-mapped native code built for gdb and the sanitizers (None: TDSL_DEBUG; docs/debugging.md)."""
+    line-mapped native code built for gdb and the sanitizers (None: TDSL_DEBUG); `nan_guard=True`:
+    every call stops at the first value born NaN or infinite (None: TDSL_NAN_GUARD; docs/debugging.md)."""
     from .pipeline import compile_source
     path = Path(path)
     try:
@@ -39,15 +40,15 @@ def load(path, target: str = "c", debug: bool | None = None) -> Module:
         raise TdslError(f"cannot read {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
         raise TdslError(f"cannot read {path}: not UTF-8 text (byte {err.start})") from None
-    return compile_source(text, str(path), target, debug=debug)
+    return compile_source(text, str(path), target, debug=debug, nan_guard=nan_guard)
 
 
 @_public_entry
 def compile(source: str, target: str = "c", filename: str = "<string>",  # noqa: A001
-            debug: bool | None = None) -> Module:
-    """Compile .tdsl source text for `target` (`debug`: as for `load`)."""
+            debug: bool | None = None, nan_guard: bool | None = None) -> Module:
+    """Compile .tdsl source text for `target` (`debug`, `nan_guard`: as for `load`)."""
     from .pipeline import compile_source
-    return compile_source(source, filename, target, debug=debug)
+    return compile_source(source, filename, target, debug=debug, nan_guard=nan_guard)
 
 
 def opencl_queue():

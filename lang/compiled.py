@@ -19,14 +19,33 @@ from .interp import out_of_memory, run_graph
 from .limits import check_sizes, value_sizes
 from .runner import Runner
 from .targets import REFERENCE
+from .errors import TdslRuntimeError
+
+
+class GuardedReference(Runner):
+    """The reference interpreter with the NaN guard's checks after each node."""
+
+    def __init__(self, plain: Runner):
+        self.plain = plain
+        self.call, self.source = plain.call, plain.source
+
+    def __call__(self, arrays: list, sizes: dict, outs: list | None = None) -> list:
+        from .interp import run as run_reference
+        p = self.plain
+        return run_reference(p.graph, arrays, sizes, limits=p.limits, roots=p.roots, guard=True)
 
 
 class Function:
     """One compiled tdsl function: call it with NumPy arrays, inspect it without running it."""
 
-    def __init__(self, graph: FunctionGraph, target: str, runner: Runner):
+    def __init__(self, graph: FunctionGraph, target: str, runner: Runner, nan_guard: bool = False):
         self.graph = graph
         self.target = target
+        self.guarded = nan_guard      # every call runs the NaN guard (docs/debugging.md)
+        self._guard: Function | None = self if nan_guard else None   # the guarded build, once made
+        self._plain: Function | None = None if nan_guard else self   # the normal build, once made
+        if nan_guard and target == REFERENCE:
+            runner = GuardedReference(runner)
         self._runner = runner
         self._binder = Binder(runner.call, runner.device_types)
         self._takes_out = "out" not in self._binder.names   # a parameter named `out` wins
@@ -37,6 +56,8 @@ class Function:
         # everything else to the checked path `_checked_call`.
         fast = runner.fast_call(self._binder, graph.tuple_result, self._checked_call, self._takes_out)
         self._call = fast or self._checked_call
+        if nan_guard:   # (the fast path too: a guarded call recycles its results as a normal one does)
+            self._unguarded_call, self._call = self._call, self._guarded_call
         self.__name__ = graph.name
         self.__doc__ = graph.signature
 
@@ -83,6 +104,64 @@ class Function:
         except TdslError as err:
             hide_internal_frames(err)
             raise
+
+    def nan_guard(self, /, *args, **kwargs):
+        """One call with the NaN guard: the results, or a TdslRuntimeError at the first value born
+        NaN or infinite from finite inputs, naming its .tdsl place, op and operand (and, in a loop,
+        the iteration). Builds the function's guarded variant on first use (docs/debugging.md)."""
+        try:
+            guard = self._guard or self._variant(True)
+            return guard._call(*args, **kwargs)
+        except TdslError as err:
+            hide_internal_frames(err)
+            raise
+
+    def _variant(self, nan_guard: bool) -> "Function":
+        """The guarded (or normal) build of this function, compiled once and kept."""
+        from .pipeline import compile_module
+        if self.target == REFERENCE:
+            other = Function(self.graph, self.target, getattr(self._runner, "plain", self._runner), nan_guard)
+        else:
+            other = compile_module(self.target, graphs=[self.graph], path=self.graph.file,
+                                   nan_guard=nan_guard)[self.name]
+        if nan_guard:
+            self._guard, other._plain = other, self
+        else:
+            self._plain, other._guard = other, self
+        return other
+
+    def _guarded_call(self, /, *args, **kwargs):
+        """A guarded build's call: a compiled target's check names the op; the reference, run on
+        the failure path only, says which birth came first and what explains it (tdsl/nanguard.py)."""
+        try:
+            return self._guarded_run(args, kwargs)
+        except TdslError as err:
+            hide_internal_frames(err)
+            raise
+
+    def _guarded_run(self, args, kwargs):
+        try:
+            return self._unguarded_call(*args, **kwargs)
+        except TdslRuntimeError as err:
+            if not err.nan_guard or self.target == REFERENCE:
+                raise
+            found = self._reference_birth(args, kwargs)
+            if isinstance(found, TdslRuntimeError):
+                raise found from None
+            if getattr(err, "candidate", False):   # a sum of non-finite operands: carried, not born
+                return (self._plain or self._variant(False))._call(*args, **kwargs)
+            raise
+
+    def _reference_birth(self, args, kwargs):
+        """The reference's NaN-guard error for these arguments, or None when it finds no birth."""
+        from .interp import run as run_reference
+        arrays, sizes = self._binder.bind(args, kwargs)
+        arrays = [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+        try:
+            run_reference(self.graph, arrays, sizes, guard=True)
+        except TdslRuntimeError as err:
+            return err if err.nan_guard else None
+        return None
 
     def _fresh_results(self, sizes: dict) -> list[np.ndarray]:
         """Arrays for the results (their shapes fit: `check_sizes`); an allocation that fails is

@@ -102,12 +102,17 @@ class TdslRuntimeError(TdslError):
     Besides the message and its place, it holds what the check knows, the same on every target
     where it can (None otherwise): `value`, the index found out of range (as the call passed it,
     negative ones too); `axis` and `length`, the axis the check is about and its length; and
-    `operand`, the source name of the value indexed or reduced (a parameter or a bound name)."""
+    `operand`, the source name of the value indexed or reduced (a parameter or a bound name).
+    The NaN guard's errors (`nan_guard` True, docs/debugging.md) hold the value produced in `value`
+    (nan, inf or -inf), the operand that explains it in `operand`, the first point born in
+    `position` and, in a loop body, the loop's iteration in `iteration`."""
 
     def __init__(self, message: str, loc: Location | None = None, hint: str | None = None, *,
-                 value: int | None = None, axis: int | None = None, length: int | None = None,
-                 operand: str | None = None):
+                 value: int | float | None = None, axis: int | None = None, length: int | None = None,
+                 operand: str | None = None, position: tuple | None = None, iteration: int | None = None,
+                 nan_guard: bool = False):
         self.value, self.axis, self.length, self.operand = value, axis, length, operand
+        self.position, self.iteration, self.nan_guard = position, iteration, nan_guard
         super().__init__(message, loc, hint)
 
 

@@ -13,6 +13,7 @@ from .dtypes import to_numpy
 from .errors import TdslRuntimeError
 from .graph import REGION_OPS, FunctionGraph, Node, in_place_results, toposort
 from .limits import check_sizes, collect_checks, computed_roots, const_value, no_memory_message, value_sizes
+from .nanguard import birth, guarded, in_iteration
 from .ops import OPS, RuntimeCheckFailed, located
 
 
@@ -58,12 +59,13 @@ def evaluate_node(node: Node, values: list, sizes: Mapping[str, int], args: Mapp
 def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int],
               keep: list[Node] | None = None, limits: list | None = None,
               roots: list[Node] | None = None, record: dict | None = None,
-              mutable: frozenset = frozenset()) -> tuple[list, dict]:
+              mutable: frozenset = frozenset(), guard: bool = False) -> tuple[list, dict]:
     """Evaluate the outputs of `graph` (and any `keep` nodes); returns (outputs, values by node).
 
     Every value's size is checked first (`limits`: the graph's `value_sizes`, if known); `roots`
     are the graph's `computed_roots`, if known. `record`, when given, receives what each loop
-    and branch bound by name (see `run_region`), keyed by the region's identity."""
+    and branch bound by name (see `run_region`), keyed by the region's identity. `guard`: the NaN
+    guard checks each float value as it is computed (tdsl/nanguard.py)."""
     roots = (computed_roots(graph) if roots is None else list(roots)) + list(keep or [])
     values: dict[Node, object] = {}
     regions: dict = {}
@@ -76,7 +78,7 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
                 key = (node.attr("region"), node.inputs)
                 if key not in regions:
                     inner = None if record is None else record.setdefault(key, {})
-                    regions[key] = run_region(node, [values[i] for i in node.inputs], sizes, inner)
+                    regions[key] = run_region(node, [values[i] for i in node.inputs], sizes, inner, guard)
                 values[node] = regions[key][node.attr("result")]
                 continue
             if mutable and node.op in ("update", "scatter", "scatter_add") and node.inputs[0].op == "param" \
@@ -85,6 +87,10 @@ def run_graph(graph: FunctionGraph, args: Mapping[str, np.ndarray], sizes: Mappi
                 values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args, in_place=True)
                 continue
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], sizes, args)
+            if guard and guarded(node):
+                born = birth(node, [values[i] for i in node.inputs], values[node])
+                if born is not None:
+                    raise born
         except RuntimeCheckFailed as err:
             raise located(err, node) from None
         except MemoryError:
@@ -115,7 +121,7 @@ def _prepared(graph: FunctionGraph) -> _Prepared:
 
 
 def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], record: dict | None = None,
-             mutable: frozenset = frozenset()) -> list:
+             mutable: frozenset = frozenset(), guard: bool = False) -> list:
     """One run of a loop or branch body: its call-time checks (an index out of range names
     the loop index's value), then its results."""
     p = _prepared(graph)
@@ -127,14 +133,15 @@ def run_body(graph: FunctionGraph, arrays: list, sizes: Mapping[str, int], recor
     keep = p.named if record is not None else None
     inner = {} if record is not None else None
     outputs, values = run_graph(graph, dict(zip(p.names, arrays)), sizes, keep=keep, limits=p.limits,
-                                roots=p.roots, record=inner, mutable=mutable)
+                                roots=p.roots, record=inner, mutable=mutable, guard=guard)
     if record is not None:
         record["values"] = {name: values[node] for name, node in graph.named}
         record["regions"] = inner
     return outputs
 
 
-def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict | None = None) -> list:
+def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict | None = None,
+               guard: bool = False) -> list:
     """All results of the loop or branch `node` is a result of. With `record`, what its body
     bound by name: per iteration of a loop (a list of records), or the taken branch's."""
     region = node.attr("region")
@@ -143,7 +150,7 @@ def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict 
         graph = region.graphs[0] if bool(pred) else region.graphs[1]
         if record is not None:
             record["kind"], record["taken"] = "if", {}
-        return run_body(graph, captured, sizes, None if record is None else record["taken"])
+        return run_body(graph, captured, sizes, None if record is None else record["taken"], guard=guard)
     lead = region.leading
     carried = list(inputs[lead:lead + region.carried])
     captured = list(inputs[lead + region.carried:])
@@ -158,16 +165,25 @@ def run_region(node: Node, inputs: list, sizes: Mapping[str, int], record: dict 
         record["kind"], record["steps"] = "loop", steps
     if region.kind == "while":
         cond, body = region.graphs
-        while bool(run_body(cond, carried + captured, sizes)[0]):
-            carried = run_body(body, carried + captured, sizes, _step(steps), mutable)
+        count = 0
+        try:
+            while bool(run_body(cond, carried + captured, sizes, guard=guard)[0]):
+                carried = run_body(body, carried + captured, sizes, _step(steps), mutable, guard)
+                count += 1
+        except TdslRuntimeError as err:
+            raise in_iteration(err, None, count, region.loc) if err.nan_guard else err from None
         return carried
     body = region.graphs[0]
     start, stop = int(inputs[0]), int(inputs[1])
     for i in range(start, stop, region.step):
-        if region.index_param:
-            carried = run_body(body, [np.int64(i)] + carried + captured, sizes, _step(steps), mutable)
-        else:
-            carried = run_body(body, carried + captured, {**sizes, region.index: i}, _step(steps), mutable)
+        try:
+            if region.index_param:
+                carried = run_body(body, [np.int64(i)] + carried + captured, sizes, _step(steps), mutable, guard)
+            else:
+                carried = run_body(body, carried + captured, {**sizes, region.index: i}, _step(steps), mutable,
+                                   guard)
+        except TdslRuntimeError as err:
+            raise in_iteration(err, region.index, i, region.loc) if err.nan_guard else err from None
     return carried
 
 
@@ -188,10 +204,11 @@ def out_of_memory(node: Node, sizes: Mapping[str, int]) -> TdslRuntimeError:
 
 
 def run(graph: FunctionGraph, arrays: list[np.ndarray], sizes: Mapping[str, int],
-        limits: list | None = None, roots: list[Node] | None = None) -> list[np.ndarray]:
-    """The numpy target's entry point: arrays in parameter order, results as new arrays."""
+        limits: list | None = None, roots: list[Node] | None = None, guard: bool = False) -> list[np.ndarray]:
+    """The numpy target's entry point: arrays in parameter order, results as new arrays (`guard`:
+    the NaN guard's checks)."""
     args = {p.name: a for p, a in zip(graph.params, arrays)}
-    outputs, _ = run_graph(graph, args, sizes, limits=limits, roots=roots)
+    outputs, _ = run_graph(graph, args, sizes, limits=limits, roots=roots, guard=guard)
     results = []
     for o, node in zip(outputs, graph.outputs):
         try:

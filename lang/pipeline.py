@@ -12,6 +12,7 @@ from pathlib import Path
 from . import targets
 from .compiled import Function, Module
 from .graph import FunctionGraph
+from .nanguard import guard_requested
 
 # The stages, in order: `tdslc graph --stage` and `compile_module(until=...)` name them.
 STAGES = ("parse", "check", "rewrite", "lower", "render", "build", "load")
@@ -19,21 +20,27 @@ GRAPH_STAGES = ("check", "rewrite")   # the stages whose result is a list of fun
 
 
 def compile_module(target: str, text: str | None = None, path: str = "<string>",
-                   graphs: list[FunctionGraph] | None = None, until: str = "load", debug: bool | None = None):
+                   graphs: list[FunctionGraph] | None = None, until: str = "load", debug: bool | None = None,
+                   nan_guard: bool | None = None):
     """Compile `text` (or already checked `graphs`) for `target`, up to and including stage `until`.
 
     Returns what that stage makes: the parse tree, a list of graphs, the target's lowered
     module, the rendered source text, the built artefact, or (after "load") a Module.
-    `debug` (None: TDSL_DEBUG) asks a target that has one for its debug build (docs/debugging.md).
+    `debug` (None: TDSL_DEBUG) asks a target that has one for its debug build, `nan_guard` (None:
+    TDSL_NAN_GUARD) for its guarded build, whose every call runs the NaN guard (docs/debugging.md;
+    the reference guards as it interprets).
     """
     target_ = targets.get(target)
     if debug_requested(debug) and hasattr(target_, "debugging"):   # (the reference has none)
         target_ = target_.debugging()
+    guard = guard_requested(nan_guard)
+    if guard and hasattr(target_, "guarded"):
+        target_ = target_.guarded()
     if graphs is None:
         if until == "load":   # text this cache has compiled before skips every stage
             found = target_.recall(text, path)
             if found is not None:
-                return Module([Function(g, target, runner) for g, runner in found], path, target)
+                return Module([Function(g, target, runner, guard) for g, runner in found], path, target)
         from tdsl.grammar import parse
         from .frontend import check
         tree = parse(text, path)                                        # parse
@@ -58,7 +65,7 @@ def compile_module(target: str, text: str | None = None, path: str = "<string>",
     runners = target_.load(lowered, built)                              # load
     if text is not None:
         target_.remember(text, path, graphs, lowered, built)
-    return Module([Function(g, target, runners[g.name]) for g in graphs], path, target)
+    return Module([Function(g, target, runners[g.name], guard) for g in graphs], path, target)
 
 
 def debug_requested(debug: bool | None = None) -> bool:
@@ -74,10 +81,10 @@ def module_name(path: str) -> str:
 
 
 def compile_source(text: str, filename: str = "<string>", target: str = "c",
-                   debug: bool | None = None) -> Module:
-    """Compile the text of a .tdsl file for `target` and load its functions (`debug`: see
-    `compile_module`)."""
-    return compile_module(target, text, filename, debug=debug)
+                   debug: bool | None = None, nan_guard: bool | None = None) -> Module:
+    """Compile the text of a .tdsl file for `target` and load its functions (`debug`, `nan_guard`:
+    see `compile_module`)."""
+    return compile_module(target, text, filename, debug=debug, nan_guard=nan_guard)
 
 
 def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>",

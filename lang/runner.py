@@ -31,6 +31,7 @@ class ErrorEntry:
     axis: int | None = None       # the axis the check is about (TdslRuntimeError.axis)
     operand: str | None = None    # the source name of the value indexed or reduced (.operand)
     length: bool = False          # `extent` is that axis's length (.length)
+    guard: str = ""               # the NaN guard's check: "point" or "candidate" (tdsl/nanguard.py)
 
     def text(self, extent: str | None = None) -> str:
         """The message with its place, as generated code prints it: `{extent}` stays for the
@@ -48,6 +49,10 @@ class ErrorTable(tuple):
         if not 0 < code <= len(self):
             return TdslRuntimeError(f"the {what} failed with error code {code}")
         entry = self[code - 1]
+        if entry.guard:   # the call's failure path (Function._guarded_call) adds what explains it
+            err = TdslRuntimeError(entry.message, entry.loc, operand=entry.operand, nan_guard=True)
+            err.candidate = entry.guard == "candidate"
+            return err
         message, extent = entry.message, None
         if entry.extent is not None:
             extent = entry.extent.evaluate(sizes)

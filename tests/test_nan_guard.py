@@ -1,0 +1,181 @@
+"""The NaN guard (issue "No curtain at run time"): `f.nan_guard(*args)`, `nan_guard=True` and
+TDSL_NAN_GUARD=1 stop a call at the first value born NaN or infinite from finite inputs, with
+the .tdsl place, the op, the operand and what explains it; NaNs carried from NaN inputs are not
+reported. One guarded module per variant (the reference, c, OpenCL in both launch layouts).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import conftest
+import tdsl
+from conftest import REFERENCE
+
+PROGRAM = """\
+fn loss(p: f64[n], y: f64[n]) -> f64 {
+    l = -sum(y * log(p)) / n
+    return l
+}
+fn ratio(a: f64[n], b: f64[n]) -> f64[n] {
+    return a / b
+}
+fn grow(x: f32[n]) -> f32[n] {
+    return exp(x) + 1.0
+}
+fn root(x: f64[n]) -> f64[n] {
+    r = sqrt(x - 1.0)
+    return r
+}
+fn cancel(x: f64[n]) -> f64[n] {
+    big = exp(x)
+    return big - big
+}
+fn steps(x: f64[n], t: i64) -> f64[n] {
+    for i in range(t) {
+        x = sqrt(x - 1.0)
+    }
+    return x
+}
+fn chain(a: f64[n], b: f64[n]) -> f64[n] {
+    u = log(a)
+    v = sqrt(b)
+    return u * v
+}
+fn total(x: f64[n]) -> f64 {
+    return sum(x)
+}
+"""
+
+VARIANTS = [REFERENCE] + conftest.VARIANTS
+_guarded: dict = {}
+
+
+def guarded(variant: str):
+    """PROGRAM's guarded module for a variant (built once per session)."""
+    target, _, layout = variant.partition("-")
+    conftest.require_target(target)
+    if variant not in _guarded:
+        with conftest.opencl_layout(layout or None):
+            _guarded[variant] = tdsl.compile(PROGRAM, target, "loss.tdsl", nan_guard=True)
+    return _guarded[variant]
+
+
+def born(call):
+    with pytest.raises(tdsl.TdslRuntimeError) as info:
+        call()
+    err = info.value
+    assert err.nan_guard
+    return err
+
+
+@pytest.fixture(params=VARIANTS)
+def m(request):
+    return guarded(request.param)
+
+
+def test_log_of_zero_in_a_loss(m):
+    p, y = np.array([0.5, 0.0, 0.2, 0.0, 0.0]), np.ones(5)
+    err = born(lambda: m.loss(p, y))
+    assert err.message == "log(p) produced -inf from finite inputs (p has 3 zeros)"
+    assert str(err.location) == "loss.tdsl:2:18"
+    assert (err.value, err.operand, err.iteration, err.position) == (-np.inf, "p", None, (1,))
+    assert str(err).startswith("loss.tdsl:2:18: error: log(p) produced -inf from finite inputs (p has 3 zeros)")
+
+
+def test_division_by_zero(m):
+    err = born(lambda: m.ratio(np.array([1.0, 0.0, 2.0]), np.array([2.0, 0.0, 0.0])))
+    assert err.message == "a / b produced nan from finite inputs (b has 2 zeros)"
+    assert (str(err.location), err.operand, err.position) == ("loss.tdsl:6:12", "b", (1,))
+    assert np.isnan(err.value)
+
+
+def test_exp_overflow_to_inf(m):
+    err = born(lambda: m.grow(np.array([1.0, 100.0], np.float32)))
+    assert err.message == "exp(x) produced inf from finite inputs (x has 1 value above 88.7228)"
+    assert (str(err.location), err.value, err.operand) == ("loss.tdsl:9:12", np.inf, "x")
+
+
+def test_sqrt_of_a_negative(m):
+    err = born(lambda: m.root(np.array([5.0, 0.5, -3.0])))
+    assert err.message == "sqrt(x - 1.0) produced nan from finite inputs ((x - 1.0) has 2 negative values)"
+    assert str(err.location) == "loss.tdsl:12:5"
+
+
+def test_inf_minus_inf_is_born_at_the_exp(m):
+    err = born(lambda: m.cancel(np.array([0.0, 1000.0])))
+    assert err.message == "exp(x) produced inf from finite inputs (x has 1 value above 709.783)"
+    assert str(err.location) == "loss.tdsl:16:5"
+
+
+def test_a_sum_that_overflows(m):
+    err = born(lambda: m.total(np.array([1e308, 1e308])))
+    assert err.message == "sum(x) produced inf from finite inputs (an overflow of f64: the largest |x| is 1e+308)"
+    assert str(err.location) == "loss.tdsl:31:12"
+
+
+def test_a_birth_in_a_loop_names_the_iteration(m):
+    err = born(lambda: m.steps(np.full(3, 10.0), 5))
+    assert err.message == ("sqrt(x - 1.0) produced nan from finite inputs ((x - 1.0) has 3 negative values), "
+                           "in iteration i = 3 of the loop at line 20")
+    assert (str(err.location), err.iteration) == ("loss.tdsl:21:9", 3)
+
+
+def test_a_fused_chain_reports_the_first_op(m):
+    err = born(lambda: m.chain(np.array([0.0, 1.0]), np.array([1.0, -1.0])))
+    assert err.message == "log(a) produced -inf from finite inputs (a has 1 zero)"
+    assert str(err.location) == "loss.tdsl:26:5"
+
+
+def test_nan_inputs_are_carried_not_born(m):
+    got = m.ratio(np.array([np.nan, 1.0, np.inf]), np.array([1.0, 2.0, 1.0]))
+    np.testing.assert_array_equal(got, [np.nan, 0.5, np.inf])
+    assert np.isnan(m.loss(np.array([np.nan, 0.5]), np.ones(2)))    # a sum of a NaN
+    assert m.total(np.array([np.inf, 1.0])) == np.inf
+
+
+@pytest.mark.parametrize("variant", conftest.VARIANTS)
+def test_results_unchanged_when_nothing_is_born(variant):
+    x = np.linspace(-3, 3, 1001).astype(np.float32)
+    normal = conftest.compiled_variant(PROGRAM, variant)
+    guard = guarded(variant)
+    # the same values, but for the last bit where one build's vector loop leaves its tail to libm
+    np.testing.assert_allclose(guard.grow(x), normal.grow(x), rtol=2.5e-7, atol=0)
+    np.testing.assert_allclose(normal.grow.nan_guard(x), normal.grow(x), rtol=2.5e-7, atol=0)
+    p = np.linspace(0.1, 0.9, 1001)
+    np.testing.assert_allclose(guard.loss(p, p), normal.loss(p, p), rtol=1e-15)
+    np.testing.assert_array_equal(guard.ratio(p, p + 1), normal.ratio(p, p + 1))
+
+
+@pytest.mark.parametrize("variant", conftest.VARIANTS)
+def test_the_kernels_check(variant):
+    """The compiled call itself fails (the reference only explains it, on the failure path)."""
+    f = guarded(variant).chain
+    with pytest.raises(tdsl.TdslRuntimeError) as info:
+        f._unguarded_call(np.array([0.0, 1.0]), np.array([1.0, 1.0]))
+    assert info.value.nan_guard and "log(a)" in info.value.message
+    np.testing.assert_array_equal(f._unguarded_call(np.array([np.nan, 1.0]), np.array([1.0, 4.0])), [np.nan, 0.0])
+
+
+def test_guarded_and_normal_builds_are_separate():
+    conftest.require_target("c")
+    normal = conftest.compiled_variant(PROGRAM, "c")
+    guard = guarded("c")
+    assert "isfinite" not in tdsl.Module.source(normal)   # the normal build is what it was
+    assert "isfinite" in tdsl.Module.source(guard)
+    assert normal.loss._runner.library._name != guard.loss._runner.library._name
+    x = np.array([1.0, 100.0], np.float32)
+    assert normal.grow(x)[1] == np.inf    # no guard
+    err = born(lambda: normal.grow.nan_guard(x))      # the guarded variant, built on first use
+    assert normal.grow._guard is not None and err.operand == "x"
+
+
+def test_the_variable_and_the_argument(monkeypatch):
+    monkeypatch.setenv("TDSL_NAN_GUARD", "1")
+    on = tdsl.compile(PROGRAM, "numpy")
+    off = tdsl.compile(PROGRAM, "numpy", nan_guard=False)   # the argument wins
+    x = np.array([1.0, 100.0], np.float32)
+    born(lambda: on.grow(x))
+    assert off.grow(x)[1] == np.inf
+    monkeypatch.setenv("TDSL_NAN_GUARD", "0")
+    assert tdsl.compile(PROGRAM, "numpy").grow(x)[1] == np.inf
