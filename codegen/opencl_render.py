@@ -155,7 +155,7 @@ class CLBody(StatementLines, Body):
         cond = self.guard_text(item.cond)
         if self.width > 1:
             cond = f"any({cond})"
-        self.lines.append(f"if ({cond}) err = err > {item.error} ? err : {item.error};")
+        self.lines.append(f"err = max(err, ({cond}) ? {item.error} : 0);")   # (no branch: work-items stay in lanes)
 
     def is_vector(self, item) -> bool:
         """Whether `item` is a vector in this body (operations and moving loads; not constants)."""

@@ -5,6 +5,10 @@ reported. One guarded module per variant (the reference, c, OpenCL in both launc
 """
 from __future__ import annotations
 
+import doctest
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,6 +48,9 @@ fn chain(a: f64[n], b: f64[n]) -> f64[n] {
 }
 fn total(x: f64[n]) -> f64 {
     return sum(x)
+}
+fn two(x: f64[n], y: f32[m]) -> (f64[n], f32[m]) {
+    return exp(x), log(y)
 }
 """
 
@@ -145,6 +152,10 @@ def test_results_unchanged_when_nothing_is_born(variant):
     p = np.linspace(0.1, 0.9, 1001)
     np.testing.assert_allclose(guard.loss(p, p), normal.loss(p, p), rtol=1e-15)
     np.testing.assert_array_equal(guard.ratio(p, p + 1), normal.ratio(p, p + 1))
+    y = np.linspace(0.5, 2, 7, dtype=np.float32)
+    np.testing.assert_allclose(guard.two(p, y)[1], normal.two(p, y)[1], rtol=2.5e-7, atol=0)
+    assert born(lambda: guard.two(p, y - 1)).message == (
+        "log(y) produced nan from finite inputs (y has 1 zero and 2 negative values)")
 
 
 @pytest.mark.parametrize("variant", conftest.VARIANTS)
@@ -179,3 +190,43 @@ def test_the_variable_and_the_argument(monkeypatch):
     assert off.grow(x)[1] == np.inf
     monkeypatch.setenv("TDSL_NAN_GUARD", "0")
     assert tdsl.compile(PROGRAM, "numpy").grow(x)[1] == np.inf
+
+
+def _section(name: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "debugging.md").read_text(encoding="utf-8")
+    start = text.index(f"## {name}")
+    return text[start:]
+
+
+def _fenced(text: str, kind: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(rf"^```{kind}\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)]
+
+
+def test_the_documented_session(tmp_path, monkeypatch):
+    """docs/debugging.md, "NaN guard": the loss example runs as shown (c target)."""
+    conftest.require_target("c")
+    section = _section("NaN guard")
+    (tmp_path / "loss.tdsl").write_text(_fenced(section, "tdsl")[0], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    test = doctest.DocTestParser().get_doctest(_fenced(section, "pycon")[0], {"np": np, "tdsl": tdsl},
+                                               "debugging.md", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    output: list[str] = []
+    runner.run(test, out=output.append)
+    assert runner.failures == 0, "".join(output)
+
+
+def test_the_documented_training_run(tmp_path):
+    """docs/debugging.md, "A training run that diverges to NaN": the guard's message as shown
+    (computed on the reference, which writes every target's message)."""
+    section = _section("NaN guard")
+    source = _fenced(section, "tdsl")[1]
+    console = _fenced(section, "console")[0]
+    shown = next(line for line in console.splitlines() if line.startswith("tdsl.errors.TdslRuntimeError: "))
+    m = tdsl.compile(source, "numpy", "train.tdsl")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 8))
+    y = x @ np.arange(8.0)
+    err = born(lambda: m.fit.nan_guard(np.zeros(8), x, y, 2.5, 2000))
+    assert shown == f"tdsl.errors.TdslRuntimeError: {err.location}: error: {err.message}"
+    assert np.isnan(m.fit(np.zeros(8), x, y, 2.5, 2000)).all()
