@@ -401,10 +401,22 @@ class Body:
     def guard_line(self, item: Check) -> None:
         """The code of a guard's check at this point (0 when it holds not), as wide as the values
         tested (the flags then share their vectors' lanes); `finish_guards` max-reduces them."""
-        cond = self.guard_text(item.cond)
-        self.guard_type = "i32" if all(v.dtype == "f32" for v in guard_leaves(item.cond)) \
-            and self.guard_type == "i32" else "i64"
-        self.guard_codes.append(self.local(self.guard_type, f"({cond}) ? {item.error} : 0", prefix="e"))
+        narrow = all(v.dtype == "f32" for v in guard_leaves(item.cond))
+        self.guard_type = "i32" if narrow and self.guard_type == "i32" else "i64"
+        total = self.local("f32" if narrow else "f64", " + ".join(self.guard_term(t) for t in guard_terms(item.cond)),
+                           prefix="g")
+        self.guard_codes.append(self.local(self.guard_type, f"{total} != {total} ? {item.error} : 0", prefix="e"))
+
+    def guard_term(self, term) -> str:
+        """One op's part of the guard's sum: `v - v` (0 when v is finite, NaN when not) where
+        the operands' `a - a` add up to 0 (all finite), else 0: the sum is NaN exactly when an op
+        gave birth. Float arithmetic and compares only, so the flags stay in the vectors' lanes."""
+        value, operands = term
+        born = f"{self.done[id(value)]} - {self.done[id(value)]}"
+        if not operands:
+            return f"({born})"
+        finite = " + ".join(f"({self.done[id(a)]} - {self.done[id(a)]})" for a in operands)
+        return f"({finite} == 0 ? {born} : 0)"
 
     def guard_text(self, cond) -> str:
         """The NaN guard's condition (isfinite, not, minimum as and, maximum as or: lower.py) as
@@ -475,3 +487,14 @@ def guard_leaves(cond) -> list:
     if cond.op == "isfinite":
         return [cond.args[0]]
     return [leaf for a in cond.args for leaf in guard_leaves(a)]
+
+
+def guard_terms(cond) -> list[tuple]:
+    """The NaN guard's condition (lower.py) as (value, its float operands) per op checked."""
+    if cond.op == "maximum":
+        return [t for a in cond.args for t in guard_terms(a)]
+    operands = []
+    while cond.op == "minimum":
+        operands.insert(0, cond.args[1].args[0])
+        cond = cond.args[0]
+    return [(cond.args[0].args[0], operands)]   # not(isfinite(value))

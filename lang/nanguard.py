@@ -31,13 +31,15 @@ def guard_requested(nan_guard: bool | None = None) -> bool:
 def guarded(node) -> bool:
     """Whether `node`'s value is checked: a float result of an op that computes (not a view, a
     parameter or a literal); a cast only from another float."""
-    from .ops import OPS
+    from .ops import BOUNDED, OPS
     if node.dtype not in FLOATS or not node.inputs:
         return False
     kind = OPS[node.op].kind
     if node.op == "cast":
         return node.inputs[0].dtype in FLOATS
-    return kind == "elementwise" or node.op in ("sum", "prod", "matmul")   # (a max of finite values is finite)
+    if kind == "elementwise":
+        return node.op not in BOUNDED
+    return node.op in ("sum", "prod", "matmul")   # (a max of finite values is finite)
 
 
 def pointwise(node) -> bool:

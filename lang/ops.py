@@ -613,6 +613,12 @@ OPS: dict[str, Op] = {op.name: op for op in ELEMENTWISE + REDUCTIONS + STRUCTURA
 
 # -- properties read across the table -----------------------------------------------------
 
+# Elementwise ops whose result is finite whenever their float operands are (bounded, or at most
+# as large as an operand): the NaN guard (tdsl/nanguard.py) never checks them.
+BOUNDED = frozenset({"neg", "abs", "sign", "relu", "floor", "ceil", "round", "sin", "cos", "tanh",
+                     "atan", "atan2", "sigmoid", "softplus", "erf", "cbrt", "maximum", "minimum",
+                     "copysign", "logaddexp"})
+
 def math_ops() -> frozenset[str]:
     """The ops that call math functions (codegen/render.py MATH_OPS: their cost): a call with
     vector forms, or a helper that makes such calls."""
