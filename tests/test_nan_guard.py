@@ -230,3 +230,14 @@ def test_the_documented_training_run(tmp_path):
     err = born(lambda: m.fit.nan_guard(np.zeros(8), x, y, 2.5, 2000))
     assert shown == f"tdsl.errors.TdslRuntimeError: {err.location}: error: {err.message}"
     assert np.isnan(m.fit(np.zeros(8), x, y, 2.5, 2000)).all()
+
+
+def test_the_documented_slow_step():
+    """docs/debugging.md, "A slow step, found with the profiler": the two versions agree."""
+    section = _section("NaN guard")
+    source = "\n".join(_fenced(section, "tdsl")[2:4])
+    m = tdsl.compile(source, "numpy", "fit2.tdsl")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8))
+    y = x @ np.arange(8.0)
+    np.testing.assert_allclose(m.fit(np.zeros(8), x, y, 0.1, 50), m.fit_hoisted(np.zeros(8), x, y, 0.1, 50))
