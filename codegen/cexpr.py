@@ -322,6 +322,12 @@ class Body:
         self.guard_codes: list[str] = []   # their codes at this point, recorded by `finish_guards`
         self.guard_target = "err"   # where: a lane of 8 (`tdsl_guard[0]`) in the loops of 8 lanes
         self.guard_type = "i32"     # their codes' type: i64 once a value tested is not f32
+        # in loops of 8 lanes ("sums"): each check's sum (0, or NaN at a birth) is added into a
+        # per-lane sum of its own, `tdsl_gsumCODE[0]`, instead (a vector add per point)
+        self.guard_mode = "codes"
+        self.guard_format = "tdsl_gsum{code}[0]"   # a lane's sum; a map's is a scalar, `tdsl_gsum{code}`
+        self.guard_sums: list[tuple[int, str]] = []   # (code, dtype) of those sums
+        self._guard_pending: list[tuple[str, int]] = []
 
     def local(self, dtype: str, text: str, hint: str | None = None, prefix: str = "v") -> str:
         name = f"{prefix}{self.counter[0]}" + (f"_{hint}" if hint else "")
@@ -389,6 +395,9 @@ class Body:
     def finish_guards(self) -> None:
         """`err` = the largest of the NaN guard's codes met at this point, in one statement (GCC
         vectorizes one max-reduction per iteration, not a chain of them)."""
+        for total, code in self._guard_pending:
+            self.lines.append(f"{self.guard_format.format(code=code)} += {total};")
+        self._guard_pending = []
         codes = self.guard_codes
         while len(codes) > 1:
             a, b = codes[0], codes[1]
@@ -403,8 +412,13 @@ class Body:
         tested (the flags then share their vectors' lanes); `finish_guards` max-reduces them."""
         narrow = all(v.dtype == "f32" for v in guard_leaves(item.cond))
         self.guard_type = "i32" if narrow and self.guard_type == "i32" else "i64"
-        total = self.local("f32" if narrow else "f64", " + ".join(self.guard_term(t) for t in guard_terms(item.cond)),
-                           prefix="g")
+        dtype = "f32" if narrow else "f64"
+        total = self.local(dtype, " + ".join(self.guard_term(t) for t in guard_terms(item.cond)), prefix="g")
+        if self.guard_mode == "sums":
+            self._guard_pending.append((total, item.error))
+            if (item.error, dtype) not in self.guard_sums:
+                self.guard_sums.append((item.error, dtype))
+            return
         self.guard_codes.append(self.local(self.guard_type, f"{total} != {total} ? {item.error} : 0", prefix="e"))
 
     def guard_term(self, term) -> str:

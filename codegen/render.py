@@ -41,9 +41,7 @@ def render_module(module: ModuleIR, standalone_header: bool = False,
     context = dict(version=__version__, file=module.file, prefix=module.prefix,
                    functions=functions, bodies=bodies, packed=not standalone_header, errors=error_views(module.errors),
                    consts=[c for fn in functions + bodies for c in fn.consts], scalar_math=scalar_functions(calls),
-                   debug=debug, located=located if debug else _as_written, resume=RESUME, profile=profile,
-                   # the NaN guard's codes are max-reduced with the points' 64-bit lanes (cexpr.Body)
-                   err_type="int64_t" if any(e.guard for e in module.errors) else "int")
+                   debug=debug, located=located if debug else _as_written, resume=RESUME, profile=profile)
     source = environment().get_template("c/module.c.j2").render(**context)
     header = None
     if standalone_header:
@@ -432,14 +430,19 @@ class FunctionView:
         body = self.body()
         view = SimpleNamespace(kind=k.kind, comment=kernel_comment(k.origin), line=line_directive(k.origin.loc),
                                loops=self.loops(k.loops), omp=None, fails=False, simd=None)
+        # the NaN guard's checks add their sums (0, or NaN at a birth) into float sums of their own:
+        # per lane in loops of 8 lanes (a blocked sum, a fused pass), per map (an OpenMP reduction)
+        # (a part with loops of its own keeps `err`: a sum in memory would race in its SIMD lanes)
+        map_sums = k.kind == "map" and not nested and not getattr(k, "serial", False)
+        blocked = k.kind == "reduce" and k.op == "sum" and kind(k.value.dtype) == "float" and bool(k.reduce_loops)
+        if map_sums or blocked or (nested and not k.loops and not getattr(k, "reduce_loops", ())):
+            body.guard_mode = "sums"
+            if map_sums:
+                body.guard_format = "tdsl_gsum{code}"
         getattr(self, f"_{k.kind}")(k, body, view)
-        view.guard_var = None
-        if nested or getattr(view, "blocked", False):   # in loops of 8 lanes: the lane's own max
-            body.guard_target = "tdsl_guard[0]"
-        elif body.guards and k.kind == "map" and not getattr(view, "split", None) and not body.fails:
-            # a map's own max of the guard's codes, of the type of its values (an int64 err
-            # beside floats would leave its loop's vector tail scalar: other bits from libm)
-            body.guard_target = view.guard_var = "tdsl_guard_max"
+        found = {g.code: g for g in getattr(view, "guard_sums", []) + self.guard_sums(body)}   # (a fused pass: its parts')
+        view.guard_sums = list(found.values())
+        view.guard_scalars = map_sums   # (else a fused pass or a blocked sum declares them per lane)
         body.finish_guards()
         view.fails = view.fails or body.fails
         # the NaN guard's checks record their error as a max-reduction of `err` (no branch): they
@@ -454,12 +457,14 @@ class FunctionView:
         if getattr(k, "serial", False):
             view.omp = self.serial_omp(k, view, work) if not nested else None
         elif k.loops and not nested and k.kind != "fused":
-            view.omp = self.omp(self.size(work, k), view.fails or guards and not view.guard_var,
+            view.omp = self.omp(self.size(work, k), view.fails or guards and not map_sums,
                                 simd=vector and len(k.loops) == 1)
-            if view.guard_var:
-                view.omp = view.omp[:-1] + f" reduction(max: {view.guard_var}))"
         if vector and (nested or len(k.loops) > 1):
             view.simd = "TDSL_OMP(simd)"
+        if map_sums and view.guard_sums:
+            sums = "reduction(+: " + ", ".join(f"tdsl_gsum{g.code}" for g in view.guard_sums) + "))"
+            view.omp = view.omp and view.omp[:-1] + " " + sums
+            view.simd = view.simd and view.simd[:-1] + " " + sums
         if k.kind == "reduce" and not view.fails:
             self._vector_reduce(k, view, work, nested)
         if k.kind == "matmul" and not view.fails:
@@ -711,6 +716,8 @@ class FunctionView:
         view.partial_size = f"(2 * {paren(offset)} + 7) / 8 * 8" if view.sums else "0"
         view.fails = any(p.strict for p in view.parts)
         view.guards = any(p.guards for p in view.parts)
+        found = {g.code: g for p in view.parts for g in getattr(p, "guard_sums", ())}   # (a check two parts share)
+        view.guard_sums = list(found.values())
         wide = any(p.guard_type != self.dialect.ctype("i32") for p in view.parts if p.guards)
         view.guard_type = self.dialect.ctype("i64" if wide else "i32")
         # scalar sums of points that loop over nothing else: the points run in SIMD lanes of 8,
@@ -721,17 +728,23 @@ class FunctionView:
         inner = " + ".join(self.size(self.work(p), p) for p in k.parts)
         view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails or view.guards)
 
+    def guard_sums(self, body: Body) -> list:
+        """The NaN guard's per-lane sums a body adds into (their C type and code)."""
+        return [SimpleNamespace(code=code, ctype=self.dialect.ctype(dtype)) for code, dtype in body.guard_sums]
+
     def _accumulation(self, part, name: str) -> SimpleNamespace:
         """A summing part: at each point, its value is added into this chunk's block of sums."""
         body = self.body()
+        if not part.loops:   # (else its SIMD loop keeps `err`: see `kernel`)
+            body.guard_mode = "sums"
         result = body.value(part.value)
         vector = part.loops and not body.fails
         view = SimpleNamespace(kind="accumulate", comment=kernel_comment(part.origin),
                                line=line_directive(part.origin.loc), loops=self.loops(part.loops),
                                omp=None, simd="TDSL_OMP(simd)" if vector else None, body=body.lines)
         view.update = f"{name}[{body.index(part.out_index)}] += {result};"
-        body.guard_target = "tdsl_guard[0]"
         body.finish_guards()
+        view.guard_sums = self.guard_sums(body)
         view.fails = body.fails or body.guards
         view.strict, view.guards = body.fails, body.guards
         view.guard_type = self.dialect.ctype(body.guard_type)

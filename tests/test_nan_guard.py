@@ -52,6 +52,19 @@ fn total(x: f64[n]) -> f64 {
 fn two(x: f64[n], y: f32[m]) -> (f64[n], f32[m]) {
     return exp(x), log(y)
 }
+fn energy(x: f64[n], b: f64) -> (f64[n], f64) {
+    z = exp(b * x)
+    e = sum(z * z) / n
+    return z, e
+}
+fn rows(x: f64[n, m]) -> f64[n] {
+    s = sum(exp(x), axis=1)
+    return log(s - 1.0)
+}
+fn soft(x: f64[n, m], t: f64) -> f64[n, m] {
+    e = exp(x * t)
+    return e / sum(e, axis=1, keepdims=true)
+}
 """
 
 VARIANTS = [REFERENCE] + conftest.VARIANTS
@@ -172,8 +185,8 @@ def test_guarded_and_normal_builds_are_separate():
     conftest.require_target("c")
     normal = conftest.compiled_variant(PROGRAM, "c")
     guard = guarded("c")
-    assert "tdsl_guard" not in tdsl.Module.source(normal)   # the normal build is what it was
-    assert "tdsl_guard" in tdsl.Module.source(guard)
+    assert "NaN guard" not in tdsl.Module.source(normal)   # the normal build is what it was
+    assert "NaN guard" in tdsl.Module.source(guard)
     assert normal.loss._runner.library._name != guard.loss._runner.library._name
     x = np.array([1.0, 100.0], np.float32)
     assert normal.grow(x)[1] == np.inf    # no guard
@@ -241,3 +254,29 @@ def test_the_documented_slow_step():
     x = rng.normal(size=(200, 8))
     y = x @ np.arange(8.0)
     np.testing.assert_allclose(m.fit(np.zeros(8), x, y, 0.1, 50), m.fit_hoisted(np.zeros(8), x, y, 0.1, 50))
+
+
+# each kind of kernel the c target guards: a fused pass storing a value and summing (SIMD lanes),
+# a sum per row fused with its user, a row's parts with loops of their own (softmax)
+KERNEL_CASES = [
+    ("energy", lambda: (np.array([1.0, 400.0]), 1.0),
+     "z * z produced inf from finite inputs (an overflow of f64: the largest |z| is 5.22147e+173)"),
+    ("energy", lambda: (np.array([1.0, 800.0]), 1.0),
+     "exp(b * x) produced inf from finite inputs ((b * x) has 1 value above 709.783)"),
+    ("rows", lambda: (np.zeros((2, 1)),), "log(s - 1.0) produced -inf from finite inputs ((s - 1.0) has 2 zeros)"),
+    ("soft", lambda: (np.ones((3, 20)), 800.0),
+     "exp(x * t) produced inf from finite inputs ((x * t) has 60 values above 709.783)"),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_kind_of_kernel(variant):
+    m = guarded(variant)
+    for name, args, message in KERNEL_CASES:
+        f = m[name]
+        if variant != REFERENCE:   # the kernels themselves catch it
+            with pytest.raises(tdsl.TdslRuntimeError) as info:
+                f._unguarded_call(*args())
+            assert info.value.nan_guard, name
+        assert born(lambda: f(*args())).message == message
+    np.testing.assert_allclose(m.soft(np.ones((3, 20)), 2.0), np.full((3, 20), 0.05))
