@@ -155,6 +155,8 @@ class Function:
     def _reference_birth(self, args, kwargs):
         """The reference's NaN-guard error for these arguments, or None when it finds no birth."""
         from .interp import run as run_reference
+        if self._takes_out:
+            kwargs = {k: v for k, v in kwargs.items() if k != "out"}
         arrays, sizes = self._binder.bind(args, kwargs)
         arrays = [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
         try:
