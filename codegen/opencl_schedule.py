@@ -11,7 +11,7 @@ and nothing here reads generated text.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tdsl.dims import Dim, shape_size
 from tdsl.ops import OPS
@@ -215,6 +215,8 @@ def vector_width(k) -> int:
     dtype = k.out.dtype
     if k.kind != "map" or len(k.loops) != 1 or dtype not in VECTOR_WIDTH:
         return 1
+    if isinstance(k.value, Check) and k.value.guard:   # the NaN guard's check works on vectors too
+        return vector_width(replace(k, value=k.value.value))
     var = k.loops[0].var
     moving = lambda aff: all(a == var and c == 1 for a, c in aff.terms)  # noqa: E731
     if not moving(k.out_index) or not k.out_index.terms:
