@@ -426,13 +426,14 @@ def build_graph(inputs, outputs, name: str = "f") -> FunctionGraph:
                          tuple_result=tuple_result, loc=loc, file=loc.file if loc else "<python>")
 
 
-def function(inputs, outputs, target: str = "c", name: str = "f", debug: bool | None = None):
+def function(inputs, outputs, target: str = "c", name: str = "f", debug: bool | None = None,
+             nan_guard: bool | None = None):
     """Compile symbolic `outputs` as a function of `inputs`, like theano.function. `debug`: a
-    debug build, its code named by the Python lines that built it (None: TDSL_DEBUG;
-    docs/debugging.md)."""
+    debug build, its code named by the Python lines that built it (None: TDSL_DEBUG);
+    `nan_guard`: every call guarded (None: TDSL_NAN_GUARD); docs/debugging.md."""
     from .pipeline import load_graphs
     graph = build_graph(inputs if isinstance(inputs, Var) else list(inputs), outputs, name)
-    return load_graphs([graph], target, name, debug=debug)[name]
+    return load_graphs([graph], target, name, debug=debug, nan_guard=nan_guard)[name]
 
 
 def grad(cost, *wrt):

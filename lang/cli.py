@@ -98,7 +98,8 @@ def cmd_run(args) -> int:
         raise TdslError("--repeat counts the calls of --profile: add --profile")
     if args.repeat is not None and args.repeat < 1:
         raise TdslError(f"--repeat must be at least 1, got {args.repeat}")
-    module = compile_module(args.target, _read(args.file), args.file)
+    module = compile_module(args.target, _read(args.file), args.file,
+                            nan_guard=True if args.nan_guard else None)
     if args.fn not in module:   # by name, never an attribute: a function may be called `functions`
         raise TdslError(f"{args.file} has no function '{args.fn}' (it has {', '.join(f.name for f in module)})")
     kwargs = dict(_parse_arg(a) for a in args.arg)
@@ -294,6 +295,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("-t", "--target", default="c", choices=targets.names())
     run.add_argument("-o", "--output", help="write the results to an .npz file")
+    run.add_argument("--nan-guard", action="store_true",
+                     help="stop at the first value that becomes NaN or inf from finite inputs, naming its line "
+                          "(docs/debugging.md)")
     run.add_argument("--profile", action="store_true",
                      help="then print the per-line profile: each kernel's .tdsl lines, time, share, "
                           "bytes moved and GB/s (compiled targets; docs/debugging.md)")

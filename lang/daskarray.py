@@ -65,26 +65,31 @@ def reduce_function(function):
     """What `Function.__reduce__` returns: the function rebuilt from its .tdsl text and target (or
     from its graph where the graph has no source form), compiled once per process."""
     from .printer import to_tdsl
+    guarded = bool(getattr(function, "guarded", False))   # its options: the NaN guard
     try:
-        return (_function_from_text, (to_tdsl(function.graph), function.target, function.name))
+        return (_function_from_text, (to_tdsl(function.graph), function.target, function.name, guarded))
     except ValueError:
-        return (_function_from_graph, (function.graph, function.target))
+        return (_function_from_graph, (function.graph, function.target, guarded))
 
 
-def _function_from_text(text: str, target: str, name: str):
-    return _module(text, target)[name]
+def _with_options(function, guarded: bool):
+    return function._variant(True) if guarded else function
+
+
+def _function_from_text(text: str, target: str, name: str, guarded: bool = False):
+    return _with_options(_module(text, target)[name], guarded)
 
 
 _GRAPH_MODULES: dict = {}
 
 
-def _function_from_graph(graph, target: str):
+def _function_from_graph(graph, target: str, guarded: bool = False):
     from .pipeline import load_graphs
     with _MODULES_LOCK:
         key = (graph.name, graph.outputs, target)
         if key not in _GRAPH_MODULES:
             _GRAPH_MODULES[key] = load_graphs([graph], target, graph.name)[graph.name]
-        return _GRAPH_MODULES[key]
+        return _with_options(_GRAPH_MODULES[key], guarded)
 
 
 # -- the split of a function, once per (function, variable) ------------------------------------

@@ -88,9 +88,9 @@ def compile_source(text: str, filename: str = "<string>", target: str = "c",
 
 
 def load_graphs(graphs: list[FunctionGraph], target: str, path: str = "<string>",
-                debug: bool | None = None) -> Module:
+                debug: bool | None = None, nan_guard: bool | None = None) -> Module:
     """Compile checked graphs (the Python builder API, `check_grad`) for `target` and load them."""
-    return compile_module(target, graphs=graphs, path=path, debug=debug)
+    return compile_module(target, graphs=graphs, path=path, debug=debug, nan_guard=nan_guard)
 
 
 def check_source(text: str, filename: str = "<string>") -> list[FunctionGraph]:

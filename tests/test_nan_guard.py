@@ -205,6 +205,25 @@ def test_the_variable_and_the_argument(monkeypatch):
     assert tdsl.compile(PROGRAM, "numpy").grow(x)[1] == np.inf
 
 
+def test_the_cli_the_builder_and_pickling_keep_the_guard(tmp_path, capsys):
+    import pickle
+
+    from tdsl import cli
+    path = tmp_path / "loss.tdsl"
+    path.write_text(PROGRAM)
+    argv = ["run", str(path), "loss", "-t", "numpy", "--arg", "p=[0.5, 0.0]", "--arg", "y=[1.0, 1.0]"]
+    assert cli.main(argv) == 0 and capsys.readouterr().out == "inf\n"   # unguarded: the inf
+    assert cli.main(argv + ["--nan-guard"]) == 1
+    assert f"{path}:2:18: error: log(p) produced -inf from finite inputs (p has 1 zero" in capsys.readouterr().err
+    x = tdsl.tensor("x", "f32", ("n",))
+    f = tdsl.function([x], tdsl.exp(x), target="numpy", nan_guard=True)
+    born(lambda: f(np.array([1.0, 100.0], np.float32)))
+    again = pickle.loads(pickle.dumps(f))   # its options travel with its source
+    assert again.guarded
+    born(lambda: again(np.array([1.0, 100.0], np.float32)))
+    assert not pickle.loads(pickle.dumps(tdsl.compile(PROGRAM, "numpy").grow)).guarded
+
+
 def _section(name: str) -> str:
     text = (Path(__file__).resolve().parents[1] / "docs" / "debugging.md").read_text(encoding="utf-8")
     start = text.index(f"## {name}")
