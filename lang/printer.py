@@ -314,8 +314,11 @@ def _roots(graph: FunctionGraph) -> list[Node]:
     named values that can fail, as NumPy runs every statement, and the loops and branches that
     bind nothing but can fail: `effects`)."""
     from .limits import can_fail
-    failing = [node for _, node in graph.named if any(can_fail(n) for n in toposort([node]))]
-    return list(graph.outputs) + failing + list(graph.effects)
+    named = [node for _, node in graph.named]
+    below: dict[Node, bool] = {}   # whether a node or one below it can fail: one pass for all
+    for node in toposort(named):
+        below[node] = can_fail(node) or any(below[i] for i in node.inputs)
+    return list(graph.outputs) + [node for node in named if below[node]] + list(graph.effects)
 
 
 def _inline(graph: FunctionGraph, params: dict) -> str:
