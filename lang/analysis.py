@@ -176,6 +176,58 @@ def _internal(err: Exception) -> Diagnostic:
                                              f"(a bug in tdsl: please report it, with the file)")
 
 
+# ---- parsing item by item: after an edit, only the functions whose text changed are parsed ------
+
+_ITEM = re.compile(r"^(?:fn|const)(?![A-Za-z0-9_])", re.MULTILINE)   # `fn` and `const` are keywords
+_PIECES: dict = {}    # (path, the text of one item) -> [its tree, the 0-based line it was parsed at]
+_MAX_PIECES = 2048
+
+
+def _shift(tree, delta: int) -> None:
+    """Move every position of a parse tree `delta` lines down (a piece parsed at another line)."""
+    for sub in tree.iter_subtrees():
+        meta = sub.meta
+        if not meta.empty:
+            meta.line += delta
+            meta.end_line += delta
+        for child in sub.children:
+            if hasattr(child, "end_line") and not hasattr(child, "children"):   # a token
+                child.line += delta
+                child.end_line += delta
+
+
+def _parse_items(text: str, path: str):
+    """The parse tree of `text`, as tdsl.grammar.parse gives it, made of the trees of its items
+    (each function or const with the comments after it), each parsed once per text and kept:
+    typing in one function parses that function only. Any piece that does not parse makes it a
+    whole parse, so syntax errors are the compiler's own."""
+    from lark import Tree
+
+    from tdsl.grammar import parse
+    starts = [m.start() for m in _ITEM.finditer(text)]
+    if len(starts) < 2:
+        return parse(text, path)
+    bounds = [0] + starts[1:] + [len(text)]
+    children, line = [], 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        piece = text[lo:hi]
+        key = (path, piece)
+        found = _PIECES.get(key)
+        try:
+            if found is None:
+                found = _PIECES[key] = [parse("\n" * line + piece, path), line]
+                if len(_PIECES) > _MAX_PIECES:
+                    del _PIECES[next(iter(_PIECES))]
+            elif found[1] != line:
+                _shift(found[0], line - found[1])
+                found[1] = line
+        except TdslError:
+            return parse(text, path)   # the whole text's error, as the compiler reports it
+        children += found[0].children
+        line += piece.count("\n")
+    return Tree("module", children)
+
+
 def analyse(text: str, path: str = "<string>", previous: Analysis | None = None) -> Analysis:
     """Parse and check `text` (the front end only: no rewrite, no compile): its diagnostics and
     the index of its functions, consts, parameters and named values. A text that does not parse
@@ -188,7 +240,7 @@ def analyse(text: str, path: str = "<string>", previous: Analysis | None = None)
     from .graph import deep_recursion, paused_gc, subgraphs, toposort
     result = Analysis(lines=text.splitlines())
     try:
-        tree = parse(text, path)
+        tree = _parse_items(text, path)
     except TdslError as err:
         result.diagnostics.append(diagnostic(err))
         if previous is not None and (previous.functions or previous.consts):

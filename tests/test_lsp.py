@@ -574,3 +574,29 @@ def test_the_evaluation_example_of_docs_editors_md_is_what_evaluate_writes():
     for line, expr in comments:
         rng, new = evaluation_edit(block, line, evaluate(program, "logistic.tdsl", expr))
         assert "".join(f"{text}\n" for text in lines[rng.start[0]:rng.end[0]]) == new, expr
+
+
+def test_items_parsed_one_by_one_give_the_whole_parse_s_index():
+    """After an edit only the changed functions are parsed (tdsl.analysis._parse_items); the pieces
+    kept from before, moved to their new lines, give the index a whole parse gives."""
+    from tdsl import analysis
+    text = GOOD + LOOP + MULTI + EVAL_PROGRAM
+    analyse(text, "items.tdsl")   # every piece kept
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("fn horner"))
+    edits = [
+        "".join(lines[:at] + ["\n", "# a comment\n"] + lines[at:]),                   # lines added above
+        "".join(lines[:3] + lines[4:]),                                                 # a line removed
+        text.replace("    p = p + EPS\n", "    p = p + EPS * 2.0\n    q = p - 1.0\n"),  # inside one
+        text.replace("return sigmoid(x @ w + b)", "return sigmoid(x @ w + c)"),        # an error
+        text.replace("    p = p + EPS\n", "    p = p +\n"),                             # a syntax error
+    ]
+    for edited in edits:
+        kept = analyse(edited, "items.tdsl")
+        analysis._PIECES.clear()
+        whole = analyse(edited, "items.tdsl")
+        assert kept.diagnostics == whole.diagnostics
+        assert kept.consts == whole.consts
+        assert {n: (f.range, f.body, f.signature, f.locals, f.exprs) for n, f in kept.functions.items()} == \
+               {n: (f.range, f.body, f.signature, f.locals, f.exprs) for n, f in whole.functions.items()}
+        analyse(text, "items.tdsl")   # back to the first text, its pieces kept again
