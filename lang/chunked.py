@@ -259,17 +259,13 @@ def _local_axis(node: Node, locals_: list, var: str):
         return first if node.attr("keepdims") or axis > first else first - 1
     if op == "matmul":
         return _matmul_axis(node, locals_, var)
-    if op == "concat":
-        axes = {r.axis for _, r in locals_}
-        if len(locals_) != len(node.inputs) or len(axes) != 1 or node.attr("axis") == first:
-            raise Obstacle(node, f"a concat along {var}")
-        return first
     if op == "take":
         return _take_axis(node, locals_, var)
-    if kind == "ordering":
+    if op == "concat" or kind == "ordering":   # blockwise when along another axis than var's
         axes = {r.axis for _, r in locals_}
         if len(locals_) != len(node.inputs) or len(axes) != 1 or node.attr("axis") == first:
-            raise Obstacle(node, f"{op} along {var} (it reads the whole axis)")
+            raise Obstacle(node, f"a concat along {var}" if op == "concat"
+                           else f"{op} along {var} (it reads the whole axis)")
         return first
     raise Obstacle(node, f"{op} reading values along {var}")
 
