@@ -171,7 +171,8 @@ def _role(node: Node, ins: list[Role], var: str) -> Role:
     if node.op in REGION_OPS:
         region = node.attr("region")
         if locals_ or any(_mentions(g, var) for g in [*region.graphs, *_nested(region)]):
-            raise Obstacle(node, f"a {region.kind} that carries values along {var}", region.loc or node.loc)
+            level = max([r.level for _, r in locals_] + [g + 1 for g in globals_], default=0)
+            return Role("local", level, _region_axis(node, var))
     if not locals_ and not any(var in d.variables() for d in node.shape):
         return Role("global", max(globals_)) if globals_ else INVARIANT
     level = max([r.level for _, r in locals_] + [g + 1 for g in globals_], default=0)
@@ -192,6 +193,29 @@ def _mentions(graph: FunctionGraph, var: str) -> bool:
     shapes = [p.shape for p in graph.params] + [n.shape for n in toposort(graph.outputs)]
     return any(var in d.variables() for shape in shapes for d in shape) or any(
         n.op == "sizevar" and n.attr("name") == var for n in toposort(graph.outputs))
+
+
+def _region_axis(node: Node, var: str) -> int:
+    """The chunked axis of a result of a loop or branch that reads chunked values: it is blockwise
+    when each of its bodies is (no reduction over `var`, no read of `var`'s value or positions)
+    and the result keeps its chunked axis; else Obstacle at the loop's line."""
+    region, k = node.attr("region"), node.attr("result")
+    where = region.loc or node.loc
+    outputs = []
+    for graph in region.graphs:
+        roles: dict[Node, Role] = {}
+        _analyse_into(list(graph.outputs) + list(graph.effects), roles, var)
+        for n, role in roles.items():
+            if role.kind == "global":
+                raise Obstacle(node, f"a {region.kind} whose body reduces over {var} (each iteration "
+                                     f"needs every chunk)", where)
+            if (n.op == "sizevar" and n.attr("name") == var) or (n.op == "iota" and n.shape[0] == Dim.of(var)):
+                raise Obstacle(node, f"a {region.kind} whose body reads the value or positions of {var}", where)
+        outputs.append(roles[graph.outputs[k]] if region.kind != "while" or graph is region.body else None)
+    axis = chunk_axis(node.shape, var, node, f"result {k} of the {region.kind}", where)
+    if axis is None or any(r is not None and (r.kind, r.axis) != ("local", axis) for r in outputs):
+        raise Obstacle(node, f"a {region.kind} whose result {k} is not blockwise along {var}", where)
+    return axis
 
 
 def _local_axis(node: Node, locals_: list, var: str):
