@@ -9,8 +9,10 @@ cache makes that a load). `explain(function, chunks)` prints how each value spli
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import os
+import re
 import sys
 import threading
 import warnings
@@ -21,9 +23,10 @@ import numpy as np
 from .chunked import Obstacle, Split, analyse, roles_of_param, split
 from .dims import Dim
 from .dtypes import to_numpy
-from .errors import TdslArgumentError, TdslWarning
+from .errors import TdslArgumentError, TdslError, TdslWarning
 
 FAN_IN = 8   # partial states folded by one task of the tree reduction
+GENERATED = "<tdsl-dask>"   # the file name of the generated modules' text
 
 
 # -- functions that travel as their source -----------------------------------------------------
@@ -40,19 +43,41 @@ def _module(text: str, target: str):
         found = _MODULES.get(key)
         if found is None:
             from .pipeline import compile_source
-            found = _MODULES[key] = compile_source(text, "<tdsl-dask>", target)
+            found = _MODULES[key] = compile_source(text, GENERATED, target)
         return found
+
+
+def line_map(graphs: list, text: str) -> dict:
+    """{function name: {line of `text`: the Location in the user's .tdsl file of the value that line
+    computes}}: `text` is `graphs` printed by to_tdsl (one statement per node), whose nodes carry the
+    user's places; parsed back, equal nodes are found by structure (a node's place is no part of
+    its equality)."""
+    from .graph import toposort
+    from .pipeline import check_source
+    parsed = {g.name: g for g in check_source(text, GENERATED)}
+    out = {}
+    for graph in graphs:
+        origin = {}
+        for node in toposort(list(graph.outputs)):
+            if node.loc is not None:
+                origin.setdefault(node, node.loc)
+        lines = out[graph.name] = {}
+        again = parsed.get(graph.name)
+        for node in toposort(list(again.outputs)) if again is not None else ():
+            if node.loc is not None and node in origin:
+                lines[node.loc.line] = origin[node]   # in order: a line's last node is its statement
+    return out
 
 
 class StageFunction:
     """A function of a generated module, callable in any process: it pickles as (text, target,
-    name) and compiles on first use."""
+    name, the places in the user's file of its lines) and compiles on first use."""
 
-    def __init__(self, text: str, target: str, name: str):
-        self.text, self.target, self.name = text, target, name
+    def __init__(self, text: str, target: str, name: str, lines: dict | None = None):
+        self.text, self.target, self.name, self.lines = text, target, name, lines or {}
 
     def __reduce__(self):
-        return (StageFunction, (self.text, self.target, self.name))
+        return (StageFunction, (self.text, self.target, self.name, self.lines))
 
     def __call__(self, *args):
         return _module(self.text, self.target)[self.name](*args)
@@ -107,6 +132,15 @@ def split_of(function, var: str) -> Split | Obstacle:
         except Obstacle as obstacle:
             cache[var] = obstacle
     return cache[var]
+
+
+def lines_of(function, var: str) -> dict:
+    """line_map() of the module of `function`'s split along `var`, worked out once."""
+    cache = _SPLITS.setdefault(function, {})
+    if ("lines", var) not in cache:
+        plan = split_of(function, var)
+        cache[("lines", var)] = line_map(plan.graphs, plan.text)
+    return cache[("lines", var)]
 
 
 def _dask_array_type():
@@ -225,26 +259,54 @@ def _aligned(graph, values: list, var: str | None, sizes: dict) -> list:
 # -- the Dask graph ------------------------------------------------------------------------------
 
 class FunctionRef:
-    """A compiled Function as a task's callable: results always a tuple; pickles as the function's
-    source (`reduce_function`)."""
+    """A compiled Function as a task's callable: results always a tuple. It pickles as the function's
+    source (`reduce_function`) and the places in the user's file of that source's lines, and is
+    rebuilt on its first call: a scheduler that unpickles a graph and pickles it again for a
+    worker sends it on as it came, without compiling it."""
 
-    def __init__(self, function):
-        self.function = function
+    def __init__(self, function=None, lines: dict | None = None, recipe: tuple | None = None):
+        self.function, self.lines, self.recipe = function, lines or {}, recipe
 
     def __reduce__(self):
-        return (_function_ref, reduce_function(self.function))
+        if self.recipe is None:
+            rebuild, args = reduce_function(self.function)
+            lines = line_map([self.function.graph], args[0]).get(self.function.name, {}) \
+                if rebuild is _function_from_text else {}
+            self.recipe, self.lines = (rebuild, args), lines
+        return (FunctionRef, (None, self.lines, self.recipe))
 
     def __call__(self, *args):
+        if self.function is None:
+            rebuild, rebuild_args = self.recipe
+            self.function = rebuild(*rebuild_args)
         out = self.function(*args)
         return out if self.function.graph.tuple_result else (out,)
 
 
-def _function_ref(rebuild, args):
-    return FunctionRef(rebuild(*args))
+def _invoke(fn, where: str, *args):
+    """A task: fn(*args); a TdslError names the user's line and the task (`where`)."""
+    try:
+        return fn(*args)
+    except TdslError as err:
+        raise located(err, fn.lines, where) from None
 
 
-def _invoke(fn, *args):
-    return fn(*args)
+_PLACE = re.compile(re.escape(GENERATED) + r":(\d+):(\d+)")
+
+
+def located(err: TdslError, lines: dict, where: str) -> TdslError:
+    """`err`, raised by a generated function, at the place in the user's .tdsl file of the line
+    that failed (`lines`: line_map()'s for that function), its message ending with `where` (which
+    block of which call); the same type, with the same attributes."""
+    def place(match):
+        loc = lines.get(int(match[1]))
+        return str(loc) if loc is not None else match[0]
+    new = copy.copy(err)
+    if err.loc is not None and err.loc.file == GENERATED and err.loc.line in lines:
+        new.loc = lines[err.loc.line]
+    new.message = f"{_PLACE.sub(place, err.message)}, {where}"
+    new.args = (new.render(),)
+    return new
 
 
 def _pick(result, index: int):
@@ -264,12 +326,12 @@ def _first_row(block, axis: int):
     return np.ascontiguousarray(np.take(block, [0], axis=axis))
 
 
-def _fold(combine, select, *items):
+def _fold(combine, where: str, select, *items):
     """Partial states of consecutive chunks, combined in order (the earlier chunk on the left)."""
     states = [tuple(item[i] for i in select) if select is not None else item for item in items]
     acc = states[0]
     for state in states[1:]:
-        acc = combine(*acc, *state)
+        acc = _invoke(combine, where, *acc, *state)
     return tuple(acc)
 
 
@@ -288,6 +350,17 @@ class _Graph:
         ref = next((a.chunks[ax] for a, ax in zip(self.arrays, self.axes) if ax is not None), None)
         self.chunks = ref if ref is not None else (sizes.get(var, 1),)
         self.offsets = [int(o) for o in np.cumsum((0,) + tuple(self.chunks))[:-1]]
+        self.first = next((p for p, ax in enumerate(self.axes) if ax is not None), None)
+
+    def where(self, i: int | None, stage: str = "") -> str:
+        """Which task of the call: chunk i's (a block of the first chunked argument), or a `stage`."""
+        call = f"of the Dask call of {self.function.name}()"
+        if i is None or self.first is None:
+            return f"in {stage or 'the one task'} {call}"
+        name = self.function.graph.params[self.first].name
+        block = self.block_key(self.first, i)[1:]
+        lo = self.offsets[i]
+        return f"in block {block} of {name} (positions {lo}:{lo + self.chunks[i]} along {self.var}) {call}"
 
     def block_key(self, p: int, i: int) -> tuple:
         array, axis = self.arrays[p], self.axes[p]
@@ -324,8 +397,9 @@ class _Graph:
         self.layer.setdefault(key, fn)
         return key
 
-    def task(self, fn_key: tuple, stage, i: int, extra: dict | None = None) -> tuple:
-        return (_invoke, fn_key, *[extra[s] if extra and s in extra else self.source(s, i) for s in stage.inputs])
+    def task(self, fn_key: tuple, stage, i: int, where: str, extra: dict | None = None) -> tuple:
+        return (_invoke, fn_key, where,
+                *[extra[s] if extra and s in extra else self.source(s, i) for s in stage.inputs])
 
     def output(self, k: int, chunk_axis: int | None, block) -> object:
         """Result k of the function as a Dask array; `block(i)` is the task of its chunk i."""
@@ -359,27 +433,31 @@ def _whole(g: _Graph) -> list:
     """The function on whole arrays, one task (nothing chunked, or nothing splits)."""
     key = (f"{g.prefix}-whole", 0)
     fn = g.fn_key("whole", FunctionRef(g.function))
-    g.layer[key] = (_invoke, fn, *[g.source(("whole", p), 0) for p in range(len(g.values))])
+    g.layer[key] = (_invoke, fn, g.where(None), *[g.source(("whole", p), 0) for p in range(len(g.values))])
     return [g.output(k, None, lambda i, k=k: (_block, key, k)) for k in range(len(g.function.graph.outputs))]
 
 
 def _passes(g: _Graph, plan: Split) -> list:
     text, target, prefix = plan.text, g.function.target, g.prefix
+    lines = lines_of(g.function, plan.var)
+
+    def stage(name: str) -> StageFunction:
+        return StageFunction(text, target, name, lines.get(name))
     for p in plan.passes:
-        chunk_fn = g.fn_key(p.chunk.name, StageFunction(text, target, p.chunk.name))
+        chunk_fn = g.fn_key(p.chunk.name, stage(p.chunk.name))
         for i in range(len(g.chunks)):
-            g.layer[(f"{prefix}-chunk{p.level}", i)] = g.task(chunk_fn, p.chunk, i)
+            g.layer[(f"{prefix}-chunk{p.level}", i)] = g.task(chunk_fn, p.chunk, i, g.where(i))
         if p.combine is None:
             continue
-        root = _tree(g, p, g.fn_key(p.combine.name, StageFunction(text, target, p.combine.name)))
+        root = _tree(g, p, g.fn_key(p.combine.name, stage(p.combine.name)))
         states = {}
         for idx, spec in enumerate(p.combine.outputs):
             key = (f"{prefix}-state{p.level}", idx)
             g.layer[key] = (_pick, root, idx)
             states[spec] = key
         fin = (f"{prefix}-finalize{p.level}", 0)
-        fn = g.fn_key(p.finalize.name, StageFunction(text, target, p.finalize.name))
-        g.layer[fin] = g.task(fn, p.finalize, 0, states)
+        fn = g.fn_key(p.finalize.name, stage(p.finalize.name))
+        g.layer[fin] = g.task(fn, p.finalize, 0, g.where(None, f"the finalize of pass {p.level}"), states)
         for idx, (_, gid) in enumerate(p.finalize.outputs):
             g.layer[(f"{prefix}-g", gid)] = (_pick, fin, idx)
     outputs = []
@@ -404,7 +482,8 @@ def _tree(g: _Graph, p, combine) -> tuple:
         items = []
         for j, group in enumerate(groups):
             key = (f"{g.prefix}-fold{p.level}-{depth}", j)
-            g.layer[key] = (_fold, combine, select if depth == 0 else None, *group)
+            g.layer[key] = (_fold, combine, g.where(None, f"the combine of pass {p.level}"),
+                            select if depth == 0 else None, *group)
             items.append(key)
         depth += 1
     return items[0]
