@@ -403,8 +403,18 @@ def explain_text(graph: FunctionGraph, var: str) -> str:
         lines.append(f"  {var} chunked: cannot run chunk by chunk: {where + ': ' if where else ''}{obstacle.reason}")
         lines.append(f"  a call rechunks {var} to one chunk (with a warning; an error under tdsl.strict)")
         return "\n".join(lines)
-    levels = 1 + max((r.level for r in roles.values() if r.kind != "invariant"), default=0)
+    levels = passes(roles)
     lines.append(f"  {var} chunked: {levels} pass{'es' if levels > 1 else ''} over the chunks")
+    return "\n".join(lines + table(explain_rows(graph, var, roles)))
+
+
+def passes(roles: dict) -> int:
+    """How many passes over the chunks a split with these roles takes."""
+    return 1 + max((r.level for r in roles.values() if r.kind != "invariant"), default=0)
+
+
+def explain_rows(graph: FunctionGraph, var: str, roles: dict) -> list[tuple[str, str]]:
+    """(what, how it splits along `var`) for each parameter, named value and result of `graph`."""
     rows = []
     for p in graph.params:
         axis = chunk_axis(p.shape, var, None, p.name)
@@ -416,6 +426,10 @@ def explain_text(graph: FunctionGraph, var: str) -> str:
             rows.append((f"value  {name}: {node.type_str}{where}", describe(roles[node], var, _sources(node, roles))))
     for k, out in enumerate(graph.outputs):
         rows.append((f"result {k}: {out.type_str}", describe(roles[out], var, _sources(out, roles))))
+    return rows
+
+
+def table(rows: list[tuple[str, str]]) -> list[str]:
+    """The rows as lines, their second column aligned."""
     width = max(len(left) for left, _ in rows)
-    lines += [f"  {left.ljust(width)}  {right}" for left, right in rows]
-    return "\n".join(lines)
+    return [f"  {left.ljust(width)}  {right}" for left, right in rows]

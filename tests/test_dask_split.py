@@ -1,0 +1,367 @@
+"""Dask calls beyond one chunked variable (docs/dask.md): blocks of two chunked size variables
+(lang/chunked_blocks.py), loops over chunked values, OpenCL, and corner cases of the chunks;
+each result compared with the unchunked call and with NumPy, on the threaded scheduler."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tdsl
+from tests.conftest import IN_CI, require_target
+
+try:
+    import dask
+    import dask.array as da
+except ImportError:   # the `test` extra installs them: CI must run these tests
+    if IN_CI:
+        raise
+    pytest.skip("dask[array] is not installed (pip install -e '.[dask]')", allow_module_level=True)
+
+from tdsl import chunked_blocks
+from tdsl.errors import TdslArgumentError, TdslWarning
+
+SOURCE = """\
+fn blockwise(x: f32[n, d], b: f32[d]) -> f32[n, d] {
+    return exp(x) * 2.0 + b
+}
+
+fn reductions(x: f64[n, d]) -> (f64[d], f64[n], f64, f64[d], i64[n], f64[n], f64[n], i64[d]) {
+    return sum(x, axis=0), max(x, axis=1), sum(x), var(x, axis=0), argmax(x, axis=1), mean(x, axis=1), min(x, axis=1), argmin(x, axis=0)
+}
+
+fn predict(x: f32[n, d], w: f32[d], v: f32[d, k]) -> (f32[n], f32[n, k]) {
+    return x @ w, x @ v
+}
+
+fn rows(x: f64[n, d]) -> (f64[n, d], f64[n]) {
+    return softmax(x, axis=1), logsumexp(x, axis=1)
+}
+
+fn standardize(x: f64[n, d]) -> f64[n, d] {
+    mu = mean(x, axis=0)
+    sd = std(x, axis=0)
+    return (x - mu) / sd
+}
+
+fn pair(x: f64[n], y: f64[m]) -> (f64, f64[n], f64[m]) {
+    return sum(x) * sum(y), x * sum(y), y - max(x)
+}
+
+fn running(x: f64[n, d]) -> f64[n, d] {
+    return cumsum(x, axis=1)
+}
+
+fn halve(x: f64[n, d], k: i64) -> f64[n, d] {
+    for t in range(k) {
+        x = x * 0.5 + 1.0
+    }
+    return x
+}
+
+fn descent(x: f64[n, d], y: f64[n], w0: f64[d], steps: i64) -> f64[d] {
+    w = w0
+    for t in range(steps) {
+        r = x @ w - y
+        w = w - 0.1 * (r @ x) / n
+    }
+    return w
+}
+
+fn settle(x: f64[n, d], w: f64[d], k: i64) -> (f64[n, d], f64) {
+    s = sum(x)
+    h = x
+    for t in range(k) {
+        h = tanh(h * w + s)
+    }
+    i = 0
+    while i < k {
+        h = h + 1.0
+        i = i + 1
+    }
+    if k > 2 {
+        h = h * 2.0
+    }
+    return h, sum(h)
+}
+
+fn ramp(x: f64[n], k: i64) -> f64[n] {
+    for t in range(k) {
+        x = x + f64(arange(n))
+    }
+    return x
+}
+
+fn extremes(x: f64[n]) -> (f64, f64, i64, i64, f64, f64) {
+    return max(x), min(x), argmax(x), argmin(x), mean(x), sum(x)
+}
+
+fn counts(k: i64[n], j: i32[n, 2]) -> (i64, i64, i64[2]) {
+    return sum(k), prod(k), sum(j, axis=0)
+}
+
+fn means(x: f64[n, d]) -> (f64[n], f64[d]) {
+    return mean(x, axis=1), mean(x, axis=0)
+}
+"""
+
+LINES = SOURCE.splitlines()
+DESCENT_LOOP = LINES.index("fn descent(x: f64[n, d], y: f64[n], w0: f64[d], steps: i64) -> f64[d] {") + 3
+RAMP_LOOP = LINES.index("fn ramp(x: f64[n], k: i64) -> f64[n] {") + 2
+HALVE_LOOP = LINES.index("fn halve(x: f64[n, d], k: i64) -> f64[n, d] {") + 2
+MU_LINE = LINES.index("    mu = mean(x, axis=0)") + 1
+
+
+@pytest.fixture(scope="module")
+def m():
+    return tdsl.compile(SOURCE, target="numpy")
+
+
+def lazy(x, chunks):
+    return da.from_array(x, chunks=chunks)
+
+
+def computed(got):
+    """The Dask results as NumPy, on the threaded scheduler (a tuple)."""
+    got = got if isinstance(got, tuple) else (got,)
+    assert all(isinstance(g, da.Array) for g in got)
+    return dask.compute(*got, scheduler="threads")
+
+
+def check(got, *wants, exact=False, rtol=1e-12):
+    """Each result equals each of `wants` (the unchunked call, NumPy): dtype, shape and values."""
+    values = computed(got)
+    for want in wants:
+        want = want if isinstance(want, tuple) else (want,)
+        assert len(values) == len(want)
+        for g, w in zip(values, want):
+            w = np.asarray(w)
+            assert g.dtype == w.dtype and g.shape == w.shape, (g.dtype, w.dtype, g.shape, w.shape)
+            if exact or g.dtype.kind in "biu":
+                np.testing.assert_array_equal(g, w)
+            else:
+                np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, equal_nan=True)
+    return values
+
+
+def blocks(f, *args):
+    """The call in blocks of two chunked variables, with no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return chunked_blocks.call(f, args)
+
+
+def unchunked(f, *args):
+    return f(*[a.compute() if isinstance(a, da.Array) else a for a in args])
+
+
+def data(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+# -- two chunked size variables: blocks of n x d -----------------------------------------------
+
+def test_blocks_elementwise(m):
+    x, b = data((10, 7)).astype(np.float32), data(7, 1).astype(np.float32)
+    got = blocks(m.blockwise, lazy(x, (4, 3)), lazy(b, 2))   # b's chunks follow x's
+    assert got.chunks == ((4, 4, 2), (3, 3, 1))
+    check(got, m.blockwise(x, b), exact=True)
+    check(got, np.exp(x) * np.float32(2) + b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunks", [(4, 3), (1, 1), ((3, 0, 8), (2, 0, 5))])
+def test_blocks_reductions_over_one_or_both_axes(m, chunks):
+    x = data((11, 7), 2)
+    x[9, 4] = x[2, 4] = x.max() + 1    # a tie across chunks of n: the first index wins
+    x[5, 6] = x[5, 0] = x.min() - 1    # a tie across chunks of d
+    got = blocks(m.reductions, lazy(x, chunks))
+    assert got[0].chunks[0] == tuple(c for c in got[0].chunks[0] if c) and len(got[1].chunks[0]) > 1
+    numpy = (x.sum(0), x.max(1), x.sum(), x.var(0), x.argmax(1), x.mean(1), x.min(1), x.argmin(0))
+    check(got, m.reductions(x), numpy)
+
+
+def test_blocks_matmul_contracts_d_and_keeps_rows_of_n(m):
+    x, w, v = (data(s, i).astype(np.float32) for i, s in enumerate([(12, 9), 9, (9, 2)]))
+    got = blocks(m.predict, lazy(x, (5, 4)), w, lazy(v, (3, 2)))
+    assert got[0].chunks == ((5, 5, 2),)
+    check(got, m.predict(x, w, v), (x @ w, x @ v), rtol=1e-5)
+
+
+def test_blocks_softmax_over_chunked_d_splits_as_logsumexp(m):
+    x = data((9, 8), 3)
+    x[:, 5] += 30.0   # the max of each row in one chunk of d
+    got = blocks(m.rows, lazy(x, (4, 3)))
+    assert got[0].chunks == ((4, 4, 1), (3, 3, 2))
+    e = np.exp(x - x.max(1, keepdims=True))
+    check(got, m.rows(x), (e / e.sum(1, keepdims=True), np.log(e.sum(1)) + x.max(1)))
+    assert "(chunk0: 2 passes over d)" in chunked_blocks.explain_blocks(m.rows.graph, "n", "d")
+
+
+def test_blocks_standardize_two_passes(m):
+    x = data((10, 6), 4) + 100.0
+    got = blocks(m.standardize, lazy(x, (3, 4)))
+    check(got, m.standardize(x), (x - x.mean(0)) / x.std(0), rtol=1e-9)
+
+
+def test_blocks_of_two_inputs_with_their_own_variables(m):
+    x, y = data(10, 5), data(7, 6)
+    got = blocks(m.pair, lazy(x, 3), lazy(y, 2))
+    assert got[1].chunks == ((3, 3, 3, 1),) and got[2].chunks == ((2, 2, 2, 1),)
+    check(got, m.pair(x, y), (x.sum() * y.sum(), x * y.sum(), y - x.max()))
+
+
+def test_blocks_fall_back_to_one_variable(m):
+    x = data((10, 6), 7)
+    assert isinstance(chunked_blocks.blocks_plan(m.running.graph, "n", "d"), chunked_blocks.Obstacle)
+    got = blocks(m.running, lazy(x, (4, 2)))   # cumsum along d: split along n, d merged
+    assert got.chunks == ((4, 4, 2), (6,))
+    check(got, m.running(x), np.cumsum(x, axis=1))
+    text = chunked_blocks.explain_blocks(m.running.graph, "d", "n")
+    assert "n and d chunked: no blocks of n × d: <string>:" in text and "cumsum along d" in text
+
+
+def test_blocks_explain_lines(m):
+    assert chunked_blocks.explain_blocks(m.standardize.graph, "n", "d").splitlines() == [
+        "standardize(x: f64[n, d]) -> f64[n, d]",
+        "  n and d chunked: blocks of n × d; 2 passes over the chunks of n, each generated function split along d",
+        "  (chunk0: 1 pass over d; combine0: 1 pass over d; finalize0: 1 pass over d; chunk1: 1 pass over d)",
+        "  param  x: f64[n, d]           chunks along n (axis 0) | chunks along d (axis 1)",
+        f"  value  mu: f64[d]  (line {MU_LINE})  global, from sum over n; after pass 0 | blockwise along d (axis 0), pass 0",
+        f"  value  sd: f64[d]  (line {MU_LINE + 1})  global, from moments (var) over n; after pass 0 | "
+        "blockwise along d (axis 0), pass 0",
+        "  result 0: f64[n, d]           blockwise along n (axis 0), pass 1 | blockwise along d (axis 1), pass 0",
+    ]
+
+
+# -- loops over chunked values -------------------------------------------------------------------
+
+def test_blockwise_loop_stays_blockwise(m):
+    x = data((11, 3), 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = m.halve(lazy(x, (4, 3)), 5)
+    assert got.chunks == ((4, 4, 3), (3,))
+    want = x.copy()
+    for _ in range(5):
+        want = want * 0.5 + 1.0
+    check(got, m.halve(x, 5), want, exact=True)
+    assert m.halve.explain(chunks="n").splitlines()[1:] == [
+        "  n chunked: 1 pass over the chunks",
+        "  param  x: f64[n, d]             chunks along n (axis 0)",
+        "  param  k: i64                   whole, on every chunk",
+        f"  value  x: f64[n, d]  (line {HALVE_LOOP})  blockwise along n (axis 0), pass 0",
+        "  result 0: f64[n, d]             blockwise along n (axis 0), pass 0",
+    ]
+    check(blocks(m.halve, lazy(x, (4, 1)), 5), want, exact=True)   # and in blocks of n x d
+
+
+def test_loop_reducing_every_step_rechunks_naming_the_loop(m):
+    x, y, w0 = data((12, 3), 9), data(12, 10), np.zeros(3)
+    with pytest.warns(TdslWarning, match=rf"descent\(\) cannot run chunk by chunk along n: <string>:{DESCENT_LOOP}: "
+                                         r"a for whose body reduces over n .*rechunking n to one chunk"):
+        got = m.descent(lazy(x, (5, 3)), lazy(y, 5), w0, 4)
+    w = w0
+    for _ in range(4):
+        w = w - 0.1 * ((x @ w - y) @ x) / 12
+    check(got, m.descent(x, y, w0, 4), w)
+    with dask.config.set({"tdsl.strict": True}), pytest.raises(TdslArgumentError) as err:
+        m.descent(lazy(x, (5, 3)), lazy(y, 5), w0, 4)
+    assert err.value.loc.line == DESCENT_LOOP and "reduces over n" in str(err.value)
+
+
+def test_loops_and_branches_reading_a_global(m):
+    x, w = data((10, 4), 11), data(4, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = m.settle(lazy(x, (3, 4)), w, 3)
+    assert got[0].chunks[0] == (3, 3, 3, 1) and "2 passes" in m.settle.explain(chunks="n")
+    h = x
+    for _ in range(3):
+        h = np.tanh(h * w + x.sum())
+    h = (h + 3.0) * 2.0
+    check(got, m.settle(x, w, 3), (h, h.sum()))
+
+
+def test_loop_reading_positions_rechunks(m):
+    x = data(9, 13)
+    with pytest.warns(TdslWarning, match=rf"<string>:{RAMP_LOOP}: a for whose body reads the value or positions of n"):
+        got = m.ramp(lazy(x, 4), 2)
+    check(got, m.ramp(x, 2), exact=True)
+    check(got, x + 2.0 * np.arange(9))
+
+
+# -- corner cases of the chunks ------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunks", [1, 7, ((0, 3, 0, 4),), ((2, 5, 0),)])
+def test_chunks_of_one_whole_and_empty(m, chunks):
+    x = np.array([1.0, 5.0, 2.0, 5.0, 3.0, -1.0, -1.0])   # ties: the first index wins
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = m.extremes(lazy(x, chunks))
+    numpy = (x.max(), x.min(), x.argmax(), x.argmin(), x.mean(), x.sum())
+    check(got, m.extremes(x), numpy)
+    assert computed(got)[2:4] == (1, 5)
+
+
+def test_nan_in_one_chunk_propagates_and_argmax_finds_the_first(m):
+    x = np.array([1.0, 9.0, 2.0, np.nan, 3.0, np.nan, 9.0])
+    got = check(m.extremes(lazy(x, 2)), m.extremes(x))
+    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == got[3] == np.argmax(x) == np.argmin(x) == 3
+    x2 = data((6, 5), 14)
+    x2[4, 3] = np.nan
+    numpy = (x2.sum(0), x2.max(1), x2.sum(), x2.var(0), x2.argmax(1), x2.mean(1), x2.min(1), x2.argmin(0))
+    check(blocks(m.reductions, lazy(x2, (2, 2))), m.reductions(x2), numpy)
+
+
+def test_integer_sums_are_exact(m):
+    k = np.array([2**53 + 1, 1, 2**53, 3, -7, 5], np.int64)   # a float sum would round
+    j = np.array([[2**30, -3], [2**30, 4], [5, 2**30], [-1, 2**30], [7, 0], [1, 1]], np.int32)   # i32 sums are i64, exact
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        warnings.simplefilter("error")
+        got = check(m.counts(lazy(k, 2), lazy(j, (2, 2))), m.counts(k, j), (k.sum(), k.prod(), j.sum(0)))
+    assert got[0] == 2**54 + 3
+
+
+def test_mean_of_an_empty_axis(m):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # NumPy's "Mean of empty slice"
+        x = np.zeros((6, 0))
+        check(m.means(lazy(x, (2, 1))), m.means(x), (x.mean(1), x.mean(0)))   # NaN rows, no columns
+        y = np.zeros((0, 4))
+        check(blocks(m.means, lazy(y, ((0, 0), (2, 2)))), m.means(y), (y.mean(1), y.mean(0)))   # NaN columns
+
+
+# -- compiled targets ------------------------------------------------------------------------------
+
+STEP = """\
+fn step(x: f32[n, d], y: f32[n], w: f32[d], b: f32, lr: f32) -> (f32[n, d], f32[d], i64[d], f32[d], f32) {
+    p = sigmoid(x @ w + b)
+    loss = -mean(y * log(p + 1e-7) + (1 - y) * log(1 - p + 1e-7))
+    gw, gb = grad(loss, w, b)
+    return exp(x) * 2.0 + w, max(x, axis=0), argmax(x, axis=0), w - lr * gw, b - lr * gb
+}
+"""
+
+
+def step_numpy(x, y, w, b, lr):
+    """The gradient step in NumPy (float64), for the f32 results."""
+    x, y, w = (a.astype(np.float64) for a in (x, y, w))
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    r = ((1 - y) / (1 - p + 1e-7) - y / (p + 1e-7)) * p * (1 - p) / len(y)
+    return np.exp(x) * 2 + w, x.max(0), x.argmax(0), w - lr * (r @ x), b - lr * r.sum()
+
+
+@pytest.mark.parametrize("target", ["c", "opencl"])
+def test_compiled_targets_elementwise_reduction_gradient(target):
+    require_target(target)
+    f = tdsl.compile(STEP, target=target).step
+    rng = np.random.default_rng(15)
+    x, y = rng.standard_normal((13, 6)).astype(np.float32), (rng.random(13) > 0.5).astype(np.float32)
+    w, b, lr = rng.standard_normal(6).astype(np.float32), np.float32(0.1), np.float32(0.5)
+    want = f(x, y, w, b, lr)
+    numpy = tuple(np.asarray(v).astype(np.asarray(u).dtype) for v, u in zip(step_numpy(x, y, w, b, lr), want))
+    check(f(lazy(x, (4, 6)), lazy(y, 4), w, b, lr), want, numpy, rtol=1e-5)             # n chunked
+    got = blocks(f, lazy(x, (4, 4)), lazy(y, 4), w, b, lr)                              # n x d blocks
+    assert got[0].chunks == ((4, 4, 4, 1), (4, 2))
+    check(got, want, numpy, rtol=1e-5)
