@@ -88,13 +88,8 @@ def _base(aff, loop_vars, index) -> str:
 
 
 @lru_cache(maxsize=None)
-def gemm_pointers() -> tuple[int, int] | None:
-    """Addresses of the ILP64 `cblas_sgemm` and `cblas_dgemm` of NumPy's OpenBLAS, if it has them.
-
-    `TDSL_BLAS=0` turns BLAS off (every matmul then runs tdsl's own loops).
-    """
-    if os.environ.get("TDSL_BLAS", "") == "0":
-        return None
+def _openblas() -> tuple[ctypes.CDLL, str] | None:
+    """NumPy's OpenBLAS (already loaded by NumPy, so the same copy) and its symbols' prefix."""
     import numpy
     root = Path(numpy.__file__).parent
     candidates = sorted(glob.glob(str(root.parent / "numpy.libs" / "*openblas*")) +
@@ -105,9 +100,85 @@ def gemm_pointers() -> tuple[int, int] | None:
         except OSError:
             continue
         for prefix in ("scipy_cblas_", "cblas_"):
-            try:
-                s, d = getattr(lib, f"{prefix}sgemm64_"), getattr(lib, f"{prefix}dgemm64_")
-            except AttributeError:
-                continue
-            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+            if hasattr(lib, f"{prefix}sgemm64_") and hasattr(lib, f"{prefix}dgemm64_"):
+                return lib, prefix
     return None
+
+
+@lru_cache(maxsize=None)
+def gemm_pointers() -> tuple[int, int] | None:
+    """Addresses of the ILP64 `cblas_sgemm` and `cblas_dgemm` of NumPy's OpenBLAS, if it has them.
+
+    `TDSL_BLAS=0` turns BLAS off (every matmul then runs tdsl's own loops).
+    """
+    if os.environ.get("TDSL_BLAS", "") == "0":
+        return None
+    found = _openblas()
+    if found is None:
+        return None
+    lib, prefix = found
+    s, d = getattr(lib, f"{prefix}sgemm64_"), getattr(lib, f"{prefix}dgemm64_")
+    return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+
+
+# -- one pool of threads: OpenBLAS's parallel jobs on tdsl's OpenMP threads ---------------------
+#
+# After each threaded BLAS call, OpenBLAS's own threads spin for about 0.1 s (2^28 cycles: its
+# THREAD_TIMEOUT, read once when NumPy loads it) and hold a core, so a tdsl kernel that runs next
+# on two threads finds one of its cores shared: the logistic step took 6.5 ms right after NumPy's
+# BLAS and 3.2 ms alone (docs/performance.md). OpenBLAS (0.3.27 and later) can hand its jobs to a
+# callback instead of its pool; each module built with OpenMP exports one (`PREFIX_blas_threads`,
+# templates/c/prelude.c.j2) that runs them on the module's OpenMP team, whose idle threads sleep.
+# The first such module loaded installs it, for the whole process; a forked child goes back to
+# OpenBLAS's pool (libgomp cannot run a team in a child forked after its team has run).
+# TDSL_SHARE_BLAS_THREADS=0 leaves OpenBLAS's pool alone.
+
+_SHARED: list = []   # [the module library whose callback is installed, its prefix, the setter]
+
+
+def share_threads(library: ctypes.CDLL, prefix: str) -> bool:
+    """Install `library`'s callback into NumPy's OpenBLAS, once per process; whether it is in."""
+    if _SHARED:
+        return True
+    if os.environ.get("TDSL_SHARE_BLAS_THREADS", "") == "0" or os.environ.get("TDSL_BLAS", "") == "0":
+        return False
+    getter = getattr(library, f"{prefix}_blas_threads", None)
+    found = _openblas()
+    if getter is None or found is None:
+        return False
+    lib, blas_prefix = found
+    name = "scipy_openblas_set_threads_callback_function64_" if blas_prefix.startswith("scipy") else \
+        "openblas_set_threads_callback_function64_"
+    setter = getattr(lib, name, None)
+    if setter is None:
+        return False
+    getter.restype = ctypes.c_void_p
+    getter.argtypes = []
+    setter.restype = None
+    setter.argtypes = [ctypes.c_void_p]
+    setter(getter())
+    _SHARED[:] = [library, prefix, setter]
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_unshare_in_child)
+    return True
+
+
+def unshare() -> None:
+    """Hand NumPy's BLAS back to OpenBLAS's own pool (a forked child; tests)."""
+    if _SHARED:
+        _SHARED[2](None)
+        _SHARED.clear()
+
+
+def _unshare_in_child() -> None:
+    unshare()
+
+
+def shared_calls() -> int:
+    """How many BLAS calls have run on tdsl's threads in this process (0 when not shared)."""
+    if not _SHARED:
+        return 0
+    library, prefix, _ = _SHARED
+    getter = getattr(library, f"{prefix}_blas_calls")
+    getter.restype = ctypes.c_int64
+    return getter()

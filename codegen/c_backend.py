@@ -150,13 +150,14 @@ class Built:
 
 def attach_blas(library: ctypes.CDLL, prefix: str) -> None:
     """Hand the module NumPy's BLAS for its float matmuls (see codegen/blas.py)."""
-    from .blas import gemm_pointers
+    from .blas import gemm_pointers, share_threads
     pointers = gemm_pointers()
     setter = getattr(library, f"{prefix}_set_blas", None)
     if pointers is not None and setter is not None:
         setter.restype = None
         setter.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         setter(*pointers)
+        share_threads(library, prefix)
 
 
 def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> tuple[str, str]:
