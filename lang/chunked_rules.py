@@ -265,6 +265,8 @@ def _local_axis(node: Node, locals_: list, var: str):
         return _matmul_axis(node, locals_, var)
     if op == "take":
         return _take_axis(node, locals_, var)
+    if op == "update":
+        return _update_axis(node, locals_, var)
     if op == "concat" or kind == "ordering":   # blockwise when along another axis than var's
         axes = {r.axis for _, r in locals_}
         if len(locals_) != len(node.inputs) or len(axes) != 1 or node.attr("axis") == first:
@@ -304,3 +306,17 @@ def _take_axis(node: Node, locals_: list, var: str):
 def roles_of_param(p: Param, var: str) -> bool:
     """Whether parameter `p` is chunked along `var` (one of its axes is `var`)."""
     return any(var in d.variables() for d in p.shape)
+
+
+def _update_axis(node: Node, locals_: list, var: str) -> int:
+    """An indexed update is blockwise when its region keeps all of `var` (`hs[t] = h`, `x[:, 1] = 0`)
+    and the new values are the same chunk (or hold no `var`: broadcast to every chunk)."""
+    x, v = node.inputs
+    axis = chunk_axis(node.shape, var, node, "the update")
+    start, step, length = (node.attr(k)[axis] for k in ("starts", "steps", "shape"))
+    v_axis = {id(i): r.axis for i, r in locals_}.get(id(v))
+    keeps = Dim.of(start) == Dim.of(0) and step == 1 and Dim.of(length) == Dim.of(var) and \
+        not any(var in Dim.of(check[1]).variables() for check in node.attr("checks") or ())
+    if not keeps or (v_axis is not None and v_axis != axis + v.ndim - x.ndim):
+        raise Obstacle(node, f"an indexed update of part of {var} (it writes across chunks)")
+    return axis

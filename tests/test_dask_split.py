@@ -104,6 +104,26 @@ fn counts(k: i64[n], j: i32[n, 2]) -> (i64, i64, i64[2]) {
 fn means(x: f64[n, d]) -> (f64[n], f64[d]) {
     return mean(x, axis=1), mean(x, axis=0)
 }
+
+fn record(x: f64[n, d], s: f64) -> f64[4, n, d] {
+    hs = zeros((4, n, d))
+    h = x
+    for t in range(4) {
+        if s > 0.0 {
+            h[:, 1] = s
+        } else {
+            h = -h
+        }
+        h = h * 0.5
+        hs[t] = h
+    }
+    return hs
+}
+
+fn poke(x: f64[n]) -> f64[n] {
+    x[2] = 0.0
+    return x
+}
 """
 
 LINES = SOURCE.splitlines()
@@ -289,6 +309,32 @@ def test_loop_reading_positions_rechunks(m):
         got = m.ramp(lazy(x, 4), 2)
     check(got, m.ramp(x, 2), exact=True)
     check(got, x + 2.0 * np.arange(9))
+
+
+def test_per_step_outputs_and_branches_stay_blockwise(m):
+    x = data((10, 3), 16)
+    for s in (2.0, -1.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = m.record(lazy(x, (4, 3)), s)
+        assert got.chunks == ((4,), (4, 4, 2), (3,))
+        h, hs = x.copy(), []
+        for _ in range(4):
+            if s > 0:
+                h[:, 1] = s
+            else:
+                h = -h
+            h = h * 0.5
+            hs.append(h.copy())   # the next `h[:, 1] = s` writes into h
+        check(got, m.record(x, s), np.stack(hs), exact=True)
+
+
+def test_update_of_part_of_the_chunked_axis_rechunks(m):
+    x = data(9, 17)
+    line = LINES.index("    x[2] = 0.0") + 1
+    with pytest.warns(TdslWarning, match=rf"<string>:{line}: an indexed update of part of n"):
+        got = m.poke(lazy(x, 4))
+    check(got, m.poke(x), np.where(np.arange(9) == 2, 0.0, x), exact=True)
 
 
 # -- corner cases of the chunks ------------------------------------------------------------------
