@@ -10,7 +10,8 @@ generated functions cannot split along `d`, the call is the one-variable call (`
 from __future__ import annotations
 
 from . import daskarray
-from .chunked import Split, explain_rows, passes, roles_of_param, split, table
+from .chunked import Split, roles_of_param, split
+from .chunked_explain import explain_rows, passes, table
 from .chunked_rules import Obstacle, analyse
 from .dims import Dim
 

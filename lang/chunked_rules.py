@@ -100,6 +100,10 @@ def live(graph: FunctionGraph, roles: dict) -> list[Node]:
 # moments) and logsumexp's or softmax's sum of exponentials (the max and the sum about it).
 FUSED = ("moments", "sumexp")
 
+# How two partial states of each splittable reduction combine (an elementwise op of the table).
+COMBINE = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum", "any": "or", "all": "and",
+           "matmul": "add", "moments": "parallel moments", "sumexp": "rescaled sums"}
+
 
 def fusion(node: Node) -> tuple[str, Node] | None:
     """("moments", x) for sum(square(x - sum(x, A, keepdims) / count), A), ("sumexp", x) for
@@ -320,3 +324,12 @@ def _update_axis(node: Node, locals_: list, var: str) -> int:
     if not keeps or (v_axis is not None and v_axis != axis + v.ndim - x.ndim):
         raise Obstacle(node, f"an indexed update of part of {var} (it writes across chunks)")
     return axis
+
+
+def pass_states(exported: list[Node], roles: dict, level: int) -> list[Node]:
+    """The reductions of pass `level` that its exported globals are computed from, in graph order."""
+    def leaf(n: Node) -> bool:
+        r = roles[n]
+        return r.kind != "global" or r.reduction is not None or r.level != level
+    return [n for n in toposort(exported, leaf=leaf)
+            if roles[n].kind == "global" and roles[n].reduction and roles[n].level == level]
