@@ -9,6 +9,8 @@ generated functions cannot split along `d`, the call is the one-variable call (`
 """
 from __future__ import annotations
 
+import weakref
+
 from . import daskarray
 from .chunked import Split, roles_of_param, split
 from .chunked_explain import explain_rows, passes, table
@@ -35,10 +37,18 @@ def maybe_blocks(function, values: list, sizes: dict):
     """The lazy results in blocks when two size variables are chunked and every function of the
     split along the first splits along the second; else NotImplemented (checked arguments in)."""
     pair = chunked_pair(function.graph, values)
-    if pair is None or not isinstance(blocks_plan(function.graph, *pair), Split):
+    if pair is None:
+        return NotImplemented
+    plans = _PLANS.setdefault(function, {})
+    if pair not in plans:
+        plans[pair] = isinstance(blocks_plan(function.graph, *pair), Split)
+    if not plans[pair]:
         return NotImplemented
     plan = daskarray.split_of(function, pair[0])
     return _run(function, plan, _aligned(function.graph, values, pair[0], sizes), pair[0], sizes)
+
+
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # function -> {pair: whether it splits}
 
 
 def chunked_pair(graph, values: list) -> tuple[str, str] | None:
