@@ -716,11 +716,22 @@ LIBRARY_LIMIT = 1 << 30   # bytes: a larger file in the cache is no library of o
 def intact(path: Path) -> bool:
     """Whether a built library is complete: a regular file whose trailer matches its contents
     (a folder, a FIFO or a link in its place is not: never opened for reading)."""
+    return checked(path) is not None
+
+
+def checked(path: Path) -> bytes | None:
+    """The contents of a cache file written `with_trailer`, without the trailer; None when it is
+    absent, not a regular file, larger than LIBRARY_LIMIT, or its checksum does not match."""
     data = cache.read_small(path, LIBRARY_LIMIT)
     if data is None:
-        return False
+        return None
     size = len(_MAGIC) + hashlib.sha256().digest_size
-    return len(data) > size and data[-size:] == _trailer(data[:-size])
+    return data[:-size] if len(data) > size and data[-size:] == _trailer(data[:-size]) else None
+
+
+def with_trailer(content: bytes) -> bytes:
+    """`content` followed by its checksum trailer (read back with `checked`)."""
+    return content + _trailer(content)
 
 
 def _try_load(path: Path) -> ctypes.CDLL | None:

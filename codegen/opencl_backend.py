@@ -15,19 +15,29 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tdsl.errors import TdslBuildError
+from tdsl.errors import TdslBuildError, TdslError
 from tdsl.graph import FunctionGraph
 from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
 from . import cache, host
 from . import opencl_runtime as runtime
-from .c_backend import symbol_prefix
-from .kernels import ModuleIR
-from .lower import lower_module
-from .opencl_plan import program_and_plan
-from .templating import environment
+
+# (lowering, rendering and the templates are imported by the stages that use them: a warm load
+# reads its program from the cache and never imports them)
+if TYPE_CHECKING:
+    from .kernels import ModuleIR
+
+
+def __getattr__(name: str):
+    """`program_and_plan` (codegen/opencl_plan.py), imported on first use: codegen/kernels.py and the
+    schedule cost a fresh process 20-30 ms, which a warm load does without."""
+    if name == "program_and_plan":
+        from .opencl_plan import program_and_plan
+        return program_and_plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 NO_DEVICE_HINT = ("install an OpenCL platform (e.g. PoCL: `apt install pocl-opencl-icd`) and pyopencl, "
                   "pick a device with TDSL_OPENCL_DEVICE, or use target=\"c\"")
@@ -67,13 +77,36 @@ class OpenCLTarget:
             return f"OpenCL is unavailable: {err}"
         return None
 
-    def recall(self, text: str, path: str) -> None:
-        return None   # pyopencl keeps built binaries (see `build`); no warm start of its own
+    def recall(self, text: str, path: str) -> list | None:
+        """[(graph, runner)] of a program this cache has made from `text` before (its warm entry:
+        codegen/warm.py), built from its binary when the cache holds one; None otherwise. Debug,
+        profiling and guarded builds keep no entries."""
+        if self.debug or self.profile or self.guard:
+            return None
+        from . import warm
+        found = warm.recall_program(text, path)
+        if found is None:
+            return None
+        graphs, calls, source, plan = found
+        program = build(source, plan["uses_f64"], calls[0].name if calls else "module")
+        functions = plan["functions"]
+        return [(g, Runner(runtime.FunctionRunner(program, functions[call.name]), call, source))
+                for g, call in zip(graphs, calls)]
 
     def remember(self, text: str, path: str, graphs: list, lowered, built) -> None:
-        return None
+        """Keep a warm entry for `text`; one that cannot be written only costs the next load its
+        warm start."""
+        if self.debug or self.profile or self.guard:
+            return
+        from . import warm
+        try:
+            warm.remember_program(text, path, graphs, lowered.module.calls, lowered.source, lowered.plan)
+        except (OSError, TdslError):
+            pass
 
     def lower(self, graphs: list[FunctionGraph], prefix: str) -> Lowered:
+        from .c_backend import symbol_prefix
+        from .lower import lower_module
         module = lower_module(graphs, symbol_prefix(prefix), guard=self.guard)
         if self.debug:   # the same schedule and plan, the program's text with #line directives
             from .opencl_plan import module_plan
@@ -81,7 +114,7 @@ class OpenCLTarget:
             from .opencl_schedule import module_schedule
             source, schedule = render_program(module, module_schedule(module), debug=True)
             return Lowered(module, source, module_plan(module, schedule))
-        source, plan = program_and_plan(module)
+        source, plan = globals().get("program_and_plan", __getattr__("program_and_plan"))(module)
         return Lowered(module, source, plan)
 
     def render(self, lowered: Lowered) -> str:
@@ -119,7 +152,7 @@ def default_queue():
 
 def build(source: str, uses_f64: bool, name: str, debug: bool = False, profile: bool = False) -> runtime.Program:
     """The program built for the chosen device (`debug`: with -g; `profile`: on a queue with
-    profiling enabled); pyopencl keeps binaries in tdsl's cache folder."""
+    profiling enabled), from its binary in tdsl's cache when it holds one (BinaryStore)."""
     try:
         queue = runtime.profiling_queue() if profile else runtime.default_queue()
         return _built(source, uses_f64, queue, os.environ.get("TDSL_OPENCL_LAYOUT", ""), debug)
@@ -138,15 +171,99 @@ def build(source: str, uses_f64: bool, name: str, debug: bool = False, profile: 
 @lru_cache(maxsize=64)
 def _built(source: str, uses_f64: bool, queue, layout: str, debug: bool = False) -> runtime.Program:
     """The program for `queue`'s device; `layout` (TDSL_OPENCL_LAYOUT) picks its launch layout."""
+    return runtime.Program(source, uses_f64, BinaryStore().build, queue, debug)
+
+
+class BinaryStore:
+    """Program binaries in the compile cache's `opencl` folder, keyed by the source and everything
+    the binary depends on (runtime.binary_identity: platform, device, driver version, build
+    options); written under the entry's lock, atomically, with a checksum trailer (as libraries
+    are: codegen/build.py). A binary that is damaged or that the driver refuses is built again
+    from source and replaced. Drivers that keep builds themselves (PoCL, whose kernel cache holds
+    each kernel compiled for its work-group size) are left to do so: asking PoCL for a binary
+    compiles every kernel once more, for any work-group size (see docs/performance.md)."""
+
+    builds = 0   # programs built from source through a store (tests count them)
+
+    def build(self, context, device, source: str, options: list[str]):
+        if not self.keeps_binaries(device):   # (pyopencl is given the folder, and leaves it to the driver)
+            BinaryStore.builds += 1
+            try:
+                folder = str(opencl_folder())
+            except cache.CacheWriteError:
+                folder = None
+            return runtime.build_from_source(context, device, source, options, folder)
+        try:
+            path = self.path(device, options, source)
+        except cache.CacheWriteError:   # no opencl folder can be made: build, keep nothing
+            BinaryStore.builds += 1
+            return runtime.build_from_source(context, device, source, options)
+        found = self.load(context, device, path, options)
+        if found is not None:
+            return found
+        try:
+            with build_module().entry_lock(path):
+                found = self.load(context, device, path, options)   # built while this process waited
+                if found is not None:
+                    return found
+                return self.build_and_keep(context, device, source, options, path)
+        except cache.CacheWriteError:   # no lock file there (a full disk): build, keep nothing
+            BinaryStore.builds += 1
+            return runtime.build_from_source(context, device, source, options)
+
+    @staticmethod
+    def keeps_binaries(device) -> bool:
+        """Whether tdsl keeps this device's binaries: not when its driver caches builds itself
+        (`TDSL_OPENCL_BINARIES=1` keeps them anyway: tests run the store on PoCL)."""
+        if os.environ.get("TDSL_OPENCL_BINARIES", "").strip() == "1":
+            return True
+        from pyopencl.characterize import has_src_build_cache
+        return not has_src_build_cache(device)
+
+    @staticmethod
+    def path(device, options: list[str], source: str) -> Path:
+        key = cache.key("opencl binary", source, *runtime.binary_identity(device, options))
+        return opencl_folder() / f"program-{key}.bin"
+
+    @staticmethod
+    def load(context, device, path: Path, options: list[str]):
+        """The program built from the binary at `path`; None when it is absent, damaged or refused."""
+        build = build_module()
+        binary = build.checked(path)
+        program = runtime.program_from_binary(context, device, binary, options) if binary else None
+        if program is not None:
+            build.mark_used(path)
+        return program
+
+    @staticmethod
+    def build_and_keep(context, device, source: str, options: list[str], path: Path):
+        BinaryStore.builds += 1
+        program = runtime.build_from_source(context, device, source, options)
+        binary = runtime.program_binary(program)
+        if binary:
+            try:
+                cache.write_atomic(path, build_module().with_trailer(binary))
+            except cache.CacheWriteError:
+                pass   # built; the next process builds again
+        return program
+
+
+def build_module():
+    from . import build
+    return build
+
+
+def opencl_folder() -> Path:
+    """The compile cache's `opencl` folder (private; a damaged cache's file in its place is removed)."""
     folder = cache.cache_dir() / "opencl"
     try:
         if not folder.is_dir():
             if os.path.lexists(folder):   # a damaged cache: a file, a FIFO, a link where the folder goes
                 folder.unlink()
             folder.mkdir(exist_ok=True, mode=0o700)
-    except OSError:
-        folder = None   # pyopencl then builds without keeping binaries
-    return runtime.Program(source, uses_f64, str(folder) if folder else None, queue, debug)
+    except OSError as err:
+        raise cache.write_error(folder, err) from None
+    return folder
 
 
 # A function's constants and kernels (its loop and branch bodies' too) lie between these
@@ -227,6 +344,10 @@ class Runner(BaseRunner):
 def emit_standalone(graphs: list[FunctionGraph], prefix: str) -> str:
     """OUT.py: the OpenCL program, its plans and the host runtime; it needs only NumPy and pyopencl."""
     from tdsl.version import __version__
+    from .c_backend import symbol_prefix
+    from .lower import lower_module
+    from .opencl_plan import program_and_plan
+    from .templating import environment
     module = lower_module(graphs, symbol_prefix(prefix))
     source, plan = program_and_plan(module)
     functions = [{"name": fn.name, "signature": fn.signature, "params": [p.name for p in fn.params],

@@ -127,8 +127,7 @@ def has_fp64(device) -> bool:
 class Program:
     """A built program on one queue, with the work-group sizes its launches use."""
 
-    def __init__(self, source: str, uses_f64: bool, cache_dir: str | None = None, queue=None,
-                 debug: bool = False):
+    def __init__(self, source: str, uses_f64: bool, build=None, queue=None, debug: bool = False):
         self.queue = queue or default_queue()
         self.context = self.queue.context
         device = self.device = self.queue.device
@@ -157,10 +156,12 @@ class Program:
             options.append("-cl-fp32-correctly-rounded-divide-sqrt")
         if debug:   # a debug build (docs/debugging.md): kernels with line tables, unoptimized
             options += ["-g", "-cl-opt-disable"]
+        # `build(context, device, source, options)`: tdsl's binary cache (opencl_backend), or a
+        # build from source
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.program = _build(self.context, source, options, cache_dir)
+                self.program = (build or build_from_source)(self.context, device, source, options)
         except cl.Error as err:
             raise BuildFailed(str(err)) from None
         self.kernels = {k.function_name: k for k in self.program.all_kernels()}
@@ -174,10 +175,41 @@ class Program:
         self.lock = threading.Lock()   # kernel objects hold their arguments: one call at a time
 
 
-def _build(context, source: str, options: list[str], cache_dir: str | None):
-    """A built program. pyopencl keeps binaries in `cache_dir`, except for drivers that cache
-    builds themselves (PoCL, in its kcache folder; Nvidia), where fetching a binary costs more."""
+def build_from_source(context, device, source: str, options: list[str], cache_dir: str | None = None):
+    """A program built from `source` (PoCL compiles each kernel's work-group function when it is
+    first enqueued, or when the program's binary is asked for: program_binary). pyopencl keeps
+    binaries in `cache_dir`, except for drivers that cache builds themselves (PoCL, Nvidia)."""
     return _on_big_stack(lambda: cl.Program(context, source).build(options=options, cache_dir=cache_dir))
+
+
+def program_binary(program) -> bytes | None:
+    """The device binary of a built program of one device (PoCL's holds every kernel's compiled
+    work-group function, which asking for it builds), or None when the driver gives none."""
+    try:
+        (binary,) = program.get_info(cl.program_info.BINARIES)
+    except (cl.Error, ValueError):
+        return None
+    return bytes(binary) if binary else None
+
+
+def program_from_binary(context, device, binary: bytes, options: list[str]):
+    """The program built from a binary `program_binary` returned; None when the driver refuses it
+    (another driver version, a damaged binary): the caller then builds from source."""
+    try:
+        return cl.Program(context, [device], [binary]).build(options=options)
+    except cl.Error:
+        return None
+
+
+def binary_identity(device, options: list[str]) -> tuple[str, ...]:
+    """What a program binary depends on besides its source: the platform, the device and its
+    driver version, the build options (pyopencl's too) and the PoCL settings that change code."""
+    platform = device.platform
+    pocl = sorted(f"{k}={v}" for k, v in os.environ.items()
+                  if k.startswith("POCL_") and k not in ("POCL_CACHE_DIR", "POCL_DEBUG", "POCL_TRACING"))
+    return (platform.name, platform.vendor, platform.version, device.name, device.vendor, device.version,
+            device.driver_version, str(device.type), " ".join(options), os.environ.get("PYOPENCL_BUILD_OPTIONS", ""),
+            cl.VERSION_TEXT, *pocl)
 
 
 BUILD_STACK = 1 << 29   # bytes; address space only, pages are committed as the compiler uses them

@@ -1,5 +1,8 @@
 """Warm loads: source text this cache has compiled before loads without parsing or compiling.
 
+An OpenCL program's entry (remember_program) holds the program's text and host plan instead of
+a library's name; its binary is in the cache's opencl folder (codegen/opencl_backend.py).
+
 An entry is keyed by the text, its file name, tdsl's version and files, the compiler
 command, the processor and the sanitizer switch. It holds the checked graphs, what calling each function needs and
 the library's file name, so a warm load skips parsing, checking, lowering, rendering and
@@ -26,6 +29,7 @@ from pathlib import Path
 from . import build, cache
 
 HEADER = b"tdsl warm 1\n"
+PROGRAM_HEADER = b"tdsl warm opencl 1\n"   # an OpenCL program's entry (recall_program)
 SUFFIX = ".json"
 LIMIT = 64 << 20   # bytes: far above any real module's entry, and never read past
 LIBRARY_NAME = re.compile(r"[^/\\\x00]+\.so")   # a file in the cache folder, nothing else
@@ -62,6 +66,49 @@ def code_stamp() -> str:
                         info = os.stat(os.path.join(root, name))
                         parts.append(f"{root}/{name} {info.st_size} {info.st_mtime_ns}")
     return "\n".join(parts)
+
+
+def program_key(text: str, path: str | None) -> str:
+    """The key of an OpenCL program's warm entry: the text and what shapes the program made of it
+    (the device is not part of it: what depends on the device is chosen when it is built)."""
+    from tdsl.version import __version__
+    return cache.key("warm opencl", text, str(path), __version__, code_stamp(),
+                     os.environ.get("TDSL_STABILIZE", ""))
+
+
+def remember_program(text: str, path: str | None, graphs: list, specs: list, source: str, plan: dict) -> None:
+    """Keep a warm entry for `text` on the opencl target: the graphs, the calls, the program's text
+    and its host plan (plain data, kept as JSON text)."""
+    try:
+        rows = encode((tuple(graphs), tuple(specs), source, json.dumps(plan, allow_nan=False)))
+        data = PROGRAM_HEADER + json.dumps(rows, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except (UnknownValue, ValueError, TypeError, RecursionError):
+        return
+    if len(data) <= LIMIT:
+        cache.write_atomic(cache.entry("warm", program_key(text, path), SUFFIX), data)
+
+
+def recall_program(text: str, path: str | None) -> tuple[list, list, str, dict] | None:
+    """(graphs, call specs, OpenCL program text, host plan) kept for `text`, or None."""
+    entry = cache.entry("warm", program_key(text, path), SUFFIX)
+    data = cache.read_small(entry, LIMIT)
+    if data is None or not data.startswith(PROGRAM_HEADER):
+        return None
+    try:   # as read_entry: whatever is wrong with it, the module is compiled again
+        rows = json.loads(data[len(PROGRAM_HEADER):], parse_constant=_not_written, object_hook=_not_written)
+        graphs, specs, source, plan_text = decode(rows)
+        plan = json.loads(plan_text, parse_constant=_not_written)
+        function_graph, call_spec = _allowed()["FunctionGraph"][0], _allowed()["CallSpec"][0]
+        if not (type(graphs) is tuple and type(specs) is tuple and len(graphs) == len(specs)
+                and all(type(g) is function_graph for g in graphs) and all(type(s) is call_spec for s in specs)
+                and type(source) is str and type(plan) is dict and type(plan.get("functions")) is dict
+                and type(plan.get("uses_f64")) is bool
+                and all(type(plan["functions"].get(s.name)) is dict for s in specs)):
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    build.mark_used(entry)
+    return list(graphs), list(specs), source, plan
 
 
 def remember(text: str, path: str | None, graphs: list, specs: list, library: Path, prefix: str) -> None:
