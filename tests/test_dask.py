@@ -21,7 +21,7 @@ except ImportError:   # the `test` extra installs them: CI must run these tests
     pytest.skip("dask[array] and distributed are not installed (pip install -e '.[dask]')",
                 allow_module_level=True)
 
-from tdsl import chunked, daskarray
+from tdsl import chunked, chunked_blocks, daskarray
 from tdsl.errors import TdslArgumentError, TdslWarning
 
 SOURCE = """\
@@ -388,6 +388,9 @@ def test_c_target_threads_and_cluster(c_module, cluster):
     xs = da.from_array(data(10)[0], chunks=(4, 3))
     np.testing.assert_allclose(call(c_module.centered, xs).compute(), c_module.centered(xs.compute()), rtol=1e-12)
     compare(call(c_module.reductions, xs), c_module.reductions(xs.compute()))
+    blocks = chunked_blocks.call(c_module.centered, (xs.rechunk((4, 1)),))   # blocks of n x d on the workers
+    assert blocks.chunks == ((4, 4, 3), (1, 1, 1))
+    np.testing.assert_allclose(blocks.compute(), c_module.centered(xs.compute()), rtol=1e-12)
 
 
 def test_docs_explain_output_is_real():

@@ -49,6 +49,10 @@ fn pair(x: f64[n], y: f64[m]) -> (f64, f64[n], f64[m]) {
     return sum(x) * sum(y), x * sum(y), y - max(x)
 }
 
+fn columns(w: f64[d], x: f64[n, d, k]) -> (f64[n, k], f64[n, d, k], f64[d], f64[n, d]) {
+    return sum(x * reshape(w, (1, d, 1)), axis=1), x * 2.0, sum(x, axis=(0, 2)) + w, max(x, axis=2)
+}
+
 fn running(x: f64[n, d]) -> f64[n, d] {
     return cumsum(x, axis=1)
 }
@@ -229,6 +233,15 @@ def test_blocks_of_two_inputs_with_their_own_variables(m):
     got = blocks(m.pair, lazy(x, 3), lazy(y, 2))
     assert got[1].chunks == ((3, 3, 3, 1),) and got[2].chunks == ((2, 2, 2, 1),)
     check(got, m.pair(x, y), (x.sum() * y.sum(), x * y.sum(), y - x.max()))
+
+
+def test_blocks_along_a_later_axis_and_a_third_variable_merged(m):
+    w, x = data(5, 18), data((6, 5, 4), 19)
+    got = blocks(m.columns, w, lazy(x, (2, 2, 2)))   # d first in the signature: the split along d, then n
+    assert got[1].chunks == ((2, 2, 2), (2, 2, 1), (4,)) and got[2].chunks == ((2, 2, 1),)
+    numpy = ((x * w[None, :, None]).sum(1), x * 2.0, x.sum((0, 2)) + w, x.max(2))
+    check(got, m.columns(w, x), numpy)
+    assert "d and n chunked: blocks of d × n" in chunked_blocks.explain_blocks(m.columns.graph, "n", "d")
 
 
 def test_blocks_fall_back_to_one_variable(m):
