@@ -23,6 +23,8 @@ def call(function, args: tuple, kwargs: dict | None = None, strict: bool | None 
     call of lang/daskarray.py."""
     import dask.array as da
     kwargs = kwargs or {}
+    if "out" in kwargs:   # refused there, with its message
+        return daskarray.call(function, args, kwargs, strict)
     binder = function._binder
     values = binder._order(args, kwargs)
     values = [daskarray._checked_dask(function, p, v) if isinstance(v, da.Array) else binder._convert(p, v)

@@ -90,6 +90,22 @@ fn settle(x: f64[n, d], w: f64[d], k: i64) -> (f64[n, d], f64) {
     return h, sum(h)
 }
 
+fn unrolled(x: f64[n, d], w: f64[d]) -> f64 {
+    h = x
+    for t in range(3) {
+        h = tanh(h * w + 0.1)
+    }
+    return sum(h * h)
+}
+
+fn through(x: f64[n, d], w: f64[d]) -> f64[n, d] {
+    return grad(unrolled(x, w), x)
+}
+
+fn weights(x: f64[n, d], w: f64[d]) -> f64[d] {
+    return grad(unrolled(x, w), w)
+}
+
 fn ramp(x: f64[n], k: i64) -> f64[n] {
     for t in range(k) {
         x = x + f64(arange(n))
@@ -314,6 +330,28 @@ def test_loops_and_branches_reading_a_global(m):
         h = np.tanh(h * w + x.sum())
     h = (h + 3.0) * 2.0
     check(got, m.settle(x, w, 3), (h, h.sum()))
+
+
+def test_gradient_through_a_loop(m):
+    x, w = data((10, 3), 20), data(3, 21)
+    hs = [x]
+    for _ in range(3):
+        hs.append(np.tanh(hs[-1] * w + 0.1))
+    g, gw = 2 * hs[-1], np.zeros(3)
+    for before, h in zip(reversed(hs[:-1]), reversed(hs[1:])):
+        g = g * (1 - h * h)
+        gw += (g * before).sum(0)
+        g = g * w
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # d/dx: the backward loop is blockwise along n too
+        got = m.through(lazy(x, (4, 3)), w)
+    assert got.chunks == ((4, 4, 2), (3,))
+    check(got, m.through(x, w), exact=True)
+    check(got, g)
+    line = LINES.index("fn unrolled(x: f64[n, d], w: f64[d]) -> f64 {") + 3
+    with pytest.warns(TdslWarning, match=rf"<string>:{line}: a for whose body reduces over n"):
+        got = m.weights(lazy(x, (4, 3)), w)   # d/dw sums over n in each backward step
+    check(got, m.weights(x, w), gw)
 
 
 def test_loop_reading_positions_rechunks(m):
