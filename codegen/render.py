@@ -727,6 +727,19 @@ class FunctionView:
             all(p.kind in ("map", "accumulate") and not p.loops for p in view.parts)
         inner = " + ".join(self.size(self.work(p), p) for p in k.parts)
         view.omp = self.omp(f"{paren(view.loop.extent)} * ({inner})", view.fails or view.guards)
+        view.groups = self.row_groups(view, inner)
+
+    @staticmethod
+    def row_groups(view, inner: str) -> str | None:
+        """The size of a fused kernel's groups of points (templates/c/kernels.c.j2, row_groups),
+        or None to run each point's parts in turn: grouped when a part that loops over nothing
+        can run in SIMD lanes across points (a per-row formula) beside parts with loops."""
+        for p in view.parts:
+            p.row_simd = p.kind == "map" and not p.loops and not p.fails and not getattr(p, "guards", False)
+        if view.lanes or view.fails or view.guards or view.guard_sums or \
+                not any(p.row_simd for p in view.parts) or all(not p.loops for p in view.parts):
+            return None
+        return f"({inner}) <= TDSL_ROW_GROUP_WORK ? TDSL_ROW_GROUP : 1"
 
     def guard_sums(self, body: Body) -> list:
         """The NaN guard's per-lane sums a body adds into (their C type and code)."""

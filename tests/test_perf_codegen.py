@@ -1,8 +1,10 @@
-"""The c target's speed-related code: NumPy's BLAS on tdsl's OpenMP threads (codegen/blas.py,
-`share_threads`; the callback in templates/c/prelude.c.j2).
+"""The c target's speed-related code: NumPy's BLAS on tdsl's threads (codegen/blas.py,
+`share_threads`; the callback in templates/c/prelude.c.j2), and fused passes that run their
+per-row formulas in SIMD lanes across groups of rows.
 
-The callback is process-wide, so each case runs in a fresh Python process of its own, which
-loads one small module (the same text in every case: one build, then the cache).
+The callback is process-wide, so each of its cases runs in a fresh Python process of its own,
+which loads one small module (the same text in every case: one build, then the cache). The
+grouped passes are one module, compared with the reference at several shapes.
 """
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
-from conftest import require_target
+from conftest import compiled, require_target, run_both
+from test_c_backend import LOGISTIC
+from tdsl.pipeline import check_source
+from tdsl.rewrite import simplify_graph
 
 SCRIPT = textwrap.dedent("""
     import os, sys, threading
@@ -83,3 +89,52 @@ def test_a_team_cut_short_runs_the_jobs_on_threads_of_their_own():
 def test_the_pool_can_be_left_to_openblas():
     require_target("c")
     run_case("opt-out", TDSL_SHARE_BLAS_THREADS="0", OPENBLAS_NUM_THREADS="2")
+
+
+# -- fused passes in groups of rows (templates/c/kernels.c.j2 `row_groups`, render.row_groups) ----
+
+GROUPED = LOGISTIC + """
+fn rows64(x: f64[n, d], y: f64[n], w: f64[d]) -> (f64[d], f64, f64[n]) {
+    z = x @ w
+    p = exp(-z * z) / (1.0 + y * y)
+    return x.T @ p, sum(p * y), p
+}
+
+fn columns(xt: f32[d, n], w: f32[d], b: f32) -> f32[n] {
+    return sigmoid(xt.T @ w + b)
+}
+
+fn guarded_rows(x: i64[n, d], w: i64[d], k: i64[n]) -> i64[d] {
+    return x.T @ ((x @ w) // k)
+}
+"""
+
+# (n, d): groups with a tail, none at all, one column, rows beyond the group's work (one row a
+# group), below and above the threads' threshold
+SHAPES = [(1000, 100), (1003, 7), (0, 5), (517, 1), (37, 3000), (20011, 13)]
+
+
+def test_grouped_passes_vectorize_the_per_row_formula():
+    """The logistic step's fused pass runs its per-row formula in SIMD lanes across rows."""
+    from tdsl.codegen.render import render_module
+    from tdsl.codegen.c_backend import TARGET
+    graphs = [simplify_graph(g) for g in check_source(LOGISTIC)]
+    text = render_module(TARGET.lower([g for g in graphs if g.name == "train_step"], "m"))[0]
+    assert "tdsl_g += tdsl_group" in text and "TDSL_ROW_GROUP" in text
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_grouped_passes_agree_with_the_reference(n, d):
+    require_target("c")
+    rng = np.random.default_rng(n * 31 + d)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    w = (rng.standard_normal(d) * 0.1).astype(np.float32)
+    run_both(GROUPED, "train_step", "c", x, y, w, np.float32(0.2), np.float32(0.1))
+    run_both(GROUPED, "predict", "c", x[::-1], w, np.float32(0.2))   # a non-contiguous x
+    run_both(GROUPED, "columns", "c", np.asfortranarray(x).T, w, np.float32(0.2))   # x read down columns
+    x64 = x.astype(np.float64)
+    run_both(GROUPED, "rows64", "c", x64, y.astype(np.float64) * 3, w.astype(np.float64))
+    xi = rng.integers(-50, 50, (n, d))
+    run_both(GROUPED, "guarded_rows", "c", xi, rng.integers(-5, 5, d), rng.integers(1, 9, n))
+
