@@ -22,7 +22,7 @@ from tdsl.pipeline import check_source
 from tdsl.rewrite import simplify_graph
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, threading
+    import os, sys, threading, time
     import numpy as np
     import tdsl
     from tdsl.codegen import blas
@@ -53,6 +53,11 @@ SCRIPT = textwrap.dedent("""
         for t in threads: t.join()
         for i, r in enumerate(results):
             assert np.allclose(r, (a[:, :400] * (i + 1)) @ b[:400], rtol=1e-12), i
+    elif mode == "asleep":   # the workers wait 100 us for the next call, then sleep: woken here
+        for _ in range(3):
+            time.sleep(0.02)
+            assert np.array_equal(a @ b, got)
+        assert blas.shared_calls() - before >= 5
     elif mode == "fork":
         pid = os.fork()
         if pid == 0:   # the child's BLAS runs on OpenBLAS's own pool
@@ -79,11 +84,9 @@ def test_numpy_blas_runs_on_tdsl_threads(mode):
     run_case(mode, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
 
 
-def test_a_team_cut_short_runs_the_jobs_on_threads_of_their_own():
-    """OpenBLAS's level-3 jobs wait for each other: with an OpenMP team of one (OMP_THREAD_LIMIT=1)
-    they must still all run at once, or the call never returns."""
+def test_blas_threads_asleep_are_woken():
     require_target("c")
-    run_case("same-bits", OMP_THREAD_LIMIT="1", OPENBLAS_NUM_THREADS="2")
+    run_case("asleep", OPENBLAS_NUM_THREADS="2")
 
 
 def test_the_pool_can_be_left_to_openblas():
