@@ -106,6 +106,15 @@ fn weights(x: f64[n, d], w: f64[d]) -> f64[d] {
     return grad(unrolled(x, w), w)
 }
 
+fn doubled(x: f64[n], k: i64) -> (f64[n], i64) {
+    i = 0
+    while i < k {
+        x = x * 2.0
+        i = i + 1
+    }
+    return x, i
+}
+
 fn ramp(x: f64[n], k: i64) -> f64[n] {
     for t in range(k) {
         x = x + f64(arange(n))
@@ -316,7 +325,7 @@ def test_loop_reducing_every_step_rechunks_naming_the_loop(m):
     check(got, m.descent(x, y, w0, 4), w)
     with dask.config.set({"tdsl.strict": True}), pytest.raises(TdslArgumentError) as err:
         m.descent(lazy(x, (5, 3)), lazy(y, 5), w0, 4)
-    assert err.value.loc.line == DESCENT_LOOP and "reduces over n" in str(err.value)
+    assert (err.value.loc.line, err.value.loc.col) == (DESCENT_LOOP, 5) and "reduces over n" in str(err.value)
 
 
 def test_loops_and_branches_reading_a_global(m):
@@ -352,6 +361,14 @@ def test_gradient_through_a_loop(m):
     with pytest.warns(TdslWarning, match=rf"<string>:{line}: a for whose body reduces over n"):
         got = m.weights(lazy(x, (4, 3)), w)   # d/dw sums over n in each backward step
     check(got, m.weights(x, w), gw)
+
+
+def test_loop_with_a_whole_result_rechunks(m):
+    x = data(7, 22)
+    line = LINES.index("fn doubled(x: f64[n], k: i64) -> (f64[n], i64) {") + 3
+    with pytest.warns(TdslWarning, match=rf"<string>:{line}: a while whose result 1 is not blockwise along n"):
+        got = m.doubled(lazy(x, 3), 3)   # its count is whole, but made in a loop over chunked values
+    check(got, m.doubled(x, 3), (x * 8.0, 3), exact=True)
 
 
 def test_loop_reading_positions_rechunks(m):
