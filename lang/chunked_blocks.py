@@ -47,7 +47,7 @@ def maybe_blocks(function, values: list, sizes: dict):
     if not plans[pair]:
         return NotImplemented
     plan = daskarray.split_of(function, pair[0])
-    return _run(function, plan, _aligned(function.graph, values, pair[0], sizes), pair[0], sizes)
+    return _run(function, plan, _aligned(function.graph, values, pair[0]), pair[0], sizes)
 
 
 _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # function -> {pair: whether it splits}
@@ -76,7 +76,7 @@ def blocks_plan(graph, outer: str, inner: str) -> Split | Obstacle:
     return plan
 
 
-def _aligned(graph, values: list, var: str, sizes: dict) -> list:
+def _aligned(graph, values: list, var: str) -> list:
     """The arguments with a `var` axis as Dask arrays cut along it like the first chunked one (no
     empty chunk; their other axes keep their chunks); the others as they are."""
     import dask.array as da
