@@ -54,16 +54,16 @@ def _worker_peak_rss_mb() -> float:
 
 
 def train(model, x, y, steps: int, lr: float, compute, log=print):
-    """`steps` gradient steps from zero weights, each run by `compute(lazy results)`; (w, b,
-    [(loss, accuracy, seconds) per step])."""
+    """`steps` gradient steps from zero weights, each run by `compute(lazy results)`, which returns
+    the results and when they were done; (w, b, [(loss, accuracy, seconds) per step])."""
     d = x.shape[1]
     w, b = np.zeros(d, np.float32), np.float32(0.0)
     history = []
     for k in range(1, steps + 1):
         start = time.perf_counter()
         lazy = model.step(x, y, w, b, np.float32(lr))   # the Dask graph: nothing read yet
-        w, b, loss, accuracy = compute(lazy)
-        seconds = time.perf_counter() - start
+        (w, b, loss, accuracy), done = compute(lazy)
+        seconds = done - start
         w, b = np.asarray(w, np.float32), np.float32(b)
         history.append((float(loss), float(accuracy), seconds))
         log(f"step {k}: loss {float(loss):.5f}  accuracy {float(accuracy):.4f}  {seconds:.2f} s", flush=True)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="c")
     parser.add_argument("--scheduler", choices=("threads", "distributed"), default="threads")
     parser.add_argument("--workers", type=int, default=2, help="threads, or worker processes")
-    parser.add_argument("--progress-every", type=float, default=1.0, help="seconds between progress bar updates")
+    parser.add_argument("--progress-every", type=float, default=0.5, help="seconds between progress bar updates")
     parser.add_argument("--save", type=Path, help="write the trained w and b to this .npz")
     args = parser.parse_args(argv)
 
@@ -102,14 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         def compute(lazy):
             futures = client.compute(list(lazy))
             distributed.progress(futures)   # a text bar, until they are done
+            done = time.perf_counter()
             print(flush=True)
-            return client.gather(futures)
+            return client.gather(futures), done
     else:
+        from dask.callbacks import Callback
         from dask.diagnostics import ProgressBar
 
         def compute(lazy):
-            with ProgressBar(dt=args.progress_every):
-                return dask.compute(*lazy, scheduler="threads", num_workers=args.workers)
+            ends = [time.perf_counter()]   # the bar's last redraw waits up to its period: not timed
+            with ProgressBar(dt=args.progress_every), Callback(posttask=lambda *_: ends.append(time.perf_counter())):
+                out = dask.compute(*lazy, scheduler="threads", num_workers=args.workers)
+            return out, max(ends)
 
     w, b, history = train(model, x, y, args.steps, args.lr, compute)
     times = [s for _, _, s in history]
