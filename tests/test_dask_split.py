@@ -106,6 +106,15 @@ fn weights(x: f64[n, d], w: f64[d]) -> f64[d] {
     return grad(unrolled(x, w), w)
 }
 
+fn toggle(x: f64[n]) -> f64[n] {
+    if sum(x) > 0.0 {
+        x = x * 2.0
+    } else {
+        x = x - 1.0
+    }
+    return x
+}
+
 fn doubled(x: f64[n], k: i64) -> (f64[n], i64) {
     i = 0
     while i < k {
@@ -339,6 +348,16 @@ def test_loops_and_branches_reading_a_global(m):
         h = np.tanh(h * w + x.sum())
     h = (h + 3.0) * 2.0
     check(got, m.settle(x, w, 3), (h, h.sum()))
+
+
+def test_branch_on_a_global_takes_a_second_pass(m):
+    for shift in (1.0, -1.0):
+        x = data(10, 23) + shift
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = m.toggle(lazy(x, 3))
+        assert got.chunks == ((3, 3, 3, 1),) and "2 passes" in m.toggle.explain(chunks="n")
+        check(got, m.toggle(x), x * 2.0 if x.sum() > 0 else x - 1.0, exact=True)
 
 
 def test_gradient_through_a_loop(m):
