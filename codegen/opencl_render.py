@@ -12,6 +12,7 @@ opencl_schedule.py: this module writes the text those decisions call for.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 from tdsl.dims import shape_size
@@ -59,12 +60,39 @@ def render_program(module: ModuleIR, schedule: ModuleSchedule | None = None,
         for c in view.consts:
             c.owner = view.owner
         functions.append(view)
+    schedule = shared_kernels(functions, schedule)
     prelude = environment().get_template("opencl/prelude.cl.j2").render(needs=prelude_needs(module))
     program = environment().get_template("opencl/program.cl.j2").render(
         version=__version__, file=module.file, functions=functions, prelude=prelude.rstrip("\n"),
         consts=[c for fn in functions for c in fn.consts], debug=debug,
         located=located if debug else (lambda text, directive: text), resume=RESUME)
     return (generated_lines(program, f"{module.prefix}.cl") if debug else program), schedule
+
+
+def shared_kernels(functions: list[SimpleNamespace], schedule: ModuleSchedule) -> ModuleSchedule:
+    """One kernel for each text: a kernel whose text, its name aside, is an earlier one's (a
+    function called from another one is lowered into it, so `predict` holds `forward`'s kernels)
+    is written once and launched under the first one's name. A device compiles each kernel of a
+    program (PoCL: at its first launch, 0.1-0.3 s each); the MLP example's 16 kernels become 10.
+    The later one keeps a comment naming the kernel it shares (`f.source` shows it). Returns
+    the schedule with those launches renamed."""
+    macros = environment().get_template("opencl/kernels.cl.j2").module
+    first: dict[tuple, str] = {}
+    renamed: dict[str, str] = {}
+    for fn in functions:
+        for k in fn.kernels:
+            name, k.name = k.name, "tdsl_kernel"   # (the text without its name)
+            text = str(getattr(macros, k.kind)(k))
+            k.name = name
+            owner = first.setdefault((text, k.line), name)
+            k.shares = owner if owner != name else None
+            if k.shares:
+                renamed[name] = owner
+    if not renamed:
+        return schedule
+    functions_ = {fn: tuple(l if l is None or l.name not in renamed else replace(l, name=renamed[l.name])
+                            for l in launches) for fn, launches in schedule.functions.items()}
+    return replace(schedule, functions=functions_)
 
 
 def owners(module: ModuleIR) -> dict[int, str]:

@@ -164,3 +164,33 @@ def test_binaries_are_not_kept_for_a_driver_that_caches_builds(opencl, monkeypat
     monkeypatch.delenv("TDSL_OPENCL_BINARIES", raising=False)
     results(load(program(7)))
     assert not stored(cache.cache_dir())
+
+
+# -- fewer kernels to compile ---------------------------------------------------------------------
+
+SHARED = """fn dense(x: f32[n, i], w: f32[i, o], b: f32[o]) -> f32[n, o] { return x @ w + b }
+fn forward(x: f32[n, d], w: f32[d, h], b: f32[h]) -> f32[n, h] { return relu(dense(x, w, b)) }
+fn both(x: f32[n, d], w: f32[d, h], b: f32[h]) -> f32[n, h] { return forward(x, w, b) * 2.0 }
+"""
+
+
+def test_a_kernel_another_function_holds_is_written_once(opencl):
+    from conftest import run_both
+    module = tdsl.compile(SHARED, target="opencl")
+    source = tdsl.Module.source(module)
+    # `both` holds forward's matmul, lowered into it (its other kernel fuses the * 2.0): written
+    # once, launched under forward's name
+    kernels = source.count("__kernel void")
+    shared = source.count("the same kernel as")
+    assert shared == 1 and kernels + shared == sum(len(f.plan["launches"]) for f in functions(module))
+    assert "__kernel void k0_forward(" in source and "__kernel void k0_both(" not in source
+    assert "/* k0_both: the same kernel as k0_forward, which runs in its place */" in source
+    assert [l["kernel"] for l in functions(module)[2].plan["launches"]] == ["k0_forward", "k1_both"]
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((7, 5), (5, 3), (3,)))
+    for name in ("dense", "forward", "both"):
+        run_both(SHARED, name, "opencl", x, w, b)
+
+
+def functions(module) -> list:
+    return [getattr(module, name)._runner.function for name in ("dense", "forward", "both")]
