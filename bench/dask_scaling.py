@@ -49,18 +49,24 @@ def median_time(fn, calls: int) -> float:
     return statistics.median(samples)
 
 
-def side_by_side(name: str, goal: float, ours, theirs, rounds: int, calls: int, check=None) -> dict:
-    """Time `ours` and `theirs` in `rounds` rounds; the row of the table (ratio = theirs / ours)."""
+def side_by_side(name: str, goal: float, ours, theirs, rounds: int, calls: int, check=None, cpu=None) -> dict:
+    """Time `ours` and `theirs` in `rounds` rounds; the row of the table (ratio = theirs / ours).
+    `cpu(side)`, when given, reads the CPU seconds that side's processes have used: the row then
+    also gives the CPU seconds of one call on each side (the work, whatever the machine's load)."""
     if check is not None:
         check()
-    ratios, t_ours, t_theirs = [], [], []
+    ratios, t_ours, t_theirs, cpu_ours, cpu_theirs = [], [], [], [], []
     for _ in range(rounds):
-        t_theirs.append(median_time(theirs, calls))
-        t_ours.append(median_time(ours, calls))
+        for fn, times, cpus, side in ((theirs, t_theirs, cpu_theirs, 1), (ours, t_ours, cpu_ours, 0)):
+            before = cpu(side) if cpu else 0.0
+            times.append(median_time(fn, calls))
+            cpus.append(((cpu(side) if cpu else 0.0) - before) / (calls + 1))
         ratios.append(t_theirs[-1] / t_ours[-1])
     row = {"name": name, "goal": goal, "ours": statistics.median(t_ours), "theirs": statistics.median(t_theirs),
-           "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios)}
-    print(f"| {name} | {row['theirs'] * 1e3:.1f} ms | {row['ours'] * 1e3:.1f} ms | {row['ratio']:.2f}x "
+           "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios),
+           "cpu_ours": statistics.median(cpu_ours), "cpu_theirs": statistics.median(cpu_theirs)}
+    work = f" (CPU {row['cpu_theirs'] * 1e3:.0f} / {row['cpu_ours'] * 1e3:.0f} ms)" if cpu else ""
+    print(f"| {name} | {row['theirs'] * 1e3:.1f} ms | {row['ours'] * 1e3:.1f} ms{work} | {row['ratio']:.2f}x "
           f"({row['low']:.2f}-{row['high']:.2f}) | >= {goal}x | {'yes' if row['ratio'] >= goal else 'NO'} |",
           flush=True)
     return row
@@ -105,8 +111,10 @@ def cluster_scaling(args) -> dict:
                 got = clusters[k][1].compute(f(inputs[k], 1.5, 0.3, 2.0)[:1000]).result()
                 want = f(np.linspace(0.0, 10.0, n)[:1000], 1.5, 0.3, 2.0)
                 np.testing.assert_allclose(got, want, rtol=1e-12)
+        def cpu(k):   # the CPU seconds the workers of cluster k have used
+            return sum(clusters[k][1].run(time.process_time).values())
         return side_by_side(f"(a) W1-like chain {n // 1_000_000}M f64, 16 chunks: 2 worker processes / 1",
-                            1.7, run(0), run(1), args.rounds, 3, check)
+                            1.7, run(0), run(1), args.rounds, args.calls or 3, check, cpu)
     finally:
         for cluster, client in clusters:
             client.close()
@@ -126,7 +134,7 @@ def chunking_overhead(args) -> dict:
         np.testing.assert_allclose(f(xd, 1.5, 0.3, 2.0).compute(scheduler="threads"), f(x, 1.5, 0.3, 2.0), rtol=1e-12)
     return side_by_side(f"(b) W1-like chain {n // 1_000_000}M f64: whole NumPy call / threaded Dask, 4 chunks",
                         0.8, lambda: f(xd, 1.5, 0.3, 2.0).compute(scheduler="threads"),
-                        lambda: f(x, 1.5, 0.3, 2.0), args.rounds, 5, check)
+                        lambda: f(x, 1.5, 0.3, 2.0), args.rounds, args.calls or 5, check)
 
 
 def dask_numpy_step(x, y, w, b, lr):
@@ -167,17 +175,18 @@ def logistic_step(args) -> dict:
         for got, want in zip(ours(), theirs()):
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
     return side_by_side(f"(c) logistic step {n}x{d} f32, 8 chunks, threads: dask.array+NumPy / tdsl",
-                        2.0, ours, theirs, args.rounds, 5, check)
+                        2.0, ours, theirs, args.rounds, args.calls or 5, check)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes and 2 rounds, for a smoke test")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round of one call, for a smoke test")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="a,b,c", help="which of a, b, c to run")
     args = parser.parse_args(argv)
+    args.calls = None   # timed calls per side and round: each benchmark's own number
     if args.quick:
-        args.rounds = min(args.rounds, 2)
+        args.rounds, args.calls = 1, 1
     os.environ.setdefault("TDSL_CACHE_DIR", tempfile.mkdtemp(prefix="tdsl-dask-bench-"))
     import dask
     import tdsl
