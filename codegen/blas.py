@@ -134,6 +134,7 @@ def gemm_pointers() -> tuple[int, int] | None:
 # TDSL_SHARE_BLAS_THREADS=0 leaves OpenBLAS's pool alone.
 
 _SHARED: list = []   # [the module library whose callback is installed, its prefix, the setter]
+_FORK_HOOK: list = []   # [True] once the fork handler is registered
 
 
 def share_threads(library: ctypes.CDLL, prefix: str) -> bool:
@@ -158,8 +159,9 @@ def share_threads(library: ctypes.CDLL, prefix: str) -> bool:
     setter.argtypes = [ctypes.c_void_p]
     setter(getter())
     _SHARED[:] = [library, prefix, setter]
-    if hasattr(os, "register_at_fork"):
+    if hasattr(os, "register_at_fork") and not _FORK_HOOK:
         os.register_at_fork(after_in_child=_unshare_in_child)
+        _FORK_HOOK.append(True)
     return True
 
 
