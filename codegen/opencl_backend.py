@@ -5,6 +5,9 @@
 The kernel IR is the C backend's (codegen/lower.py); codegen/opencl_render.py writes
 it as OpenCL C, codegen/opencl_plan.py describes the host's work as plain data, and
 codegen/opencl_runtime.py (NumPy and pyopencl only) runs it, here and in OUT.py.
+A program loaded before from the same text is read from its warm entry (codegen/warm.py:
+the graphs, the program text and its plan) and built from its binary when tdsl keeps one
+(BinaryStore), from its text otherwise (PoCL then finds its kernels in its own cache).
 """
 from __future__ import annotations
 
@@ -88,7 +91,7 @@ class OpenCLTarget:
         if found is None:
             return None
         graphs, calls, source, plan = found
-        program = build(source, plan["uses_f64"], calls[0].name if calls else "module")
+        program = build(source, plan["uses_f64"], Path(path).stem or "module")   # (named as the module)
         functions = plan["functions"]
         return [(g, Runner(runtime.FunctionRunner(program, functions[call.name]), call, source))
                 for g, call in zip(graphs, calls)]
