@@ -169,8 +169,9 @@ def test_binaries_are_not_kept_for_a_driver_that_caches_builds(opencl, monkeypat
 # -- fewer kernels to compile ---------------------------------------------------------------------
 
 SHARED = """fn dense(x: f32[n, i], w: f32[i, o], b: f32[o]) -> f32[n, o] { return x @ w + b }
-fn forward(x: f32[n, d], w: f32[d, h], b: f32[h]) -> f32[n, h] { return relu(dense(x, w, b)) }
+fn forward(a: f32[n, d], w: f32[d, h], c: f32[h]) -> f32[n, h] { return relu(dense(a, w, c)) }
 fn both(x: f32[n, d], w: f32[d, h], b: f32[h]) -> f32[n, h] { return forward(x, w, b) * 2.0 }
+fn other(x: f32[n, d], w: f32[h, d]) -> f32[n, h] { return x @ transpose(w) }
 """
 
 
@@ -178,19 +179,23 @@ def test_a_kernel_another_function_holds_is_written_once(opencl):
     from conftest import run_both
     module = tdsl.compile(SHARED, target="opencl")
     source = tdsl.Module.source(module)
-    # `both` holds forward's matmul, lowered into it (its other kernel fuses the * 2.0): written
-    # once, launched under forward's name
+    # forward's matmul is dense's with other names (d, h for i, o), and `both` holds it too,
+    # lowered into it (its other kernel fuses the * 2.0): written once, launched under dense's
+    # name with each function's own arguments
     kernels = source.count("__kernel void")
     shared = source.count("the same kernel as")
-    assert shared == 1 and kernels + shared == sum(len(f.plan["launches"]) for f in functions(module))
-    assert "__kernel void k0_forward(" in source and "__kernel void k0_both(" not in source
-    assert "/* k0_both: the same kernel as k0_forward, which runs in its place */" in source
-    assert [l["kernel"] for l in functions(module)[2].plan["launches"]] == ["k0_forward", "k1_both"]
+    assert shared == 2 and kernels + shared == sum(len(f.plan["launches"]) for f in functions(module))
+    assert "__kernel void k0_dense(" in source and "__kernel void k0_forward(" not in source
+    assert "/* k0_forward: the same kernel as k0_dense, which runs in its place */" in source
+    assert "/* k0_both: the same kernel as k0_dense, which runs in its place */" in source
+    assert [l["kernel"] for l in functions(module)[2].plan["launches"]] == ["k0_dense", "k1_both"]
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((7, 5), (5, 3), (3,)))
     for name in ("dense", "forward", "both"):
         run_both(SHARED, name, "opencl", x, w, b)
+    run_both(SHARED, "other", "opencl", x, w.T.copy())   # a matmul of another layout: its own kernel
+    assert "__kernel void k0_other(" in source
 
 
 def functions(module) -> list:
-    return [getattr(module, name)._runner.function for name in ("dense", "forward", "both")]
+    return [getattr(module, name)._runner.function for name in ("dense", "forward", "both", "other")]
