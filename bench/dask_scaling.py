@@ -13,6 +13,9 @@ ratios and their range, since the machine is shared:
       (OMP_NUM_THREADS=1): one core against two. The row also gives the CPU seconds the
       workers spent on one call: on a machine other processes load, the wall-clock ratio is
       bounded by the cores left free, the CPU seconds show the work is the same.
+
+A column gives each side's CPU seconds per call (all the threads of this process, or of the
+workers in (a)): the work, apart from the share of the cores the machine's other load leaves.
   (b) The threaded scheduler on an in-memory Dask array of a few chunks against one call of the
       same compiled function on the whole NumPy array (goal >= 0.8x: what the chunking costs);
       a second row keeps the result as chunks (`.persist()`), without the copy of every chunk
@@ -57,7 +60,8 @@ def median_time(fn, calls: int) -> float:
 def side_by_side(name: str, goal: float, ours, theirs, rounds: int, calls: int, check=None, cpu=None) -> dict:
     """Time `ours` and `theirs` in `rounds` rounds; the row of the table (ratio = theirs / ours).
     `cpu(side)`, when given, reads the CPU seconds that side's processes have used: the row then
-    also gives the CPU seconds of one call on each side (the work, whatever the machine's load)."""
+    also gives the CPU seconds of one call on each side, baseline / measured (the work, whatever
+    the machine's load)."""
     if check is not None:
         check()
     ratios, t_ours, t_theirs, cpu_ours, cpu_theirs = [], [], [], [], []
@@ -70,11 +74,16 @@ def side_by_side(name: str, goal: float, ours, theirs, rounds: int, calls: int, 
     row = {"name": name, "goal": goal, "ours": statistics.median(t_ours), "theirs": statistics.median(t_theirs),
            "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios),
            "cpu_ours": statistics.median(cpu_ours), "cpu_theirs": statistics.median(cpu_theirs)}
-    work = f" (CPU {row['cpu_theirs'] * 1e3:.0f} / {row['cpu_ours'] * 1e3:.0f} ms)" if cpu else ""
-    print(f"| {name} | {row['theirs'] * 1e3:.1f} ms | {row['ours'] * 1e3:.1f} ms{work} | {row['ratio']:.2f}x "
+    work = f"{row['cpu_theirs'] * 1e3:.0f} / {row['cpu_ours'] * 1e3:.0f} ms" if cpu else "-"
+    print(f"| {name} | {row['theirs'] * 1e3:.1f} ms | {row['ours'] * 1e3:.1f} ms | {work} | {row['ratio']:.2f}x "
           f"({row['low']:.2f}-{row['high']:.2f}) | >= {goal}x | {'yes' if row['ratio'] >= goal else 'NO'} |",
           flush=True)
     return row
+
+
+def process_cpu(side: int) -> float:
+    """The CPU seconds this process has used, all its threads."""
+    return time.process_time()
 
 
 def cluster_scaling(args) -> dict:
@@ -143,11 +152,11 @@ def chunking_overhead(args) -> dict:
         np.testing.assert_allclose(f(xd, 1.5, 0.3, 2.0).compute(scheduler="threads"), f(x, 1.5, 0.3, 2.0), rtol=1e-12)
     row = side_by_side(f"(b) W1-like chain {n // 1_000_000}M f64: whole NumPy call / threaded Dask, 4 chunks",
                        0.8, lambda: f(xd, 1.5, 0.3, 2.0).compute(scheduler="threads"),
-                       lambda: f(x, 1.5, 0.3, 2.0), args.rounds, args.calls or 5, check)
+                       lambda: f(x, 1.5, 0.3, 2.0), args.rounds, args.calls or 5, check, process_cpu)
     # the same without the result's assembly (Dask copies the chunks into one array): kept as chunks
     side_by_side("(b) the same, the result kept as chunks (.persist(), no concatenation)",
                  0.8, lambda: f(xd, 1.5, 0.3, 2.0).persist(scheduler="threads"),
-                 lambda: f(x, 1.5, 0.3, 2.0), args.rounds, args.calls or 5)
+                 lambda: f(x, 1.5, 0.3, 2.0), args.rounds, args.calls or 5, cpu=process_cpu)
     return row
 
 
@@ -189,7 +198,7 @@ def logistic_step(args) -> dict:
         for got, want in zip(ours(), theirs()):
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
     return side_by_side(f"(c) logistic step {n}x{d} f32, 8 chunks, threads: dask.array+NumPy / tdsl",
-                        2.0, ours, theirs, args.rounds, args.calls or 5, check)
+                        2.0, ours, theirs, args.rounds, args.calls or 5, check, process_cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     import tdsl
     print(f"tdsl {tdsl.__version__}, dask {dask.__version__}, NumPy {np.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds\n")
-    print("| what (baseline / measured) | baseline | measured | ratio: median (range) | goal | met |")
-    print("|---|---|---|---|---|---|")
+    print("| what (baseline / measured) | baseline | measured | CPU per call (baseline / measured) "
+          "| ratio: median (range) | goal | met |")
+    print("|---|---|---|---|---|---|---|")
     chosen = set(args.only.split(","))
     for key, bench in (("a", cluster_scaling), ("b", chunking_overhead), ("c", logistic_step)):
         if key in chosen:
