@@ -9,7 +9,8 @@ sources). A group is removed whole and only while this process holds its locks
 being built is kept and reported. A temporary is a leftover of a dead builder when its writer
 (the pid in its name) is no live process here, or when it is older than an hour whatever its
 pid says (a cache folder shared with another machine); leftovers are removed by `clear` and
-`prune`. The `opencl` folder is pyopencl's own cache: `clear` removes it, `prune` leaves it.
+`prune`. The `opencl` folder holds pyopencl's own cache and tdsl's OpenCL program binaries
+(`program-KEY.bin`): `clear` removes it, `prune` leaves it.
 
 A damaged entry (a folder, a link, a FIFO or a device where an entry's file belongs) is an entry
 like any other: `info` counts it, `clear` removes it and `prune` goes by its own modification
