@@ -83,3 +83,16 @@ def test_pycon_blocks(name: str, monkeypatch):
 @pytest.mark.parametrize("kind, source", blocks("python.md", ("python",)))
 def test_python_block_parses(kind: str, source: str):
     compile(source, "<docs/python.md>", "exec")  # illustrations, parsed only: some need a C compiler
+
+
+def test_python_dask_explain_is_real():
+    """docs/python.md, "Dask arrays": the explain output printed under the program is what it prints."""
+    text = (DOCS / "python.md").read_text(encoding="utf-8")
+    section = text[text.index("### Dask arrays"):]
+    fenced = {}
+    for match in FENCE.finditer(section):
+        fenced.setdefault(match.group(1), match.group(2))
+    module = tdsl.compile(fenced["tdsl"], target="numpy")
+    printed = "\n".join([module.step.explain(chunks={"n": 100_000}), module.normalize.explain(chunks={"n": 100_000}),
+                         module.normalize.explain(chunks={"d": 100})])
+    assert printed.strip() == fenced["text"].strip()
