@@ -4,8 +4,10 @@
 `dask.array.Array` (and never imports Dask: it looks in `sys.modules`); otherwise it returns
 lazy Dask arrays whose tasks run the split's generated tdsl functions, each a `StageFunction`
 that pickles as its tdsl text and target and is compiled once per worker process (the compile
-cache makes that a load). `explain(function, chunks)` prints how each value splits, and
-`reduce_function` pickles a Function the same way. See docs/dask.md.
+cache makes that a load). A TdslError raised inside a task names the user's .tdsl line (each
+generated function carries `line_map`'s places) and the task's block. `explain(function,
+chunks)` prints how each value splits, and `reduce_function` pickles a Function the same way.
+See docs/dask.md.
 """
 from __future__ import annotations
 
