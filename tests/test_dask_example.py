@@ -172,7 +172,7 @@ def test_stage_functions_carry_the_users_lines(errors_module):
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as local, distributed.Client(local) as client:
+                                  dashboard_address=":0") as local, distributed.Client(local) as client:
         yield client
 
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler == "distributed":
         import distributed
         cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+                                           dashboard_address=":0")
         client = distributed.Client(cluster)
 
         def compute(lazy):
