@@ -11,33 +11,18 @@ from __future__ import annotations
 
 import weakref
 
-from . import daskarray
 from .chunked import Split, roles_of_param, split
 from .chunked_explain import explain_rows, passes, table
 from .chunked_rules import Obstacle, analyse
+from .daskarray import split_of
+from .dasktasks import _module
 from .dims import Dim
-
-
-def call(function, args: tuple, kwargs: dict | None = None, strict: bool | None = None):
-    """`function` on Dask arguments (lazy Dask arrays back): `maybe_blocks`, else the one-variable
-    call of lang/daskarray.py."""
-    import dask.array as da
-    kwargs = kwargs or {}
-    if "out" in kwargs:   # refused there, with its message
-        return daskarray.call(function, args, kwargs, strict)
-    binder = function._binder
-    values = binder._order(args, kwargs)
-    values = [daskarray._checked_dask(function, p, v) if isinstance(v, da.Array) else binder._convert(p, v)
-              for p, v in zip(binder.params, values)]
-    sizes = binder._sizes(values)
-    binder.run_checks(sizes)
-    found = maybe_blocks(function, values, sizes)
-    return daskarray.call(function, args, kwargs, strict) if found is NotImplemented else found
 
 
 def maybe_blocks(function, values: list, sizes: dict):
     """The lazy results in blocks when two size variables are chunked and every function of the
-    split along the first splits along the second; else NotImplemented (checked arguments in)."""
+    split along the first splits along the second; else NotImplemented (lang/daskarray.py's `call`
+    asks, with the checked arguments, before it splits along one variable)."""
     pair = chunked_pair(function.graph, values)
     if pair is None:
         return NotImplemented
@@ -46,7 +31,7 @@ def maybe_blocks(function, values: list, sizes: dict):
         plans[pair] = isinstance(blocks_plan(function.graph, *pair), Split)
     if not plans[pair]:
         return NotImplemented
-    plan = daskarray.split_of(function, pair[0])
+    plan = split_of(function, pair[0])
     return _run(function, plan, _aligned(function.graph, values, pair[0]), pair[0], sizes)
 
 
@@ -130,7 +115,7 @@ def _run(function, plan: Split, values: list, var: str, sizes: dict):
     """The lazy results: per pass, its per-chunk function on each row of blocks, its partial
     states folded in chunk order (the earlier chunk on the left) and finalized into globals."""
     import dask.array as da
-    module = daskarray._module(plan.text, function.target)
+    module = _module(plan.text, function.target)
     run = _Run(function, values, var, sizes)
     rows = {}
     for p in plan.passes:

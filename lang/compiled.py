@@ -190,9 +190,11 @@ class Function:
         return tuple(outs) if self.graph.tuple_result else outs[0]
 
     def __reduce__(self):
-        """A Function pickles as its .tdsl text, target and name, and is compiled again where it is
-        loaded (from the compile cache): a Dask worker never receives a shared library."""
-        from .daskarray import reduce_function
+        """A Function pickles as its .tdsl text, target and name, and is compiled again on its first
+        call or attribute use where it is loaded (from the compile cache; lang/dasktasks.py): a
+        Dask worker never receives a shared library, a scheduler never compiles it, and its errors
+        there name this function's .tdsl file:line:col."""
+        from .dasktasks import reduce_function
         return reduce_function(self)
 
     def explain(self, chunks=None) -> str:

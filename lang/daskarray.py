@@ -3,120 +3,29 @@
 `maybe_call(function, args, kwargs)` returns NotImplemented unless an argument is a
 `dask.array.Array` (and never imports Dask: it looks in `sys.modules`); otherwise it returns
 lazy Dask arrays whose tasks run the split's generated tdsl functions, each a `StageFunction`
-that pickles as its tdsl text and target and is compiled once per worker process (the compile
-cache makes that a load). A TdslError raised inside a task names the user's .tdsl line (each
-generated function carries `line_map`'s places) and the task's block. `explain(function,
-chunks)` prints how each value splits, and `reduce_function` pickles a Function the same way.
+that pickles as its tdsl text and target and is compiled once per worker process
+(lang/dasktasks.py, which also places a TdslError raised inside a task at the user's .tdsl
+line and names the task's block). With two chunked size variables the call runs in blocks of
+them (lang/chunked_blocks.py). `explain(function, chunks)` prints how each value splits.
 See docs/dask.md.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import os
-import re
 import sys
-import threading
 import warnings
 import weakref
 
 import numpy as np
 
-from .chunked import Obstacle, Split, analyse, roles_of_param, split
+from .chunked import Obstacle, Split, roles_of_param, split
+from .dasktasks import FunctionRef, StageFunction, _invoke, _module, line_map
 from .dims import Dim
 from .dtypes import to_numpy
-from .errors import TdslArgumentError, TdslError, TdslWarning
+from .errors import TdslArgumentError, TdslWarning
 
 FAN_IN = 8   # partial states folded by one task of the tree reduction
-GENERATED = "<tdsl-dask>"   # the file name of the generated modules' text
-
-
-# -- functions that travel as their source -----------------------------------------------------
-
-_MODULES: dict = {}
-_MODULES_LOCK = threading.Lock()
-
-
-def _module(text: str, target: str):
-    """The module compiled from `text` for `target`, once per process (the compile cache makes a
-    worker's first compile a load)."""
-    key = (text, target)
-    with _MODULES_LOCK:
-        found = _MODULES.get(key)
-        if found is None:
-            from .pipeline import compile_source
-            found = _MODULES[key] = compile_source(text, GENERATED, target)
-        return found
-
-
-def line_map(graphs: list, text: str) -> dict:
-    """{function name: {line of `text`: the Location in the user's .tdsl file of the value that line
-    computes}}: `text` is `graphs` printed by to_tdsl (one statement per node), whose nodes carry the
-    user's places; parsed back, equal nodes are found by structure (a node's place is no part of
-    its equality)."""
-    from .graph import toposort
-    from .pipeline import check_source
-    parsed = {g.name: g for g in check_source(text, GENERATED)}
-    out = {}
-    for graph in graphs:
-        origin = {}
-        for node in toposort(list(graph.outputs)):
-            if node.loc is not None:
-                origin.setdefault(node, node.loc)
-        lines = out[graph.name] = {}
-        again = parsed.get(graph.name)
-        for node in toposort(list(again.outputs)) if again is not None else ():
-            if node.loc is not None and node in origin:
-                lines[node.loc.line] = origin[node]   # in order: a line's last node is its statement
-    return out
-
-
-class StageFunction:
-    """A function of a generated module, callable in any process: it pickles as (text, target,
-    name, the places in the user's file of its lines) and compiles on first use."""
-
-    def __init__(self, text: str, target: str, name: str, lines: dict | None = None):
-        self.text, self.target, self.name, self.lines = text, target, name, lines or {}
-
-    def __reduce__(self):
-        return (StageFunction, (self.text, self.target, self.name, self.lines))
-
-    def __call__(self, *args):
-        return _module(self.text, self.target)[self.name](*args)
-
-    def __repr__(self) -> str:
-        return f"<tdsl stage {self.name} target={self.target}>"
-
-
-def reduce_function(function):
-    """What `Function.__reduce__` returns: the function rebuilt from its .tdsl text and target (or
-    from its graph where the graph has no source form), compiled once per process."""
-    from .printer import to_tdsl
-    guarded = bool(getattr(function, "guarded", False))   # its options: the NaN guard
-    try:
-        return (_function_from_text, (to_tdsl(function.graph), function.target, function.name, guarded))
-    except ValueError:
-        return (_function_from_graph, (function.graph, function.target, guarded))
-
-
-def _with_options(function, guarded: bool):
-    return function._variant(True) if guarded else function
-
-
-def _function_from_text(text: str, target: str, name: str, guarded: bool = False):
-    return _with_options(_module(text, target)[name], guarded)
-
-
-_GRAPH_MODULES: dict = {}
-
-
-def _function_from_graph(graph, target: str, guarded: bool = False):
-    from .pipeline import load_graphs
-    with _MODULES_LOCK:
-        key = (graph.name, graph.outputs, target)
-        if key not in _GRAPH_MODULES:
-            _GRAPH_MODULES[key] = load_graphs([graph], target, graph.name)[graph.name]
-        return _with_options(_GRAPH_MODULES[key], guarded)
 
 
 # -- the split of a function, once per (function, variable) ------------------------------------
@@ -175,6 +84,10 @@ def call(function, args: tuple, kwargs: dict, strict: bool | None = None):
               for p, v in zip(binder.params, values)]
     sizes = binder._sizes(values)
     binder.run_checks(sizes)
+    from .chunked_blocks import maybe_blocks
+    found = maybe_blocks(function, values, sizes)   # two chunked variables: blocks of them
+    if found is not NotImplemented:
+        return found
     var, plan = _choose(function, values, strict)
     values = _aligned(function.graph, values, var, sizes)
     return _build(function, plan, values, var, sizes)
@@ -260,57 +173,6 @@ def _aligned(graph, values: list, var: str | None, sizes: dict) -> list:
 
 # -- the Dask graph ------------------------------------------------------------------------------
 
-class FunctionRef:
-    """A compiled Function as a task's callable: results always a tuple. It pickles as the function's
-    source (`reduce_function`) and the places in the user's file of that source's lines, and is
-    rebuilt on its first call: a scheduler that unpickles a graph and pickles it again for a
-    worker sends it on as it came, without compiling it."""
-
-    def __init__(self, function=None, lines: dict | None = None, recipe: tuple | None = None):
-        self.function, self.lines, self.recipe = function, lines or {}, recipe
-
-    def __reduce__(self):
-        if self.recipe is None:
-            rebuild, args = reduce_function(self.function)
-            lines = line_map([self.function.graph], args[0]).get(self.function.name, {}) \
-                if rebuild is _function_from_text else {}
-            self.recipe, self.lines = (rebuild, args), lines
-        return (FunctionRef, (None, self.lines, self.recipe))
-
-    def __call__(self, *args):
-        if self.function is None:
-            rebuild, rebuild_args = self.recipe
-            self.function = rebuild(*rebuild_args)
-        out = self.function(*args)
-        return out if self.function.graph.tuple_result else (out,)
-
-
-def _invoke(fn, where: str, *args):
-    """A task: fn(*args); a TdslError names the user's line and the task (`where`)."""
-    try:
-        return fn(*args)
-    except TdslError as err:
-        raise located(err, fn.lines, where) from None
-
-
-_PLACE = re.compile(re.escape(GENERATED) + r":(\d+):(\d+)")
-
-
-def located(err: TdslError, lines: dict, where: str) -> TdslError:
-    """`err`, raised by a generated function, at the place in the user's .tdsl file of the line
-    that failed (`lines`: line_map()'s for that function), its message ending with `where` (which
-    block of which call); the same type, with the same attributes."""
-    def place(match):
-        loc = lines.get(int(match[1]))
-        return str(loc) if loc is not None else match[0]
-    new = copy.copy(err)
-    if err.loc is not None and err.loc.file == GENERATED and err.loc.line in lines:
-        new.loc = lines[err.loc.line]
-    new.message = f"{_PLACE.sub(place, err.message)}, {where}"
-    new.args = (new.render(),)
-    return new
-
-
 def _pick(result, index: int):
     return result[index]
 
@@ -324,8 +186,9 @@ def _as_block(value):
 
 
 def _first_row(block, axis: int):
-    """One position of a chunk along `axis` (it binds the sizes of the other axes)."""
-    return np.ascontiguousarray(np.take(block, [0], axis=axis))
+    """At most one position of a chunk along `axis` (it binds the sizes of the other axes; none
+    when the axis is empty)."""
+    return np.ascontiguousarray(block[(slice(None),) * axis + (slice(0, 1),)])
 
 
 def _fold(combine, where: str, select, *items):
@@ -510,4 +373,7 @@ def explain_graph(graph, chunks, only_present: bool = False) -> str:
             sections.append(explain_text(graph, var))
         except ValueError as err:
             raise TdslArgumentError(str(err)) from None
+    if len(names) == 2:   # both chunked: blocks of them
+        from .chunked_blocks import explain_blocks
+        sections.append(explain_blocks(graph, *names))
     return "\n\n".join(sections)

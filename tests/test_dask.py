@@ -21,8 +21,8 @@ except ImportError:   # the `test` extra installs them: CI must run these tests
     pytest.skip("dask[array] and distributed are not installed (pip install -e '.[dask]')",
                 allow_module_level=True)
 
-from tdsl import chunked, chunked_blocks, daskarray
-from tdsl.errors import TdslArgumentError, TdslWarning
+from tdsl import chunked, daskarray, dasktasks
+from tdsl.errors import TdslArgumentError, TdslRuntimeError, TdslWarning
 
 SOURCE = """\
 fn elementwise(x: f32[n, d], b: f32[d]) -> f32[n, d] {
@@ -292,7 +292,7 @@ def test_misaligned_and_numpy_arguments_are_cut_like_the_first(numpy_module):
     w, b = np.array([0.1, -0.2, 0.3]), 0.05
     want = numpy_module.train_step(x, y, w, b, 0.5)
     compare(call(numpy_module.train_step, da.from_array(x, chunks=(5, 3)), da.from_array(y, chunks=4), w, b, 0.5), want)
-    compare(call(numpy_module.train_step, da.from_array(x, chunks=(5, 1)), y, w, b, 0.5), want)   # d merged
+    compare(call(numpy_module.train_step, da.from_array(x, chunks=(5, 1)), y, w, b, 0.5), want)   # blocks of n x d
 
 
 def test_unsplittable_rechunks_with_warning_naming_the_line(numpy_module):
@@ -342,7 +342,7 @@ def test_stage_functions_pickle_as_source(numpy_module):
     stage = daskarray.StageFunction(plan.text, "numpy", plan.passes[0].chunk.name)
     again = pickle.loads(pickle.dumps(stage))
     assert again.text == plan.text and b"numpy" in pickle.dumps(stage)
-    rebuild, args = daskarray.reduce_function(numpy_module.centered)
+    rebuild, args = dasktasks.reduce_function(numpy_module.centered)
     x, _ = data(8)
     np.testing.assert_array_equal(rebuild(*args)(x), numpy_module.centered(x))
 
@@ -363,6 +363,41 @@ def test_a_function_pickles_as_its_source_and_explains_its_split(numpy_module, c
     assert "n chunked: 2 passes over the chunks" in capsys.readouterr().out
 
 
+LAZY = """\
+fn pick(t: f64[k], j: i64) -> f64 {
+    s = t * 2.0
+    return s[j] + 1.0
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def lazy_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lazy") / "lazy.tdsl"
+    path.write_text(LAZY)
+    return path
+
+
+def test_an_unpickled_function_compiles_on_first_use_and_names_the_users_lines(lazy_file):
+    f = tdsl.load(lazy_file, target="numpy").pick
+    pickled = pickle.dumps(f)
+    again = pickle.loads(pickled)
+    key = (again._recipe[1][0], "numpy")   # the text it compiles, and its target
+    assert key not in dasktasks._MODULES and "compiled on first use" in repr(again)
+    assert pickle.dumps(again) == pickled and (again.name, again.target) == ("pick", "numpy")
+    assert key not in dasktasks._MODULES   # passed on as it came (a scheduler), not compiled
+    t = np.arange(4.0)
+    assert again(t, 3) == f(t, 3) == 7.0 and key in dasktasks._MODULES
+    assert again.signature == f.signature and pickle.dumps(again) == pickled
+    with pytest.raises(TdslRuntimeError) as err:
+        again(t, 9)
+    assert str(err.value.loc) == f"{lazy_file}:3:12" and err.value.loc.source_line == LAZY.splitlines()[2]
+    assert (err.value.value, err.value.length) == (9, 4) and "<tdsl-dask>" not in str(err.value)
+    assert str(err.value).splitlines()[0].endswith(f"(s at {lazy_file}:3:12)")
+    guarded = pickle.loads(pickle.dumps(f._variant(True)))   # a guarded build stays guarded
+    assert guarded.guarded and guarded(t, 1) == 3.0
+
+
 def test_split_graphs_parse_back(numpy_module):
     plan = chunked.split(numpy_module.train_step.graph, "n")
     assert [g.name for g in plan.graphs] == ["chunk0", "combine0", "finalize0"]
@@ -371,7 +406,7 @@ def test_split_graphs_parse_back(numpy_module):
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as local, distributed.Client(local) as client:
+                                  dashboard_address=":0") as local, distributed.Client(local) as client:
         yield client
 
 
@@ -388,9 +423,21 @@ def test_c_target_threads_and_cluster(c_module, cluster):
     xs = da.from_array(data(10)[0], chunks=(4, 3))
     np.testing.assert_allclose(call(c_module.centered, xs).compute(), c_module.centered(xs.compute()), rtol=1e-12)
     compare(call(c_module.reductions, xs), c_module.reductions(xs.compute()))
-    blocks = chunked_blocks.call(c_module.centered, (xs.rechunk((4, 1)),))   # blocks of n x d on the workers
+    blocks = c_module.centered(xs.rechunk((4, 1)))   # blocks of n x d on the workers
     assert blocks.chunks == ((4, 4, 3), (1, 1, 1))
     np.testing.assert_allclose(blocks.compute(), c_module.centered(xs.compute()), rtol=1e-12)
+
+
+@pytest.mark.slow   # a task on the cluster of the test above
+def test_a_function_sent_to_a_worker_names_the_users_lines(lazy_file, cluster):
+    f = tdsl.load(lazy_file, target="numpy").pick
+    t = np.arange(4.0)
+    assert cluster.submit(lambda g, v: g(v, 2), f, t).result() == 5.0
+    with pytest.raises(TdslRuntimeError) as err:
+        cluster.submit(lambda g, v: g(v, 9), f, t).result()
+    assert str(err.value.loc) == f"{lazy_file}:3:12" and "<tdsl-dask>" not in str(err.value)
+    back = cluster.submit(lambda g: g, f).result()   # never called there: it comes back as it went
+    assert pickle.dumps(back) == pickle.dumps(f) and back(t, 0) == 1.0
 
 
 def test_docs_explain_output_is_real():

@@ -204,10 +204,11 @@ def check(got, *wants, exact=False, rtol=1e-12):
 
 
 def blocks(f, *args):
-    """The call in blocks of two chunked variables, with no warning."""
+    """The call of `f` with arguments chunked along two size variables (in blocks of them), with no
+    warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return chunked_blocks.call(f, args)
+        return f(*args)
 
 
 def unchunked(f, *args):
@@ -299,6 +300,23 @@ def test_blocks_explain_lines(m):
         "blockwise along d (axis 0), pass 0",
         "  result 0: f64[n, d]           blockwise along n (axis 0), pass 1 | blockwise along d (axis 1), pass 0",
     ]
+
+
+def test_explain_of_two_chunked_variables_adds_the_blocks(m, tmp_path, capsys):
+    blocks_section = chunked_blocks.explain_blocks(m.standardize.graph, "n", "d")
+    text = m.standardize.explain(chunks={"n": 100_000, "d": 100})
+    assert text == "\n\n".join([m.standardize.explain(chunks="n"), m.standardize.explain(chunks="d"), blocks_section])
+    assert "n and d chunked: blocks of n × d; 2 passes over the chunks of n" in text
+    assert m.standardize.explain(chunks="n").count("blocks of") == 0
+    path = tmp_path / "split.tdsl"
+    path.write_text(SOURCE)
+    from tdsl import cli
+    assert cli.main(["graph", str(path), "--fn", "standardize", "--chunks", "n,d"]) == 0
+    assert capsys.readouterr().out == text + "\n"
+    assert cli.main(["graph", str(path), "--chunks", "n,d"]) == 0   # one variable: no blocks
+    printed = capsys.readouterr().out
+    assert "n and d chunked: no blocks of n × d" in printed and "(blocks" not in printed
+    assert "fn extremes" not in printed and "\nextremes(x: f64[n])" in printed
 
 
 # -- loops over chunked values -------------------------------------------------------------------
@@ -463,6 +481,20 @@ def test_mean_of_an_empty_axis(m):
         check(m.means(lazy(x, (2, 1))), m.means(x), (x.mean(1), x.mean(0)))   # NaN rows, no columns
         y = np.zeros((0, 4))
         check(blocks(m.means, lazy(y, ((0, 0), (2, 2)))), m.means(y), (y.mean(1), y.mean(0)))   # NaN columns
+
+
+def test_an_empty_chunked_axis_reads_no_row(m):
+    """n = 0 in two empty chunks: the finalize's row of x (it binds d) is empty too."""
+    f = tdsl.compile("fn f(x: f64[n, d]) -> f64[d] { return mean(x, axis=0) }", target="numpy").f
+    x = np.zeros((0, 4))
+    with warnings.catch_warnings(record=True) as whole:
+        warnings.simplefilter("always")
+        want = f(x)
+    with warnings.catch_warnings(record=True) as chunked:
+        warnings.simplefilter("always")
+        got = computed(f(lazy(x, ((0, 0), (4,)))))[0]
+    assert got.dtype == want.dtype and got.shape == want.shape == (4,) and np.isnan(got).all()
+    assert [str(w.message) for w in chunked] == [str(w.message) for w in whole]   # NaN, as the unchunked call warns
 
 
 # -- compiled targets ------------------------------------------------------------------------------
