@@ -14,8 +14,8 @@ import weakref
 from .chunked import Split, roles_of_param, split
 from .chunked_explain import explain_rows, passes, table
 from .chunked_rules import Obstacle, analyse
-from .daskarray import split_of
-from .dasktasks import _module
+from .daskarray import CALLER, split_of
+from .dasktasks import _MODULES_LOCK
 from .dims import Dim
 
 
@@ -115,22 +115,26 @@ def _run(function, plan: Split, values: list, var: str, sizes: dict):
     """The lazy results: per pass, its per-chunk function on each row of blocks, its partial
     states folded in chunk order (the earlier chunk on the left) and finalized into globals."""
     import dask.array as da
-    module = _module(plan.text, function.target)
+    module = _stage_module(plan, function.target)
     run = _Run(function, values, var, sizes)
     rows = {}
     for p in plan.passes:
-        chunk = module[p.chunk.name]
-        rows[p.level] = [_outputs(chunk(*[run.source(s, i) for s in p.chunk.inputs])) for i in range(len(run.chunks))]
+        chunk, rows[p.level] = module[p.chunk.name], []
+        for i, size in enumerate(run.chunks):
+            where = f", for chunk {i} (positions {run.offsets[i]}:{run.offsets[i] + size} along {var})"
+            rows[p.level].append(_called(chunk, [run.source(s, i) for s in p.chunk.inputs], where, function))
         if p.combine is None:
             continue
         picked = [k for k, spec in enumerate(p.chunk.outputs) if spec[0] == "state"]
         states = [[row[k] for k in picked] for row in rows[p.level]]
-        combine = module[p.combine.name]
+        combine, where = module[p.combine.name], f", in the combine of pass {p.level} along {var}"
         while len(states) > 1:
-            folded = [_outputs(combine(*left, *right)) for left, right in zip(states[::2], states[1::2])]
+            folded = [_called(combine, [*left, *right], where, function)
+                      for left, right in zip(states[::2], states[1::2])]
             states = folded + states[len(folded) * 2:]
         combined = dict(zip(p.combine.outputs, states[0]))
-        final = _outputs(module[p.finalize.name](*[run.source(s, 0, combined) for s in p.finalize.inputs]))
+        final = _called(module[p.finalize.name], [run.source(s, 0, combined) for s in p.finalize.inputs],
+                        f", in the finalize of pass {p.level} along {var}", function)
         run.globals.update({gid: value for (_, gid), value in zip(p.finalize.outputs, final)})
     results = []
     for k, where in enumerate(plan.results):
@@ -142,6 +146,31 @@ def _run(function, plan: Split, values: list, var: str, sizes: dict):
             axis = plan.roles[plan.graph.outputs[k]].axis
             results.append(da.concatenate([row[where[2]] for row in rows[where[1]]], axis=axis))
     return tuple(results) if function.graph.tuple_result else results[0]
+
+
+_STAGES: dict = {}
+
+
+def _stage_module(plan: Split, target: str):
+    """The generated functions of `plan`, compiled from their graphs (not from `plan.text`): their
+    values keep the places in the user's file, so the calls along the second variable, and the
+    errors their tasks raise, name the user's lines."""
+    key = (plan.text, target, plan.graph.file)
+    with _MODULES_LOCK:
+        if key not in _STAGES:
+            from .pipeline import load_graphs
+            _STAGES[key] = load_graphs(plan.graphs, target, plan.graph.file)
+        return _STAGES[key]
+
+
+def _called(stage, args: list, where: str, function) -> list:
+    """stage(*args) (its own Dask call, along the second variable), its tasks' errors naming
+    `where` in the call of `function`; the results as Dask arrays."""
+    token = CALLER.set(f"{where} of {function.name}(){CALLER.get()}")
+    try:
+        return _outputs(stage(*args))
+    finally:
+        CALLER.reset(token)
 
 
 def _outputs(values) -> list:

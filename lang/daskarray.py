@@ -11,6 +11,7 @@ See docs/dask.md.
 """
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import sys
@@ -26,6 +27,8 @@ from .dtypes import to_numpy
 from .errors import TdslArgumentError, TdslWarning
 
 FAN_IN = 8   # partial states folded by one task of the tree reduction
+# where a call of a generated function in blocks comes from (lang/chunked_blocks.py), for its tasks' errors
+CALLER: contextvars.ContextVar = contextvars.ContextVar("tdsl_dask_caller", default="")
 
 
 # -- the split of a function, once per (function, variable) ------------------------------------
@@ -219,7 +222,7 @@ class _Graph:
 
     def where(self, i: int | None, stage: str = "") -> str:
         """Which task of the call: chunk i's (a block of the first chunked argument), or a `stage`."""
-        call = f"of the Dask call of {self.function.name}()"
+        call = f"of the Dask call of {self.function.name}(){CALLER.get()}"
         if i is None or self.first is None:
             return f"in {stage or 'the one task'} {call}"
         name = self.function.graph.params[self.first].name

@@ -162,6 +162,10 @@ fn poke(x: f64[n]) -> f64[n] {
     x[2] = 0.0
     return x
 }
+
+fn lookup(x: f64[n, d], t: f64[k], i: i64[n, d]) -> f64[n, d] {
+    return x * 2.0 + take(t, i)
+}
 """
 
 LINES = SOURCE.splitlines()
@@ -317,6 +321,20 @@ def test_explain_of_two_chunked_variables_adds_the_blocks(m, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "n and d chunked: no blocks of n × d" in printed and "(blocks" not in printed
     assert "fn extremes" not in printed and "\nextremes(x: f64[n])" in printed
+
+
+def test_an_error_in_a_block_names_the_users_line_and_the_block(m):
+    i = np.zeros((6, 4), np.int64)
+    i[5, 3] = 9   # chunk 2 of n, chunk 1 of d
+    got = blocks(m.lookup, lazy(np.ones((6, 4)), (2, 2)), np.ones(3), lazy(i, (2, 2)))
+    with pytest.raises(tdsl.TdslRuntimeError) as err:
+        computed(got)
+    line = LINES.index("    return x * 2.0 + take(t, i)") + 1
+    assert (err.value.loc.file, err.value.loc.line, err.value.loc.col) == ("<string>", line, 22)
+    assert str(err.value).splitlines()[0] == (
+        f"<string>:{line}:22: error: index 9 is out of range for axis 0 of length 3 (t at <string>:{line}:22), "
+        "in block (0, 1) of x (positions 2:4 along d) of the Dask call of chunk0(), "
+        "for chunk 2 (positions 4:6 along n) of lookup()")
 
 
 # -- loops over chunked values -------------------------------------------------------------------
