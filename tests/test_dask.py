@@ -446,10 +446,35 @@ def test_docs_explain_output_is_real():
     from pathlib import Path
     text = (Path(__file__).resolve().parent.parent / "docs" / "dask.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
-    source = next(body for kind, body in blocks if kind == "tdsl")
+    source = next(body for kind, body in blocks if kind == "tdsl" and "fn train_step(" in body)
     shown = next(body for kind, body in blocks if kind == "text" and body.startswith("train_step("))
     m = tdsl.compile(source, target="numpy")
     printed = [daskarray.explain(m.train_step, {"n": 100_000}),
                daskarray.explain(m.standardize, {"n": 100_000}), daskarray.explain(m.ranks, {"n": 100_000}),
                daskarray.explain(m.standardize, {"d": 100})]
     assert shown == "\n\n".join(printed) + "\n"
+
+
+def test_docs_loops_and_blocks_output_is_real(tmp_path):
+    """docs/dask.md's explain of a loop that splits and one that does not, the warning of the
+    second, and explain of blocks of n x d: each the real output."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dask.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    sources = [next(body for kind, body in blocks if kind == "tdsl" and f"fn {name}(" in body)
+               for name in ("train_step", "record")]
+    shown = [body for kind, body in blocks if kind == "text"]
+    loops = tdsl.compile(sources[1], target="numpy")
+    printed = "\n\n".join([daskarray.explain(loops.record, {"n": 100_000}),
+                            daskarray.explain(loops.descent, {"n": 100_000})]) + "\n"
+    assert printed in shown
+    assert tdsl.compile(sources[0], target="numpy").standardize.explain(chunks={"n": 100_000, "d": 100}) + "\n" \
+        in shown
+    path = tmp_path / "loops.tdsl"
+    path.write_text(sources[1])
+    x = da.from_array(np.ones((10, 4), np.float32), chunks=(5, 4))
+    with pytest.warns(TdslWarning) as caught:
+        tdsl.load(path, target="numpy").descent(x, x[:, 0], np.zeros(4, np.float32), np.float32(0.1), 3)
+    warning = f"TdslWarning: {caught[0].message}".replace(str(path), "loops.tdsl") + "\n"
+    assert warning in shown
