@@ -9,13 +9,13 @@ generated functions cannot split along `d`, the call is the one-variable call (`
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 from .chunked import Split, roles_of_param, split
 from .chunked_explain import explain_rows, passes, table
 from .chunked_rules import Obstacle, analyse
 from .daskarray import CALLER, split_of
-from .dasktasks import _MODULES_LOCK
 from .dims import Dim
 
 
@@ -149,6 +149,7 @@ def _run(function, plan: Split, values: list, var: str, sizes: dict):
 
 
 _STAGES: dict = {}
+_STAGES_LOCK = threading.Lock()
 
 
 def _stage_module(plan: Split, target: str):
@@ -156,7 +157,7 @@ def _stage_module(plan: Split, target: str):
     values keep the places in the user's file, so the calls along the second variable, and the
     errors their tasks raise, name the user's lines."""
     key = (plan.text, target, plan.graph.file)
-    with _MODULES_LOCK:
+    with _STAGES_LOCK:
         if key not in _STAGES:
             from .pipeline import load_graphs
             _STAGES[key] = load_graphs(plan.graphs, target, plan.graph.file)
