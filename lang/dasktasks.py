@@ -108,8 +108,6 @@ def reduce_function(function):
     """What `Function.__reduce__` returns: a `LazyFunction` of the function's .tdsl text (or of its
     graph where the graph has no source form), its target, name and options, and the places in the
     user's file of the text's lines (worked out once per function)."""
-    if isinstance(function, LazyFunction):
-        return function.__reduce__()
     found = _RECIPES.get(function)
     if found is None:
         from .printer import to_tdsl
