@@ -50,6 +50,8 @@ static PyObject *numpy_empty;        /* numpy.empty */
 
 #define MAX_SLOTS 64            /* more arguments: the Python call path is used */
 #define MAX_RANK 32             /* NPY_MAXDIMS of NumPy 1.x */
+#define SPARES 4                /* dropped results kept per output (codegen/host.py, Spare) */
+#define SPARE_EXTRA_MAX ((Py_ssize_t)64 << 20)   /* bytes: larger results keep one spare */
 #define GIL_FREE_MIN 16384      /* elements of results from which the call lets other threads run */
 
 enum { SCALAR_BOOL, SCALAR_I32, SCALAR_I64, SCALAR_F32, SCALAR_F64 };
@@ -72,7 +74,8 @@ typedef struct {
     int itemsize;
     int ndim;                   /* 0: a scalar result */
     long long dims[MAX_RANK];   /* >= 0: a literal size; < 0: size variable -1 - d */
-    PyObject *spare;            /* the previous result, kept to be reused once dropped */
+    PyObject *spares[SPARES];   /* earlier results, kept to be reused once dropped (host.py) */
+    int next;                   /* the slot a result replaces next when none is free */
 } Output;
 
 typedef struct {
@@ -97,7 +100,8 @@ fastcall_traverse(FastCall *self, visitproc visit, void *arg)
     Py_VISIT(self->fallback);
     Py_VISIT(self->raise_error);
     for (int k = 0; self->outputs && k < self->noutputs; k++) {
-        Py_VISIT(self->outputs[k].spare);
+        for (int i = 0; i < SPARES; i++)
+            Py_VISIT(self->outputs[k].spares[i]);
         Py_VISIT(self->outputs[k].descr);
         Py_VISIT(self->outputs[k].scalar_type);
     }
@@ -111,7 +115,8 @@ static int
 fastcall_clear(FastCall *self)
 {
     for (int k = 0; self->outputs && k < self->noutputs; k++) {
-        Py_CLEAR(self->outputs[k].spare);
+        for (int i = 0; i < SPARES; i++)
+            Py_CLEAR(self->outputs[k].spares[i]);
         Py_CLEAR(self->outputs[k].descr);
         Py_CLEAR(self->outputs[k].scalar_type);
     }
@@ -207,7 +212,36 @@ array_slot(const Param *p, PyObject *value, int64_t *sizes, tdsl_slot *slot)
     return 1;
 }
 
-/* Result k's array: the spare one when the caller dropped it and it fits, else a new one. */
+/* Keep `result` (of `bytes`) as a spare when a slot is free: the first slot for any size, the
+   others for results up to SPARE_EXTRA_MAX (calls whose results live at once, such as the
+   chunks of a Dask computation, each reuse one; a large result keeps at most one spare). */
+static void
+keep_spare(Output *o, PyObject *result, Py_ssize_t bytes)
+{
+    for (int i = 0; i < SPARES; i++)
+        if (o->spares[i] == result)
+            return;             /* already kept (a reused spare comes back as the result) */
+    int last = bytes <= SPARE_EXTRA_MAX ? SPARES : 1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int j = 0; j < last; j++) {
+            /* first an empty slot, else one whose array the caller still holds (letting go of
+               it costs nothing), taken in turn so the latest results are the ones kept */
+            int i = pass == 0 ? j : (o->next + j) % last;
+            PyObject *old = o->spares[i];
+            if (pass == 0 ? old == NULL : Py_REFCNT(old) > 1) {
+                Py_INCREF(result);
+                o->spares[i] = result;
+                Py_XDECREF(old);
+                if (pass == 1)
+                    o->next = (i + 1) % SPARES;
+                return;
+            }
+        }
+    }
+}
+
+/* Result k's array: a spare one the caller dropped that fits, else a new one. A dropped spare
+   of another shape is let go (its memory goes back); one still in use stays in its slot. */
 static PyObject *
 output_array(Output *o, const int64_t *sizes, Py_ssize_t *count)
 {
@@ -219,10 +253,12 @@ output_array(Output *o, const int64_t *sizes, Py_ssize_t *count)
         n = (dims[j] != 0 && n > PY_SSIZE_T_MAX / dims[j]) ? PY_SSIZE_T_MAX : n * dims[j];
     }
     *count = n;
-    PyObject *spare = o->spare;
-    if (spare != NULL) {
-        o->spare = NULL;
-        if (Py_REFCNT(spare) == 1 && memcmp(FIELDS(spare)->dimensions, dims, sizeof(Py_ssize_t) * (size_t)o->ndim) == 0)
+    for (int i = 0; i < SPARES; i++) {
+        PyObject *spare = o->spares[i];
+        if (spare == NULL || Py_REFCNT(spare) != 1)
+            continue;           /* empty, or the caller still holds it */
+        o->spares[i] = NULL;
+        if (memcmp(FIELDS(spare)->dimensions, dims, sizeof(Py_ssize_t) * (size_t)o->ndim) == 0)
             return spare;       /* only this slot referred to it */
         Py_DECREF(spare);
     }
@@ -345,9 +381,8 @@ fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
                         Py_XDECREF(results[j]);
                 return NULL;
             }
-        } else if (self->reuse > 0 && o->spare == NULL && counts[k] * o->itemsize >= self->reuse) {
-            Py_INCREF(results[k]);
-            o->spare = results[k];
+        } else if (self->reuse > 0 && counts[k] * o->itemsize >= self->reuse) {
+            keep_spare(o, results[k], counts[k] * o->itemsize);
         }
     }
     if (!self->tuple_result)

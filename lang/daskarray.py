@@ -244,7 +244,10 @@ class _Graph:
             if self.arrays[p] is not None:
                 return self.block_key(p, 0)
             key = (f"{self.prefix}-arg", p)
-            self.layer.setdefault(key, self.values[p])
+            value = self.values[p]
+            # a scalar as a NumPy scalar, not a 0-d array: the tasks' calls take the fast path
+            # (which reuses dropped results) instead of converting it on every call
+            self.layer.setdefault(key, value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value)
             return key
         if kind == "row":
             key = (f"{self.prefix}-row", spec[1])

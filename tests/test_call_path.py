@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import numpy as np
 import pytest
@@ -100,6 +101,33 @@ def test_results_are_fresh_unless_the_caller_dropped_them(layer):
     assert id(f(x)) == ident                 # dropped: its buffer is the next result
     small = f(np.arange(3.0))
     assert f(np.arange(3.0)) is not small
+
+
+def test_results_alive_at_once_are_each_recycled(layer):
+    """Up to four dropped results are kept (the chunks of a Dask computation live at once); a
+    result over 64 MiB keeps one; a dropped result of another shape is let go."""
+    f = c_module(layer, "fn twice(x: f64[n]) -> f64[n] { return x * 2.0 }").twice
+    x = np.arange(200_000.0)
+    batch = [f(x + k) for k in range(6)]
+    idents = {id(a) for a in batch[-4:]}      # the four latest are kept (the older were let go)
+    del batch
+    again = [f(x - k) for k in range(4)]
+    assert {id(a) for a in again} == idents
+    for k, a in enumerate(again):
+        assert_same(a, (x - k) * 2.0)
+    held = again[0]
+    del again
+    other = f(np.arange(100_000.0))           # another shape: no kept array fits (they are let go)
+    assert_same(other, np.arange(100_000.0) * 2.0)
+    assert_same(held, x * 2.0)
+    assert f(x) is not held                    # the caller holds it: never handed out again
+    big = np.zeros(9_000_000)                  # 72 MB results: one spare, never two
+    first, second = f(big), f(big)
+    alive = [weakref.ref(first), weakref.ref(second)]
+    del first, second
+    assert sum(r() is not None for r in alive) == 1   # one is kept, the other let go
+    ident = next(id(r()) for r in alive if r() is not None)   # (alive in its slot: the id stays its own)
+    assert id(f(big)) == ident
 
 
 @pytest.mark.slow

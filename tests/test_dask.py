@@ -428,6 +428,20 @@ def test_c_target_threads_and_cluster(c_module, cluster):
     np.testing.assert_allclose(blocks.compute(), c_module.centered(xs.compute()), rtol=1e-12)
 
 
+def test_tasks_call_the_fast_path(c_module, monkeypatch):
+    """Whole scalars reach the tasks as NumPy scalars (not 0-d arrays): each chunk's call takes the
+    compiled fast path, which reuses the results a previous computation dropped."""
+    from tdsl.compiled import Function
+    slow = []
+    checked = Function._checked_call
+    monkeypatch.setattr(Function, "_checked_call", lambda self, *a, **k: (slow.append(self.name), checked(self, *a, **k))[1])
+    x, y = data(9, n=13)
+    got = call(c_module.train_step, da.from_array(x, chunks=(4, 3)), da.from_array(y, chunks=4),
+               np.array([0.1, -0.2, 0.3]), 0.05, 0.5)
+    compare(got, c_module.train_step(x, y, np.array([0.1, -0.2, 0.3]), 0.05, 0.5))
+    assert [name for name in slow if name != "train_step"] == []   # no task converted its arguments
+
+
 @pytest.mark.slow   # a task on the cluster of the test above
 def test_a_function_sent_to_a_worker_names_the_users_lines(lazy_file, cluster):
     f = tdsl.load(lazy_file, target="numpy").pick
