@@ -11,6 +11,7 @@ import ctypes
 import re
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,10 @@ from tdsl.callspec import CallSpec
 from tdsl.runner import Runner as BaseRunner
 
 from . import build, cache, warm
-from .cexpr import function_symbols
 from .fastcall import SCALAR_TYPES, data_address
-from .kernels import ModuleIR, with_symbols
+
+if TYPE_CHECKING:   # a warm load never lowers: the IR modules are imported where they are used
+    from .kernels import ModuleIR
 
 
 class CTarget:
@@ -70,6 +72,8 @@ class CTarget:
         from .fuse import fuse_module
         from .lower import lower_module
         module = fuse_module(lower_module(graphs, symbol_prefix(prefix), guard=self.guard))
+        from .cexpr import function_symbols
+        from .kernels import with_symbols
         return with_symbols(module, function_symbols([g.name for g in graphs], module.prefix))
 
     def render(self, module: ModuleIR) -> str:
