@@ -140,11 +140,13 @@ def safe_names(names: list[str], dialect: "Dialect | None" = None) -> dict[str, 
 
 def function_symbols(names: list[str], prefix: str) -> dict[str, str]:
     """The exported C name of each function, `PREFIX_NAME`, renamed (`PREFIX_u_NAME`) where it
-    would be another symbol of the module (`PREFIX_error`, `PREFIX_set_blas`, `PREFIX_noted_index`,
-    `PREFIX_failed_index`, the packed entry
-    `PREFIX_f_packed` of a function `f`), and `PREFIX_u_NAME_` where it is a reserved word,
-    macro or type name (`int64_t` of a module `int64`)."""
-    taken = {f"{prefix}_error", f"{prefix}_set_blas", f"{prefix}_noted_index", f"{prefix}_failed_index"}
+    would be another symbol of the module (`PREFIX_error`, `PREFIX_set_blas`, `PREFIX_blas_threads`,
+    `PREFIX_blas_calls`, `PREFIX_noted_index`, `PREFIX_failed_index`, the packed entry
+    `PREFIX_f_packed` of a function `f` and a profiling build's `PREFIX_f_profile`), and
+    `PREFIX_u_NAME_` where it is a reserved word, macro or type name (`int64_t` of a module
+    `int64`)."""
+    taken = {f"{prefix}_{fixed}" for fixed in ("error", "set_blas", "blas_threads", "blas_calls", "noted_index",
+                                               "failed_index")}
     result = {}
     for name in names:
         c_name = name
@@ -152,11 +154,11 @@ def function_symbols(names: list[str], prefix: str) -> dict[str, str]:
             symbol = f"{prefix}_{c_name}"
             if reserved(symbol, C) and not c_name.endswith("_"):
                 c_name = f"u_{c_name}_"
-            elif {symbol, symbol + "_packed"} & taken:
+            elif {symbol, symbol + "_packed", symbol + "_profile"} & taken:
                 c_name = "u_" + c_name
             else:
                 break
-        taken |= {symbol, symbol + "_packed"}
+        taken |= {symbol, symbol + "_packed", symbol + "_profile"}
         result[name] = symbol
     return result
 

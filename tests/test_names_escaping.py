@@ -128,9 +128,13 @@ fn _tdsl_module(x: f64[n]) -> f64[n] { return x + 9.0 }
 fn main(x: f64[n]) -> f64[n] { return x + 10.0 }
 fn globals(x: f64[n]) -> f64[n] { return x + 11.0 }
 fn __getattr__(x: f64[n]) -> f64[n] { return x + 12.0 }
+fn blas_threads(x: f64[n]) -> f64[n] { return x + 13.0 }
+fn blas_calls(x: f64[n]) -> f64[n] { return x + 14.0 }
+fn f_profile(x: f64[n]) -> f64[n] { return x + 15.0 }
 """
 SHIFTS = {"f": 1, "f_packed": 2, "error": 3, "set_blas": 4, "functions": 5, "path": 6, "__class__": 7,
-          "__dict__": 8, "_tdsl_module": 9, "main": 10, "globals": 11, "__getattr__": 12}
+          "__dict__": 8, "_tdsl_module": 9, "main": 10, "globals": 11, "__getattr__": 12, "blas_threads": 13,
+          "blas_calls": 14, "f_profile": 15}
 
 
 def test_function_names_that_clash_with_symbols_or_the_module(target):
@@ -147,7 +151,10 @@ def test_function_names_that_clash_with_symbols_or_the_module(target):
     assert type(m) is tdsl.Module and isinstance(m, tdsl.Module) and m.__class__ is tdsl.Module
     assert tdsl.Module.path(m) == "names.tdsl" and tdsl.Module.target(m) == target
     assert list(tdsl.Module.functions(m)) == [f.name for f in m] == list(SHIFTS)[:8] + ["__getitem__"] + list(SHIFTS)[8:]
-    assert "functions" in m and "nothing" not in m and len(m) == 13
+    assert "functions" in m and "nothing" not in m and len(m) == 16
+    if target != "numpy":   # a profiling build's tables: `f`'s beside a function named `f_profile`
+        for name in ("f", "f_profile"):
+            assert m[name].profile(x, repeat=1).to_dict()["calls"] == 1
     assert "__dict__" in dir(m) and repr(m).startswith("<tdsl.Module names.tdsl target=")
     assert m["__getitem__"](5.0, 2.0) == 3.0
     assert m["__getitem__"](self=5.0, out=2.0) == 3.0   # a parameter named `self` as a keyword
@@ -207,9 +214,10 @@ def test_a_library_exports_only_its_entry_points():
     symbols = {s for s in exported_symbols(library_of(m)) if not s.startswith(("_init", "_fini"))}
     entries = {"names_f", "names_u_f_packed", "names_u_error", "names_u_set_blas", "names_functions", "names_path",
                "names___class__", "names___dict__", "names___getitem__", "names__tdsl_module", "names_main",
-               "names_globals", "names___getattr__"}
-    assert symbols == {"names_error", "names_set_blas", "names_noted_index"} | entries | \
-        {e + "_packed" for e in entries}
+               "names_globals", "names___getattr__", "names_u_blas_threads", "names_u_blas_calls",
+               "names_u_f_profile"}
+    assert symbols == {"names_error", "names_set_blas", "names_noted_index", "names_blas_threads",
+                       "names_blas_calls"} | entries | {e + "_packed" for e in entries}
 
 
 def test_another_librarys_symbol_of_the_same_name_is_never_called(tmp_path):
