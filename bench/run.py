@@ -66,6 +66,23 @@ class Workload:
             and (self.peer_goal is None or peer_ratio is None or peer_ratio >= self.peer_goal)
 
 
+def median_time(fn: Callable, repeat: int = 9, min_time: float = 0.05) -> float:
+    """Seconds per call of `fn` alone (bench/conv.py): warm up, then the median of `repeat` timed
+    batches, each repeating the call for at least `min_time` seconds."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    inner = max(1, int(min_time / max(once, 1e-9)))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
 def interleaved(impls: dict, rounds: int, before: Callable | None = None) -> dict:
     """{label: [seconds per call, one per round]}: each round times every implementation once,
     in the order given (a batch of calls when one call is shorter than SAMPLE_S)."""
