@@ -94,7 +94,10 @@ def cluster_scaling(args) -> dict:
     import tdsl
     f = tdsl.compile(W1, target="c").w1
     n = 2_000_000 if args.quick else 40_000_000
-    chunks = n // 16
+    # 8 chunks of 40 MB, 4 on each worker: tasks of about 60 ms on one core (Dask's advice is
+    # tasks of 100 ms or more: each costs the scheduler, which shares this machine's two cores)
+    count = 8
+    chunks = n // count
     env = {"OMP_NUM_THREADS": "1", "TDSL_CACHE_DIR": os.environ.get("TDSL_CACHE_DIR", "")}
     env = {k: v for k, v in env.items() if v}
     clusters = []
@@ -130,7 +133,7 @@ def cluster_scaling(args) -> dict:
                 np.testing.assert_allclose(got, want, rtol=1e-12)
         def cpu(k):   # the CPU seconds the workers of cluster k have used
             return sum(clusters[k][1].run(time.process_time).values())
-        return side_by_side(f"(a) W1-like chain {n // 1_000_000}M f64, 16 chunks ({' and '.join(map(str, placed))}): "
+        return side_by_side(f"(a) W1-like chain {n // 1_000_000}M f64, {count} chunks ({' and '.join(map(str, placed))}): "
                             "2 worker processes / 1",
                             1.7, run(0), run(1), args.rounds, args.calls or 3, check, cpu)
     finally:
