@@ -5,7 +5,6 @@ from difflib import get_close_matches
 from html import escape
 from operator import attrgetter
 import shutil
-import subprocess
 import sys
 from types import SimpleNamespace
 import numpy as np
@@ -320,6 +319,7 @@ def _graph_html(dot_text: str, text: str) -> str:
     text listing in a <pre>."""
     dot = shutil.which("dot")
     if dot:
+        import subprocess   # here: a load (and a call) never needs it
         try:
             done = subprocess.run([dot, "-Tsvg"], input=dot_text, capture_output=True, text=True,
                                   timeout=DOT_TIMEOUT)
