@@ -124,8 +124,14 @@ def kernel_expressions(kernel) -> list:
         return [e for part in kernel.parts for e in kernel_expressions(part)]
     if kernel.kind == "region":
         return []
-    found, seen = [], set()
-    stack = list(_expressions(kernel)) + [g for aff in kernel_affines(kernel)[0] for g in affine_gathers(aff)]
+    return expressions_under(list(_expressions(kernel)) +
+                             [g for aff in kernel_affines(kernel)[0] for g in affine_gathers(aff)])
+
+
+def expressions_under(roots: list) -> list:
+    """Every expression under `roots` (operands and gathered indices), each once, found
+    iteratively (expression DAGs are deep); later ones first."""
+    found, seen, stack = [], set(), list(roots)
     while stack:
         item = stack.pop()
         if id(item) in seen:

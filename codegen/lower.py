@@ -25,7 +25,7 @@ from .kernels import (ONE, OUT_OF_MEMORY, Affine, Apply, ArgReduceKernel, Buffer
                       ModuleIR, Origin, Position, ReduceKernel, RegionKernel, RowKernel, SizeCheck, SizeLimit, SizeVar,
                       row_major, with_calls)
 from .layout import LAYOUT, broadcast_index, input_index
-from .loops import MAX_KERNEL_OPS, expression_children, simplify
+from .loops import MAX_KERNEL_OPS, expression_children, expressions_under, simplify
 
 ALWAYS_BUFFERED = ("reduce", "argreduce", "matmul", "concat", "region", "update", "scatter", "ordering")
 
@@ -592,7 +592,7 @@ class Lowering:
         call's failure path asks the reference which op it was (Function._guarded_call)."""
         if kernel.kind not in ("map", "reduce", "argreduce"):
             return kernel
-        ops = [item for item in _expression_nodes(kernel.value) if id(item) in self.guard_nodes]
+        ops = [item for item in expressions_under([kernel.value]) if id(item) in self.guard_nodes]
         if not ops:
             return kernel
         born = None
@@ -929,19 +929,6 @@ def guard_error(nodes: list, kind: str = "point") -> ErrorInfo:
     what = f"NaN or an infinity born from finite inputs in {texts}" if kind == "point" else \
         f"{op_text(first)} produced a value that is not finite"
     return ErrorInfo(what, first.loc, operand=source_name(first.inputs[0]), guard=kind)
-
-
-def _expression_nodes(root) -> list:
-    """Every expression under `root` (each once, iteratively: DAGs are deep), later ones first."""
-    stack, seen, found = [root], set(), []
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        found.append(item)
-        stack.extend(expression_children(item))
-    return found
 
 
 def _never(check: SizeCheck) -> bool:

@@ -50,6 +50,18 @@ def require_target(target: str) -> None:
         pytest.skip(reason)
 
 
+def require_module(name: str):
+    """The module `name` for a test module that needs an optional dependency: skipped with a
+    reason where it is not installed, but in CI (the `test` extra installs it) the ImportError
+    fails the run."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            raise
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')", allow_module_level=True)
+
+
 @pytest.fixture(params=TARGETS)
 def target(request) -> str:
     """Each test using this fixture runs once per target."""

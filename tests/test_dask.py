@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 import tdsl
-from tests.conftest import IN_CI
+from tests.conftest import require_module
 
-try:
-    import dask
-    import dask.array as da
-    import distributed
-except ImportError:   # the `test` extra installs them: CI must run these tests
-    if IN_CI:
-        raise
-    pytest.skip("dask[array] and distributed are not installed (pip install -e '.[dask]')",
-                allow_module_level=True)
+dask = require_module("dask")
+da = require_module("dask.array")
+distributed = require_module("distributed")
 
 from tdsl import chunked, daskarray, dasktasks
 from tdsl.errors import TdslArgumentError, TdslRuntimeError, TdslWarning

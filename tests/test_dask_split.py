@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 
 import tdsl
-from tests.conftest import IN_CI, require_target
+from tests.conftest import require_module, require_target
 
-try:
-    import dask
-    import dask.array as da
-except ImportError:   # the `test` extra installs them: CI must run these tests
-    if IN_CI:
-        raise
-    pytest.skip("dask[array] is not installed (pip install -e '.[dask]')", allow_module_level=True)
+dask = require_module("dask")
+da = require_module("dask.array")
 
 from tdsl import chunked_blocks
 from tdsl.errors import TdslArgumentError, TdslWarning
