@@ -82,6 +82,8 @@ def region_plan(fn: FunctionIR, k, schedule: ModuleSchedule) -> dict:
             return None
         if not hasattr(item, "role"):   # a literal scalar
             return ["const", item.value, item.dtype]
+        if item.role == "const":        # a constant array (its flat values)
+            return ["array", list(item.data), item.dtype]
         group = {"param": fn.params, "output": fn.outputs, "temp": fn.temps}[item.role]
         return [item.role, next(i for i, b in enumerate(group) if b.name == item.name)]
     return {"region": k.region, "step": k.step, "index": k.index, "index_param": k.index_param,

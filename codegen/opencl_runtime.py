@@ -351,7 +351,7 @@ class FunctionRunner:
         def get(ref):
             if ref is None:
                 return None
-            if ref[0] == "const":
+            if ref[0] in ("const", "array"):   # a literal, or a constant array (a loop's first value)
                 return self._scalar_buffer(ref[1], ref[2])
             return values[ref[0]][ref[1]]
         kind, bodies = launch["region"], launch["bodies"]
@@ -421,7 +421,8 @@ class FunctionRunner:
             self.where = outer
 
     def _scalar_buffer(self, value, dtype: str):
-        data = np.array([value], DTYPES[dtype])
+        """A read-only device buffer holding `value` (a scalar, or a constant array's flat values)."""
+        data = np.array(value if isinstance(value, list) else [value], DTYPES[dtype])
         return cl.Buffer(self.program.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=data)
 
     def _read(self, buffer, dtype: str):

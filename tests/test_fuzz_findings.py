@@ -367,3 +367,33 @@ def test_gather_of_a_keepdims_reduction_checks_its_indices(target):
         m.g(np.ones((1, 1), np.float32), np.array([[0, 1]]))
     with pytest.raises(tdsl.TdslError, match="out of range"):
         m.h(np.ones((1, 3), np.float32), np.array([0, 1]))
+
+
+CONST_INTO_LOOP = """
+fn h(x: f32[3], n: i64) -> f32[3] {
+    v = [1.0, 2.0, 3.0]
+    for i in range(n) {
+        v = v * 2.0 + x
+    }
+    return v
+}
+
+fn g(x: f32[k], b: bool[1, 1]) -> bool[1, 1] {
+    v = b
+    v[0, 0] = true
+    if all(x[2:] <= 2.5) {
+        for q in range(1) {
+            v = v
+        }
+    }
+    return b
+}
+"""
+
+
+def test_a_constant_array_as_a_loops_first_value(target):
+    """A loop or branch whose input is a constant array (the OpenCL host plan raised KeyError 'const')."""
+    m = compile_for(CONST_INTO_LOOP, target)
+    assert_same(m.h(np.ones(3, np.float32), 2), np.array([7.0, 11.0, 15.0], np.float32))
+    assert_same(m.h(np.ones(3, np.float32), 0), np.array([1.0, 2.0, 3.0], np.float32))
+    assert_same(m.g(np.arange(5, dtype=np.float32), np.array([[False]])), np.array([[False]]))
